@@ -1,0 +1,52 @@
+# qemuctl — two commands do everything on a fresh Debian machine:
+#   make demo   installs what is missing, builds, and runs the main job
+#   make test   installs what is missing and runs the full suite
+
+SHELL := /bin/bash
+SWIFT ?= swift
+GUEST_DIR ?= $(CURDIR)/.cache/guest
+export QEMUCTL_GUEST_DIR := $(GUEST_DIR)
+
+# Debian packages the build, the tests and the demo need.
+APT_PACKAGES := qemu-system-x86 qemu-utils libyaml-dev busybox-static cpio kmod pkg-config
+# Commands whose presence shows a package is installed (same order as above).
+CHECK_FILES := /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/include/yaml.h /bin/busybox /usr/bin/cpio /usr/bin/depmod /usr/bin/pkg-config
+
+.PHONY: all deps build guest demo test bench clean
+
+all: build
+
+deps:
+	@missing=""; set -- $(APT_PACKAGES); for f in $(CHECK_FILES); do \
+	  [ -e "$$f" ] || missing="$$missing $$1"; shift; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "make deps: installing$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "make deps: missing Debian packages:$$missing"; \
+	    echo "  install them with: sudo apt-get install -y --no-install-recommends$$missing"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+guest: deps
+	@scripts/make-guest.sh "$(GUEST_DIR)"
+
+demo: build guest
+	$(SWIFT) run -c debug qemuctl-demo
+
+test: deps guest
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+bench: deps guest
+	$(SWIFT) build -c release --product qmp-rtt
+	.build/release/qmp-rtt
+
+clean:
+	rm -rf .build .cache

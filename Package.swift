@@ -1,0 +1,70 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "qemuctl",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "qemuctl", targets: ["QemuCtlCLI"]),
+        .library(name: "QMP", targets: ["QMP"]),
+        .library(name: "QemuCtl", targets: ["QemuCtl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // MARK: - C
+        .systemLibrary(
+            name: "CYAML",
+            pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"]), .brew(["libyaml"])]
+        ),
+        .target(name: "CSocketShims"),
+
+        // MARK: - Layers
+        .target(name: "QMP", dependencies: ["CSocketShims"]),
+        .target(
+            name: "QemuCtl",
+            dependencies: ["QMP", "CSocketShims", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(name: "Manifest", dependencies: ["CYAML"]),
+        .target(
+            name: "Reconcile",
+            dependencies: ["Manifest", "QemuCtl", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "QemuCtlCLI",
+            dependencies: [
+                "Reconcile", "Manifest", "QemuCtl", "QMP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // MARK: - Benchmarks
+        .target(name: "CBenchRaw", path: "bench/CBenchRaw"),
+        .executableTarget(name: "qmp-rtt", dependencies: ["QMP", "QemuCtl", "CBenchRaw"], path: "bench/qmp-rtt"),
+
+        // MARK: - Tests
+        .target(name: "QemuCtlTestSupport", dependencies: ["QMP", "QemuCtl"], path: "Tests/QemuCtlTestSupport"),
+        .testTarget(name: "QMPTests", dependencies: ["QMP", "QemuCtlTestSupport"]),
+        .testTarget(name: "QemuCtlTests", dependencies: ["QemuCtl", "QMP", "QemuCtlTestSupport"]),
+        .testTarget(name: "ManifestTests", dependencies: ["Manifest"]),
+        .testTarget(name: "ReconcileTests", dependencies: ["Reconcile", "QemuCtlTestSupport"]),
+        .testTarget(name: "QemuCtlCLITests", dependencies: ["QemuCtlTestSupport"]),
+    ]
+)
+
+// Strictness for every Swift target (the system library and C targets are skipped).
+for target in package.targets where [.regular, .executable, .test].contains(target.type) {
+    guard !["CSocketShims", "CBenchRaw"].contains(target.name) else { continue }
+    var settings = target.swiftSettings ?? []
+    settings.append(.swiftLanguageMode(.v6))
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+    settings.append(.enableUpcomingFeature("InternalImportsByDefault"))
+    settings.append(.enableUpcomingFeature("NonisolatedNonsendingByDefault"))
+    settings.append(.unsafeFlags(["-Xfrontend", "-require-explicit-sendable"]))
+    target.swiftSettings = settings
+}

@@ -1,0 +1,33 @@
+#ifndef CSOCKETSHIMS_H
+#define CSOCKETSHIMS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/// Largest path a unix socket address holds (sun_path, including the NUL).
+int csock_unix_path_max(void);
+
+/// Creates a close-on-exec stream unix socket and connects it to `path`.
+/// Returns the fd, or -1 with errno set. ENAMETOOLONG when the path does not fit.
+int csock_unix_connect(const char *path);
+
+/// Creates a close-on-exec unix socket listening on `path` (which must not exist).
+/// Returns the fd, or -1 with errno set.
+int csock_unix_listen(const char *path, int backlog);
+
+/// Sends `len` bytes with `fd` attached as SCM_RIGHTS ancillary data.
+/// Returns the number of bytes sent, or -1 with errno set.
+ssize_t csock_send_with_fd(int sock, const void *buf, size_t len, int fd);
+
+/// Receives up to `len` bytes; if an fd arrives in SCM_RIGHTS it is stored in *fd_out
+/// (close-on-exec), else *fd_out is -1. Returns bytes read or -1 with errno set.
+ssize_t csock_recv_with_fd(int sock, void *buf, size_t len, int *fd_out);
+
+/// Reads the peer credentials of a connected unix socket (SO_PEERCRED).
+/// Returns 0 and fills pid/uid, or -1 with errno set.
+int csock_peer_credentials(int sock, pid_t *pid, uid_t *uid);
+
+/// Sets SO_RCVTIMEO/SO_SNDTIMEO; 0 clears. Returns 0 or -1.
+int csock_set_timeouts(int sock, long millis);
+
+#endif

@@ -1,0 +1,1 @@
+// Test support: QEMU/guest fixtures, fake QMP peer, traits.

@@ -1,0 +1,1 @@
+int cbench_raw_version(void) { return 1; }

@@ -1,0 +1,1 @@
+print("qmp-rtt: not yet")
