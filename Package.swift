@@ -47,7 +47,7 @@ let package = Package(
         .executableTarget(name: "qmp-rtt", dependencies: ["QMP", "QemuCtl", "CBenchRaw"], path: "bench/qmp-rtt"),
 
         // MARK: - Tests
-        .target(name: "QemuCtlTestSupport", dependencies: ["QMP", "QemuCtl"], path: "Tests/QemuCtlTestSupport"),
+        .target(name: "QemuCtlTestSupport", dependencies: ["QMP", "QemuCtl", "CSocketShims"], path: "Tests/QemuCtlTestSupport"),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "QemuCtlTestSupport"]),
         .testTarget(name: "QemuCtlTests", dependencies: ["QemuCtl", "QMP", "QemuCtlTestSupport"]),
         .testTarget(name: "ManifestTests", dependencies: ["Manifest"]),

@@ -30,4 +30,7 @@ int csock_peer_credentials(int sock, pid_t *pid, uid_t *uid);
 /// Sets SO_RCVTIMEO/SO_SNDTIMEO; 0 clears. Returns 0 or -1.
 int csock_set_timeouts(int sock, long millis);
 
+/// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK).
+int csock_eventfd(void);
+
 #endif

@@ -1,1 +1,0 @@
-// Test support: QEMU/guest fixtures, fake QMP peer, traits.

@@ -1,0 +1,24 @@
+import Foundation
+
+/// A private temporary directory with a short path (unix socket paths must stay
+/// under 108 bytes), removed by ``remove()``.
+public struct TempDir: Sendable {
+    /// The directory path.
+    public let path: String
+
+    /// Creates `/tmp/qc-<prefix>-XXXXXX` with mode 0700.
+    public init(_ prefix: String = "t") throws {
+        var template = Array("/tmp/qc-\(prefix)-XXXXXX".utf8CString)
+        let result = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        guard result != nil else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// A path inside the directory.
+    public func file(_ name: String) -> String { path + "/" + name }
+
+    /// Removes the directory and everything in it.
+    public func remove() {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
