@@ -1,2 +1,0 @@
-// The QemuCtl library: VM configuration -> QEMU argv, launch, attach, control.
-// Filled by issue #3.
