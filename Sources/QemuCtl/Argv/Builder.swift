@@ -75,7 +75,7 @@ struct ArgvBuilder {
         var o = o
         if let bus = family.rootBus, let slot = slots[id] {
             o["bus"] = bus
-            o["addr"] = "0x" + hex2(slot)
+            o["addr"] = "0x" + String(slot, radix: 16)
         }
         opt("-device", o.rendered)
     }
