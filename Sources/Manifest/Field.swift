@@ -1,0 +1,92 @@
+// MARK: - ChangeClass
+
+/// What it takes to apply a change of a field to an existing VM (ARCHITECTURE §4).
+package enum ChangeClass: String, Sendable, Hashable, Codable, CaseIterable {
+    /// Recorded only; the VM is untouched (labels).
+    case metadata
+    /// Applied to the running VM over QMP and verified (throttle, passwords, link, media, hot-plug).
+    case live
+    /// Needs a relaunch; disks and uuid are kept (machine, arch, firmware, kernel, CPU model).
+    case restart
+}
+
+// MARK: - Field
+
+/// One manifest field as data: name, type, default, documentation and change class.
+///
+/// The tree of fields rooted at ``FieldTable/document`` is the single description of
+/// the manifest format: the decoder reads keys, types, enum values, bounds and defaults
+/// from it; ``ManifestSchema`` renders it as JSON Schema and Markdown; the planner asks
+/// it for change classes with ``FieldTable/changeClass(at:)``.
+package struct Field: Sendable {
+    /// The key as written in YAML (`throttle`), or `[]` for an array's element.
+    package var name: String
+    /// What values the field accepts.
+    package var type: FieldType
+    /// What changing the field on an existing VM takes.
+    package var change: ChangeClass
+    /// One or two sentences for the schema's `description` and the reference docs.
+    package var doc: String
+    /// The value used when the key is absent, if any.
+    package var defaultValue: DefaultValue?
+    /// Whether the key must be present.
+    package var required: Bool
+    /// For a `live` field: the sibling field that bounds live changes (`count` up to
+    /// `maxCount`); beyond it, a change needs a restart.
+    package var liveUpTo: String?
+
+    /// Creates a field.
+    package init(
+        _ name: String, _ type: FieldType, _ change: ChangeClass, _ doc: String,
+        default defaultValue: DefaultValue? = nil, required: Bool = false, liveUpTo: String? = nil
+    ) {
+        self.name = name
+        self.type = type
+        self.change = change
+        self.doc = doc
+        self.defaultValue = defaultValue
+        self.required = required
+        self.liveUpTo = liveUpTo
+    }
+
+    /// The child field named `name` of an object field.
+    package func child(_ name: String) -> Field? {
+        if case .object(let fields, _) = type { return fields.first { $0.name == name } }
+        return nil
+    }
+}
+
+// MARK: - FieldType
+
+/// The values a ``Field`` accepts.
+package indirect enum FieldType: Sendable {
+    /// A string in one of the formats of ``StringFormat``.
+    case string(StringFormat)
+    /// `true` or `false` (YAML 1.2: `yes`, `no`, `on`, `off` are strings and refused).
+    case bool
+    /// An integer within bounds (inclusive).
+    case integer(min: Int64, max: Int64)
+    /// A byte size such as `512MiB` or `2G` (binary units), within bounds in bytes (inclusive).
+    case size(min: UInt64, max: UInt64)
+    /// One of a fixed list of words.
+    case enumeration([String])
+    /// A mapping with known keys; `oneOf` lists keys of which exactly one must be present
+    /// (the backends of a disk or NIC, the source of a secret).
+    case object([Field], oneOf: [String])
+    /// A sequence whose items all match the element field (named `[]`).
+    case array(Field)
+    /// A mapping from keys of one string format to values of another (labels).
+    case map(key: StringFormat, value: StringFormat)
+}
+
+// MARK: - DefaultValue
+
+/// A field's default, as it would be written in YAML.
+package enum DefaultValue: Sendable, Hashable {
+    /// A boolean default.
+    case bool(Bool)
+    /// An integer default.
+    case integer(Int64)
+    /// A string default (also sizes, as written: `512MiB`, and enum values).
+    case string(String)
+}

@@ -1,0 +1,109 @@
+// MARK: - DecodeContext
+
+/// State shared while decoding one file: its name, its directory and the diagnostics so far.
+final class DecodeContext {
+    /// The file as the user named it.
+    let file: String
+    /// The absolute directory relative paths are resolved against.
+    let baseDirectory: String
+    /// Whether missing host files are reported.
+    let hostFiles: ManifestLoader.HostFiles
+    /// Everything found so far.
+    var diagnostics: [ManifestDiagnostic] = []
+
+    init(file: String, baseDirectory: String, hostFiles: ManifestLoader.HostFiles = .ignore) {
+        self.file = file
+        self.baseDirectory = baseDirectory
+        self.hostFiles = hostFiles
+    }
+
+    /// Reports `path` (absolute) when it does not exist and the policy asks for it.
+    func checkHostFile(_ path: String?, _ node: YAMLNode, _ what: String) {
+        guard let path, hostFiles != .ignore, !FileSystem.exists(path) else { return }
+        diagnostics.append(ManifestDiagnostic(
+            hostFiles == .warn ? .warning : .error, code: .hostFile, at: location(node),
+            "\(what) '\(path)' does not exist", hint: hostFiles == .warn ? "it must exist before 'apply'" : nil))
+    }
+
+    func location(_ node: YAMLNode) -> SourceLocation {
+        SourceLocation(file: file, line: Int(node.line), column: Int(node.column))
+    }
+
+    func error(_ node: YAMLNode, _ message: String, hint: String? = nil) {
+        diagnostics.append(ManifestDiagnostic(.error, code: .invalid, at: location(node), message, hint: hint))
+    }
+
+    /// Resolves a manifest path against the manifest's directory and removes `.`/`..` segments lexically.
+    func resolve(_ path: String) -> String {
+        PathUtilities.resolve(path, against: baseDirectory)
+    }
+}
+
+// MARK: - Helpers for messages
+
+enum Text {
+    /// Quotes a value for a message, escaping control characters and shortening long values.
+    static func quoted(_ s: String) -> String {
+        var out = "'"
+        var n = 0
+        for scalar in s.unicodeScalars {
+            n += 1
+            if n > 60 {
+                out += "…"
+                break
+            }
+            switch scalar {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F {
+                    out += "\\x" + (scalar.value < 16 ? "0" : "") + String(scalar.value, radix: 16)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "'"
+    }
+
+    /// A human list: `'a', 'b' or 'c'`.
+    static func list(_ items: [String], conjunction: String = "or") -> String {
+        let q = items.map { "'\($0)'" }
+        guard q.count > 1 else { return q.first ?? "" }
+        return q.dropLast().joined(separator: ", ") + " \(conjunction) " + q.last!
+    }
+
+    /// The closest candidate within a small edit distance, for "did you mean".
+    static func suggestion(for word: String, among candidates: [String]) -> String? {
+        let lower = word.lowercased()
+        var best: (String, Int)? = nil
+        for c in candidates {
+            if c.lowercased() == lower { return c }
+            let d = editDistance(Array(lower.utf8), Array(c.lowercased().utf8))
+            if d <= max(1, min(3, c.utf8.count / 3)), best == nil || d < best!.1 { best = (c, d) }
+        }
+        return best?.0
+    }
+
+    /// Optimal-string-alignment distance (Levenshtein plus adjacent transpositions).
+    static func editDistance(_ a: [UInt8], _ b: [UInt8]) -> Int {
+        if a.isEmpty { return b.count }
+        if b.isEmpty { return a.count }
+        var prev2 = [Int](repeating: 0, count: b.count + 1)
+        var prev = Array(0...b.count)
+        var cur = [Int](repeating: 0, count: b.count + 1)
+        for i in 1...a.count {
+            cur[0] = i
+            for j in 1...b.count {
+                let cost = a[i - 1] == b[j - 1] ? 0 : 1
+                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+                if i > 1, j > 1, a[i - 1] == b[j - 2], a[i - 2] == b[j - 1] {
+                    cur[j] = min(cur[j], prev2[j - 2] + 1)
+                }
+            }
+            (prev2, prev, cur) = (prev, cur, prev2)
+        }
+        return prev[b.count]
+    }
+}

@@ -1,0 +1,275 @@
+// The only file of the Manifest module that talks to libyaml.
+internal import CYAML
+
+// MARK: - LibYAMLReader
+
+/// Turns bytes into ``YAMLDocument``s with libyaml's event API.
+///
+/// Every problem becomes a ``ManifestDiagnostic`` in `diagnostics`; the documents read
+/// before a syntax error are still returned, so their problems can be reported too.
+/// Applies the YAML 1.2 core schema's tag rules and the bounds of ``ManifestLimits``.
+struct LibYAMLReader {
+    /// The file name used in diagnostics.
+    let file: String
+    /// Bounds on depth and alias expansion.
+    let limits: ManifestLimits
+
+    /// A mapping or sequence being built.
+    private struct Frame {
+        var isMapping: Bool
+        var items: [YAMLNode]
+        var line: Int32
+        var column: Int32
+        var anchor: String?
+        /// Nodes in this subtree so far, aliases expanded.
+        var nodeCount: Int
+    }
+
+    /// Why reading stopped early: the diagnostic to report.
+    private struct Stop: Error {
+        var diagnostic: ManifestDiagnostic
+    }
+
+    /// Reads every document in `bytes`.
+    ///
+    /// - Parameters:
+    ///   - bytes: the file's content, any encoding libyaml accepts (UTF-8, UTF-16 with BOM).
+    ///   - diagnostics: receives syntax errors and limit violations.
+    /// - Returns: the documents read, in order, empty ones included (with a nil root).
+    func read(_ bytes: UnsafeRawBufferPointer, into diagnostics: inout [ManifestDiagnostic]) -> [YAMLDocument] {
+        let parser = UnsafeMutablePointer<yaml_parser_t>.allocate(capacity: 1)
+        defer { parser.deallocate() }
+        guard yaml_parser_initialize(parser) == 1 else {
+            diagnostics.append(.init(code: .syntax, at: location(1, 1), "out of memory while reading YAML"))
+            return []
+        }
+        defer { yaml_parser_delete(parser) }
+        // libyaml wants a non-null pointer even for an empty input.
+        let empty: [UInt8] = [0]
+        if bytes.isEmpty {
+            empty.withUnsafeBufferPointer { yaml_parser_set_input_string(parser, $0.baseAddress, 0) }
+        } else {
+            yaml_parser_set_input_string(
+                parser, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count)
+        }
+
+        var documents: [YAMLDocument] = []
+        var stack: [Frame] = []
+        stack.reserveCapacity(16)
+        var anchors: [String: (node: YAMLNode, count: Int)] = [:]
+        var aliasNodes = 0
+        var root: YAMLNode? = nil
+        var docLine: Int32 = 1
+        var docColumn: Int32 = 1
+        var event = yaml_event_t()
+
+
+        /// Adds a finished node to its parent, or makes it the document's root.
+        func attach(_ node: YAMLNode, count: Int) throws(Stop) {
+            if stack.isEmpty {
+                root = node
+            } else {
+                let top = stack.count - 1
+                stack[top].items.append(node)
+                stack[top].nodeCount += count
+                if stack[top].nodeCount > limits.maxNodes {
+                    throw fail(node.line, node.column, "document has more than \(limits.maxNodes) nodes",
+                               hint: "split it into several documents or files")
+                }
+            }
+        }
+
+        do throws(Stop) {
+            while true {
+                guard yaml_parser_parse(parser, &event) == 1 else {
+                    throw parserError(parser, bytes)
+                }
+                defer { yaml_event_delete(&event) }
+                let line = Int32(truncatingIfNeeded: event.start_mark.line) + 1
+                let column = Int32(truncatingIfNeeded: event.start_mark.column) + 1
+
+                switch event.type {
+                case YAML_SCALAR_EVENT:
+                    let s = event.data.scalar
+                    let text = String(
+                        decoding: UnsafeBufferPointer(start: s.value, count: Int(s.length)), as: UTF8.self)
+                    var tag: YAMLNode.ScalarTag =
+                        s.style == YAML_PLAIN_SCALAR_STYLE || s.style == YAML_ANY_SCALAR_STYLE ? .plain : .string
+                    if let t = s.tag {
+                        tag = try scalarTag(String(cString: t), line, column)
+                    }
+                    let node = YAMLNode(kind: .scalar(text, tag), line: line, column: column)
+                    if let a = s.anchor { anchors[String(cString: a)] = (node, 1) }
+                    try attach(node, count: 1)
+
+                case YAML_MAPPING_START_EVENT, YAML_SEQUENCE_START_EVENT:
+                    let isMapping = event.type == YAML_MAPPING_START_EVENT
+                    let (tagPtr, anchorPtr) = isMapping
+                        ? (event.data.mapping_start.tag, event.data.mapping_start.anchor)
+                        : (event.data.sequence_start.tag, event.data.sequence_start.anchor)
+                    if let t = tagPtr {
+                        try collectionTag(String(cString: t), isMapping: isMapping, line, column)
+                    }
+                    if stack.count >= limits.maxDepth {
+                        throw fail(line, column, "nesting deeper than \(limits.maxDepth) levels")
+                    }
+                    stack.append(Frame(
+                        isMapping: isMapping, items: [], line: line, column: column,
+                        anchor: anchorPtr.map { String(cString: $0) }, nodeCount: 0))
+
+                case YAML_MAPPING_END_EVENT, YAML_SEQUENCE_END_EVENT:
+                    let frame = stack.removeLast()
+                    if frame.isMapping { try checkDuplicateKeys(frame.items) }
+                    let node = YAMLNode(
+                        kind: frame.isMapping ? .mapping(frame.items) : .sequence(frame.items),
+                        line: frame.line, column: frame.column)
+                    if let a = frame.anchor { anchors[a] = (node, frame.nodeCount + 1) }
+                    try attach(node, count: frame.nodeCount + 1)
+
+                case YAML_ALIAS_EVENT:
+                    let name = String(cString: event.data.alias.anchor)
+                    guard let target = anchors[name] else {
+                        throw fail(line, column, "alias '*\(name)' refers to no anchor defined before it")
+                    }
+                    aliasNodes += target.count
+                    if aliasNodes > limits.maxAliasNodes {
+                        throw fail(line, column,
+                                   "aliases expand to more than \(limits.maxAliasNodes) nodes",
+                                   hint: "an alias bomb? nested aliases multiply; write the values out instead")
+                    }
+                    var copy = target.node
+                    copy.line = line
+                    copy.column = column
+                    try attach(copy, count: target.count)
+
+                case YAML_DOCUMENT_START_EVENT:
+                    root = nil
+                    anchors.removeAll(keepingCapacity: true)
+                    aliasNodes = 0
+                    docLine = line
+                    docColumn = column
+
+                case YAML_DOCUMENT_END_EVENT:
+                    if case .scalar(let text, .plain)? = root?.kind, text.isEmpty { root = nil }
+                    documents.append(YAMLDocument(root: root, line: docLine, column: docColumn))
+                    root = nil
+
+                case YAML_STREAM_END_EVENT:
+                    return documents
+
+                default:  // stream start, no event
+                    break
+                }
+            }
+        } catch {
+            diagnostics.append(error.diagnostic)
+            return documents
+        }
+    }
+
+    // MARK: - Tags
+
+    /// Core-schema scalar tags; anything else is refused.
+    private func scalarTag(_ tag: String, _ line: Int32, _ column: Int32) throws(Stop) -> YAMLNode.ScalarTag {
+        switch tag {
+        case "!", "tag:yaml.org,2002:str": return .string
+        case "tag:yaml.org,2002:int": return .int
+        case "tag:yaml.org,2002:float": return .float
+        case "tag:yaml.org,2002:bool": return .bool
+        case "tag:yaml.org,2002:null": return .null
+        default: throw unsupportedTag(tag, line, column)
+        }
+    }
+
+    private func collectionTag(_ tag: String, isMapping: Bool, _ line: Int32, _ column: Int32) throws(Stop) {
+        if tag == "!" || tag == (isMapping ? "tag:yaml.org,2002:map" : "tag:yaml.org,2002:seq") { return }
+        throw unsupportedTag(tag, line, column)
+    }
+
+    private func unsupportedTag(_ tag: String, _ line: Int32, _ column: Int32) -> Stop {
+        fail(line, column, "tag '\(shortTag(tag))' is not allowed",
+             hint: "only the YAML 1.2 core tags !!str, !!int, !!float, !!bool, !!null, !!map and !!seq are")
+    }
+
+    private func shortTag(_ tag: String) -> String {
+        let prefix = "tag:yaml.org,2002:"
+        return tag.hasPrefix(prefix) ? "!!" + tag.dropFirst(prefix.count) : tag
+    }
+
+    // MARK: - Duplicate keys
+
+    /// Reports the second occurrence of a key in one mapping.
+    private func checkDuplicateKeys(_ items: [YAMLNode]) throws(Stop) {
+        let n = items.count / 2
+        guard n > 1 else { return }
+        for i in 1..<n {
+            guard case .scalar(let key, _) = items[2 * i].kind else { continue }
+            for j in 0..<i {
+                if case .scalar(let other, _) = items[2 * j].kind, other == key {
+                    let first = items[2 * j]
+                    throw fail(items[2 * i].line, items[2 * i].column, "duplicate key '\(key)'",
+                               hint: "first defined at line \(first.line), column \(first.column)")
+                }
+            }
+        }
+    }
+
+    // MARK: - Errors
+
+    private func location(_ line: Int, _ column: Int) -> SourceLocation {
+        SourceLocation(file: file, line: line, column: column)
+    }
+
+    private func fail(_ line: Int32, _ column: Int32, _ message: String, hint: String? = nil) -> Stop {
+        Stop(diagnostic: .init(code: .syntax, at: location(Int(line), Int(column)), message, hint: hint))
+    }
+
+    /// Turns libyaml's error state into a diagnostic at libyaml's position.
+    private func parserError(
+        _ parser: UnsafeMutablePointer<yaml_parser_t>, _ bytes: UnsafeRawBufferPointer
+    ) -> Stop {
+        let p = parser.pointee
+        let problem = p.problem.map { String(cString: $0) } ?? "unknown error"
+        var line: Int
+        var column: Int
+        var message: String
+        var hint: String? = nil
+        switch p.error {
+        case YAML_READER_ERROR:
+            // Encoding problems carry a byte offset, not a mark.
+            (line, column) = Self.lineAndColumn(ofByte: p.problem_offset, in: bytes)
+            message = "not valid text: \(problem)"
+            if p.problem_value != -1 {
+                message += " (byte 0x\(String(UInt8(truncatingIfNeeded: p.problem_value), radix: 16)))"
+            }
+            hint = "manifests must be UTF-8 (or UTF-16 with a byte-order mark)"
+        case YAML_MEMORY_ERROR:
+            (line, column) = (1, 1)
+            message = "out of memory while reading YAML"
+        default:
+            line = Int(p.problem_mark.line) + 1
+            column = Int(p.problem_mark.column) + 1
+            message = "invalid YAML: \(problem)"
+            if let context = p.context {
+                hint = "\(String(cString: context)) started at line \(p.context_mark.line + 1), column \(p.context_mark.column + 1)"
+            }
+        }
+        return Stop(diagnostic: .init(code: .syntax, at: location(line, column), message, hint: hint))
+    }
+
+    /// The 1-based line and column of a byte offset, columns counting UTF-8 scalars.
+    static func lineAndColumn(ofByte offset: Int, in bytes: UnsafeRawBufferPointer) -> (Int, Int) {
+        var line = 1
+        var column = 1
+        for i in 0..<min(offset, bytes.count) {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\n") {
+                line += 1
+                column = 1
+            } else if b & 0xC0 != 0x80 {
+                column += 1
+            }
+        }
+        return (line, column)
+    }
+}

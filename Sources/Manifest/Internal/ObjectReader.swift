@@ -1,0 +1,361 @@
+// MARK: - ObjectReader
+
+/// Reads one YAML mapping against an object ``Field`` of the ``FieldTable``.
+///
+/// Creating a reader checks the keys (unknown keys with "did you mean", inline secrets,
+/// missing required keys, exactly-one-of groups). The typed accessors then check each
+/// value's type, format, enum values and bounds, apply the table's default when the
+/// key is absent, and report problems to the context. An accessor returns nil when
+/// the key is absent without default, or its value is invalid (already reported).
+struct ObjectReader {
+    let ctx: DecodeContext
+    /// The mapping node.
+    let node: YAMLNode
+    /// Flattened key/value pairs of the mapping.
+    let items: [YAMLNode]
+    /// The field's children, from the table.
+    let fields: [Field]
+    /// For each of `fields`, the index of its value in `items`, or -1.
+    private var slots: [Int]
+
+    /// Checks `node` against `field`; nil (and a diagnostic) when `node` is not a mapping.
+    init?(_ node: YAMLNode, _ field: Field, _ ctx: DecodeContext, path: String) {
+        guard case .object(let fields, let oneOf) = field.type else {
+            preconditionFailure("\(field.name) is not an object field")
+        }
+        guard case .mapping(let items) = node.kind else {
+            ctx.error(node, "'\(path)' must be a mapping, not \(Values.describe(node))",
+                      hint: "allowed keys: \(fields.map(\.name).joined(separator: ", "))")
+            return nil
+        }
+        self.ctx = ctx
+        self.node = node
+        self.items = items
+        self.fields = fields
+        self.slots = [Int](repeating: -1, count: fields.count)
+
+        var i = 0
+        while i < items.count {
+            let keyNode = items[i]
+            guard case .scalar(let key, _) = keyNode.kind else {
+                ctx.error(keyNode, "keys must be plain strings, not \(Values.describe(keyNode))")
+                i += 2
+                continue
+            }
+            if let j = fields.firstIndex(where: { $0.name == key }) {
+                slots[j] = i + 1
+            } else {
+                Self.reportUnknownKey(key, keyNode, fields, path, ctx)
+            }
+            i += 2
+        }
+
+        for (j, f) in fields.enumerated() where f.required && !isPresent(j) {
+            ctx.error(node, "missing required key '\(f.name)' in '\(path)'", hint: f.doc)
+        }
+        if !oneOf.isEmpty {
+            let present = oneOf.filter { name in
+                fields.firstIndex { $0.name == name }.map(isPresent) ?? false
+            }
+            if present.isEmpty {
+                ctx.error(node, "'\(path)' needs exactly one of \(Text.list(oneOf))")
+            } else if present.count > 1 {
+                // Report at the second one, in document order.
+                let ordered = present.sorted { self.keyIndex($0)! < self.keyIndex($1)! }
+                let second = items[keyIndex(ordered[1])!]
+                ctx.error(second, "'\(path)' has more than one of \(Text.list(oneOf)): '\(ordered[1])' conflicts with '\(ordered[0])'",
+                          hint: "keep exactly one")
+            }
+        }
+    }
+
+    /// Whether field `j`'s key is present with a non-null value.
+    private func isPresent(_ j: Int) -> Bool {
+        guard slots[j] >= 0 else { return false }
+        if case .scalar(let s, .plain) = items[slots[j]].kind, YAMLNode.isNull(s) { return false }
+        return true
+    }
+
+    /// The index in `items` of the key `name`.
+    private func keyIndex(_ name: String) -> Int? {
+        guard let j = fields.firstIndex(where: { $0.name == name }), slots[j] >= 0 else { return nil }
+        return slots[j] - 1
+    }
+
+    private static func reportUnknownKey(_ key: String, _ keyNode: YAMLNode, _ fields: [Field], _ path: String, _ ctx: DecodeContext) {
+        let names = fields.map(\.name)
+        if names.contains(key + "From") {
+            ctx.error(keyNode, "inline secret '\(key)' is not allowed in '\(path)'",
+                      hint: "use \(key)From: {file: PATH} or \(key)From: {env: NAME}; secrets are references, never values")
+            return
+        }
+        if key == "<<" {
+            ctx.error(keyNode, "merge keys ('<<') are YAML 1.1 and not supported", hint: "use an alias ('*name') for the whole value")
+            return
+        }
+        let hint: String
+        if let s = Text.suggestion(for: key, among: names) {
+            hint = "did you mean '\(s)'?"
+        } else {
+            hint = "allowed keys in '\(path)': \(names.joined(separator: ", "))"
+        }
+        ctx.error(keyNode, "unknown key \(Text.quoted(key)) in '\(path)'", hint: hint)
+    }
+
+    // MARK: - Lookup
+
+    /// The field named `name` and its value node (nil when absent or null).
+    func entry(_ name: String) -> (field: Field, node: YAMLNode?) {
+        guard let j = fields.firstIndex(where: { $0.name == name }) else {
+            preconditionFailure("field '\(name)' is not in the table")
+        }
+        guard slots[j] >= 0 else { return (fields[j], nil) }
+        let v = items[slots[j]]
+        if case .scalar(let s, .plain) = v.kind, YAMLNode.isNull(s) { return (fields[j], nil) }
+        return (fields[j], v)
+    }
+
+    /// Whether the key is present with a non-null value.
+    func has(_ name: String) -> Bool { entry(name).node != nil }
+
+    /// The value node of `name`, for positions in cross-field messages; the mapping when absent.
+    func position(_ name: String) -> YAMLNode { entry(name).node ?? node }
+
+    /// The key node of `name`, for messages about the key itself; the mapping when absent.
+    func keyPosition(_ name: String) -> YAMLNode { keyIndex(name).map { items[$0] } ?? node }
+
+    // MARK: - Typed accessors
+
+    /// A string field: checked against its format; paths resolved to absolute.
+    func string(_ name: String) -> String? {
+        let (f, v) = entry(name)
+        guard case .string(let format) = f.type else { preconditionFailure("\(name) is not a string field") }
+        guard let v else {
+            if case .string(let d)? = f.defaultValue { return d }
+            return nil
+        }
+        guard let s = Values.string(v, name, ctx) else { return nil }
+        guard format.accepts(s) else {
+            Values.reportFormat(s, format, name, v, ctx)
+            return nil
+        }
+        return format == .path ? ctx.resolve(s) : s
+    }
+
+    /// A boolean field.
+    func bool(_ name: String) -> Bool {
+        let (f, v) = entry(name)
+        let fallback: Bool = if case .bool(let d)? = f.defaultValue { d } else { false }
+        guard let v else { return fallback }
+        return Values.bool(v, name, ctx) ?? fallback
+    }
+
+    /// An integer field, within the table's bounds.
+    func int(_ name: String) -> Int? {
+        let (f, v) = entry(name)
+        guard case .integer(let lo, let hi) = f.type else { preconditionFailure("\(name) is not an integer field") }
+        guard let v else {
+            if case .integer(let d)? = f.defaultValue { return Int(d) }
+            return nil
+        }
+        return Values.integer(v, name, lo, hi, ctx).map(Int.init)
+    }
+
+    /// A size field in bytes, within the table's bounds.
+    func size(_ name: String) -> UInt64? {
+        let (f, v) = entry(name)
+        guard case .size(let lo, let hi) = f.type else { preconditionFailure("\(name) is not a size field") }
+        guard let v else {
+            if case .string(let d)? = f.defaultValue { return ByteSize.parse(d) }
+            return nil
+        }
+        return Values.size(v, name, lo, hi, ctx)
+    }
+
+    /// An enumeration field, as the Swift enum whose raw values the table lists.
+    func enumeration<E: RawRepresentable>(_ name: String, _: E.Type = E.self) -> E? where E.RawValue == String {
+        let (f, v) = entry(name)
+        guard case .enumeration(let values) = f.type else { preconditionFailure("\(name) is not an enum field") }
+        guard let v else {
+            if case .string(let d)? = f.defaultValue { return E(rawValue: d) }
+            return nil
+        }
+        guard let s = Values.enumeration(v, name, values, ctx) else { return nil }
+        return E(rawValue: s)
+    }
+
+    /// A nested object field's reader; nil when absent or not a mapping (reported).
+    func object(_ name: String, path: String) -> ObjectReader? {
+        let (f, v) = entry(name)
+        guard let v else { return nil }
+        return ObjectReader(v, f, ctx, path: path)
+    }
+
+    /// A sequence field's items with their element field; empty when absent or not a sequence (reported).
+    func array(_ name: String, path: String) -> (element: Field, items: [YAMLNode]) {
+        let (f, v) = entry(name)
+        guard case .array(let element) = f.type else { preconditionFailure("\(name) is not an array field") }
+        guard let v else { return (element, []) }
+        guard case .sequence(let items) = v.kind else {
+            ctx.error(v, "'\(path)' must be a list, not \(Values.describe(v))", hint: "write '\(name): [ … ]' or one '- item' per line")
+            return (element, [])
+        }
+        return (element, items)
+    }
+
+    /// A list of strings in the element's format (paths resolved).
+    func strings(_ name: String, path: String) -> [String] {
+        let (element, items) = array(name, path: path)
+        guard case .string(let format) = element.type else { preconditionFailure("\(name) is not a list of strings") }
+        var out: [String] = []
+        out.reserveCapacity(items.count)
+        for item in items {
+            guard let s = Values.string(item, name, ctx) else { continue }
+            guard format.accepts(s) else {
+                Values.reportFormat(s, format, name, item, ctx)
+                continue
+            }
+            out.append(format == .path ? ctx.resolve(s) : s)
+        }
+        return out
+    }
+
+    /// A map field (labels): keys and values checked against their formats.
+    func map(_ name: String, path: String) -> [String: String] {
+        let (f, v) = entry(name)
+        guard case .map(let keyFormat, let valueFormat) = f.type else { preconditionFailure("\(name) is not a map") }
+        guard let v else { return [:] }
+        guard case .mapping(let items) = v.kind else {
+            ctx.error(v, "'\(path)' must be a mapping, not \(Values.describe(v))")
+            return [:]
+        }
+        var out: [String: String] = [:]
+        var i = 0
+        while i + 1 < items.count {
+            defer { i += 2 }
+            guard let k = Values.string(items[i], "label key", ctx) else { continue }
+            guard keyFormat.accepts(k) else {
+                Values.reportFormat(k, keyFormat, "label key", items[i], ctx)
+                continue
+            }
+            guard let value = Values.string(items[i + 1], "label value", ctx) else { continue }
+            guard valueFormat.accepts(value) else {
+                Values.reportFormat(value, valueFormat, "label '\(k)'", items[i + 1], ctx)
+                continue
+            }
+            out[k] = value
+        }
+        return out
+    }
+}
+
+// MARK: - Values
+
+/// Checks of single values, shared by every accessor.
+enum Values {
+    /// "a mapping", "a list", "the integer 12", "the string 'on'".
+    static func describe(_ node: YAMLNode) -> String {
+        switch node.kind {
+        case .mapping: return "a mapping"
+        case .sequence: return "a list"
+        case .scalar(let s, let tag):
+            switch YAMLNode.resolve(s, tag) {
+            case .null: return "null"
+            case .bool(let b): return "the boolean \(b)"
+            case .int: return "the integer \(s)"
+            case .float: return "the number \(s)"
+            case .string, .invalid: return "the string \(Text.quoted(s))"
+            }
+        }
+    }
+
+    /// A scalar that the core schema resolves to a string; numbers and booleans are refused
+    /// (with a hint to quote them).
+    static func string(_ node: YAMLNode, _ name: String, _ ctx: DecodeContext) -> String? {
+        guard case .scalar(let s, let tag) = node.kind else {
+            ctx.error(node, "'\(name)' must be a string, not \(describe(node))")
+            return nil
+        }
+        if tag == .string { return s }
+        switch YAMLNode.resolve(s, tag) {
+        case .string: return s
+        default:
+            ctx.error(node, "'\(name)' must be a string, not \(describe(node))", hint: "quote it: \"\(s)\"")
+            return nil
+        }
+    }
+
+    static func bool(_ node: YAMLNode, _ name: String, _ ctx: DecodeContext) -> Bool? {
+        if case .scalar(let s, let tag) = node.kind, case .bool(let b) = YAMLNode.resolve(s, tag) { return b }
+        var hint = "write true or false"
+        if case .scalar(let s, _) = node.kind,
+           ["yes", "no", "on", "off", "y", "n"].contains(s.lowercased()) {
+            hint = "YAML 1.2: '\(s)' is a string, not a boolean; write true or false"
+        }
+        ctx.error(node, "'\(name)' must be true or false, not \(describe(node))", hint: hint)
+        return nil
+    }
+
+    static func integer(_ node: YAMLNode, _ name: String, _ lo: Int64, _ hi: Int64, _ ctx: DecodeContext) -> Int64? {
+        guard case .scalar(let s, let tag) = node.kind, case .int(let n) = YAMLNode.resolve(s, tag) else {
+            ctx.error(node, "'\(name)' must be an integer, not \(describe(node))", hint: "allowed range: \(lo) to \(hi)")
+            return nil
+        }
+        guard n >= lo, n <= hi else {
+            ctx.error(node, "'\(name)' is \(n), outside the allowed range \(lo) to \(hi)")
+            return nil
+        }
+        return n
+    }
+
+    static func size(_ node: YAMLNode, _ name: String, _ lo: UInt64, _ hi: UInt64, _ ctx: DecodeContext) -> UInt64? {
+        guard case .scalar(let s, _) = node.kind else {
+            ctx.error(node, "'\(name)' must be a size like 512MiB, not \(describe(node))", hint: ByteSize.unitsHint)
+            return nil
+        }
+        switch ByteSize.parseChecked(s) {
+        case .success(let n):
+            guard n >= lo else {
+                ctx.error(node, "'\(name)' is \(Text.quoted(s)), below the minimum of \(ByteSize.format(lo))")
+                return nil
+            }
+            guard n <= hi else {
+                ctx.error(node, "'\(name)' is \(Text.quoted(s)), above the maximum of \(ByteSize.format(hi))")
+                return nil
+            }
+            return n
+        case .failure(let problem):
+            ctx.error(node, "'\(name)' \(problem.message(s))", hint: ByteSize.unitsHint)
+            return nil
+        }
+    }
+
+    static func enumeration(_ node: YAMLNode, _ name: String, _ values: [String], _ ctx: DecodeContext) -> String? {
+        if case .scalar(let s, let tag) = node.kind, values.contains(s),
+           tag == .string || YAMLNode.resolve(s, tag) == .string {
+            return s
+        }
+        var hint = "allowed values: \(values.joined(separator: ", "))"
+        if case .scalar(let s, _) = node.kind {
+            if ["yes", "no", "on", "off", "y", "n"].contains(s.lowercased()) {
+                hint += " (YAML 1.2: '\(s)' is just a string)"
+            } else if let guess = Text.suggestion(for: s, among: values) {
+                hint = "did you mean '\(guess)'? " + hint
+            }
+        }
+        ctx.error(node, "\(describe(node)) is not a valid '\(name)'", hint: hint)
+        return nil
+    }
+
+    /// Reports a string that is not in its format, naming control characters explicitly.
+    static func reportFormat(_ s: String, _ format: StringFormat, _ name: String, _ node: YAMLNode, _ ctx: DecodeContext) {
+        if s.utf8.contains(where: StringFormat.isControl) {
+            ctx.error(node, "'\(name)' contains a control character or newline: \(Text.quoted(s))",
+                      hint: "values that reach QEMU may not contain control characters")
+        } else if s.isEmpty {
+            ctx.error(node, "'\(name)' is empty", hint: "expected \(format.summary)")
+        } else {
+            ctx.error(node, "invalid '\(name)' \(Text.quoted(s))", hint: "expected \(format.summary)")
+        }
+    }
+}

@@ -1,0 +1,494 @@
+// MARK: - SpecDecoder
+
+/// Decodes one YAML document into a normalized ``VirtualMachine``, reporting every
+/// problem to the context. Knows nothing of QEMU: only the manifest format.
+struct SpecDecoder {
+    let ctx: DecodeContext
+
+    /// A decoded VM, plus positions that cross-document checks point at.
+    struct Decoded {
+        var vm: VirtualMachine
+        /// `metadata.name`'s value node.
+        var nameNode: YAMLNode
+        /// Each NIC's MAC and where it comes from (the mac value, or the NIC's name when derived).
+        var macs: [(mac: String, node: YAMLNode, derived: Bool)]
+    }
+
+    /// Decodes a document; nil when it is not a VM manifest at all or has errors that leave
+    /// no usable VM (the errors are in the context either way).
+    func decode(_ root: YAMLNode) -> Decoded? {
+        let before = ctx.diagnostics.count
+        guard case .mapping(let items) = root.kind else {
+            ctx.error(root, "a manifest must be a mapping, not \(Values.describe(root))",
+                      hint: "start with 'apiVersion: \(FieldTable.apiVersion)' and 'kind: \(FieldTable.kind)'")
+            return nil
+        }
+        // apiVersion and kind first: if they are wrong, nothing else is worth reporting.
+        guard checkHeader(root, items) else { return nil }
+        guard let doc = ObjectReader(root, FieldTable.document, ctx, path: "") else { return nil }
+
+        var name = ""
+        var nameNode = root
+        var labels: [String: String] = [:]
+        if let meta = doc.object("metadata", path: "metadata") {
+            name = meta.string("name") ?? ""
+            nameNode = meta.position("name")
+            labels = meta.map("labels", path: "metadata.labels")
+        }
+        var macs: [(String, YAMLNode, Bool)] = []
+        var spec = VirtualMachineSpec()
+        if let s = doc.object("spec", path: "spec") {
+            spec = decodeSpec(s, vmName: name, macs: &macs)
+        }
+        guard ctx.diagnostics.count == before || !name.isEmpty else { return nil }
+        let vm = VirtualMachine(name: name, labels: labels, spec: spec, source: ctx.location(nameNode))
+        return Decoded(vm: vm, nameNode: nameNode, macs: macs)
+    }
+
+    private func checkHeader(_ root: YAMLNode, _ items: [YAMLNode]) -> Bool {
+        func value(_ key: String) -> YAMLNode? {
+            var i = 0
+            while i + 1 < items.count {
+                if case .scalar(key, _) = items[i].kind { return items[i + 1] }
+                i += 2
+            }
+            return nil
+        }
+        for (key, expected) in [("apiVersion", FieldTable.apiVersion), ("kind", FieldTable.kind)] {
+            guard let v = value(key) else {
+                ctx.error(root, "missing '\(key)'; every manifest starts with 'apiVersion: \(FieldTable.apiVersion)' and 'kind: \(FieldTable.kind)'")
+                return false
+            }
+            guard case .scalar(let s, _) = v.kind, s == expected else {
+                ctx.error(v, "unsupported \(key) \(Values.describe(v))", hint: "this qemuctl reads '\(key): \(expected)'")
+                return false
+            }
+        }
+        return true
+    }
+
+    // MARK: - spec
+
+    private func decodeSpec(_ r: ObjectReader, vmName: String, macs: inout [(String, YAMLNode, Bool)]) -> VirtualMachineSpec {
+        var spec = VirtualMachineSpec()
+        spec.runState = r.enumeration("runState") ?? .running
+        spec.arch = r.enumeration("arch") ?? .host
+        spec.emulator = r.string("emulator")
+        ctx.checkHostFile(spec.emulator, r.position("emulator"), "emulator")
+        if let m = r.object("machine", path: "spec.machine") {
+            spec.machine.type = m.string("type")
+            spec.machine.accel = m.enumeration("accel") ?? .auto
+            spec.machine.hotplugPorts = m.int("hotplugPorts") ?? 4
+            spec.machine.dumpGuestCore = m.bool("dumpGuestCore")
+        }
+        if let c = r.object("cpu", path: "spec.cpu") { spec.cpu = decodeCPU(c) }
+        if let m = r.object("memory", path: "spec.memory") { spec.memory = decodeMemory(m) }
+        if let f = r.object("firmware", path: "spec.firmware") {
+            spec.firmware.type = f.enumeration("type") ?? .bios
+            spec.firmware.code = f.string("code")
+            spec.firmware.vars = f.string("vars")
+            ctx.checkHostFile(spec.firmware.code, f.position("code"), "firmware code")
+            if spec.firmware.type == .bios {
+                for key in ["code", "vars"] where f.has(key) {
+                    ctx.error(f.keyPosition(key), "'spec.firmware.\(key)' needs 'type: efi'")
+                }
+            }
+        }
+        if let b = r.object("boot", path: "spec.boot") {
+            spec.boot.kernel = b.string("kernel")
+            spec.boot.initrd = b.string("initrd")
+            spec.boot.cmdline = b.string("cmdline")
+            spec.boot.order = b.string("order")
+            spec.boot.menu = b.bool("menu")
+            spec.boot.strict = b.bool("strict")
+            ctx.checkHostFile(spec.boot.kernel, b.position("kernel"), "kernel")
+            ctx.checkHostFile(spec.boot.initrd, b.position("initrd"), "initrd")
+            if !b.has("kernel") {
+                for key in ["initrd", "cmdline"] where b.has(key) {
+                    ctx.error(b.keyPosition(key), "'spec.boot.\(key)' needs 'spec.boot.kernel'")
+                }
+            }
+        }
+
+        var driveNames: [String: YAMLNode] = [:]
+        let (diskField, diskItems) = r.array("disks", path: "spec.disks")
+        for (i, item) in diskItems.enumerated() {
+            let path = "spec.disks[\(i)]"
+            guard let d = ObjectReader(item, diskField, ctx, path: path) else { continue }
+            if let disk = decodeDisk(d, path: path) {
+                unique(disk.name, d.position("name"), in: &driveNames, what: "drive")
+                spec.disks.append(disk)
+            }
+        }
+        let (cdField, cdItems) = r.array("cdroms", path: "spec.cdroms")
+        for (i, item) in cdItems.enumerated() {
+            guard let c = ObjectReader(item, cdField, ctx, path: "spec.cdroms[\(i)]"), let name = c.string("name") else {
+                continue
+            }
+            unique(name, c.position("name"), in: &driveNames, what: "drive")
+            var cd = VirtualMachineSpec.CDROM(name: name)
+            cd.path = c.string("path")
+            ctx.checkHostFile(cd.path, c.position("path"), "CD-ROM image")
+            cd.interface = c.enumeration("interface") ?? .ide
+            cd.bootIndex = c.int("bootIndex")
+            spec.cdroms.append(cd)
+        }
+
+        var nicNames: [String: YAMLNode] = [:]
+        let (nicField, nicItems) = r.array("networks", path: "spec.networks")
+        for (i, item) in nicItems.enumerated() {
+            let path = "spec.networks[\(i)]"
+            guard let n = ObjectReader(item, nicField, ctx, path: path) else { continue }
+            if let nic = decodeNetwork(n, path: path, vmName: vmName) {
+                unique(nic.name, n.position("name"), in: &nicNames, what: "network")
+                macs.append((nic.mac, n.has("mac") ? n.position("mac") : n.position("name"), !n.has("mac")))
+                spec.networks.append(nic)
+            }
+        }
+
+        if let d = r.object("display", path: "spec.display") {
+            if let v = d.object("vnc", path: "spec.display.vnc") {
+                var vnc = VirtualMachineSpec.Display.VNC()
+                vnc.listen = v.string("listen") ?? "none"
+                vnc.passwordFrom = secret(v, "passwordFrom", path: "spec.display.vnc.passwordFrom")
+                spec.display.vnc = vnc
+            }
+            if let s = d.object("spice", path: "spec.display.spice") {
+                var spice = VirtualMachineSpec.Display.SPICE()
+                spice.listen = s.string("listen") ?? "unix"
+                spice.passwordFrom = secret(s, "passwordFrom", path: "spec.display.spice.passwordFrom")
+                spice.disableTicketing = s.bool("disableTicketing")
+                spice.compression = s.enumeration("compression")
+                if spice.disableTicketing, spice.passwordFrom != nil {
+                    ctx.error(s.keyPosition("disableTicketing"),
+                              "'disableTicketing: true' contradicts 'passwordFrom' in 'spec.display.spice'")
+                }
+                spec.display.spice = spice
+            }
+            let hasDisplay = spec.display.vnc != nil || spec.display.spice != nil
+            spec.display.video = d.enumeration("video") ?? (hasDisplay ? .std : .none)
+        }
+        if let s = r.object("serial", path: "spec.serial") { spec.serial.log = s.bool("log") }
+        spec.guestAgent = r.bool("guestAgent")
+        spec.spiceAgent = r.bool("spiceAgent")
+        if spec.spiceAgent, spec.display.spice == nil {
+            ctx.error(r.keyPosition("spiceAgent"), "'spec.spiceAgent' needs 'spec.display.spice'")
+        }
+        spec.usbTablet = r.bool("usbTablet")
+        if let u = r.object("usb", path: "spec.usb") { spec.usb = decodeUSB(u) }
+        if spec.usb.controller == .none, spec.usbTablet || !spec.usb.devices.isEmpty {
+            ctx.error(r.position("usb"), "'spec.usb.controller: none' leaves no bus for USB devices",
+                      hint: spec.usbTablet ? "usbTablet is a USB device" : nil)
+        }
+        spec.balloon = r.bool("balloon")
+        spec.rng = r.bool("rng")
+        if let t = r.object("rtc", path: "spec.rtc") {
+            spec.rtc.base = t.enumeration("base") ?? .utc
+            spec.rtc.clock = t.enumeration("clock") ?? .host
+            spec.rtc.driftFix = t.enumeration("driftFix") ?? .none
+        }
+        if let a = r.object("audio", path: "spec.audio") {
+            var audio = VirtualMachineSpec.Audio()
+            audio.backend = a.enumeration("backend") ?? .none
+            audio.model = a.enumeration("model") ?? .hda
+            if audio.backend == .spice, spec.display.spice == nil {
+                ctx.error(a.position("backend"), "'spec.audio.backend: spice' needs 'spec.display.spice'")
+            }
+            spec.audio = audio
+        }
+        spec.extraArgs = r.strings("extraArgs", path: "spec.extraArgs")
+        return spec
+    }
+
+    /// Reports the second use of a name within one VM.
+    private func unique(_ name: String, _ node: YAMLNode, in seen: inout [String: YAMLNode], what: String) {
+        if let first = seen[name] {
+            ctx.error(node, "\(what) name '\(name)' is used twice in this VM",
+                      hint: "first used at line \(first.line), column \(first.column)")
+        } else {
+            seen[name] = node
+        }
+    }
+
+    // MARK: - cpu, memory
+
+    private func decodeCPU(_ c: ObjectReader) -> VirtualMachineSpec.CPU {
+        var cpu = VirtualMachineSpec.CPU()
+        cpu.model = c.string("model")
+        cpu.count = c.int("count") ?? 1
+        cpu.maxCount = c.int("maxCount") ?? cpu.count
+        cpu.sockets = c.int("sockets")
+        cpu.cores = c.int("cores")
+        cpu.threads = c.int("threads")
+        cpu.features = c.strings("features", path: "spec.cpu.features")
+        if cpu.maxCount < cpu.count {
+            ctx.error(c.position("maxCount"), "'spec.cpu.maxCount' (\(cpu.maxCount)) is less than 'count' (\(cpu.count))")
+        }
+        if cpu.sockets != nil || cpu.cores != nil || cpu.threads != nil {
+            let product = (cpu.sockets ?? 1) * (cpu.cores ?? 1) * (cpu.threads ?? 1)
+            if cpu.sockets != nil, cpu.cores != nil, cpu.threads != nil, product != cpu.maxCount {
+                ctx.error(c.node, "CPU topology \(cpu.sockets!)×\(cpu.cores!)×\(cpu.threads!) = \(product) does not match maxCount \(cpu.maxCount)",
+                          hint: "sockets × cores × threads must equal maxCount (or count when maxCount is absent)")
+            } else if product > cpu.maxCount {
+                ctx.error(c.node, "CPU topology has \(product) threads, more than maxCount \(cpu.maxCount)")
+            }
+        }
+        return cpu
+    }
+
+    private func decodeMemory(_ m: ObjectReader) -> VirtualMachineSpec.Memory {
+        var mem = VirtualMachineSpec.Memory()
+        mem.size = m.size("size") ?? mem.size
+        mem.max = m.size("max")
+        mem.slots = m.int("slots") ?? 8
+        mem.backend = m.enumeration("backend") ?? .ram
+        mem.path = m.string("path")
+        mem.share = m.bool("share")
+        mem.prealloc = m.bool("prealloc")
+        mem.lock = m.bool("lock")
+        if let max = mem.max, max < mem.size {
+            ctx.error(m.position("max"), "'spec.memory.max' (\(ByteSize.format(max))) is less than 'size' (\(ByteSize.format(mem.size)))")
+        }
+        if m.has("slots"), mem.max == nil {
+            ctx.error(m.keyPosition("slots"), "'spec.memory.slots' needs 'spec.memory.max'")
+        }
+        if mem.backend == .file, mem.path == nil, !m.has("path") {
+            ctx.error(m.position("backend"), "'spec.memory.backend: file' needs 'spec.memory.path'")
+        }
+        if mem.backend != .file, m.has("path") {
+            ctx.error(m.keyPosition("path"), "'spec.memory.path' needs 'backend: file'")
+        }
+        return mem
+    }
+
+    // MARK: - disks
+
+    private func decodeDisk(_ d: ObjectReader, path: String) -> VirtualMachineSpec.Disk? {
+        let name = d.string("name")
+        var backend: VirtualMachineSpec.Disk.Backend? = nil
+        if let f = d.object("file", path: path + ".file") {
+            if let p = f.string("path"), let format: VirtualMachineSpec.Disk.Format = f.enumeration("format") {
+                backend = .file(path: p, format: format)
+            }
+        } else if let n = d.object("nbd", path: path + ".nbd") {
+            var server: VirtualMachineSpec.Disk.NBD.Server? = nil
+            if let u = n.string("unix") {
+                server = .unix(u)
+                if n.has("port") { ctx.error(n.keyPosition("port"), "'\(path).nbd.port' needs 'host', not 'unix'") }
+            } else if let h = n.string("host"), let port = n.int("port") {
+                server = .tcp(host: h, port: port)
+            }
+            if let server {
+                backend = .nbd(.init(server: server, export: n.string("export"), tls: n.bool("tls")))
+            }
+        } else if let r = d.object("rbd", path: path + ".rbd") {
+            if let pool = r.string("pool"), let image = r.string("image") {
+                backend = .rbd(.init(
+                    pool: pool, image: image, snapshot: r.string("snapshot"), conf: r.string("conf"),
+                    user: r.string("user"), keyFrom: secret(r, "keyFrom", path: path + ".rbd.keyFrom")))
+            }
+        } else if let s = d.object("iscsi", path: path + ".iscsi") {
+            if let portal = s.string("portal"), let target = s.string("target") {
+                let password = secret(s, "passwordFrom", path: path + ".iscsi.passwordFrom")
+                if password != nil, !s.has("user") {
+                    ctx.error(s.keyPosition("passwordFrom"), "'\(path).iscsi.passwordFrom' needs 'user'")
+                }
+                backend = .iscsi(.init(
+                    portal: portal, target: target, lun: s.int("lun") ?? 0, user: s.string("user"),
+                    passwordFrom: password, initiator: s.string("initiator")))
+            }
+        }
+        let interface: VirtualMachineSpec.Disk.Interface = d.enumeration("interface") ?? .virtio
+        let serial = d.string("serial")
+        let readOnly = d.bool("readOnly")
+        let cache: VirtualMachineSpec.Disk.Cache = d.enumeration("cache") ?? .writeback
+        let discard = d.bool("discard")
+        let bootIndex = d.int("bootIndex")
+        var createSize: UInt64? = nil
+        if let c = d.object("create", path: path + ".create") {
+            createSize = c.size("size")
+            if d.has("nbd") || d.has("rbd") || d.has("iscsi") {
+                ctx.error(d.keyPosition("create"), "'\(path).create' works only with the 'file' backend")
+            }
+            if readOnly {
+                ctx.error(d.keyPosition("create"), "'\(path).create' makes no sense for a read-only disk")
+            }
+        }
+        var throttle: VirtualMachineSpec.Disk.Throttle? = nil
+        if let t = d.object("throttle", path: path + ".throttle") { throttle = decodeThrottle(t, path: path + ".throttle") }
+
+        guard let name, let backend else { return nil }
+        if case .file(let p, _) = backend, createSize == nil, let f = d.object("file", path: path + ".file") {
+            ctx.checkHostFile(p, f.position("path"), "disk image")
+        }
+        var disk = VirtualMachineSpec.Disk(name: name, backend: backend)
+        disk.interface = interface
+        disk.serial = serial ?? (interface == .nvme ? String(name.prefix(20)) : nil)
+        disk.readOnly = readOnly
+        disk.cache = cache
+        disk.discard = discard
+        disk.bootIndex = bootIndex
+        disk.createSize = createSize
+        disk.throttle = throttle
+        return disk
+    }
+
+    private func decodeThrottle(_ t: ObjectReader, path: String) -> VirtualMachineSpec.Disk.Throttle {
+        var th = VirtualMachineSpec.Disk.Throttle()
+        th.bps = t.size("bps")
+        th.bpsRead = t.size("bpsRead")
+        th.bpsWrite = t.size("bpsWrite")
+        th.iops = t.int("iops").map(UInt64.init)
+        th.iopsRead = t.int("iopsRead").map(UInt64.init)
+        th.iopsWrite = t.int("iopsWrite").map(UInt64.init)
+        th.bpsMax = t.size("bpsMax")
+        th.bpsReadMax = t.size("bpsReadMax")
+        th.bpsWriteMax = t.size("bpsWriteMax")
+        th.iopsMax = t.int("iopsMax").map(UInt64.init)
+        th.iopsReadMax = t.int("iopsReadMax").map(UInt64.init)
+        th.iopsWriteMax = t.int("iopsWriteMax").map(UInt64.init)
+        th.burstLength = t.int("burstLength") ?? 1
+        th.iopsSize = t.size("iopsSize")
+        // Totals and per-direction limits exclude each other.
+        for (total, parts) in [("bps", ["bpsRead", "bpsWrite"]), ("iops", ["iopsRead", "iopsWrite"])] where t.has(total) {
+            for part in parts where t.has(part) {
+                ctx.error(t.keyPosition(part), "'\(path).\(part)' cannot be combined with '\(total)'",
+                          hint: "limit the total, or reads and writes separately")
+            }
+        }
+        let bursts: [(String, String, UInt64?, UInt64?)] = [
+            ("bpsMax", "bps", th.bpsMax, th.bps), ("bpsReadMax", "bpsRead", th.bpsReadMax, th.bpsRead),
+            ("bpsWriteMax", "bpsWrite", th.bpsWriteMax, th.bpsWrite), ("iopsMax", "iops", th.iopsMax, th.iops),
+            ("iopsReadMax", "iopsRead", th.iopsReadMax, th.iopsRead),
+            ("iopsWriteMax", "iopsWrite", th.iopsWriteMax, th.iopsWrite),
+        ]
+        for (maxKey, baseKey, maxValue, baseValue) in bursts {
+            guard let maxValue else { continue }
+            guard let baseValue else {
+                if !t.has(baseKey) { ctx.error(t.keyPosition(maxKey), "'\(path).\(maxKey)' needs '\(baseKey)'") }
+                continue
+            }
+            if maxValue < baseValue {
+                ctx.error(t.position(maxKey), "'\(path).\(maxKey)' is below '\(baseKey)'", hint: "a burst limit is at least the sustained limit")
+            }
+        }
+        if t.has("burstLength"), !bursts.contains(where: { t.has($0.0) }) {
+            ctx.error(t.keyPosition("burstLength"), "'\(path).burstLength' needs a burst limit (bpsMax, iopsMax, …)")
+        }
+        return th
+    }
+
+    // MARK: - networks
+
+    private func decodeNetwork(_ n: ObjectReader, path: String, vmName: String) -> VirtualMachineSpec.Network? {
+        let name = n.string("name")
+        typealias Net = VirtualMachineSpec.Network
+        var backend: Net.Backend? = nil
+        if let u = n.object("user", path: path + ".user") {
+            var user = Net.User()
+            user.net = u.string("net") ?? user.net
+            user.host = u.string("host")
+            user.dns = u.string("dns")
+            user.dhcpStart = u.string("dhcpStart")
+            user.restrict = u.bool("restrict")
+            user.hostname = u.string("hostname")
+            user.domain = u.string("domain")
+            user.hostfwd = u.strings("hostfwd", path: path + ".user.hostfwd")
+            backend = .user(user)
+        } else if let t = n.object("tap", path: path + ".tap") {
+            var tap = Net.Tap()
+            tap.ifname = t.string("ifname")
+            tap.bridge = t.string("bridge")
+            tap.script = t.string("script")
+            tap.downscript = t.string("downscript")
+            tap.vhost = t.bool("vhost")
+            tap.queues = t.int("queues") ?? 1
+            backend = .tap(tap)
+        } else if let b = n.object("bridge", path: path + ".bridge") {
+            if let bridge = b.string("name") { backend = .bridge(name: bridge, helper: b.string("helper")) }
+        } else if let s = n.object("socket", path: path + ".socket") {
+            if let a = s.string("listen") { backend = .socket(.listen(a)) }
+            else if let a = s.string("connect") { backend = .socket(.connect(a)) }
+            else if let a = s.string("mcast") { backend = .socket(.mcast(a)) }
+        } else if let s = n.object("stream", path: path + ".stream") {
+            let server = s.bool("server")
+            if let u = s.string("unix") { backend = .stream(.init(address: .unix(u), server: server)) }
+            else if let i = s.string("inet") { backend = .stream(.init(address: .inet(i), server: server)) }
+        } else if let v = n.object("vde", path: path + ".vde") {
+            if let sock = v.string("sock") { backend = .vde(sock: sock, port: v.int("port"), group: v.string("group")) }
+        }
+        let model = n.string("model") ?? "virtio-net-pci"
+        let explicitMAC = n.string("mac")?.lowercased()
+        let link: Net.Link = n.enumeration("link") ?? .up
+        let bootIndex = n.int("bootIndex")
+        guard let name, let backend else { return nil }
+        var nic = Net(name: name, backend: backend, mac: explicitMAC ?? MACAddress.derive(vm: vmName, nic: name))
+        nic.model = model
+        nic.link = link
+        nic.bootIndex = bootIndex
+        return nic
+    }
+
+    // MARK: - usb, secrets
+
+    private func decodeUSB(_ u: ObjectReader) -> VirtualMachineSpec.USB {
+        var usb = VirtualMachineSpec.USB()
+        usb.controller = u.enumeration("controller") ?? .xhci
+        var names: [String: YAMLNode] = [:]
+        let (field, items) = u.array("devices", path: "spec.usb.devices")
+        for (i, item) in items.enumerated() {
+            let path = "spec.usb.devices[\(i)]"
+            guard let d = ObjectReader(item, field, ctx, path: path) else { continue }
+            guard let name = d.string("name"), let type: VirtualMachineSpec.USB.Device.Kind = d.enumeration("type") else {
+                continue
+            }
+            unique(name, d.position("name"), in: &names, what: "USB device")
+            let device = VirtualMachineSpec.USB.Device(
+                name: name, type: type, vendor: d.string("vendor"), product: d.string("product"),
+                bus: d.int("bus"), address: d.int("address"))
+            if type == .host {
+                let byID = device.vendor != nil && device.product != nil
+                let byPort = device.bus != nil && device.address != nil
+                if byID == byPort {
+                    ctx.error(d.node, "'\(path)' (type host) needs either vendor and product, or bus and address")
+                }
+            } else {
+                for key in ["vendor", "product", "bus", "address"] where d.has(key) {
+                    ctx.error(d.keyPosition(key), "'\(path).\(key)' is only for 'type: host'")
+                }
+            }
+            usb.devices.append(device)
+        }
+        return usb
+    }
+
+    private func secret(_ r: ObjectReader, _ name: String, path: String) -> SecretReference? {
+        guard let s = r.object(name, path: path) else { return nil }
+        if let f = s.string("file") {
+            ctx.checkHostFile(f, s.position("file"), "secret file")
+            return .file(f)
+        }
+        if let e = s.string("env") { return .env(e) }
+        return nil
+    }
+}
+
+// MARK: - MACAddress
+
+/// Deterministic MAC addresses for NICs that do not name one.
+package enum MACAddress {
+    /// `52:54:00:xx:xx:xx` (QEMU's locally administered prefix) with the last three bytes
+    /// from a 64-bit FNV-1a hash of `vm/nic`: stable across runs, hosts and versions.
+    package static func derive(vm: String, nic: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in vm.utf8 + [UInt8(ascii: "/")] + nic.utf8 {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01b3
+        }
+        func hex(_ b: UInt64) -> String {
+            let v = UInt8(truncatingIfNeeded: b)
+            return (v < 16 ? "0" : "") + String(v, radix: 16)
+        }
+        return "52:54:00:\(hex(hash >> 16)):\(hex(hash >> 8)):\(hex(hash))"
+    }
+}

@@ -1,0 +1,238 @@
+// MARK: - ManifestSet
+
+/// The result of loading manifests: the VMs that decoded and every diagnostic.
+///
+/// Invalid input is a normal result, not a thrown error: check ``hasErrors``.
+package struct ManifestSet: Sendable {
+    /// The VMs, in load order (files sorted, then documents in file order). Complete only
+    /// when ``hasErrors`` is false; with errors, it holds the VMs that decoded.
+    package var virtualMachines: [VirtualMachine]
+    /// Every error and warning, in report order.
+    package var diagnostics: [ManifestDiagnostic]
+    /// The files read, as named in diagnostics.
+    package var files: [String]
+
+    /// Whether any diagnostic is an error.
+    package var hasErrors: Bool { diagnostics.contains { $0.severity == .error } }
+
+    /// Whether any error is a usage problem (a path that cannot be read, or holds no manifests).
+    package var hasUnreadablePaths: Bool { diagnostics.contains { $0.code == .unreadable } }
+
+    /// The VMs, or a ``ManifestError`` with every diagnostic when any is an error.
+    package func get() throws(ManifestError) -> [VirtualMachine] {
+        if hasErrors { throw ManifestError(diagnostics: diagnostics) }
+        return virtualMachines
+    }
+}
+
+// MARK: - ManifestLoader
+
+/// Loads manifests from files, directories and standard input.
+///
+/// ```swift
+/// let set = ManifestLoader().load(paths: ["vms/"])
+/// for d in set.diagnostics { print(d) }   // vms/web.yaml:12:7: error: …
+/// let vms = try set.get()
+/// ```
+package struct ManifestLoader: Sendable {
+    /// What to do about host files a manifest references (kernels, images, secret files)
+    /// that do not exist.
+    package enum HostFiles: Sendable {
+        /// Do not look at the host: the default, and what makes loading pure.
+        case ignore
+        /// Report each missing file as a warning (`qemuctl validate`).
+        case warn
+        /// Report each missing file as an error (`apply`, `plan`).
+        case error
+    }
+
+    /// Bounds on input size, nesting and aliases.
+    package var limits: ManifestLimits
+    /// Whether and how missing host files are reported.
+    package var hostFiles: HostFiles
+
+    /// Creates a loader.
+    package init(limits: ManifestLimits = .default, hostFiles: HostFiles = .ignore) {
+        self.limits = limits
+        self.hostFiles = hostFiles
+    }
+
+    /// Loads every manifest under `paths`.
+    ///
+    /// - Parameter paths: files; directories (every `*.yaml` and `*.yml` below, recursively,
+    ///   sorted, hidden entries skipped); or `-` for standard input.
+    /// - Returns: the VMs and all diagnostics. A path that cannot be read, or a directory
+    ///   without manifests, is a diagnostic with code ``ManifestDiagnostic/Code/unreadable``.
+    package func load(paths: [String]) -> ManifestSet {
+        var state = LoadState(loader: self)
+        let cwd = FileSystem.currentDirectory()
+        for path in paths {
+            if path == "-" {
+                switch FileSystem.readAll(fd: 0, limit: limits.maxFileBytes, sizeHint: 64 << 10) {
+                case .success(let bytes?):
+                    state.add(bytes: bytes, file: "-", baseDirectory: cwd)
+                case .success(nil):
+                    state.tooLarge(file: "-", size: nil)
+                case .failure(let f):
+                    state.unreadable("-", "cannot read standard input: \(f.message)")
+                }
+                continue
+            }
+            switch FileSystem.info(path) {
+            case .failure(let f):
+                state.unreadable(path, "cannot read '\(path)': \(f.message)")
+            case .success(let info) where info.kind == .directory:
+                var files: [(String, Int)] = []
+                var visited: Set<[UInt64]> = [info.id]
+                collect(directory: path, into: &files, visited: &visited, state: &state)
+                if files.isEmpty {
+                    state.unreadable(path, "no manifests (*.yaml, *.yml) in directory '\(path)'")
+                }
+                for (file, size) in files { state.addFile(file, size: size, cwd: cwd) }
+            case .success(let info) where info.kind == .file:
+                state.addFile(path, size: info.size, cwd: cwd)
+            case .success:
+                state.unreadable(path, "'\(path)' is not a regular file or directory")
+            }
+        }
+        return state.finish()
+    }
+
+    /// Loads manifests from bytes already in memory (tests, benchmarks, editors).
+    ///
+    /// - Parameters:
+    ///   - bytes: the YAML text.
+    ///   - file: the name used in diagnostics.
+    ///   - baseDirectory: the absolute directory relative paths are resolved against.
+    package func load(bytes: [UInt8], file: String, baseDirectory: String) -> ManifestSet {
+        var state = LoadState(loader: self)
+        if bytes.count > limits.maxFileBytes {
+            state.tooLarge(file: file, size: bytes.count)
+        } else {
+            state.add(bytes: bytes, file: file, baseDirectory: baseDirectory)
+        }
+        return state.finish()
+    }
+
+    /// Loads several in-memory files as one set (cross-file checks included).
+    package func load(files: [(name: String, bytes: [UInt8])], baseDirectory: String) -> ManifestSet {
+        var state = LoadState(loader: self)
+        for (name, bytes) in files {
+            if bytes.count > limits.maxFileBytes {
+                state.tooLarge(file: name, size: bytes.count)
+            } else {
+                let dir = PathUtilities.resolve(PathUtilities.directory(of: name), against: baseDirectory)
+                state.add(bytes: bytes, file: name, baseDirectory: dir)
+            }
+        }
+        return state.finish()
+    }
+
+    private func collect(
+        directory: String, into files: inout [(String, Int)], visited: inout Set<[UInt64]>, state: inout LoadState
+    ) {
+        switch FileSystem.list(directory) {
+        case .failure(let f):
+            state.unreadable(directory, "cannot read directory '\(directory)': \(f.message)")
+        case .success(let names):
+            for name in names.sorted() where !name.hasPrefix(".") {
+                let path = directory.hasSuffix("/") ? directory + name : directory + "/" + name
+                guard case .success(let info) = FileSystem.info(path) else { continue }
+                if info.kind == .directory {
+                    if visited.insert(info.id).inserted {
+                        collect(directory: path, into: &files, visited: &visited, state: &state)
+                    }
+                } else if info.kind == .file, name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
+                    files.append((path, info.size))
+                }
+            }
+        }
+    }
+}
+
+// MARK: - LoadState
+
+/// Accumulates documents and diagnostics across files, then runs the cross-file checks.
+private struct LoadState {
+    let loader: ManifestLoader
+    var diagnostics: [ManifestDiagnostic] = []
+    var decoded: [SpecDecoder.Decoded] = []
+    var files: [String] = []
+    var fileOfDecoded: [String] = []
+
+    init(loader: ManifestLoader) { self.loader = loader }
+
+    mutating func unreadable(_ path: String, _ message: String) {
+        diagnostics.append(.init(code: .unreadable, at: SourceLocation(file: path, line: 0, column: 0), message))
+    }
+
+    mutating func tooLarge(file: String, size: Int?) {
+        let limit = ByteSize.format(UInt64(loader.limits.maxFileBytes))
+        let actual = size.map { " (\(ByteSize.format(UInt64($0))))" } ?? ""
+        diagnostics.append(.init(
+            code: .syntax, at: SourceLocation(file: file, line: 1, column: 1),
+            "file is larger than the \(limit) limit\(actual)", hint: "split it, or raise the limit"))
+        files.append(file)
+    }
+
+    mutating func addFile(_ path: String, size: Int, cwd: String) {
+        if size > loader.limits.maxFileBytes {
+            tooLarge(file: path, size: size)
+            return
+        }
+        switch FileSystem.readFile(path, limit: loader.limits.maxFileBytes, size: size) {
+        case .failure(let f):
+            unreadable(path, "cannot read '\(path)': \(f.message)")
+        case .success(nil):
+            tooLarge(file: path, size: nil)
+        case .success(let bytes?):
+            let dir = PathUtilities.resolve(PathUtilities.directory(of: path), against: cwd)
+            add(bytes: bytes, file: path, baseDirectory: dir)
+        }
+    }
+
+    mutating func add(bytes: [UInt8], file: String, baseDirectory: String) {
+        files.append(file)
+        let reader = LibYAMLReader(file: file, limits: loader.limits)
+        let documents = bytes.withUnsafeBytes { reader.read($0, into: &diagnostics) }
+        let ctx = DecodeContext(file: file, baseDirectory: baseDirectory, hostFiles: loader.hostFiles)
+        let decoder = SpecDecoder(ctx: ctx)
+        for document in documents {
+            guard let root = document.root else { continue }
+            if let d = decoder.decode(root) {
+                decoded.append(d)
+            }
+        }
+        diagnostics.append(contentsOf: ctx.diagnostics)
+    }
+
+    /// Cross-document checks: names unique across the set, MAC addresses unique.
+    mutating func finish() -> ManifestSet {
+        var byName: [String: SourceLocation] = [:]
+        var macs: [String: (SourceLocation, String)] = [:]
+        for d in decoded {
+            let here = d.vm.source
+            if !d.vm.name.isEmpty {
+                if let first = byName[d.vm.name] {
+                    diagnostics.append(.init(
+                        at: here, "VM '\(d.vm.name)' is defined twice: at \(first) and at \(here)",
+                        hint: "names must be unique across all manifests"))
+                } else {
+                    byName[d.vm.name] = here
+                }
+            }
+            for (mac, node, derived) in d.macs {
+                let at = SourceLocation(file: here.file, line: Int(node.line), column: Int(node.column))
+                if let first = macs[mac] {
+                    diagnostics.append(.init(
+                        at: at, "MAC address \(mac) is also used by \(first.1) at \(first.0)",
+                        hint: derived ? "the derived addresses collide; set 'mac' explicitly" : "MAC addresses must be unique"))
+                } else {
+                    macs[mac] = (at, "VM '\(d.vm.name)'")
+                }
+            }
+        }
+        diagnostics.sort(by: ManifestDiagnostic.reportOrder)
+        return ManifestSet(virtualMachines: decoded.map(\.vm), diagnostics: diagnostics, files: files)
+    }
+}

@@ -1,0 +1,221 @@
+// MARK: - StringFormat
+
+/// The formats a string field can have; each validates a value and has a JSON Schema
+/// pattern that accepts the same values.
+package enum StringFormat: String, Sendable, Hashable, CaseIterable {
+    /// Free text that may reach QEMU (a kernel command line): no control characters or newlines.
+    case text
+    /// A host path: non-empty, at most 4095 bytes, no control characters or newlines.
+    /// Relative paths are resolved against the manifest's directory.
+    case path
+    /// A DNS label (RFC 1123): lower-case letters, digits and `-`, at most 63, starting
+    /// and ending with a letter or digit. VM, disk and NIC names.
+    case name
+    /// A word such as a machine type, CPU or device model: letters, digits, `_ . - + :`.
+    case word
+    /// A label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63
+    /// characters (letters, digits, `- _ .`, alphanumeric at both ends).
+    case labelKey
+    /// A label value: empty, or at most 63 characters of letters, digits, `- _ .`,
+    /// alphanumeric at both ends.
+    case labelValue
+    /// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+    case envName
+    /// A unicast MAC address `52:54:00:12:34:56`.
+    case mac
+    /// A user-network port forward: `[tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport`.
+    case hostfwd
+    /// A CPU feature: `+name` or `-name` (a bare name means `+`).
+    case cpuFeature
+    /// A boot order: drive letters `a`–`p` (`c` disk, `d` CD-ROM, `n` network).
+    case bootOrder
+    /// A host network interface name: at most 15 of letters, digits, `_ . -`.
+    case ifname
+    /// `host:port` (host may be empty, or an `[IPv6]` literal).
+    case hostPort
+    /// An IPv4 address `10.0.2.2`.
+    case ipv4
+    /// An IPv4 network `10.0.2.0/24`.
+    case ipv4CIDR
+    /// A USB vendor or product id: `0x` and four hex digits.
+    case usbID
+    /// A drive serial number: 1 to 20 of letters, digits, `_ . -`.
+    case serial
+    /// A VNC listen address: `none`, `HOST:DISPLAY` or `unix:PATH`.
+    case vncListen
+    /// A SPICE listen address: `unix` (a socket in the VM's runtime directory) or `HOST:PORT`.
+    case spiceListen
+
+    /// The regular expression (ECMA-262, as JSON Schema uses) that accepts the same strings.
+    package var pattern: String {
+        switch self {
+        case .text: #"^[^\u0000-\u001f\u007f]*$"#
+        case .path: #"^[^\u0000-\u001f\u007f]{1,4095}$"#
+        case .name: #"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"#
+        case .word: #"^[A-Za-z0-9][A-Za-z0-9_.+:-]{0,127}$"#
+        case .labelKey:
+            #"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"#
+        case .labelValue: #"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"#
+        case .envName: #"^[A-Za-z_][A-Za-z0-9_]*$"#
+        case .mac: #"^[0-9a-fA-F][02468aceACE](:[0-9a-fA-F]{2}){5}$"#
+        case .hostfwd: #"^(tcp|udp)?:[0-9.]*:[0-9]{1,5}-[0-9.]*:[0-9]{1,5}$"#
+        case .cpuFeature: #"^[+-]?[A-Za-z0-9][A-Za-z0-9_.-]*$"#
+        case .bootOrder: #"^[a-p]{1,16}$"#
+        case .ifname: #"^[A-Za-z0-9_.-]{1,15}$"#
+        case .hostPort: #"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):[0-9]{1,5}$"#
+        case .ipv4: #"^[0-9]{1,3}(\.[0-9]{1,3}){3}$"#
+        case .ipv4CIDR: #"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$"#
+        case .usbID: #"^0x[0-9a-fA-F]{4}$"#
+        case .serial: #"^[A-Za-z0-9_.-]{1,20}$"#
+        case .vncListen: #"^(none|unix:[^\u0000-\u001f\u007f]+|(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):[0-9]{1,3})$"#
+        case .spiceListen: #"^(unix|(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):[0-9]{1,5})$"#
+        }
+    }
+
+    /// What the format accepts, for error messages: "a DNS label (…)".
+    package var summary: String {
+        switch self {
+        case .text: "text without control characters or newlines"
+        case .path: "a path of 1 to 4095 bytes without control characters or newlines"
+        case .name: "a DNS label: 1 to 63 lower-case letters, digits and '-', starting and ending with a letter or digit"
+        case .word: "a word of letters, digits and '_ . - + :'"
+        case .labelKey: "a label key: [prefix/]name, name at most 63 letters, digits, '-', '_', '.'"
+        case .labelValue: "a label value: at most 63 letters, digits, '-', '_', '.', alphanumeric at both ends"
+        case .envName: "an environment variable name: letters, digits and '_', not starting with a digit"
+        case .mac: "a unicast MAC address like 52:54:00:12:34:56"
+        case .hostfwd: "a port forward like tcp:127.0.0.1:2222-:22 ([tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport)"
+        case .cpuFeature: "a CPU feature like +avx2 or -x2apic"
+        case .bootOrder: "drive letters a to p, like 'cdn'"
+        case .ifname: "an interface name of at most 15 letters, digits, '_', '.', '-'"
+        case .hostPort: "HOST:PORT, like 127.0.0.1:5900 or :5900"
+        case .ipv4: "an IPv4 address like 10.0.2.2"
+        case .ipv4CIDR: "an IPv4 network like 10.0.2.0/24"
+        case .usbID: "a USB id like 0x046d"
+        case .serial: "1 to 20 letters, digits, '_', '.', '-'"
+        case .vncListen: "none, HOST:DISPLAY (like 127.0.0.1:0) or unix:PATH"
+        case .spiceListen: "unix, or HOST:PORT like 127.0.0.1:5930"
+        }
+    }
+
+    /// Whether `s` is in this format.
+    package func accepts(_ s: String) -> Bool {
+        let u = s.utf8
+        switch self {
+        case .text: return !u.contains(where: Self.isControl)
+        case .path: return !u.isEmpty && u.count <= 4095 && !u.contains(where: Self.isControl)
+        case .name: return Self.isDNSLabel(u)
+        case .word:
+            guard let f = u.first, Self.isAlnum(f), u.count <= 128 else { return false }
+            return u.allSatisfy { Self.isAlnum($0) || "_.+:-".utf8.contains($0) }
+        case .labelKey:
+            var name = Substring(s)
+            if let slash = s.lastIndex(of: "/") {
+                let prefix = s[..<slash]
+                guard !prefix.isEmpty, prefix.utf8.count <= 253,
+                      prefix.split(separator: ".", omittingEmptySubsequences: false)
+                        .allSatisfy({ Self.isDNSLabel($0.utf8) })
+                else { return false }
+                name = s[s.index(after: slash)...]
+            }
+            return !name.isEmpty && Self.isLabelValue(name.utf8)
+        case .labelValue: return u.isEmpty || Self.isLabelValue(u)
+        case .envName:
+            guard let f = u.first, !Self.isDigit(f) else { return false }
+            return u.allSatisfy { Self.isAlnum($0) || $0 == UInt8(ascii: "_") }
+        case .mac:
+            let parts = s.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 6, parts.allSatisfy({ $0.utf8.count == 2 && UInt8($0, radix: 16) != nil })
+            else { return false }
+            return UInt8(parts[0], radix: 16)! & 1 == 0
+        case .hostfwd: return Self.isHostfwd(s)
+        case .cpuFeature:
+            var body = u[...]
+            if let f = body.first, f == UInt8(ascii: "+") || f == UInt8(ascii: "-") { body = body.dropFirst() }
+            guard let f = body.first, Self.isAlnum(f) else { return false }
+            return body.allSatisfy { Self.isAlnum($0) || "_.-".utf8.contains($0) }
+        case .bootOrder:
+            return !u.isEmpty && u.count <= 16 && u.allSatisfy { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "p") }
+        case .ifname: return !u.isEmpty && u.count <= 15 && u.allSatisfy { Self.isAlnum($0) || "_.-".utf8.contains($0) }
+        case .hostPort: return Self.isHostPort(s, maxPort: 65535, allowEmptyHost: true)
+        case .ipv4: return Self.isIPv4(Substring(s))
+        case .ipv4CIDR:
+            let parts = s.split(separator: "/", omittingEmptySubsequences: false)
+            guard parts.count == 2, Self.isIPv4(parts[0]), parts[1].utf8.count <= 2, let n = Int(parts[1]) else {
+                return false
+            }
+            return n <= 32
+        case .usbID:
+            return u.count == 6 && s.hasPrefix("0x") && UInt16(s.dropFirst(2), radix: 16) != nil
+        case .serial:
+            return !u.isEmpty && u.count <= 20 && u.allSatisfy { Self.isAlnum($0) || "_.-".utf8.contains($0) }
+        case .vncListen:
+            if s == "none" { return true }
+            if s.hasPrefix("unix:") { return StringFormat.path.accepts(String(s.dropFirst(5))) }
+            return Self.isHostPort(s, maxPort: 99, allowEmptyHost: true)
+        case .spiceListen:
+            return s == "unix" || Self.isHostPort(s, maxPort: 65535, allowEmptyHost: true)
+        }
+    }
+
+    // MARK: - Helpers
+
+    static func isControl(_ b: UInt8) -> Bool { b < 0x20 || b == 0x7F }
+    static func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
+    static func isLower(_ b: UInt8) -> Bool { b >= 0x61 && b <= 0x7A }
+    static func isAlnum(_ b: UInt8) -> Bool { isDigit(b) || isLower(b) || (b >= 0x41 && b <= 0x5A) }
+
+    static func isDNSLabel<C: Collection<UInt8>>(_ u: C) -> Bool {
+        guard let first = u.first, u.count <= 63 else { return false }
+        var last = first
+        for b in u {
+            guard isDigit(b) || isLower(b) || b == UInt8(ascii: "-") else { return false }
+            last = b
+        }
+        return first != UInt8(ascii: "-") && last != UInt8(ascii: "-")
+    }
+
+    static func isLabelValue<C: Collection<UInt8>>(_ u: C) -> Bool {
+        guard let first = u.first, u.count <= 63, isAlnum(first) else { return false }
+        var last = first
+        for b in u {
+            guard isAlnum(b) || "-_.".utf8.contains(b) else { return false }
+            last = b
+        }
+        return isAlnum(last)
+    }
+
+    static func isIPv4(_ s: Substring) -> Bool {
+        let parts = s.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { p in
+            !p.isEmpty && p.utf8.count <= 3 && p.utf8.allSatisfy(isDigit) && Int(p)! <= 255
+        }
+    }
+
+    static func isPort(_ s: Substring, max: Int) -> Bool {
+        !s.isEmpty && s.utf8.count <= 5 && s.utf8.allSatisfy(isDigit) && Int(s)! <= max
+    }
+
+    static func isHostPort(_ s: String, maxPort: Int, allowEmptyHost: Bool) -> Bool {
+        guard let colon = s.lastIndex(of: ":") else { return false }
+        let host = s[..<colon]
+        guard isPort(s[s.index(after: colon)...], max: maxPort) else { return false }
+        if host.isEmpty { return allowEmptyHost }
+        if host.hasPrefix("[") {
+            return host.hasSuffix("]") && host.count > 2
+                && host.dropFirst().dropLast().utf8.allSatisfy { isAlnum($0) || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: ".") }
+        }
+        return host.utf8.allSatisfy { isAlnum($0) || "_.-".utf8.contains($0) }
+    }
+
+    /// `[tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport`, addresses IPv4 or empty.
+    static func isHostfwd(_ s: String) -> Bool {
+        let parts = s.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return false }
+        let host = parts[0].split(separator: ":", omittingEmptySubsequences: false)
+        let guest = parts[1].split(separator: ":", omittingEmptySubsequences: false)
+        guard host.count == 3, guest.count == 2 else { return false }
+        guard host[0].isEmpty || host[0] == "tcp" || host[0] == "udp" else { return false }
+        guard host[1].isEmpty || isIPv4(host[1]), guest[0].isEmpty || isIPv4(guest[0]) else { return false }
+        return isPort(host[2], max: 65535) && isPort(guest[1], max: 65535)
+    }
+}
