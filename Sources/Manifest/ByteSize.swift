@@ -26,7 +26,7 @@ package enum ByteSize {
             switch self {
             case .malformed: "is not a size: \(Text.quoted(text))"
             case .notPositive: "must be a positive size, not \(Text.quoted(text))"
-            case .missingUnit: "needs a unit: \(Text.quoted(text)) (did you mean \(text)MiB?)"
+            case .missingUnit: "needs a unit: \(Text.quoted(text))"
             case .unknownUnit(let u): "has an unknown unit \(Text.quoted(u)) in \(Text.quoted(text))"
             case .overflow: "is too large: \(Text.quoted(text))"
             case .fractionalBytes: "is not a whole number of bytes: \(Text.quoted(text))"
@@ -36,7 +36,7 @@ package enum ByteSize {
 
     /// The hint shown with every size problem.
     package static let unitsHint =
-        "sizes are a number and a unit: B, K, KiB, M, MiB, G, GiB, T, TiB (binary: 1K = 1KiB = 1024 bytes)"
+        "sizes take a unit: B, K, KiB, M, MiB, G, GiB, T, TiB; binary, 1K = 1KiB = 1024 bytes"
 
     static let units: [(String, UInt64)] = [
         ("B", 1), ("K", 1 << 10), ("KiB", 1 << 10), ("M", 1 << 20), ("MiB", 1 << 20),

@@ -236,3 +236,41 @@ private struct LoadState {
         return ManifestSet(virtualMachines: decoded.map(\.vm), diagnostics: diagnostics, files: files)
     }
 }
+
+// MARK: - JSON report
+
+extension ManifestSet {
+    /// The set as one JSON object: `valid`, `diagnostics` (file, line, column, severity,
+    /// code, message, hint) and `virtualMachines` (name, file, line, column), keys in a
+    /// fixed order, for `qemuctl validate -o json`.
+    package func jsonReport() -> String {
+        let diags: [JSONValue] = diagnostics.map { d in
+            .object([
+                ("file", .string(d.location.file)), ("line", .int(Int64(d.location.line))),
+                ("column", .int(Int64(d.location.column))), ("severity", .string(d.severity.rawValue)),
+                ("code", .string(d.code.rawValue)), ("message", .string(d.message)),
+                ("hint", d.hint.map(JSONValue.string) ?? .null),
+            ])
+        }
+        let vms: [JSONValue] = hasErrors ? [] : virtualMachines.map { vm in
+            .object([
+                ("name", .string(vm.name)), ("file", .string(vm.source.file)),
+                ("line", .int(Int64(vm.source.line))), ("column", .int(Int64(vm.source.column))),
+            ])
+        }
+        var out = ""
+        JSONValue.object([("valid", .bool(!hasErrors)), ("diagnostics", .array(diags)), ("virtualMachines", .array(vms))])
+            .rendered(into: &out)
+        return out + "\n"
+    }
+}
+
+extension VirtualMachine {
+    /// One line for `validate`: `web-1: valid (amd64, 2 vCPUs, 2GiB, 2 disks, 1 NIC) — vms/web.yaml:9:9`.
+    package var summary: String {
+        let s = spec
+        func plural(_ n: Int, _ word: String) -> String { "\(n) \(word)\(n == 1 ? "" : "s")" }
+        return "\(name): valid (\(s.arch.rawValue), \(plural(s.cpu.count, "vCPU")), \(ByteSize.format(s.memory.size)), "
+            + "\(plural(s.disks.count, "disk")), \(plural(s.networks.count, "NIC")), \(s.runState.rawValue)) — \(source)"
+    }
+}

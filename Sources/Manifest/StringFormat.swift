@@ -83,7 +83,7 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
         case .labelValue: "a label value: at most 63 letters, digits, '-', '_', '.', alphanumeric at both ends"
         case .envName: "an environment variable name: letters, digits and '_', not starting with a digit"
         case .mac: "a unicast MAC address like 52:54:00:12:34:56"
-        case .hostfwd: "a port forward like tcp:127.0.0.1:2222-:22 ([tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport)"
+        case .hostfwd: "a port forward [tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport, like tcp:127.0.0.1:2222-:22"
         case .cpuFeature: "a CPU feature like +avx2 or -x2apic"
         case .bootOrder: "drive letters a to p, like 'cdn'"
         case .ifname: "an interface name of at most 15 letters, digits, '_', '.', '-'"

@@ -7,6 +7,6 @@ struct QemuCtlCommand: AsyncParsableCommand {
         commandName: "qemuctl",
         abstract: "Declarative, YAML-driven manager for QEMU virtual machines.",
         version: "0.1.0",
-        subcommands: []
+        subcommands: [Validate.self, Schema.self]
     )
 }

@@ -74,8 +74,9 @@ enum FileSystem {
         var names: [String] = []
         while let entry = readdir(dir) {
             var nameTuple = entry.pointee.d_name
+            let capacity = MemoryLayout.size(ofValue: nameTuple)
             let name = withUnsafePointer(to: &nameTuple) { tuple in
-                tuple.withMemoryRebound(to: CChar.self, capacity: MemoryLayout.size(ofValue: nameTuple)) {
+                tuple.withMemoryRebound(to: CChar.self, capacity: capacity) {
                     String(cString: $0)
                 }
             }
@@ -88,6 +89,6 @@ enum FileSystem {
     static func currentDirectory() -> String {
         var buffer = [CChar](repeating: 0, count: 4097)
         guard getcwd(&buffer, buffer.count) != nil else { return "/" }
-        return String(cString: buffer)
+        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 }

@@ -118,8 +118,8 @@ struct LibYAMLReader {
                         anchor: anchorPtr.map { String(cString: $0) }, nodeCount: 0))
 
                 case YAML_MAPPING_END_EVENT, YAML_SEQUENCE_END_EVENT:
-                    let frame = stack.removeLast()
-                    if frame.isMapping { try checkDuplicateKeys(frame.items) }
+                    var frame = stack.removeLast()
+                    if frame.isMapping { removeDuplicateKeys(&frame.items, into: &diagnostics) }
                     let node = YAMLNode(
                         kind: frame.isMapping ? .mapping(frame.items) : .sequence(frame.items),
                         line: frame.line, column: frame.column)
@@ -198,20 +198,25 @@ struct LibYAMLReader {
 
     // MARK: - Duplicate keys
 
-    /// Reports the second occurrence of a key in one mapping.
-    private func checkDuplicateKeys(_ items: [YAMLNode]) throws(Stop) {
+    /// Reports the second occurrence of a key in one mapping and drops it, so reading
+    /// (and reporting) goes on with the first.
+    private func removeDuplicateKeys(_ items: inout [YAMLNode], into diagnostics: inout [ManifestDiagnostic]) {
         let n = items.count / 2
         guard n > 1 else { return }
+        var drop: [Int] = []
         for i in 1..<n {
             guard case .scalar(let key, _) = items[2 * i].kind else { continue }
             for j in 0..<i {
                 if case .scalar(let other, _) = items[2 * j].kind, other == key {
                     let first = items[2 * j]
-                    throw fail(items[2 * i].line, items[2 * i].column, "duplicate key '\(key)'",
-                               hint: "first defined at line \(first.line), column \(first.column)")
+                    diagnostics.append(fail(items[2 * i].line, items[2 * i].column, "duplicate key '\(key)'",
+                                            hint: "first defined at line \(first.line), column \(first.column)").diagnostic)
+                    drop.append(i)
+                    break
                 }
             }
         }
+        for i in drop.reversed() { items.removeSubrange((2 * i)...(2 * i + 1)) }
     }
 
     // MARK: - Errors
@@ -237,12 +242,19 @@ struct LibYAMLReader {
         switch p.error {
         case YAML_READER_ERROR:
             // Encoding problems carry a byte offset, not a mark.
-            (line, column) = Self.lineAndColumn(ofByte: p.problem_offset, in: bytes)
-            message = "not valid text: \(problem)"
-            if p.problem_value != -1 {
-                message += " (byte 0x\(String(UInt8(truncatingIfNeeded: p.problem_value), radix: 16)))"
+            // A bad trailing octet is reported at the character it belongs to.
+            var offset = min(p.problem_offset, bytes.count)
+            if problem.contains("trailing") {
+                var k = offset - 1
+                while k > 0, bytes[k] & 0xC0 == 0x80 { k -= 1 }
+                if k >= 0, bytes[k] & 0xC0 == 0xC0 { offset = k }
             }
-            hint = "manifests must be UTF-8 (or UTF-16 with a byte-order mark)"
+            (line, column) = Self.lineAndColumn(ofByte: offset, in: bytes)
+            message = "not valid UTF-8: \(problem) at byte offset \(offset)"
+            if p.problem_value != -1 {
+                message += " (0x\(String(UInt8(truncatingIfNeeded: p.problem_value), radix: 16)))"
+            }
+            hint = "manifests must be UTF-8, or UTF-16 with a byte-order mark"
         case YAML_MEMORY_ERROR:
             (line, column) = (1, 1)
             message = "out of memory while reading YAML"

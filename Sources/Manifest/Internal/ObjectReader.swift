@@ -17,6 +17,8 @@ struct ObjectReader {
     let fields: [Field]
     /// For each of `fields`, the index of its value in `items`, or -1.
     private var slots: [Int]
+    /// Where the mapping is in the manifest (`spec.disks[0]`), for messages.
+    let path: String
 
     /// Checks `node` against `field`; nil (and a diagnostic) when `node` is not a mapping.
     init?(_ node: YAMLNode, _ field: Field, _ ctx: DecodeContext, path: String) {
@@ -33,6 +35,7 @@ struct ObjectReader {
         self.items = items
         self.fields = fields
         self.slots = [Int](repeating: -1, count: fields.count)
+        self.path = path
 
         var i = 0
         while i < items.count {
@@ -115,6 +118,9 @@ struct ObjectReader {
         return (fields[j], v)
     }
 
+    /// The full path of a child, for messages: `spec.memory.size`.
+    func qualified(_ name: String) -> String { path.isEmpty ? name : "\(path).\(name)" }
+
     /// Whether the key is present with a non-null value.
     func has(_ name: String) -> Bool { entry(name).node != nil }
 
@@ -134,9 +140,9 @@ struct ObjectReader {
             if case .string(let d)? = f.defaultValue { return d }
             return nil
         }
-        guard let s = Values.string(v, name, ctx) else { return nil }
+        guard let s = Values.string(v, qualified(name), ctx) else { return nil }
         guard format.accepts(s) else {
-            Values.reportFormat(s, format, name, v, ctx)
+            Values.reportFormat(s, format, qualified(name), v, ctx)
             return nil
         }
         return format == .path ? ctx.resolve(s) : s
@@ -147,7 +153,7 @@ struct ObjectReader {
         let (f, v) = entry(name)
         let fallback: Bool = if case .bool(let d)? = f.defaultValue { d } else { false }
         guard let v else { return fallback }
-        return Values.bool(v, name, ctx) ?? fallback
+        return Values.bool(v, qualified(name), ctx) ?? fallback
     }
 
     /// An integer field, within the table's bounds.
@@ -158,7 +164,7 @@ struct ObjectReader {
             if case .integer(let d)? = f.defaultValue { return Int(d) }
             return nil
         }
-        return Values.integer(v, name, lo, hi, ctx).map(Int.init)
+        return Values.integer(v, qualified(name), lo, hi, ctx).map(Int.init)
     }
 
     /// A size field in bytes, within the table's bounds.
@@ -169,7 +175,7 @@ struct ObjectReader {
             if case .string(let d)? = f.defaultValue { return ByteSize.parse(d) }
             return nil
         }
-        return Values.size(v, name, lo, hi, ctx)
+        return Values.size(v, qualified(name), lo, hi, ctx)
     }
 
     /// An enumeration field, as the Swift enum whose raw values the table lists.
@@ -180,7 +186,7 @@ struct ObjectReader {
             if case .string(let d)? = f.defaultValue { return E(rawValue: d) }
             return nil
         }
-        guard let s = Values.enumeration(v, name, values, ctx) else { return nil }
+        guard let s = Values.enumeration(v, qualified(name), values, ctx) else { return nil }
         return E(rawValue: s)
     }
 
@@ -209,10 +215,10 @@ struct ObjectReader {
         guard case .string(let format) = element.type else { preconditionFailure("\(name) is not a list of strings") }
         var out: [String] = []
         out.reserveCapacity(items.count)
-        for item in items {
-            guard let s = Values.string(item, name, ctx) else { continue }
+        for (i, item) in items.enumerated() {
+            guard let s = Values.string(item, "\(path)[\(i)]", ctx) else { continue }
             guard format.accepts(s) else {
-                Values.reportFormat(s, format, name, item, ctx)
+                Values.reportFormat(s, format, "\(path)[\(i)]", item, ctx)
                 continue
             }
             out.append(format == .path ? ctx.resolve(s) : s)
@@ -290,7 +296,7 @@ enum Values {
         var hint = "write true or false"
         if case .scalar(let s, _) = node.kind,
            ["yes", "no", "on", "off", "y", "n"].contains(s.lowercased()) {
-            hint = "YAML 1.2: '\(s)' is a string, not a boolean; write true or false"
+            hint = "YAML 1.2 reads '\(s)' as a string, not a boolean; write true or false"
         }
         ctx.error(node, "'\(name)' must be true or false, not \(describe(node))", hint: hint)
         return nil
@@ -325,7 +331,9 @@ enum Values {
             }
             return n
         case .failure(let problem):
-            ctx.error(node, "'\(name)' \(problem.message(s))", hint: ByteSize.unitsHint)
+            var hint = ByteSize.unitsHint
+            if problem == .missingUnit { hint = "did you mean '\(s)MiB'? " + hint }
+            ctx.error(node, "'\(name)' \(problem.message(s))", hint: hint)
             return nil
         }
     }
@@ -338,7 +346,7 @@ enum Values {
         var hint = "allowed values: \(values.joined(separator: ", "))"
         if case .scalar(let s, _) = node.kind {
             if ["yes", "no", "on", "off", "y", "n"].contains(s.lowercased()) {
-                hint += " (YAML 1.2: '\(s)' is just a string)"
+                hint += "; YAML 1.2 reads '\(s)' as a plain string"
             } else if let guess = Text.suggestion(for: s, among: values) {
                 hint = "did you mean '\(guess)'? " + hint
             }

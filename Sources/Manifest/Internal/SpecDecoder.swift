@@ -60,7 +60,8 @@ struct SpecDecoder {
                 return false
             }
             guard case .scalar(let s, _) = v.kind, s == expected else {
-                ctx.error(v, "unsupported \(key) \(Values.describe(v))", hint: "this qemuctl reads '\(key): \(expected)'")
+                let shown: String = if case .scalar(let s, _) = v.kind { Text.quoted(s) } else { Values.describe(v) }
+                ctx.error(v, "unsupported \(key) \(shown)", hint: "expected '\(key): \(expected)'")
                 return false
             }
         }

@@ -1,0 +1,175 @@
+// MARK: - ManifestSchema
+
+/// Renders ``FieldTable`` as a JSON Schema (draft 2020-12) for editors and CI, and as
+/// a Markdown reference; converts YAML manifests to JSON for independent validators.
+///
+/// The committed `schemas/qemuctl-v1.schema.json` is exactly ``jsonSchema()``; a test
+/// fails when they differ.
+package enum ManifestSchema {
+    /// The schema's `$id`.
+    package static let id = "https://github.com/qemuctl/qemuctl/schemas/qemuctl-v1.schema.json"
+
+    /// The JSON Schema text, pretty-printed, ending with a newline.
+    package static func jsonSchema() -> String {
+        guard case .object(var members) = schema(for: FieldTable.document, path: "") else { return "" }
+        members.insert(("$schema", .string("https://json-schema.org/draft/2020-12/schema")), at: 0)
+        members.insert(("$id", .string(id)), at: 1)
+        members.insert(("title", .string("qemuctl \(FieldTable.kind) manifest (\(FieldTable.apiVersion))")), at: 2)
+        var out = ""
+        JSONValue.object(members).rendered(into: &out)
+        return out + "\n"
+    }
+
+    /// The size pattern (same language as ``ByteSize``).
+    static let sizePattern = #"^\+?[0-9]+(\.[0-9]+)? *(B|K|KiB|M|MiB|G|GiB|T|TiB)$"#
+
+    private static func schema(for field: Field, path: String) -> JSONValue {
+        var m: [(String, JSONValue)] = []
+        var description = field.doc
+        if case .size(let lo, let hi) = field.type {
+            description += " From \(ByteSize.format(lo)) to \(ByteSize.format(hi))."
+        }
+        if let bound = field.liveUpTo {
+            description += " Live up to \(bound); beyond it, a restart."
+        }
+        m.append(("description", .string(description)))
+        m.append(("x-qemuctl-change", .string(field.change.rawValue)))
+        switch field.type {
+        case .string(let format):
+            m.append(("type", .string("string")))
+            m.append(("pattern", .string(format.pattern)))
+        case .bool:
+            m.append(("type", .string("boolean")))
+        case .integer(let lo, let hi):
+            m.append(("type", .string("integer")))
+            m.append(("minimum", .int(lo)))
+            m.append(("maximum", .int(hi)))
+        case .size:
+            m.append(("type", .string("string")))
+            m.append(("pattern", .string(sizePattern)))
+        case .enumeration(let values):
+            m.append(("type", .string("string")))
+            m.append(("enum", .array(values.map(JSONValue.string))))
+        case .object(let children, let oneOf):
+            m.append(("type", .string("object")))
+            m.append(("additionalProperties", .bool(false)))
+            m.append(("properties", .object(children.map { c in
+                (c.name, schema(for: c, path: path.isEmpty ? c.name : "\(path).\(c.name)"))
+            })))
+            let required = children.filter(\.required).map { JSONValue.string($0.name) }
+            if !required.isEmpty { m.append(("required", .array(required))) }
+            if !oneOf.isEmpty {
+                m.append(("oneOf", .array(oneOf.map { .object([("required", .array([.string($0)]))]) })))
+            }
+        case .array(let element):
+            m.append(("type", .string("array")))
+            m.append(("items", schema(for: element, path: path + "[]")))
+        case .map(let key, let value):
+            m.append(("type", .string("object")))
+            m.append(("propertyNames", .object([("pattern", .string(key.pattern))])))
+            m.append(("additionalProperties", .object([("type", .string("string")), ("pattern", .string(value.pattern))])))
+        }
+        switch field.defaultValue {
+        case .bool(let b)?: m.append(("default", .bool(b)))
+        case .integer(let i)?: m.append(("default", .int(i)))
+        case .string(let s)?: m.append(("default", .string(s)))
+        case nil: break
+        }
+        return .object(m)
+    }
+
+    // MARK: - Markdown
+
+    /// A Markdown table of every field: path, type, default, change class, description.
+    package static func markdownReference() -> String {
+        var out = """
+        # qemuctl manifest reference (\(FieldTable.apiVersion))
+
+        Generated from the field table (`qemuctl schema --markdown`); do not edit by hand.
+        Change classes: **metadata** (recorded only), **live** (applied to the running VM),
+        **restart** (needs a relaunch; disks and uuid are kept).
+
+        | field | type | default | change | description |
+        |---|---|---|---|---|
+
+        """
+        for (path, field) in FieldTable.all {
+            let type: String
+            switch field.type {
+            case .string(let f): type = f == .text ? "string" : "string (\(f.rawValue))"
+            case .bool: type = "boolean"
+            case .integer(let lo, let hi): type = "integer \(lo)–\(hi)"
+            case .size(let lo, let hi): type = "size \(ByteSize.format(lo))–\(ByteSize.format(hi))"
+            case .enumeration(let values): type = values.map { "`\($0)`" }.joined(separator: " \\| ")
+            case .object(_, let oneOf):
+                type = oneOf.isEmpty ? "object" : "object, exactly one of " + oneOf.map { "`\($0)`" }.joined(separator: ", ")
+            case .array(let e):
+                if case .string(let f) = e.type { type = "list of string (\(f.rawValue))" } else { type = "list of object" }
+            case .map: type = "map of string"
+            }
+            let def: String = switch field.defaultValue {
+            case .bool(let b)?: "`\(b)`"
+            case .integer(let i)?: "`\(i)`"
+            case .string(let s)?: "`\(s)`"
+            case nil: field.required ? "required" : ""
+            }
+            let change = field.change.rawValue + (field.liveUpTo.map { " (up to `\($0)`)" } ?? "")
+            let doc = field.doc.replacingPipes()
+            out += "| `\(path)` | \(type) | \(def) | \(change) | \(doc) |\n"
+        }
+        return out
+    }
+
+    // MARK: - YAML to JSON
+
+    /// Converts each non-empty YAML document to compact JSON, with YAML 1.2 core-schema
+    /// types (so `on` stays a string), for validators that read JSON.
+    ///
+    /// - Returns: one JSON text per document, and any syntax diagnostics.
+    package static func jsonDocuments(ofYAML bytes: [UInt8], file: String, limits: ManifestLimits = .default)
+        -> (documents: [String], diagnostics: [ManifestDiagnostic])
+    {
+        var diagnostics: [ManifestDiagnostic] = []
+        let reader = LibYAMLReader(file: file, limits: limits)
+        let documents = bytes.withUnsafeBytes { reader.read($0, into: &diagnostics) }
+        var out: [String] = []
+        for d in documents {
+            guard let root = d.root else { continue }
+            var text = ""
+            json(root).compact(into: &text)
+            out.append(text)
+        }
+        return (out, diagnostics)
+    }
+
+    private static func json(_ node: YAMLNode) -> JSONValue {
+        switch node.kind {
+        case .scalar(let s, let tag):
+            switch YAMLNode.resolve(s, tag) {
+            case .null: return .null
+            case .bool(let b): return .bool(b)
+            case .int(let i): return .int(i)
+            case .float(let d): return .double(d)
+            case .string, .invalid: return .string(s)
+            }
+        case .sequence(let items): return .array(items.map(json))
+        case .mapping(let items):
+            var members: [(String, JSONValue)] = []
+            var i = 0
+            while i + 1 < items.count {
+                let key: String = if case .scalar(let k, _) = items[i].kind { k } else { "?" }
+                members.append((key, json(items[i + 1])))
+                i += 2
+            }
+            return .object(members)
+        }
+    }
+}
+
+extension String {
+    fileprivate func replacingPipes() -> String {
+        var out = ""
+        for ch in self { out += ch == "|" ? "\\|" : String(ch) }
+        return out
+    }
+}

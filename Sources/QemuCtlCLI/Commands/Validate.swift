@@ -1,0 +1,72 @@
+import ArgumentParser
+import Manifest
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension QemuCtlCommand {
+    /// `qemuctl validate -f PATH…`: checks manifests statically, touching nothing on the host.
+    struct Validate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check manifests without QEMU and without touching the host.",
+            discussion: """
+                Reads every manifest under the given paths (files; directories, recursively, \
+                every *.yaml and *.yml; - for standard input) and reports every problem as \
+                path:line:col: error: message. Host files that do not exist yet (kernels, \
+                images, secret files) are warnings.
+
+                Exit status: 0 all manifests are valid, 1 some manifest is invalid, \
+                2 usage error or unreadable path.
+                """
+        )
+
+        /// Output formats.
+        enum Output: String, ExpressibleByArgument, CaseIterable {
+            case text, json
+        }
+
+        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).")
+        var file: [String] = []
+
+        @Option(name: .shortAndLong, help: "Output format: text or json.")
+        var output: Output = .text
+
+        func run() throws {
+            guard !file.isEmpty else {
+                printError("qemuctl validate: give at least one -f PATH (a file, a directory, or - for standard input)")
+                throw ExitCode(2)
+            }
+            let set = ManifestLoader(hostFiles: .warn).load(paths: file)
+            switch output {
+            case .json:
+                print(set.jsonReport(), terminator: "")
+            case .text:
+                for d in set.diagnostics { printError(d.description) }
+                if !set.hasErrors {
+                    for vm in set.virtualMachines { print(vm.summary) }
+                } else {
+                    let errors = set.diagnostics.filter { $0.severity == .error }.count
+                    printError("\(errors) error\(errors == 1 ? "" : "s") in \(file.joined(separator: " "))")
+                }
+            }
+            if set.hasUnreadablePaths { throw ExitCode(2) }
+            if set.hasErrors { throw ExitCode(1) }
+        }
+    }
+}
+
+/// Writes one line to standard error.
+private func printError(_ line: String) {
+    var text = line + "\n"
+    text.withUTF8 { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            let n = write(2, buffer.baseAddress! + offset, buffer.count - offset)
+            if n <= 0 { break }
+            offset += n
+        }
+    }
+}
