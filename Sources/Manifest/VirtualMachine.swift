@@ -333,6 +333,12 @@ extension VirtualMachineSpec {
             package var export: String?
             /// `tls`.
             package var tls: Bool
+            /// Creates the NBD backend.
+            package init(server: Server, export: String? = nil, tls: Bool = false) {
+                self.server = server
+                self.export = export
+                self.tls = tls
+            }
         }
         /// `disks[].rbd`.
         package struct RBD: Sendable, Hashable, Codable {
@@ -348,6 +354,18 @@ extension VirtualMachineSpec {
             package var user: String?
             /// `keyFrom`.
             package var keyFrom: SecretReference?
+            /// Creates the RBD backend.
+            package init(
+                pool: String, image: String, snapshot: String? = nil, conf: String? = nil, user: String? = nil,
+                keyFrom: SecretReference? = nil
+            ) {
+                self.pool = pool
+                self.image = image
+                self.snapshot = snapshot
+                self.conf = conf
+                self.user = user
+                self.keyFrom = keyFrom
+            }
         }
         /// `disks[].iscsi`.
         package struct ISCSI: Sendable, Hashable, Codable {
@@ -363,6 +381,18 @@ extension VirtualMachineSpec {
             package var passwordFrom: SecretReference?
             /// `initiator`.
             package var initiator: String?
+            /// Creates the iSCSI backend.
+            package init(
+                portal: String, target: String, lun: Int = 0, user: String? = nil,
+                passwordFrom: SecretReference? = nil, initiator: String? = nil
+            ) {
+                self.portal = portal
+                self.target = target
+                self.lun = lun
+                self.user = user
+                self.passwordFrom = passwordFrom
+                self.initiator = initiator
+            }
         }
         /// `disks[].throttle`; nil fields mean no limit. Rates in bytes or operations per second.
         package struct Throttle: Sendable, Hashable, Codable {
@@ -534,6 +564,11 @@ extension VirtualMachineSpec {
             package var address: Address
             /// `server`.
             package var server: Bool
+            /// Creates the stream backend.
+            package init(address: Address, server: Bool = false) {
+                self.address = address
+                self.server = server
+            }
         }
         /// `name`.
         package var name: String
@@ -668,6 +703,18 @@ extension VirtualMachineSpec {
             package var bus: Int?
             /// `address`.
             package var address: Int?
+            /// Creates a device.
+            package init(
+                name: String, type: Kind, vendor: String? = nil, product: String? = nil, bus: Int? = nil,
+                address: Int? = nil
+            ) {
+                self.name = name
+                self.type = type
+                self.vendor = vendor
+                self.product = product
+                self.bus = bus
+                self.address = address
+            }
         }
         /// `controller`.
         package var controller: Controller = .xhci

@@ -322,11 +322,13 @@ enum Values {
         switch ByteSize.parseChecked(s) {
         case .success(let n):
             guard n >= lo else {
-                ctx.error(node, "'\(name)' is \(Text.quoted(s)), below the minimum of \(ByteSize.format(lo))")
+                ctx.error(node, "'\(name)' is \(Text.quoted(s)), below the minimum of \(ByteSize.format(lo))",
+                          hint: "allowed: \(ByteSize.format(lo)) to \(ByteSize.format(hi))")
                 return nil
             }
             guard n <= hi else {
-                ctx.error(node, "'\(name)' is \(Text.quoted(s)), above the maximum of \(ByteSize.format(hi))")
+                ctx.error(node, "'\(name)' is \(Text.quoted(s)), above the maximum of \(ByteSize.format(hi))",
+                          hint: "allowed: \(ByteSize.format(lo)) to \(ByteSize.format(hi))")
                 return nil
             }
             return n

@@ -141,7 +141,7 @@ struct SpecDecoder {
             let path = "spec.networks[\(i)]"
             guard let n = ObjectReader(item, nicField, ctx, path: path) else { continue }
             if let nic = decodeNetwork(n, path: path, vmName: vmName) {
-                unique(nic.name, n.position("name"), in: &nicNames, what: "network")
+                guard unique(nic.name, n.position("name"), in: &nicNames, what: "network") else { continue }
                 macs.append((nic.mac, n.has("mac") ? n.position("mac") : n.position("name"), !n.has("mac")))
                 spec.networks.append(nic)
             }
@@ -202,13 +202,15 @@ struct SpecDecoder {
     }
 
     /// Reports the second use of a name within one VM.
-    private func unique(_ name: String, _ node: YAMLNode, in seen: inout [String: YAMLNode], what: String) {
+    @discardableResult
+    private func unique(_ name: String, _ node: YAMLNode, in seen: inout [String: YAMLNode], what: String) -> Bool {
         if let first = seen[name] {
             ctx.error(node, "\(what) name '\(name)' is used twice in this VM",
                       hint: "first used at line \(first.line), column \(first.column)")
-        } else {
-            seen[name] = node
+            return false
         }
+        seen[name] = node
+        return true
     }
 
     // MARK: - cpu, memory

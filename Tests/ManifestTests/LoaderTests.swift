@@ -1,0 +1,93 @@
+import Manifest
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A temporary directory removed at the end of the scope.
+func withTemporaryDirectory(_ body: (String) throws -> Void) rethrows {
+    var template = Array("/tmp/manifest-tests-XXXXXX".utf8CString)
+    let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    defer { _ = system("rm -rf '\(dir)'") }
+    try body(dir)
+}
+
+func write(_ text: String, to path: String) {
+    let slash = path.lastIndex(of: "/")!
+    _ = system("mkdir -p '\(path[..<slash])'")
+    let f = fopen(path, "w")!
+    fputs(text, f)
+    fclose(f)
+}
+
+@Suite("Loading files and directories")
+struct LoaderTests {
+    @Test func directoryIsReadRecursivelySortedYAMLOnly() {
+        withTemporaryDirectory { dir in
+            write(manifest(name: "b"), to: "\(dir)/vms/b.yaml")
+            write(manifest(name: "a"), to: "\(dir)/vms/a.yml")
+            write(manifest(name: "c"), to: "\(dir)/vms/sub/c.yaml")
+            write(manifest(name: "hidden"), to: "\(dir)/vms/.git/x.yaml")
+            write("not yaml at all: [", to: "\(dir)/vms/README.md")
+            let set = ManifestLoader().load(paths: ["\(dir)/vms"])
+            #expect(set.diagnostics.isEmpty, "\(lines(set))")
+            #expect(set.virtualMachines.map(\.name) == ["a", "b", "c"])
+            #expect(set.files == ["\(dir)/vms/a.yml", "\(dir)/vms/b.yaml", "\(dir)/vms/sub/c.yaml"])
+        }
+    }
+
+    @Test func directoryWithoutManifestsIsAUsageError() {
+        withTemporaryDirectory { dir in
+            write("hello", to: "\(dir)/empty/notes.txt")
+            let set = ManifestLoader().load(paths: ["\(dir)/empty"])
+            #expect(set.hasUnreadablePaths)
+            #expect(lines(set) == ["\(dir)/empty: error: no manifests (*.yaml, *.yml) in directory '\(dir)/empty'"])
+        }
+    }
+
+    @Test func missingPathIsAUsageError() {
+        let set = ManifestLoader().load(paths: ["/nonexistent/vms.yaml"])
+        #expect(set.hasUnreadablePaths)
+        #expect(lines(set) == ["/nonexistent/vms.yaml: error: cannot read '/nonexistent/vms.yaml': No such file or directory"])
+    }
+
+    @Test func hundredMegabyteFileIsRefusedWithoutReadingIt() {
+        withTemporaryDirectory { dir in
+            let path = "\(dir)/big.yaml"
+            let fd = open(path, O_CREAT | O_WRONLY, 0o600)
+            #expect(ftruncate(fd, 100 << 20) == 0)  // sparse: nothing is written or read
+            close(fd)
+            let clock = ContinuousClock()
+            var set: ManifestSet? = nil
+            let elapsed = clock.measure { set = ManifestLoader().load(paths: [path]) }
+            #expect(elapsed < .milliseconds(200))
+            expectSingleError(set!, 1, 1, "file is larger than the 4MiB limit (100MiB)")
+            #expect(!set!.hasUnreadablePaths)
+        }
+    }
+
+    @Test func relativePathsOfAFileFollowItsDirectory() throws {
+        try withTemporaryDirectory { dir in
+            write(manifest(spec: "  boot: {kernel: ../k/vmlinuz}\n"), to: "\(dir)/vms/a.yaml")
+            let vms = try ManifestLoader().load(paths: ["\(dir)/vms/a.yaml"]).get()
+            #expect(vms[0].spec.boot.kernel == "\(dir)/k/vmlinuz")
+        }
+    }
+
+    @Test func missingHostFilesAreWarningsForValidate() {
+        withTemporaryDirectory { dir in
+            write(manifest(spec: "  boot: {kernel: vmlinuz}\n  disks:\n    - {name: d, file: {path: new.img, format: raw}, create: {size: 1GiB}}\n"),
+                  to: "\(dir)/a.yaml")
+            let set = ManifestLoader(hostFiles: .warn).load(paths: ["\(dir)/a.yaml"])
+            #expect(!set.hasErrors)
+            // The disk is created on apply, so only the kernel is missing.
+            #expect(set.diagnostics.map(\.message) == ["kernel '\(dir)/vmlinuz' does not exist"])
+            #expect(set.diagnostics.first?.severity == .warning)
+            let strict = ManifestLoader(hostFiles: .error).load(paths: ["\(dir)/a.yaml"])
+            #expect(strict.hasErrors)
+            let pure = ManifestLoader().load(paths: ["\(dir)/a.yaml"])
+            #expect(pure.diagnostics.isEmpty)
+        }
+    }
+}
