@@ -43,6 +43,8 @@ let package = Package(
         ),
 
         // MARK: - Benchmarks
+        .target(name: "CYAMLRaw", path: "bench/CYAMLRaw", linkerSettings: [.linkedLibrary("yaml")]),
+        .executableTarget(name: "yaml-bench", dependencies: ["Manifest", "CYAMLRaw"], path: "bench/yaml"),
         .target(name: "CBenchRaw", path: "bench/CBenchRaw"),
         .executableTarget(name: "qmp-rtt", dependencies: ["QMP", "QemuCtl", "CBenchRaw"], path: "bench/qmp-rtt"),
 
@@ -58,7 +60,7 @@ let package = Package(
 
 // Strictness for every Swift target (the system library and C targets are skipped).
 for target in package.targets where [.regular, .executable, .test].contains(target.type) {
-    guard !["CSocketShims", "CBenchRaw"].contains(target.name) else { continue }
+    guard !["CSocketShims", "CBenchRaw", "CYAMLRaw"].contains(target.name) else { continue }
     var settings = target.swiftSettings ?? []
     settings.append(.swiftLanguageMode(.v6))
     settings.append(.enableUpcomingFeature("ExistentialAny"))

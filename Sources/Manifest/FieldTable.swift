@@ -314,7 +314,7 @@ package enum FieldTable {
         ], oneOf: []), .restart, "A VDE switch port."),
         Field("model", .string(.word), .restart, "NIC model the guest sees.", default: .string("virtio-net-pci")),
         Field("mac", .string(.mac), .restart,
-              "MAC address. Default: derived from the VM and NIC names (52:54:00:xx:xx:xx), stable across runs."),
+              "MAC address. Default: derived from the VM and NIC names (52:54:xx:xx:xx:xx), stable across runs."),
         Field("link", cases(VirtualMachineSpec.Network.Link.self), .live, "Link state, changed live.", default: .string("up")),
         Field("bootIndex", .integer(min: 0, max: 255), .restart, "Boot priority; lower boots first."),
     ], oneOf: ["user", "tap", "bridge", "socket", "stream", "vde"]), .live, "A NIC.")

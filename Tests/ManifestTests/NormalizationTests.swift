@@ -60,9 +60,9 @@ struct NormalizationTests {
         let macs = a[0].spec.networks.map(\.mac)
         #expect(macs[0] == MACAddress.derive(vm: "web-1", nic: "net0"))
         #expect(macs[0] != macs[1])
-        #expect(macs.allSatisfy { $0.hasPrefix("52:54:00:") && $0.count == 17 })
+        #expect(macs.allSatisfy { $0.hasPrefix("52:54:") && $0.count == 17 })
         // A fixed value, so a change of the hash is noticed (it would change every VM's MAC).
-        #expect(MACAddress.derive(vm: "web-1", nic: "net0") == "52:54:00:\(macs[0].suffix(8))")
+        #expect(MACAddress.derive(vm: "web-1", nic: "net0") == "52:54:bb:fd:f4:51")
         #expect(MACAddress.derive(vm: "a", nic: "b") == MACAddress.derive(vm: "a", nic: "b"))
     }
 

@@ -480,8 +480,10 @@ struct SpecDecoder {
 
 /// Deterministic MAC addresses for NICs that do not name one.
 package enum MACAddress {
-    /// `52:54:00:xx:xx:xx` (QEMU's locally administered prefix) with the last three bytes
-    /// from a 64-bit FNV-1a hash of `vm/nic`: stable across runs, hosts and versions.
+    /// `52:54:xx:xx:xx:xx`: QEMU's familiar locally administered unicast prefix, then
+    /// 32 bits of a 64-bit FNV-1a hash of `vm/nic`. Stable across runs, hosts and versions;
+    /// 32 bits (not the 24 of `52:54:00:…`) keep collisions unlikely in fleets of
+    /// thousands of NICs, and the loader reports any that happen.
     package static func derive(vm: String, nic: String) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in vm.utf8 + [UInt8(ascii: "/")] + nic.utf8 {
@@ -492,6 +494,6 @@ package enum MACAddress {
             let v = UInt8(truncatingIfNeeded: b)
             return (v < 16 ? "0" : "") + String(v, radix: 16)
         }
-        return "52:54:00:\(hex(hash >> 16)):\(hex(hash >> 8)):\(hex(hash))"
+        return "52:54:\(hex(hash >> 24)):\(hex(hash >> 16)):\(hex(hash >> 8)):\(hex(hash))"
     }
 }
