@@ -18,22 +18,26 @@ package enum ChangeClass: String, Sendable, Hashable, Codable, CaseIterable {
 /// the manifest format: the decoder reads keys, types, enum values, bounds and defaults
 /// from it; ``ManifestSchema`` renders it as JSON Schema and Markdown; the planner asks
 /// it for change classes with ``FieldTable/changeClass(at:)``.
-package struct Field: Sendable {
+///
+/// A class, so the decoder passes fields around by reference: the table is immutable.
+package final class Field: Sendable {
     /// The key as written in YAML (`throttle`), or `[]` for an array's element.
-    package var name: String
+    package let name: String
     /// What values the field accepts.
-    package var type: FieldType
+    package let type: FieldType
     /// What changing the field on an existing VM takes.
-    package var change: ChangeClass
+    package let change: ChangeClass
     /// One or two sentences for the schema's `description` and the reference docs.
-    package var doc: String
+    package let doc: String
     /// The value used when the key is absent, if any.
-    package var defaultValue: DefaultValue?
+    package let defaultValue: DefaultValue?
     /// Whether the key must be present.
-    package var required: Bool
+    package let required: Bool
     /// For a `live` field: the sibling field that bounds live changes (`count` up to
     /// `maxCount`); beyond it, a change needs a restart.
-    package var liveUpTo: String?
+    package let liveUpTo: String?
+    /// A hash of `name`, so the decoder matches keys with one integer comparison.
+    let keyHash: UInt64
 
     /// Creates a field.
     package init(
@@ -47,6 +51,24 @@ package struct Field: Sendable {
         self.defaultValue = defaultValue
         self.required = required
         self.liveUpTo = liveUpTo
+        self.keyHash = Field.hash(name)
+    }
+
+    /// 64-bit FNV-1a of the key's bytes.
+    @inline(__always)
+    static func hash(_ key: String) -> UInt64 {
+        if let h = key.utf8.withContiguousStorageIfAvailable(hash) { return h }
+        return Array(key.utf8).withUnsafeBufferPointer { hash($0) }
+    }
+
+    @inline(__always)
+    static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in bytes {
+            h ^= UInt64(b)
+            h &*= 0x0000_0100_0000_01b3
+        }
+        return h
     }
 
     /// The child field named `name` of an object field.

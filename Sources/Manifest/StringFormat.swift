@@ -101,9 +101,9 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
     package func accepts(_ s: String) -> Bool {
         let u = s.utf8
         switch self {
-        case .text: return !u.contains(where: Self.isControl)
-        case .path: return !u.isEmpty && u.count <= 4095 && !u.contains(where: Self.isControl)
-        case .name: return Self.isDNSLabel(u)
+        case .text: return !Self.hasControl(s)
+        case .path: return !u.isEmpty && u.count <= 4095 && !Self.hasControl(s)
+        case .name: return u.withContiguousStorageIfAvailable(Self.isDNSLabel) ?? Self.isDNSLabel(u)
         case .word:
             guard let f = u.first, Self.isAlnum(f), u.count <= 128 else { return false }
             return u.allSatisfy { Self.isAlnum($0) || "_.+:-".utf8.contains($0) }
@@ -160,6 +160,15 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
     // MARK: - Helpers
 
     static func isControl(_ b: UInt8) -> Bool { b < 0x20 || b == 0x7F }
+
+    /// Whether `s` has a control character; a tight loop over contiguous UTF-8.
+    static func hasControl(_ s: String) -> Bool {
+        if let r = s.utf8.withContiguousStorageIfAvailable({ buf in
+            for b in buf where b < 0x20 || b == 0x7F { return true }
+            return false
+        }) { return r }
+        return s.utf8.contains(where: isControl)
+    }
     static func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
     static func isLower(_ b: UInt8) -> Bool { b >= 0x61 && b <= 0x7A }
     static func isAlnum(_ b: UInt8) -> Bool { isDigit(b) || isLower(b) || (b >= 0x41 && b <= 0x5A) }
@@ -209,13 +218,18 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
 
     /// `[tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport`, addresses IPv4 or empty.
     static func isHostfwd(_ s: String) -> Bool {
-        let parts = s.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
-        guard parts.count == 2 else { return false }
-        let host = parts[0].split(separator: ":", omittingEmptySubsequences: false)
-        let guest = parts[1].split(separator: ":", omittingEmptySubsequences: false)
-        guard host.count == 3, guest.count == 2 else { return false }
-        guard host[0].isEmpty || host[0] == "tcp" || host[0] == "udp" else { return false }
-        guard host[1].isEmpty || isIPv4(host[1]), guest[0].isEmpty || isIPv4(guest[0]) else { return false }
-        return isPort(host[2], max: 65535) && isPort(guest[1], max: 65535)
+        guard let dash = s.firstIndex(of: "-") else { return false }
+        let hostPart = s[..<dash], guestPart = s[s.index(after: dash)...]
+        // host: proto ':' addr ':' port
+        guard let c1 = hostPart.firstIndex(of: ":") else { return false }
+        let proto = hostPart[..<c1]
+        let rest = hostPart[hostPart.index(after: c1)...]
+        guard let c2 = rest.firstIndex(of: ":") else { return false }
+        let hostAddr = rest[..<c2], hostPort = rest[rest.index(after: c2)...]
+        guard let c3 = guestPart.firstIndex(of: ":") else { return false }
+        let guestAddr = guestPart[..<c3], guestPort = guestPart[guestPart.index(after: c3)...]
+        guard proto.isEmpty || proto == "tcp" || proto == "udp" else { return false }
+        guard hostAddr.isEmpty || isIPv4(hostAddr), guestAddr.isEmpty || isIPv4(guestAddr) else { return false }
+        return isPort(hostPort, max: 65535) && isPort(guestPort, max: 65535)
     }
 }

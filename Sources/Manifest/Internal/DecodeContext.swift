@@ -13,7 +13,7 @@ final class DecodeContext {
 
     init(file: String, baseDirectory: String, hostFiles: ManifestLoader.HostFiles = .ignore) {
         self.file = file
-        self.baseDirectory = baseDirectory
+        self.baseDirectory = PathUtilities.resolve(baseDirectory, against: "/")
         self.hostFiles = hostFiles
     }
 

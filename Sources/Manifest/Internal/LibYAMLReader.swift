@@ -17,7 +17,8 @@ struct LibYAMLReader {
     /// A mapping or sequence being built.
     private struct Frame {
         var isMapping: Bool
-        var items: [YAMLNode]
+        /// Where this collection's items begin on the node stack.
+        var start: Int
         var line: Int32
         var column: Int32
         var anchor: String?
@@ -56,6 +57,9 @@ struct LibYAMLReader {
         var documents: [YAMLDocument] = []
         var stack: [Frame] = []
         stack.reserveCapacity(16)
+        // Items of open collections, moved out into an exactly sized array when each closes.
+        var nodes = NodeStack()
+        defer { nodes.release() }
         var anchors: [String: (node: YAMLNode, count: Int)] = [:]
         var aliasNodes = 0
         var root: YAMLNode? = nil
@@ -70,7 +74,7 @@ struct LibYAMLReader {
                 root = node
             } else {
                 let top = stack.count - 1
-                stack[top].items.append(node)
+                nodes.push(node)
                 stack[top].nodeCount += count
                 if stack[top].nodeCount > limits.maxNodes {
                     throw fail(node.line, node.column, "document has more than \(limits.maxNodes) nodes",
@@ -114,14 +118,15 @@ struct LibYAMLReader {
                         throw fail(line, column, "nesting deeper than \(limits.maxDepth) levels")
                     }
                     stack.append(Frame(
-                        isMapping: isMapping, items: [], line: line, column: column,
+                        isMapping: isMapping, start: nodes.count, line: line, column: column,
                         anchor: anchorPtr.map { String(cString: $0) }, nodeCount: 0))
 
                 case YAML_MAPPING_END_EVENT, YAML_SEQUENCE_END_EVENT:
-                    var frame = stack.removeLast()
-                    if frame.isMapping { removeDuplicateKeys(&frame.items, into: &diagnostics) }
+                    let frame = stack.removeLast()
+                    var items = nodes.pop(from: frame.start)
+                    if frame.isMapping { removeDuplicateKeys(&items, into: &diagnostics) }
                     let node = YAMLNode(
-                        kind: frame.isMapping ? .mapping(frame.items) : .sequence(frame.items),
+                        kind: frame.isMapping ? .mapping(items) : .sequence(items),
                         line: frame.line, column: frame.column)
                     if let a = frame.anchor { anchors[a] = (node, frame.nodeCount + 1) }
                     try attach(node, count: frame.nodeCount + 1)
@@ -204,9 +209,14 @@ struct LibYAMLReader {
         let n = items.count / 2
         guard n > 1 else { return }
         var drop: [Int] = []
+        // Compare hashes first: most keys differ, and comparing different strings is slow.
+        let hashes = (0..<n).map { i -> UInt64 in
+            if case .scalar(let key, _) = items[2 * i].kind { return Field.hash(key) }
+            return UInt64(i) &* 0x9E37_79B9_7F4A_7C15  // non-scalar keys: never equal to a scalar's
+        }
         for i in 1..<n {
             guard case .scalar(let key, _) = items[2 * i].kind else { continue }
-            for j in 0..<i {
+            for j in 0..<i where hashes[j] == hashes[i] {
                 if case .scalar(let other, _) = items[2 * j].kind, other == key {
                     let first = items[2 * j]
                     diagnostics.append(fail(items[2 * i].line, items[2 * i].column, "duplicate key '\(key)'",
@@ -283,5 +293,45 @@ struct LibYAMLReader {
             }
         }
         return (line, column)
+    }
+}
+
+// MARK: - NodeStack
+
+/// A manually managed stack of nodes: collections move their items out in one piece,
+/// so building the tree allocates one exactly sized array per collection.
+private struct NodeStack {
+    private var base = UnsafeMutablePointer<YAMLNode>.allocate(capacity: 256)
+    private var capacity = 256
+    private(set) var count = 0
+
+    mutating func push(_ node: YAMLNode) {
+        if count == capacity {
+            let bigger = UnsafeMutablePointer<YAMLNode>.allocate(capacity: capacity * 2)
+            bigger.moveInitialize(from: base, count: count)
+            base.deallocate()
+            base = bigger
+            capacity *= 2
+        }
+        (base + count).initialize(to: node)
+        count += 1
+    }
+
+    /// Moves the nodes from `start` to the top into a new array.
+    mutating func pop(from start: Int) -> [YAMLNode] {
+        let n = count - start
+        let source = base + start
+        count = start
+        return [YAMLNode](unsafeUninitializedCapacity: n) { buffer, initialized in
+            buffer.baseAddress?.moveInitialize(from: source, count: n)
+            initialized = n
+        }
+    }
+
+    /// Frees the storage and whatever is left on it (after an error).
+    mutating func release() {
+        base.deinitialize(count: count)
+        base.deallocate()
+        count = 0
     }
 }

@@ -7,7 +7,7 @@
 /// value's type, format, enum values and bounds, apply the table's default when the
 /// key is absent, and report problems to the context. An accessor returns nil when
 /// the key is absent without default, or its value is invalid (already reported).
-struct ObjectReader {
+final class ObjectReader {
     let ctx: DecodeContext
     /// The mapping node.
     let node: YAMLNode
@@ -16,16 +16,31 @@ struct ObjectReader {
     /// The field's children, from the table.
     let fields: [Field]
     /// For each of `fields`, the index of its value in `items`, or -1.
-    private var slots: [Int]
+    /// Stored inline (no allocation): `index + 1`, 0 for absent. The table has at most
+    /// 32 fields per object (checked by a test).
+    private var slots = SIMD32<UInt16>()
+    /// The reader of the enclosing mapping, the key of this one in it, and its index when
+    /// it is an item of a list: `path` is built from them only when a message needs it.
+    let parent: ObjectReader?
+    let key: String
+    let index: Int
+    /// Decoders read fields mostly in table order; the next field to try first.
+    private var cursor = 0
+
     /// Where the mapping is in the manifest (`spec.disks[0]`), for messages.
-    let path: String
+    var path: String {
+        var p = parent.map { $0.qualified(key) } ?? key
+        if index >= 0 { p += "[\(index)]" }
+        return p
+    }
 
     /// Checks `node` against `field`; nil (and a diagnostic) when `node` is not a mapping.
-    init?(_ node: YAMLNode, _ field: Field, _ ctx: DecodeContext, path: String) {
+    init?(_ node: YAMLNode, _ field: Field, _ ctx: DecodeContext, parent: ObjectReader?, key: String, index: Int = -1) {
         guard case .object(let fields, let oneOf) = field.type else {
             preconditionFailure("\(field.name) is not an object field")
         }
         guard case .mapping(let items) = node.kind else {
+            let path = (parent.map { $0.qualified(key) } ?? key) + (index >= 0 ? "[\(index)]" : "")
             ctx.error(node, "'\(path)' must be a mapping, not \(Values.describe(node))",
                       hint: "allowed keys: \(fields.map(\.name).joined(separator: ", "))")
             return nil
@@ -34,8 +49,9 @@ struct ObjectReader {
         self.node = node
         self.items = items
         self.fields = fields
-        self.slots = [Int](repeating: -1, count: fields.count)
-        self.path = path
+        self.parent = parent
+        self.key = key
+        self.index = index
 
         var i = 0
         while i < items.count {
@@ -45,8 +61,12 @@ struct ObjectReader {
                 i += 2
                 continue
             }
-            if let j = fields.firstIndex(where: { $0.name == key }) {
-                slots[j] = i + 1
+            if let j = Self.index(of: key, in: fields) {
+                guard i + 1 < Int(UInt16.max) else {
+                    ctx.error(keyNode, "mapping '\(path)' has too many keys")
+                    break
+                }
+                slots[j] = UInt16(i + 2)
             } else {
                 Self.reportUnknownKey(key, keyNode, fields, path, ctx)
             }
@@ -58,7 +78,7 @@ struct ObjectReader {
         }
         if !oneOf.isEmpty {
             let present = oneOf.filter { name in
-                fields.firstIndex { $0.name == name }.map(isPresent) ?? false
+                Self.index(of: name, in: fields).map(isPresent) ?? false
             }
             if present.isEmpty {
                 ctx.error(node, "'\(path)' needs exactly one of \(Text.list(oneOf))")
@@ -72,17 +92,37 @@ struct ObjectReader {
         }
     }
 
+    /// The index of the field named `key`: hashes compared first, names confirmed.
+    @inline(__always)
+    static func index(of key: String, in fields: [Field]) -> Int? {
+        let h = Field.hash(key)
+        for j in fields.indices where fields[j].keyHash == h && fields[j].name == key { return j }
+        return nil
+    }
+
+    /// The index of the field named `name`, trying the field after the last one read first.
+    @inline(__always)
+    private func lookup(_ name: String) -> Int? {
+        if cursor < fields.count, fields[cursor].name == name {
+            defer { cursor += 1 }
+            return cursor
+        }
+        guard let j = Self.index(of: name, in: fields) else { return nil }
+        cursor = j + 1
+        return j
+    }
+
     /// Whether field `j`'s key is present with a non-null value.
     private func isPresent(_ j: Int) -> Bool {
-        guard slots[j] >= 0 else { return false }
-        if case .scalar(let s, .plain) = items[slots[j]].kind, YAMLNode.isNull(s) { return false }
+        guard slots[j] > 0 else { return false }
+        if case .scalar(let s, .plain) = items[Int(slots[j]) - 1].kind, YAMLNode.isNull(s) { return false }
         return true
     }
 
     /// The index in `items` of the key `name`.
     private func keyIndex(_ name: String) -> Int? {
-        guard let j = fields.firstIndex(where: { $0.name == name }), slots[j] >= 0 else { return nil }
-        return slots[j] - 1
+        guard let j = Self.index(of: name, in: fields), slots[j] > 0 else { return nil }
+        return Int(slots[j]) - 2
     }
 
     private static func reportUnknownKey(_ key: String, _ keyNode: YAMLNode, _ fields: [Field], _ path: String, _ ctx: DecodeContext) {
@@ -109,11 +149,11 @@ struct ObjectReader {
 
     /// The field named `name` and its value node (nil when absent or null).
     func entry(_ name: String) -> (field: Field, node: YAMLNode?) {
-        guard let j = fields.firstIndex(where: { $0.name == name }) else {
+        guard let j = lookup(name) else {
             preconditionFailure("field '\(name)' is not in the table")
         }
-        guard slots[j] >= 0 else { return (fields[j], nil) }
-        let v = items[slots[j]]
+        guard slots[j] > 0 else { return (fields[j], nil) }
+        let v = items[Int(slots[j]) - 1]
         if case .scalar(let s, .plain) = v.kind, YAMLNode.isNull(s) { return (fields[j], nil) }
         return (fields[j], v)
     }
@@ -191,34 +231,34 @@ struct ObjectReader {
     }
 
     /// A nested object field's reader; nil when absent or not a mapping (reported).
-    func object(_ name: String, path: String) -> ObjectReader? {
+    func object(_ name: String) -> ObjectReader? {
         let (f, v) = entry(name)
         guard let v else { return nil }
-        return ObjectReader(v, f, ctx, path: path)
+        return ObjectReader(v, f, ctx, parent: self, key: name)
     }
 
     /// A sequence field's items with their element field; empty when absent or not a sequence (reported).
-    func array(_ name: String, path: String) -> (element: Field, items: [YAMLNode]) {
+    func array(_ name: String) -> (element: Field, items: [YAMLNode]) {
         let (f, v) = entry(name)
         guard case .array(let element) = f.type else { preconditionFailure("\(name) is not an array field") }
         guard let v else { return (element, []) }
         guard case .sequence(let items) = v.kind else {
-            ctx.error(v, "'\(path)' must be a list, not \(Values.describe(v))", hint: "write '\(name): [ … ]' or one '- item' per line")
+            ctx.error(v, "'\(qualified(name))' must be a list, not \(Values.describe(v))", hint: "write '\(name): [ … ]' or one '- item' per line")
             return (element, [])
         }
         return (element, items)
     }
 
     /// A list of strings in the element's format (paths resolved).
-    func strings(_ name: String, path: String) -> [String] {
-        let (element, items) = array(name, path: path)
+    func strings(_ name: String) -> [String] {
+        let (element, items) = array(name)
         guard case .string(let format) = element.type else { preconditionFailure("\(name) is not a list of strings") }
         var out: [String] = []
         out.reserveCapacity(items.count)
         for (i, item) in items.enumerated() {
-            guard let s = Values.string(item, "\(path)[\(i)]", ctx) else { continue }
+            guard let s = Values.string(item, "\(self.qualified(name))[\(i)]", ctx) else { continue }
             guard format.accepts(s) else {
-                Values.reportFormat(s, format, "\(path)[\(i)]", item, ctx)
+                Values.reportFormat(s, format, "\(self.qualified(name))[\(i)]", item, ctx)
                 continue
             }
             out.append(format == .path ? ctx.resolve(s) : s)
@@ -227,12 +267,12 @@ struct ObjectReader {
     }
 
     /// A map field (labels): keys and values checked against their formats.
-    func map(_ name: String, path: String) -> [String: String] {
+    func map(_ name: String) -> [String: String] {
         let (f, v) = entry(name)
         guard case .map(let keyFormat, let valueFormat) = f.type else { preconditionFailure("\(name) is not a map") }
         guard let v else { return [:] }
         guard case .mapping(let items) = v.kind else {
-            ctx.error(v, "'\(path)' must be a mapping, not \(Values.describe(v))")
+            ctx.error(v, "'\(qualified(name))' must be a mapping, not \(Values.describe(v))")
             return [:]
         }
         var out: [String: String] = [:]
@@ -277,57 +317,57 @@ enum Values {
 
     /// A scalar that the core schema resolves to a string; numbers and booleans are refused
     /// (with a hint to quote them).
-    static func string(_ node: YAMLNode, _ name: String, _ ctx: DecodeContext) -> String? {
+    static func string(_ node: YAMLNode, _ name: @autoclosure () -> String, _ ctx: DecodeContext) -> String? {
         guard case .scalar(let s, let tag) = node.kind else {
-            ctx.error(node, "'\(name)' must be a string, not \(describe(node))")
+            ctx.error(node, "'\(name())' must be a string, not \(describe(node))")
             return nil
         }
         if tag == .string { return s }
         switch YAMLNode.resolve(s, tag) {
         case .string: return s
         default:
-            ctx.error(node, "'\(name)' must be a string, not \(describe(node))", hint: "quote it: \"\(s)\"")
+            ctx.error(node, "'\(name())' must be a string, not \(describe(node))", hint: "quote it: \"\(s)\"")
             return nil
         }
     }
 
-    static func bool(_ node: YAMLNode, _ name: String, _ ctx: DecodeContext) -> Bool? {
+    static func bool(_ node: YAMLNode, _ name: @autoclosure () -> String, _ ctx: DecodeContext) -> Bool? {
         if case .scalar(let s, let tag) = node.kind, case .bool(let b) = YAMLNode.resolve(s, tag) { return b }
         var hint = "write true or false"
         if case .scalar(let s, _) = node.kind,
            ["yes", "no", "on", "off", "y", "n"].contains(s.lowercased()) {
             hint = "YAML 1.2 reads '\(s)' as a string, not a boolean; write true or false"
         }
-        ctx.error(node, "'\(name)' must be true or false, not \(describe(node))", hint: hint)
+        ctx.error(node, "'\(name())' must be true or false, not \(describe(node))", hint: hint)
         return nil
     }
 
-    static func integer(_ node: YAMLNode, _ name: String, _ lo: Int64, _ hi: Int64, _ ctx: DecodeContext) -> Int64? {
+    static func integer(_ node: YAMLNode, _ name: @autoclosure () -> String, _ lo: Int64, _ hi: Int64, _ ctx: DecodeContext) -> Int64? {
         guard case .scalar(let s, let tag) = node.kind, case .int(let n) = YAMLNode.resolve(s, tag) else {
-            ctx.error(node, "'\(name)' must be an integer, not \(describe(node))", hint: "allowed range: \(lo) to \(hi)")
+            ctx.error(node, "'\(name())' must be an integer, not \(describe(node))", hint: "allowed range: \(lo) to \(hi)")
             return nil
         }
         guard n >= lo, n <= hi else {
-            ctx.error(node, "'\(name)' is \(n), outside the allowed range \(lo) to \(hi)")
+            ctx.error(node, "'\(name())' is \(n), outside the allowed range \(lo) to \(hi)")
             return nil
         }
         return n
     }
 
-    static func size(_ node: YAMLNode, _ name: String, _ lo: UInt64, _ hi: UInt64, _ ctx: DecodeContext) -> UInt64? {
+    static func size(_ node: YAMLNode, _ name: @autoclosure () -> String, _ lo: UInt64, _ hi: UInt64, _ ctx: DecodeContext) -> UInt64? {
         guard case .scalar(let s, _) = node.kind else {
-            ctx.error(node, "'\(name)' must be a size like 512MiB, not \(describe(node))", hint: ByteSize.unitsHint)
+            ctx.error(node, "'\(name())' must be a size like 512MiB, not \(describe(node))", hint: ByteSize.unitsHint)
             return nil
         }
         switch ByteSize.parseChecked(s) {
         case .success(let n):
             guard n >= lo else {
-                ctx.error(node, "'\(name)' is \(Text.quoted(s)), below the minimum of \(ByteSize.format(lo))",
+                ctx.error(node, "'\(name())' is \(Text.quoted(s)), below the minimum of \(ByteSize.format(lo))",
                           hint: "allowed: \(ByteSize.format(lo)) to \(ByteSize.format(hi))")
                 return nil
             }
             guard n <= hi else {
-                ctx.error(node, "'\(name)' is \(Text.quoted(s)), above the maximum of \(ByteSize.format(hi))",
+                ctx.error(node, "'\(name())' is \(Text.quoted(s)), above the maximum of \(ByteSize.format(hi))",
                           hint: "allowed: \(ByteSize.format(lo)) to \(ByteSize.format(hi))")
                 return nil
             }
@@ -335,12 +375,12 @@ enum Values {
         case .failure(let problem):
             var hint = ByteSize.unitsHint
             if problem == .missingUnit { hint = "did you mean '\(s)MiB'? " + hint }
-            ctx.error(node, "'\(name)' \(problem.message(s))", hint: hint)
+            ctx.error(node, "'\(name())' \(problem.message(s))", hint: hint)
             return nil
         }
     }
 
-    static func enumeration(_ node: YAMLNode, _ name: String, _ values: [String], _ ctx: DecodeContext) -> String? {
+    static func enumeration(_ node: YAMLNode, _ name: @autoclosure () -> String, _ values: [String], _ ctx: DecodeContext) -> String? {
         if case .scalar(let s, let tag) = node.kind, values.contains(s),
            tag == .string || YAMLNode.resolve(s, tag) == .string {
             return s
@@ -353,19 +393,19 @@ enum Values {
                 hint = "did you mean '\(guess)'? " + hint
             }
         }
-        ctx.error(node, "\(describe(node)) is not a valid '\(name)'", hint: hint)
+        ctx.error(node, "\(describe(node)) is not a valid '\(name())'", hint: hint)
         return nil
     }
 
     /// Reports a string that is not in its format, naming control characters explicitly.
-    static func reportFormat(_ s: String, _ format: StringFormat, _ name: String, _ node: YAMLNode, _ ctx: DecodeContext) {
+    static func reportFormat(_ s: String, _ format: StringFormat, _ name: @autoclosure () -> String, _ node: YAMLNode, _ ctx: DecodeContext) {
         if s.utf8.contains(where: StringFormat.isControl) {
-            ctx.error(node, "'\(name)' contains a control character or newline: \(Text.quoted(s))",
+            ctx.error(node, "'\(name())' contains a control character or newline: \(Text.quoted(s))",
                       hint: "values that reach QEMU may not contain control characters")
         } else if s.isEmpty {
-            ctx.error(node, "'\(name)' is empty", hint: "expected \(format.summary)")
+            ctx.error(node, "'\(name())' is empty", hint: "expected \(format.summary)")
         } else {
-            ctx.error(node, "invalid '\(name)' \(Text.quoted(s))", hint: "expected \(format.summary)")
+            ctx.error(node, "invalid '\(name())' \(Text.quoted(s))", hint: "expected \(format.summary)")
         }
     }
 }

@@ -25,19 +25,19 @@ struct SpecDecoder {
         }
         // apiVersion and kind first: if they are wrong, nothing else is worth reporting.
         guard checkHeader(root, items) else { return nil }
-        guard let doc = ObjectReader(root, FieldTable.document, ctx, path: "") else { return nil }
+        guard let doc = ObjectReader(root, FieldTable.document, ctx, parent: nil, key: "") else { return nil }
 
         var name = ""
         var nameNode = root
         var labels: [String: String] = [:]
-        if let meta = doc.object("metadata", path: "metadata") {
+        if let meta = doc.object("metadata") {
             name = meta.string("name") ?? ""
             nameNode = meta.position("name")
-            labels = meta.map("labels", path: "metadata.labels")
+            labels = meta.map("labels")
         }
         var macs: [(String, YAMLNode, Bool)] = []
         var spec = VirtualMachineSpec()
-        if let s = doc.object("spec", path: "spec") {
+        if let s = doc.object("spec") {
             spec = decodeSpec(s, vmName: name, macs: &macs)
         }
         guard ctx.diagnostics.count == before || !name.isEmpty else { return nil }
@@ -76,15 +76,15 @@ struct SpecDecoder {
         spec.arch = r.enumeration("arch") ?? .host
         spec.emulator = r.string("emulator")
         ctx.checkHostFile(spec.emulator, r.position("emulator"), "emulator")
-        if let m = r.object("machine", path: "spec.machine") {
+        if let m = r.object("machine") {
             spec.machine.type = m.string("type")
             spec.machine.accel = m.enumeration("accel") ?? .auto
             spec.machine.hotplugPorts = m.int("hotplugPorts") ?? 4
             spec.machine.dumpGuestCore = m.bool("dumpGuestCore")
         }
-        if let c = r.object("cpu", path: "spec.cpu") { spec.cpu = decodeCPU(c) }
-        if let m = r.object("memory", path: "spec.memory") { spec.memory = decodeMemory(m) }
-        if let f = r.object("firmware", path: "spec.firmware") {
+        if let c = r.object("cpu") { spec.cpu = decodeCPU(c) }
+        if let m = r.object("memory") { spec.memory = decodeMemory(m) }
+        if let f = r.object("firmware") {
             spec.firmware.type = f.enumeration("type") ?? .bios
             spec.firmware.code = f.string("code")
             spec.firmware.vars = f.string("vars")
@@ -95,7 +95,7 @@ struct SpecDecoder {
                 }
             }
         }
-        if let b = r.object("boot", path: "spec.boot") {
+        if let b = r.object("boot") {
             spec.boot.kernel = b.string("kernel")
             spec.boot.initrd = b.string("initrd")
             spec.boot.cmdline = b.string("cmdline")
@@ -111,19 +111,18 @@ struct SpecDecoder {
             }
         }
 
-        var driveNames: [String: YAMLNode] = [:]
-        let (diskField, diskItems) = r.array("disks", path: "spec.disks")
+        var driveNames = NameSet()
+        let (diskField, diskItems) = r.array("disks")
         for (i, item) in diskItems.enumerated() {
-            let path = "spec.disks[\(i)]"
-            guard let d = ObjectReader(item, diskField, ctx, path: path) else { continue }
-            if let disk = decodeDisk(d, path: path) {
+            guard let d = ObjectReader(item, diskField, ctx, parent: r, key: "disks", index: i) else { continue }
+            if let disk = decodeDisk(d) {
                 unique(disk.name, d.position("name"), in: &driveNames, what: "drive")
                 spec.disks.append(disk)
             }
         }
-        let (cdField, cdItems) = r.array("cdroms", path: "spec.cdroms")
+        let (cdField, cdItems) = r.array("cdroms")
         for (i, item) in cdItems.enumerated() {
-            guard let c = ObjectReader(item, cdField, ctx, path: "spec.cdroms[\(i)]"), let name = c.string("name") else {
+            guard let c = ObjectReader(item, cdField, ctx, parent: r, key: "cdroms", index: i), let name = c.string("name") else {
                 continue
             }
             unique(name, c.position("name"), in: &driveNames, what: "drive")
@@ -135,29 +134,28 @@ struct SpecDecoder {
             spec.cdroms.append(cd)
         }
 
-        var nicNames: [String: YAMLNode] = [:]
-        let (nicField, nicItems) = r.array("networks", path: "spec.networks")
+        var nicNames = NameSet()
+        let (nicField, nicItems) = r.array("networks")
         for (i, item) in nicItems.enumerated() {
-            let path = "spec.networks[\(i)]"
-            guard let n = ObjectReader(item, nicField, ctx, path: path) else { continue }
-            if let nic = decodeNetwork(n, path: path, vmName: vmName) {
+            guard let n = ObjectReader(item, nicField, ctx, parent: r, key: "networks", index: i) else { continue }
+            if let nic = decodeNetwork(n, vmName: vmName) {
                 guard unique(nic.name, n.position("name"), in: &nicNames, what: "network") else { continue }
                 macs.append((nic.mac, n.has("mac") ? n.position("mac") : n.position("name"), !n.has("mac")))
                 spec.networks.append(nic)
             }
         }
 
-        if let d = r.object("display", path: "spec.display") {
-            if let v = d.object("vnc", path: "spec.display.vnc") {
+        if let d = r.object("display") {
+            if let v = d.object("vnc") {
                 var vnc = VirtualMachineSpec.Display.VNC()
                 vnc.listen = v.string("listen") ?? "none"
-                vnc.passwordFrom = secret(v, "passwordFrom", path: "spec.display.vnc.passwordFrom")
+                vnc.passwordFrom = secret(v, "passwordFrom")
                 spec.display.vnc = vnc
             }
-            if let s = d.object("spice", path: "spec.display.spice") {
+            if let s = d.object("spice") {
                 var spice = VirtualMachineSpec.Display.SPICE()
                 spice.listen = s.string("listen") ?? "unix"
-                spice.passwordFrom = secret(s, "passwordFrom", path: "spec.display.spice.passwordFrom")
+                spice.passwordFrom = secret(s, "passwordFrom")
                 spice.disableTicketing = s.bool("disableTicketing")
                 spice.compression = s.enumeration("compression")
                 if spice.disableTicketing, spice.passwordFrom != nil {
@@ -169,26 +167,26 @@ struct SpecDecoder {
             let hasDisplay = spec.display.vnc != nil || spec.display.spice != nil
             spec.display.video = d.enumeration("video") ?? (hasDisplay ? .std : .none)
         }
-        if let s = r.object("serial", path: "spec.serial") { spec.serial.log = s.bool("log") }
+        if let s = r.object("serial") { spec.serial.log = s.bool("log") }
         spec.guestAgent = r.bool("guestAgent")
         spec.spiceAgent = r.bool("spiceAgent")
         if spec.spiceAgent, spec.display.spice == nil {
             ctx.error(r.keyPosition("spiceAgent"), "'spec.spiceAgent' needs 'spec.display.spice'")
         }
         spec.usbTablet = r.bool("usbTablet")
-        if let u = r.object("usb", path: "spec.usb") { spec.usb = decodeUSB(u) }
+        if let u = r.object("usb") { spec.usb = decodeUSB(u) }
         if spec.usb.controller == .none, spec.usbTablet || !spec.usb.devices.isEmpty {
             ctx.error(r.position("usb"), "'spec.usb.controller: none' leaves no bus for USB devices",
                       hint: spec.usbTablet ? "usbTablet is a USB device" : nil)
         }
         spec.balloon = r.bool("balloon")
         spec.rng = r.bool("rng")
-        if let t = r.object("rtc", path: "spec.rtc") {
+        if let t = r.object("rtc") {
             spec.rtc.base = t.enumeration("base") ?? .utc
             spec.rtc.clock = t.enumeration("clock") ?? .host
             spec.rtc.driftFix = t.enumeration("driftFix") ?? .none
         }
-        if let a = r.object("audio", path: "spec.audio") {
+        if let a = r.object("audio") {
             var audio = VirtualMachineSpec.Audio()
             audio.backend = a.enumeration("backend") ?? .none
             audio.model = a.enumeration("model") ?? .hda
@@ -197,19 +195,19 @@ struct SpecDecoder {
             }
             spec.audio = audio
         }
-        spec.extraArgs = r.strings("extraArgs", path: "spec.extraArgs")
+        spec.extraArgs = r.strings("extraArgs")
         return spec
     }
 
     /// Reports the second use of a name within one VM.
     @discardableResult
-    private func unique(_ name: String, _ node: YAMLNode, in seen: inout [String: YAMLNode], what: String) -> Bool {
-        if let first = seen[name] {
+    private func unique(_ name: String, _ node: YAMLNode, in seen: inout NameSet, what: String) -> Bool {
+        if let first = seen.first(name) {
             ctx.error(node, "\(what) name '\(name)' is used twice in this VM",
                       hint: "first used at line \(first.line), column \(first.column)")
             return false
         }
-        seen[name] = node
+        seen.insert(name, node)
         return true
     }
 
@@ -223,7 +221,7 @@ struct SpecDecoder {
         cpu.sockets = c.int("sockets")
         cpu.cores = c.int("cores")
         cpu.threads = c.int("threads")
-        cpu.features = c.strings("features", path: "spec.cpu.features")
+        cpu.features = c.strings("features")
         if cpu.maxCount < cpu.count {
             ctx.error(c.position("maxCount"), "'spec.cpu.maxCount' (\(cpu.maxCount)) is less than 'count' (\(cpu.count))")
         }
@@ -266,14 +264,16 @@ struct SpecDecoder {
 
     // MARK: - disks
 
-    private func decodeDisk(_ d: ObjectReader, path: String) -> VirtualMachineSpec.Disk? {
+    private func decodeDisk(_ d: ObjectReader) -> VirtualMachineSpec.Disk? {
+        var path: String { d.path }
         let name = d.string("name")
         var backend: VirtualMachineSpec.Disk.Backend? = nil
-        if let f = d.object("file", path: path + ".file") {
+        let fileReader = d.object("file")
+        if let f = fileReader {
             if let p = f.string("path"), let format: VirtualMachineSpec.Disk.Format = f.enumeration("format") {
                 backend = .file(path: p, format: format)
             }
-        } else if let n = d.object("nbd", path: path + ".nbd") {
+        } else if let n = d.object("nbd") {
             var server: VirtualMachineSpec.Disk.NBD.Server? = nil
             if let u = n.string("unix") {
                 server = .unix(u)
@@ -284,15 +284,15 @@ struct SpecDecoder {
             if let server {
                 backend = .nbd(.init(server: server, export: n.string("export"), tls: n.bool("tls")))
             }
-        } else if let r = d.object("rbd", path: path + ".rbd") {
+        } else if let r = d.object("rbd") {
             if let pool = r.string("pool"), let image = r.string("image") {
                 backend = .rbd(.init(
                     pool: pool, image: image, snapshot: r.string("snapshot"), conf: r.string("conf"),
-                    user: r.string("user"), keyFrom: secret(r, "keyFrom", path: path + ".rbd.keyFrom")))
+                    user: r.string("user"), keyFrom: secret(r, "keyFrom")))
             }
-        } else if let s = d.object("iscsi", path: path + ".iscsi") {
+        } else if let s = d.object("iscsi") {
             if let portal = s.string("portal"), let target = s.string("target") {
-                let password = secret(s, "passwordFrom", path: path + ".iscsi.passwordFrom")
+                let password = secret(s, "passwordFrom")
                 if password != nil, !s.has("user") {
                     ctx.error(s.keyPosition("passwordFrom"), "'\(path).iscsi.passwordFrom' needs 'user'")
                 }
@@ -308,7 +308,7 @@ struct SpecDecoder {
         let discard = d.bool("discard")
         let bootIndex = d.int("bootIndex")
         var createSize: UInt64? = nil
-        if let c = d.object("create", path: path + ".create") {
+        if let c = d.object("create") {
             createSize = c.size("size")
             if d.has("nbd") || d.has("rbd") || d.has("iscsi") {
                 ctx.error(d.keyPosition("create"), "'\(path).create' works only with the 'file' backend")
@@ -318,10 +318,10 @@ struct SpecDecoder {
             }
         }
         var throttle: VirtualMachineSpec.Disk.Throttle? = nil
-        if let t = d.object("throttle", path: path + ".throttle") { throttle = decodeThrottle(t, path: path + ".throttle") }
+        if let t = d.object("throttle") { throttle = decodeThrottle(t) }
 
         guard let name, let backend else { return nil }
-        if case .file(let p, _) = backend, createSize == nil, let f = d.object("file", path: path + ".file") {
+        if case .file(let p, _) = backend, createSize == nil, let f = fileReader {
             ctx.checkHostFile(p, f.position("path"), "disk image")
         }
         var disk = VirtualMachineSpec.Disk(name: name, backend: backend)
@@ -336,7 +336,8 @@ struct SpecDecoder {
         return disk
     }
 
-    private func decodeThrottle(_ t: ObjectReader, path: String) -> VirtualMachineSpec.Disk.Throttle {
+    private func decodeThrottle(_ t: ObjectReader) -> VirtualMachineSpec.Disk.Throttle {
+        var path: String { t.path }
         var th = VirtualMachineSpec.Disk.Throttle()
         th.bps = t.size("bps")
         th.bpsRead = t.size("bpsRead")
@@ -383,11 +384,11 @@ struct SpecDecoder {
 
     // MARK: - networks
 
-    private func decodeNetwork(_ n: ObjectReader, path: String, vmName: String) -> VirtualMachineSpec.Network? {
+    private func decodeNetwork(_ n: ObjectReader, vmName: String) -> VirtualMachineSpec.Network? {
         let name = n.string("name")
         typealias Net = VirtualMachineSpec.Network
         var backend: Net.Backend? = nil
-        if let u = n.object("user", path: path + ".user") {
+        if let u = n.object("user") {
             var user = Net.User()
             user.net = u.string("net") ?? user.net
             user.host = u.string("host")
@@ -396,9 +397,9 @@ struct SpecDecoder {
             user.restrict = u.bool("restrict")
             user.hostname = u.string("hostname")
             user.domain = u.string("domain")
-            user.hostfwd = u.strings("hostfwd", path: path + ".user.hostfwd")
+            user.hostfwd = u.strings("hostfwd")
             backend = .user(user)
-        } else if let t = n.object("tap", path: path + ".tap") {
+        } else if let t = n.object("tap") {
             var tap = Net.Tap()
             tap.ifname = t.string("ifname")
             tap.bridge = t.string("bridge")
@@ -407,17 +408,17 @@ struct SpecDecoder {
             tap.vhost = t.bool("vhost")
             tap.queues = t.int("queues") ?? 1
             backend = .tap(tap)
-        } else if let b = n.object("bridge", path: path + ".bridge") {
+        } else if let b = n.object("bridge") {
             if let bridge = b.string("name") { backend = .bridge(name: bridge, helper: b.string("helper")) }
-        } else if let s = n.object("socket", path: path + ".socket") {
+        } else if let s = n.object("socket") {
             if let a = s.string("listen") { backend = .socket(.listen(a)) }
             else if let a = s.string("connect") { backend = .socket(.connect(a)) }
             else if let a = s.string("mcast") { backend = .socket(.mcast(a)) }
-        } else if let s = n.object("stream", path: path + ".stream") {
+        } else if let s = n.object("stream") {
             let server = s.bool("server")
             if let u = s.string("unix") { backend = .stream(.init(address: .unix(u), server: server)) }
             else if let i = s.string("inet") { backend = .stream(.init(address: .inet(i), server: server)) }
-        } else if let v = n.object("vde", path: path + ".vde") {
+        } else if let v = n.object("vde") {
             if let sock = v.string("sock") { backend = .vde(sock: sock, port: v.int("port"), group: v.string("group")) }
         }
         let model = n.string("model") ?? "virtio-net-pci"
@@ -437,11 +438,11 @@ struct SpecDecoder {
     private func decodeUSB(_ u: ObjectReader) -> VirtualMachineSpec.USB {
         var usb = VirtualMachineSpec.USB()
         usb.controller = u.enumeration("controller") ?? .xhci
-        var names: [String: YAMLNode] = [:]
-        let (field, items) = u.array("devices", path: "spec.usb.devices")
+        var names = NameSet()
+        let (field, items) = u.array("devices")
         for (i, item) in items.enumerated() {
-            let path = "spec.usb.devices[\(i)]"
-            guard let d = ObjectReader(item, field, ctx, path: path) else { continue }
+            guard let d = ObjectReader(item, field, ctx, parent: u, key: "devices", index: i) else { continue }
+            var path: String { d.path }
             guard let name = d.string("name"), let type: VirtualMachineSpec.USB.Device.Kind = d.enumeration("type") else {
                 continue
             }
@@ -465,8 +466,8 @@ struct SpecDecoder {
         return usb
     }
 
-    private func secret(_ r: ObjectReader, _ name: String, path: String) -> SecretReference? {
-        guard let s = r.object(name, path: path) else { return nil }
+    private func secret(_ r: ObjectReader, _ name: String) -> SecretReference? {
+        guard let s = r.object(name) else { return nil }
         if let f = s.string("file") {
             ctx.checkHostFile(f, s.position("file"), "secret file")
             return .file(f)
@@ -486,14 +487,34 @@ package enum MACAddress {
     /// thousands of NICs, and the loader reports any that happen.
     package static func derive(vm: String, nic: String) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in vm.utf8 + [UInt8(ascii: "/")] + nic.utf8 {
+        func mix(_ byte: UInt8) {
             hash ^= UInt64(byte)
             hash &*= 0x0000_0100_0000_01b3
         }
+        for byte in vm.utf8 { mix(byte) }
+        mix(UInt8(ascii: "/"))
+        for byte in nic.utf8 { mix(byte) }
         func hex(_ b: UInt64) -> String {
             let v = UInt8(truncatingIfNeeded: b)
             return (v < 16 ? "0" : "") + String(v, radix: 16)
         }
         return "52:54:\(hex(hash >> 24)):\(hex(hash >> 16)):\(hex(hash >> 8)):\(hex(hash))"
+    }
+}
+
+// MARK: - NameSet
+
+/// Names seen so far in one VM: a few entries, so a list with hashes beats a dictionary.
+struct NameSet {
+    private var entries: [(hash: UInt64, name: String, node: YAMLNode)] = []
+
+    /// The node where `name` was first seen.
+    func first(_ name: String) -> YAMLNode? {
+        let h = Field.hash(name)
+        return entries.first { $0.hash == h && $0.name == name }?.node
+    }
+
+    mutating func insert(_ name: String, _ node: YAMLNode) {
+        entries.append((Field.hash(name), name, node))
     }
 }
