@@ -77,7 +77,7 @@ ssize_t csock_send_with_fd(int sock, const void *buf, size_t len, int fd) {
     memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
     ssize_t n;
     do {
-        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+        n = sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     } while (n < 0 && errno == EINTR);
     return n;
 }
@@ -122,10 +122,9 @@ int csock_peer_credentials(int sock, pid_t *pid, uid_t *uid) {
     return 0;
 }
 
-int csock_set_timeouts(int sock, long millis) {
-    struct timeval tv = {.tv_sec = millis / 1000, .tv_usec = (millis % 1000) * 1000};
-    if (setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) return -1;
-    return setsockopt(sock, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+int csock_set_receive_timeout(int sock, long micros) {
+    struct timeval tv = {.tv_sec = micros / 1000000, .tv_usec = micros % 1000000};
+    return setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 }
 
 int csock_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }

@@ -15,7 +15,7 @@ int csock_unix_connect(const char *path);
 /// Returns the fd, or -1 with errno set.
 int csock_unix_listen(const char *path, int backlog);
 
-/// Sends `len` bytes with `fd` attached as SCM_RIGHTS ancillary data.
+/// Sends `len` bytes with `fd` attached as SCM_RIGHTS ancillary data, without blocking (MSG_DONTWAIT).
 /// Returns the number of bytes sent, or -1 with errno set.
 ssize_t csock_send_with_fd(int sock, const void *buf, size_t len, int fd);
 
@@ -27,8 +27,8 @@ ssize_t csock_recv_with_fd(int sock, void *buf, size_t len, int *fd_out);
 /// Returns 0 and fills pid/uid, or -1 with errno set.
 int csock_peer_credentials(int sock, pid_t *pid, uid_t *uid);
 
-/// Sets SO_RCVTIMEO/SO_SNDTIMEO; 0 clears. Returns 0 or -1.
-int csock_set_timeouts(int sock, long millis);
+/// Sets SO_RCVTIMEO to `micros` microseconds (0 clears). Returns 0 or -1.
+int csock_set_receive_timeout(int sock, long micros);
 
 /// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK).
 int csock_eventfd(void);

@@ -12,18 +12,31 @@ final class DropCounter: Sendable {
 
 /// One QMP connection: the socket, a reader thread, pending calls and subscribers.
 ///
-/// Threading: a dedicated reader thread owns reading, framing, parsing and
-/// dispatching; it resumes continuations and yields to event streams but never runs
-/// user code, so a subscriber that sends a command cannot deadlock the reader.
-/// Callers write their own commands (serialised by `writeLock`). Deadlines are
-/// enforced by the reader, which wakes at the earliest deadline.
+/// Reading the socket is a role held by one party at a time (``Role``):
+/// - a *caller* that finds the role free after sending its command waits for the
+///   reply on its own thread for a short window (``directWindow``), reading and
+///   dispatching whatever arrives. A quick reply (most QMP replies take ~150 µs)
+///   thus wakes exactly one thread, as a blocking C client would;
+/// - otherwise the *reader* thread holds it: whenever someone is parked on a
+///   continuation, a subscriber wants events, or a greeting is awaited.
+/// Whoever holds the role only resumes continuations and yields to event streams;
+/// user code never runs on it, so a subscriber that sends a command cannot
+/// deadlock. Deadlines of parked calls are enforced by the reader thread, which
+/// wakes at the earliest one.
 final class Connection: Sendable {
     typealias Reply = Result<JSONValue, QMPError>
+
+    enum Waiter {
+        /// The caller has not parked: the result is stored here for it to take.
+        case direct(Reply?)
+        /// The caller waits on this continuation.
+        case parked(UnsafeContinuation<Reply, Never>)
+    }
 
     struct Pending {
         var command: String
         var deadline: UInt64
-        var continuation: UnsafeContinuation<Reply, Never>
+        var waiter: Waiter
     }
 
     struct Subscriber {
@@ -31,8 +44,11 @@ final class Connection: Sendable {
         var counter: DropCounter
     }
 
+    enum Role { case none, reader, caller }
+
     struct State {
         var pending: [Int: Pending] = [:]
+        var parked = 0
         var greeting: QMPGreeting? = nil
         var greetingWaiter: UnsafeContinuation<Result<QMPGreeting, QMPError>, Never>? = nil
         var greetingDeadline: UInt64 = .max
@@ -40,29 +56,75 @@ final class Connection: Sendable {
         var nextSubscriber = 0
         var closed: QMPError? = nil
         var closing = false
+        var role = Role.none
         /// When the reader must next look at deadlines.
         var wakeAt: UInt64 = 0
+
+        /// Whether the reader thread must watch the socket.
+        var needsReader: Bool { parked > 0 || !subscribers.isEmpty || greetingWaiter != nil }
+
+        /// Stores `reply` for call `id`; returns a continuation to resume, if parked.
+        mutating func complete(_ id: Int, _ reply: Reply) -> UnsafeContinuation<Reply, Never>? {
+            guard let p = pending[id] else { return nil }
+            switch p.waiter {
+            case .direct(nil):
+                pending[id]!.waiter = .direct(reply)
+                return nil
+            case .direct:
+                return nil  // already has a result
+            case .parked(let c):
+                pending.removeValue(forKey: id)
+                parked -= 1
+                return c
+            }
+        }
     }
 
     /// Idle wake-up interval of the reader (so most calls never need to signal it).
     static let idleTick: UInt64 = 1_000_000_000
+    /// How long a caller holding the read role waits for its reply before parking.
+    static let directWindow: UInt64 = 2_000_000
 
     let fd: CInt
     let wakeFD: CInt
     let path: String
     let peer: (pid: Int32, uid: UInt32)?
-    let maxFrameSize: Int
     private let ids = Atomic<Int>(1)
     private let state: Mutex<State>
-    /// `true` while `fd` is open; guards writes against a closed (and reused) fd.
-    private let writeLock = Mutex<Bool>(true)
+    /// Guards every use of the descriptors outside the read role against a
+    /// closed (and reused) descriptor number.
+    private let fds = Mutex(FDState())
+
+    struct FDState {
+        /// Whether commands may still be written.
+        var writable = true
+        /// Whether `fd` and `wakeFD` are closed (by the reader thread, at exit).
+        var closed = false
+    }
+
+    /// Wakes the reader thread, unless the descriptors are already closed.
+    private func wakeReader() {
+        fds.withLock { if !$0.closed { Sys.signal(eventFD: wakeFD) } }
+    }
+    /// Framing state; touched only by the holder of the read role.
+    private let input: InputBuffer
+
+    final class InputBuffer: @unchecked Sendable {
+        var framer: QMPFrameReader
+        let bytes: UnsafeMutableRawBufferPointer
+        init(maxFrameSize: Int) {
+            framer = QMPFrameReader(maxFrameSize: maxFrameSize)
+            bytes = .allocate(byteCount: 64 * 1024, alignment: 16)
+        }
+        deinit { bytes.deallocate() }
+    }
 
     init(fd: CInt, path: String, maxFrameSize: Int) {
         self.fd = fd
         self.wakeFD = Sys.makeEventFD()
         self.path = path
         self.peer = Sys.peerCredentials(fd).map { (Int32($0.pid), UInt32($0.uid)) }
-        self.maxFrameSize = maxFrameSize
+        self.input = InputBuffer(maxFrameSize: maxFrameSize)
         self.state = Mutex(State(wakeAt: monotonicNanos() + Self.idleTick))
     }
 
@@ -78,7 +140,9 @@ final class Connection: Sendable {
         }
         let (fd, connectErrno) = Sys.connectUnix(path)
         if fd < 0 { return .failure(connectError(path: path, errno: connectErrno)) }
-        Sys.setNonBlocking(fd)
+        // Receives by a caller holding the read role block for at most the direct
+        // window; every other receive and send is MSG_DONTWAIT.
+        Sys.setReceiveTimeout(fd, nanoseconds: directWindow)
         let connection = Connection(fd: fd, path: path, maxFrameSize: maxFrameSize)
         guard connection.wakeFD >= 0 else {
             Sys.close(fd)
@@ -139,51 +203,116 @@ final class Connection: Sendable {
     func call(_ command: String, arguments: JSONValue?, timeoutNanos: UInt64, passing fd: CInt?) async -> Reply {
         let id = nextID()
         let deadline = monotonicNanos() &+ timeoutNanos
-        return await withTaskCancellationHandler {
-            await withUnsafeContinuation { (continuation: UnsafeContinuation<Reply, Never>) in
-                if Task.isCancelled {
-                    continuation.resume(returning: .failure(QMPError(code: .cancelled, command: command, message: "cancelled before it was sent")))
-                    return
-                }
-                let (closed, wake): (QMPError?, Bool) = state.withLock { s in
-                    if let closed = s.closed { return (closed, false) }
-                    s.pending[id] = Pending(command: command, deadline: deadline, continuation: continuation)
-                    if deadline < s.wakeAt {
-                        s.wakeAt = deadline
-                        return (nil, true)
-                    }
-                    return (nil, false)
-                }
-                if let closed {
-                    var error = closed
-                    error.command = command
-                    continuation.resume(returning: .failure(error))
-                    return
-                }
-                if wake { Sys.signal(eventFD: wakeFD) }
-                let frame = Self.encode(command: command, arguments: arguments, id: id)
-                let rc: CInt = writeLock.withLock { open in
-                    open ? Sys.writeAll(self.fd, frame, passing: fd, deadline: deadline) : EPIPE
-                }
-                if rc != 0 {
-                    let error: QMPError
-                    if rc == ETIMEDOUT {
-                        error = QMPError(code: .timedOut, command: command, message: "could not send within the deadline: QEMU is not reading its monitor (unresponsive)")
-                    } else {
-                        error = QMPError(code: .connectionClosed, command: command, message: "cannot send to \(path): \(errnoText(rc))")
-                    }
-                    fail(id: id, error)
-                }
+        let (closed, direct): (QMPError?, Bool) = state.withLock { s in
+            if let closed = s.closed { return (closed, false) }
+            s.pending[id] = Pending(command: command, deadline: deadline, waiter: .direct(nil))
+            if s.role == .none && timeoutNanos > Self.directWindow {
+                s.role = .caller
+                return (nil, true)
             }
-        } onCancel: {
-            fail(id: id, QMPError(code: .cancelled, command: command, message: "cancelled while waiting for the reply"))
+            return (nil, false)
+        }
+        if var closed {
+            closed.command = command
+            return .failure(closed)
+        }
+        let frame = Self.encode(command: command, arguments: arguments, id: id)
+        let rc: CInt = fds.withLock { f in
+            f.writable && !f.closed ? Sys.writeAll(self.fd, frame, passing: fd, deadline: deadline) : EPIPE
+        }
+        if rc != 0 {
+            _ = state.withLock { $0.pending.removeValue(forKey: id) }
+            if direct { releaseRole() }
+            if rc == ETIMEDOUT {
+                return .failure(QMPError(code: .timedOut, command: command,
+                    message: "could not send within the deadline: QEMU is not reading its monitor (unresponsive)"))
+            }
+            return .failure(QMPError(code: .connectionClosed, command: command, message: "cannot send to \(path): \(errnoText(rc))"))
+        }
+        if direct, let reply = directWait(id: id, command: command, deadline: deadline) {
+            return reply
+        }
+        return await park(id: id, command: command)
+    }
+
+    /// Holding the read role, waits up to ``directWindow`` for the reply to `id`.
+    /// Returns `nil` (role released) when the window passes first.
+    private func directWait(id: Int, command: String, deadline: UInt64) -> Reply? {
+        let until = min(deadline, monotonicNanos() &+ Self.directWindow)
+        while true {
+            let done: Reply? = state.withLock { s in
+                if case .direct(let r?) = s.pending[id]?.waiter {
+                    s.pending.removeValue(forKey: id)
+                    return r
+                }
+                return nil
+            }
+            if let done {
+                releaseRole()
+                return done
+            }
+            let now = monotonicNanos()
+            if now >= until {
+                if now >= deadline {
+                    _ = state.withLock { $0.pending.removeValue(forKey: id) }
+                    releaseRole()
+                    return .failure(timedOut(command))
+                }
+                releaseRole()
+                return nil
+            }
+            // A blocking receive (bounded by SO_RCVTIMEO), as a plain C client does:
+            // the one thread that waits is the one the kernel wakes.
+            if let error = readAndDispatch(wait: true) {
+                finish(error)
+            }
         }
     }
 
-    private func fail(id: Int, _ error: QMPError) {
-        if let p = state.withLock({ $0.pending.removeValue(forKey: id) }) {
-            p.continuation.resume(returning: .failure(error))
+    private func releaseRole() {
+        let signal = state.withLock { s in
+            s.role = .none
+            return s.needsReader || s.closed != nil
         }
+        if signal { wakeReader() }
+    }
+
+    /// Waits on a continuation for the reply to `id` (the reader thread delivers it).
+    private func park(id: Int, command: String) async -> Reply {
+        await withTaskCancellationHandler {
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Reply, Never>) in
+                enum Outcome { case resumeNow(Reply), parked(wake: Bool) }
+                let outcome: Outcome = state.withLock { s in
+                    guard let p = s.pending[id] else {
+                        return .resumeNow(.failure(s.closed ?? QMPError(code: .cancelled, command: command, message: "cancelled")))
+                    }
+                    if case .direct(let r?) = p.waiter {
+                        s.pending.removeValue(forKey: id)
+                        return .resumeNow(r)
+                    }
+                    s.pending[id]!.waiter = .parked(continuation)
+                    s.parked += 1
+                    var wake = s.role == .none  // the reader must start watching the socket
+                    if p.deadline < s.wakeAt {
+                        s.wakeAt = p.deadline
+                        wake = true
+                    }
+                    return .parked(wake: wake)
+                }
+                switch outcome {
+                case .resumeNow(let reply): continuation.resume(returning: reply)
+                case .parked(let wake): if wake { wakeReader() }
+                }
+            }
+        } onCancel: {
+            let c = state.withLock { $0.complete(id, .failure(QMPError(code: .cancelled, command: command, message: "cancelled while waiting for the reply"))) }
+            c?.resume(returning: .failure(QMPError(code: .cancelled, command: command, message: "cancelled while waiting for the reply")))
+        }
+    }
+
+    private func timedOut(_ command: String) -> QMPError {
+        QMPError(code: .timedOut, command: command,
+                 message: "no reply from \(path) before the deadline: QEMU is unresponsive (stopped or wedged) or the monitor is busy")
     }
 
     static func encode(command: String, arguments: JSONValue?, id: Int) -> [UInt8] {
@@ -207,21 +336,27 @@ final class Connection: Sendable {
         let (stream, continuation) = AsyncThrowingStream.makeStream(
             of: QMPEvent.self, throwing: (any Error).self, bufferingPolicy: .bufferingNewest(max(1, bufferSize)))
         let counter = DropCounter()
-        let outcome: (Int?, QMPError?, Bool) = state.withLock { s in
-            if let closed = s.closed { return (nil, closed, s.closing) }
+        let outcome: (key: Int?, closed: QMPError?, closing: Bool, wake: Bool) = state.withLock { s in
+            if let closed = s.closed { return (nil, closed, s.closing, false) }
             let key = s.nextSubscriber
             s.nextSubscriber += 1
             s.subscribers[key] = Subscriber(continuation: continuation, counter: counter)
-            return (key, nil, false)
+            return (key, nil, false, s.role == .none)
         }
-        if let key = outcome.0 {
+        if let key = outcome.key {
+            if outcome.wake { wakeReader() }
             continuation.onTermination = { [weak self] _ in
-                _ = self?.state.withLock { $0.subscribers.removeValue(forKey: key) }
+                guard let self else { return }
+                let wake = self.state.withLock { s in
+                    s.subscribers.removeValue(forKey: key)
+                    return s.role == .reader && !s.needsReader
+                }
+                if wake { self.wakeReader() }  // let the reader give up the role
             }
-        } else if outcome.2 {
+        } else if outcome.closing {
             continuation.finish()
         } else {
-            continuation.finish(throwing: outcome.1)
+            continuation.finish(throwing: outcome.closed)
         }
         return QMPEventStream(stream: stream, counter: counter)
     }
@@ -234,82 +369,96 @@ final class Connection: Sendable {
     /// Closes the connection; pending calls fail, streams end normally.
     func close() {
         state.withLock { $0.closing = true }
-        writeLock.withLock { open in
-            if open { Sys.shutdownBoth(fd) }
+        fds.withLock { f in
+            if !f.closed {
+                Sys.shutdownBoth(fd)
+                Sys.signal(eventFD: wakeFD)
+            }
         }
     }
 
     // MARK: - Reader
 
     private func readLoop() {
-        var reader = QMPFrameReader(maxFrameSize: maxFrameSize)
-        let capacity = 64 * 1024
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 16)
-        defer { buffer.deallocate() }
         while true {
-            let wakeAt = state.withLock { $0.wakeAt }
-            var now = monotonicNanos()
+            let (exit, watch, wakeAt): (Bool, Bool, UInt64) = state.withLock { s in
+                if s.closed != nil && s.role != .caller { return (true, false, 0) }
+                if s.role == .none && s.needsReader && s.closed == nil { s.role = .reader }
+                if s.role == .reader && (!s.needsReader || s.closed != nil) { s.role = .none }
+                return (false, s.role == .reader, s.wakeAt)
+            }
+            if exit {
+                // Only this thread closes the descriptors, and only once no caller reads them.
+                fds.withLock { f in
+                    f.writable = false
+                    f.closed = true
+                    Sys.close(fd)
+                    Sys.close(wakeFD)
+                }
+                return
+            }
+            let now = monotonicNanos()
             if now >= wakeAt {
                 expire(now: now)
                 continue
             }
             let waitMillis = CInt(min((wakeAt - now + 999_999) / 1_000_000, 60_000))
-            let (readable, woken, pollErr) = Sys.pollRead(fd, wake: wakeFD, timeoutMillis: waitMillis)
+            let (readable, woken, pollErr) = Sys.pollRead(watch ? fd : -1, wake: wakeFD, timeoutMillis: waitMillis)
+            if woken { Sys.drain(eventFD: wakeFD) }
             if pollErr != 0 && pollErr != EINTR {
                 finish(QMPError(code: .connectionClosed, message: "poll on \(path) failed: \(errnoText(pollErr))"))
-                return
+            } else if readable, let error = readAndDispatch(wait: false) {
+                finish(error)
             }
-            if woken { Sys.drain(eventFD: wakeFD) }
-            if readable {
-                let n = Sys.read(fd, into: buffer)
-                if n == 0 {
-                    let closing = state.withLock { $0.closing }
-                    finish(closing
-                        ? QMPError(code: .connectionClosed, message: "the QMP connection to \(path) was closed by this client")
-                        : QMPError(code: .connectionClosed, message: "QEMU closed the monitor connection \(path) (the VM exited or another program closed it)"))
-                    return
-                }
-                if n < 0 {
-                    let e = currentErrno
-                    if e == EAGAIN || e == EINTR { continue }
-                    finish(QMPError(code: .connectionClosed, message: "reading from \(path) failed: \(errnoText(e))"))
-                    return
-                }
-                reader.append(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-                do {
-                    while let frame = try reader.nextFrame() {
-                        if let error = handle(frame: frame) {
-                            finish(error)
-                            return
-                        }
-                    }
-                } catch {
-                    let message: String
-                    switch error {
-                    case .unexpectedByte(let b, let offset):
-                        message = "\(path) sent data that is not QMP (byte \(JSONParser.show(b)) at offset \(offset)): is this a QEMU monitor socket?"
-                    case .frameTooLarge(let limit):
-                        message = "\(path) sent a message larger than \(limit) bytes; refusing it"
-                    }
-                    finish(QMPError(code: .protocolViolation, message: message))
-                    return
-                }
-            }
-            now = monotonicNanos()
-            if now >= state.withLock({ $0.wakeAt }) { expire(now: now) }
         }
     }
 
-    /// Fails every call whose deadline passed and computes the next wake-up.
+    /// Reads once from the socket and dispatches every complete frame.
+    /// Only the holder of the read role calls it. Returns an error when the
+    /// connection must end.
+    private func readAndDispatch(wait: Bool) -> QMPError? {
+        let n = Sys.receive(fd, into: input.bytes, wait: wait)
+        if n == 0 {
+            let closing = state.withLock { $0.closing }
+            return closing
+                ? QMPError(code: .connectionClosed, message: "the QMP connection to \(path) was closed by this client")
+                : QMPError(code: .connectionClosed, message: "QEMU closed the monitor connection \(path) (the VM exited or another program closed it)")
+        }
+        if n < 0 {
+            let e = currentErrno
+            if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { return nil }
+            return QMPError(code: .connectionClosed, message: "reading from \(path) failed: \(errnoText(e))")
+        }
+        input.framer.append(UnsafeRawBufferPointer(rebasing: input.bytes[0..<n]))
+        do {
+            while let frame = try input.framer.nextFrame() {
+                if let error = handle(frame: frame) { return error }
+            }
+        } catch {
+            switch error {
+            case .unexpectedByte(let b, let offset):
+                return QMPError(code: .protocolViolation, message:
+                    "\(path) sent data that is not QMP (byte \(JSONParser.show(b)) at offset \(offset)): is this a QEMU monitor socket?")
+            case .frameTooLarge(let limit):
+                return QMPError(code: .protocolViolation, message: "\(path) sent a message larger than \(limit) bytes; refusing it")
+            }
+        }
+        return nil
+    }
+
+    /// Fails every parked call whose deadline passed and computes the next wake-up.
+    /// (A caller waiting directly watches its own deadline.)
     private func expire(now: UInt64) {
-        var expired: [Pending] = []
+        var expired: [(String, UnsafeContinuation<Reply, Never>)] = []
         var greetingWaiter: UnsafeContinuation<Result<QMPGreeting, QMPError>, Never>? = nil
         state.withLock { s in
             var next = now &+ Self.idleTick
             for (id, p) in s.pending {
+                guard case .parked(let c) = p.waiter else { continue }
                 if p.deadline <= now {
-                    expired.append(p)
+                    expired.append((p.command, c))
                     s.pending.removeValue(forKey: id)
+                    s.parked -= 1
                 } else {
                     next = min(next, p.deadline)
                 }
@@ -324,10 +473,8 @@ final class Connection: Sendable {
             }
             s.wakeAt = next
         }
-        for p in expired {
-            p.continuation.resume(returning: .failure(QMPError(
-                code: .timedOut, command: p.command,
-                message: "no reply from \(path) before the deadline: QEMU is unresponsive (stopped or wedged) or the monitor is busy")))
+        for (command, c) in expired {
+            c.resume(returning: .failure(timedOut(command)))
         }
         greetingWaiter?.resume(returning: .failure(QMPError(
             code: .timedOut,
@@ -354,25 +501,28 @@ final class Connection: Sendable {
             return nil
         }
         if message["return"] != nil || message["error"] != nil {
-            let pending: Pending?
-            if let id = message["id"]?.intValue {
-                pending = state.withLock { $0.pending.removeValue(forKey: id) }
-            } else {
-                // QEMU answers input it cannot parse with an id-less error. Commands
-                // are answered in order, so it belongs to the oldest pending call.
-                pending = state.withLock { s in
-                    guard let oldest = s.pending.keys.min() else { return nil }
-                    return s.pending.removeValue(forKey: oldest)
+            let explicitID = message["id"]?.intValue
+            let resume: (UnsafeContinuation<Reply, Never>, Reply)? = state.withLock { s in
+                var id = explicitID
+                if id == nil {
+                    // QEMU answers input it cannot parse with an id-less error. Commands
+                    // are answered in order, so it belongs to the oldest unanswered call.
+                    id = s.pending.filter { if case .direct(_?) = $0.value.waiter { return false }; return true }.keys.min()
                 }
+                guard let id, let p = s.pending[id] else { return nil }  // a late reply: dropped
+                let reply: Reply
+                if let error = message["error"] {
+                    reply = .failure(QMPError(
+                        code: .commandFailed, command: p.command,
+                        errorClass: error["class"]?.stringValue ?? "GenericError",
+                        message: error["desc"]?.stringValue ?? "\(error)"))
+                } else {
+                    reply = .success(message["return"]!)
+                }
+                return s.complete(id, reply).map { ($0, reply) }
             }
-            guard let pending else { return nil }  // a late reply after its deadline: dropped
-            if let error = message["error"] {
-                let errorClass = error["class"]?.stringValue ?? "GenericError"
-                let desc = error["desc"]?.stringValue ?? "\(error)"
-                pending.continuation.resume(returning: .failure(QMPError(
-                    code: .commandFailed, command: pending.command, errorClass: errorClass, message: desc)))
-            } else {
-                pending.continuation.resume(returning: .success(message["return"]!))
+            if let (continuation, reply) = resume {
+                continuation.resume(returning: reply)
             }
             return nil
         }
@@ -402,21 +552,38 @@ final class Connection: Sendable {
         }
     }
 
-    /// Ends the connection: fails everything pending, ends streams, closes the fd.
+    /// Ends the connection: fails everything pending, ends streams; the reader
+    /// thread then closes the descriptors.
     private func finish(_ reason: QMPError) {
-        let (pending, waiter, subscribers, closing) = state.withLock { s in
+        var parked: [(String, UnsafeContinuation<Reply, Never>)] = []
+        let (waiter, subscribers, closing): (UnsafeContinuation<Result<QMPGreeting, QMPError>, Never>?, [Subscriber], Bool) = state.withLock { s in
+            if s.closed != nil { return (nil, [], s.closing) }
             s.closed = reason
+            for (id, p) in s.pending {
+                var error = reason
+                error.command = p.command
+                switch p.waiter {
+                case .parked(let c):
+                    parked.append((p.command, c))
+                    s.pending.removeValue(forKey: id)
+                case .direct(nil):
+                    s.pending[id]!.waiter = .direct(.failure(error))
+                case .direct:
+                    break
+                }
+            }
+            s.parked = 0
             defer {
-                s.pending = [:]
                 s.greetingWaiter = nil
                 s.subscribers = [:]
             }
-            return (Array(s.pending.values), s.greetingWaiter, Array(s.subscribers.values), s.closing)
+            return (s.greetingWaiter, Array(s.subscribers.values), s.closing)
         }
-        for p in pending {
+        fds.withLock { $0.writable = false }
+        for (command, c) in parked {
             var error = reason
-            error.command = p.command
-            p.continuation.resume(returning: .failure(error))
+            error.command = command
+            c.resume(returning: .failure(error))
         }
         waiter?.resume(returning: .failure(reason.code == .connectionClosed
             ? QMPError(code: .protocolViolation, message: "\(path) closed the connection without a QMP greeting: is it a QEMU monitor socket?")
@@ -424,12 +591,6 @@ final class Connection: Sendable {
         for s in subscribers {
             if closing { s.continuation.finish() } else { s.continuation.finish(throwing: reason) }
         }
-        writeLock.withLock { open in
-            if open {
-                Sys.close(fd)
-                Sys.close(wakeFD)
-                open = false
-            }
-        }
+        wakeReader()
     }
 }

@@ -36,9 +36,9 @@ enum Sys {
         return fd >= 0 ? (fd, 0) : (-1, errno)
     }
 
-    static func setNonBlocking(_ fd: CInt) {
-        let flags = fcntl(fd, F_GETFL)
-        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+    /// Bounds how long a blocking receive on `fd` waits.
+    static func setReceiveTimeout(_ fd: CInt, nanoseconds: UInt64) {
+        _ = csock_set_receive_timeout(fd, Int(nanoseconds / 1000))
     }
 
     static func peerCredentials(_ fd: CInt) -> (pid: pid_t, uid: uid_t)? {
@@ -70,11 +70,13 @@ enum Sys {
         return (fds[0].revents != 0, fds[1].revents != 0, 0)
     }
 
-    static func read(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        Glibc.read(fd, buffer.baseAddress, buffer.count)
+    /// Receives into `buffer`; with `wait`, blocks up to the socket's receive
+    /// timeout (then fails with EAGAIN), else returns at once.
+    static func receive(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer, wait: Bool) -> Int {
+        recv(fd, buffer.baseAddress, buffer.count, wait ? 0 : CInt(MSG_DONTWAIT))
     }
 
-    /// Writes all of `bytes` to a non-blocking fd, waiting for room up to `deadline`.
+    /// Writes all of `bytes` without blocking in the kernel, waiting for room up to `deadline`.
     /// The first chunk may carry `passing` as SCM_RIGHTS. Returns 0 or an errno (ETIMEDOUT on deadline).
     static func writeAll(_ fd: CInt, _ bytes: [UInt8], passing: CInt?, deadline: UInt64) -> CInt {
         var offset = 0
@@ -86,7 +88,7 @@ enum Sys {
                 if let pass = fdToPass {
                     n = csock_send_with_fd(fd, chunk.baseAddress, chunk.count, pass)
                 } else {
-                    n = send(fd, chunk.baseAddress, chunk.count, CInt(MSG_NOSIGNAL))
+                    n = send(fd, chunk.baseAddress, chunk.count, CInt(MSG_NOSIGNAL | MSG_DONTWAIT))
                 }
                 if n > 0 {
                     offset += n

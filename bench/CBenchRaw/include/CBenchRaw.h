@@ -1,5 +1,22 @@
 #ifndef CBENCHRAW_H
 #define CBENCHRAW_H
-/// Placeholder; the raw C QMP client of the benchmark lives here.
-int cbench_raw_version(void);
+
+/// The baseline QMP client of the benchmarks: a blocking unix socket, write(),
+/// read() to the newline. Connects, reads the greeting, negotiates capabilities.
+/// Returns the fd or -1.
+int cbench_qmp_connect(const char *path);
+
+/// Sends `command` (a complete JSON object followed by \r\n) and reads until the
+/// reply line; skips event lines. Returns 0 on success, -1 on error.
+int cbench_qmp_roundtrip(int fd, const char *command);
+
+/// Runs query-status round trips for `seconds`; stores per-call latencies in
+/// nanoseconds into `latencies` (up to `capacity`). With `with_id`, each command
+/// carries a unique "id" exactly as a client that matches replies by id must send
+/// it; without, the bare command. Returns the number of calls.
+long cbench_qmp_rounds(int fd, int with_id, double seconds, long long *latencies, long capacity);
+
+/// Monotonic clock in nanoseconds.
+long long cbench_now_ns(void);
+
 #endif
