@@ -38,6 +38,22 @@ package final class Field: Sendable {
     package let liveUpTo: String?
     /// A hash of `name`, so the decoder matches keys with one integer comparison.
     let keyHash: UInt64
+    /// For an object: its fields, and the indices of the required ones and of the
+    /// exactly-one-of group (precomputed for the decoder).
+    let children: [Field]
+    let requiredIndices: [Int]
+    let oneOfIndices: [Int]
+    /// The type and default unpacked into plain stored values, so the decoder's hot
+    /// path reads them without touching the indirect ``FieldType``.
+    let format: StringFormat?
+    let lowerBound: Int64
+    let upperBound: Int64
+    let sizeBounds: ClosedRange<UInt64>
+    let enumValues: [String]
+    let defaultBool: Bool
+    let defaultInteger: Int64?
+    let defaultSize: UInt64?
+    let defaultString: String?
 
     /// Creates a field.
     package init(
@@ -52,6 +68,41 @@ package final class Field: Sendable {
         self.required = required
         self.liveUpTo = liveUpTo
         self.keyHash = Field.hash(name)
+        var format: StringFormat? = nil
+        var lo: Int64 = .min, hi: Int64 = .max
+        var sizeBounds: ClosedRange<UInt64> = 0...UInt64.max
+        var values: [String] = []
+        switch type {
+        case .string(let f): format = f
+        case .integer(let l, let h): (lo, hi) = (l, h)
+        case .size(let l, let h): sizeBounds = l...h
+        case .enumeration(let v): values = v
+        default: break
+        }
+        self.format = format
+        self.lowerBound = lo
+        self.upperBound = hi
+        self.sizeBounds = sizeBounds
+        self.enumValues = values
+        switch defaultValue {
+        case .bool(let b)?:
+            (defaultBool, defaultInteger, defaultSize, defaultString) = (b, nil, nil, nil)
+        case .integer(let i)?:
+            (defaultBool, defaultInteger, defaultSize, defaultString) = (false, i, nil, nil)
+        case .string(let t)?:
+            (defaultBool, defaultInteger, defaultSize, defaultString) = (false, nil, ByteSize.parse(t), t)
+        case nil:
+            (defaultBool, defaultInteger, defaultSize, defaultString) = (false, nil, nil, nil)
+        }
+        if case .object(let fields, let oneOf) = type {
+            children = fields
+            requiredIndices = fields.indices.filter { fields[$0].required }
+            oneOfIndices = oneOf.compactMap { n in fields.firstIndex { $0.name == n } }
+        } else {
+            children = []
+            requiredIndices = []
+            oneOfIndices = []
+        }
     }
 
     /// 64-bit FNV-1a of the key's bytes.

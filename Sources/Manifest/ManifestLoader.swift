@@ -135,14 +135,20 @@ package struct ManifestLoader: Sendable {
         case .failure(let f):
             state.unreadable(directory, "cannot read directory '\(directory)': \(f.message)")
         case .success(let names):
-            for name in names.sorted() where !name.hasPrefix(".") {
+            for (name, kind) in names.sorted(by: { $0.name < $1.name }) where !name.hasPrefix(".") {
                 let path = directory.hasSuffix("/") ? directory + name : directory + "/" + name
+                let isManifestName = name.hasSuffix(".yaml") || name.hasSuffix(".yml")
+                if kind == .file {
+                    // The common case: no stat; the size is checked after open.
+                    if isManifestName { files.append((path, -1)) }
+                    continue
+                }
                 guard case .success(let info) = FileSystem.info(path) else { continue }
                 if info.kind == .directory {
                     if visited.insert(info.id).inserted {
                         collect(directory: path, into: &files, visited: &visited, state: &state)
                     }
-                } else if info.kind == .file, name.hasSuffix(".yaml") || name.hasSuffix(".yml") {
+                } else if info.kind == .file, isManifestName {
                     files.append((path, info.size))
                 }
             }
@@ -156,7 +162,9 @@ package struct ManifestLoader: Sendable {
 private struct LoadState {
     let loader: ManifestLoader
     var diagnostics: [ManifestDiagnostic] = []
-    var decoded: [SpecDecoder.Decoded] = []
+    var vms: [VirtualMachine] = []
+    /// Per VM in `vms`: the MACs and where they come from.
+    var macs: [[(mac: String, node: YAMLNode, derived: Bool)]] = []
     var files: [String] = []
     var fileOfDecoded: [String] = []
 
@@ -200,7 +208,8 @@ private struct LoadState {
         for document in documents {
             guard let root = document.root else { continue }
             if let d = decoder.decode(root) {
-                decoded.append(d)
+                vms.append(d.vm)
+                macs.append(d.macs)
             }
         }
         diagnostics.append(contentsOf: ctx.diagnostics)
@@ -209,31 +218,31 @@ private struct LoadState {
     /// Cross-document checks: names unique across the set, MAC addresses unique.
     mutating func finish() -> ManifestSet {
         var byName: [String: SourceLocation] = [:]
-        var macs: [String: (SourceLocation, String)] = [:]
-        for d in decoded {
-            let here = d.vm.source
-            if !d.vm.name.isEmpty {
-                if let first = byName[d.vm.name] {
+        var seenMACs: [String: (SourceLocation, String)] = [:]
+        for (vm, vmMACs) in zip(vms, macs) {
+            let here = vm.source
+            if !vm.name.isEmpty {
+                if let first = byName[vm.name] {
                     diagnostics.append(.init(
-                        at: here, "VM '\(d.vm.name)' is defined twice: at \(first) and at \(here)",
+                        at: here, "VM '\(vm.name)' is defined twice: at \(first) and at \(here)",
                         hint: "names must be unique across all manifests"))
                 } else {
-                    byName[d.vm.name] = here
+                    byName[vm.name] = here
                 }
             }
-            for (mac, node, derived) in d.macs {
+            for (mac, node, derived) in vmMACs {
                 let at = SourceLocation(file: here.file, line: Int(node.line), column: Int(node.column))
-                if let first = macs[mac] {
+                if let first = seenMACs[mac] {
                     diagnostics.append(.init(
                         at: at, "MAC address \(mac) is also used by \(first.1) at \(first.0)",
                         hint: derived ? "the derived addresses collide; set 'mac' explicitly" : "MAC addresses must be unique"))
                 } else {
-                    macs[mac] = (at, "VM '\(d.vm.name)'")
+                    seenMACs[mac] = (at, "VM '\(vm.name)'")
                 }
             }
         }
         diagnostics.sort(by: ManifestDiagnostic.reportOrder)
-        return ManifestSet(virtualMachines: decoded.map(\.vm), diagnostics: diagnostics, files: files)
+        return ManifestSet(virtualMachines: vms, diagnostics: diagnostics, files: files)
     }
 }
 

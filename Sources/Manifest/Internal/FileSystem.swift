@@ -54,24 +54,34 @@ enum FileSystem {
             if n == 0 { break }
             count += n
             if count > limit { return .success(nil) }
+            // A regular file read up to the size fstat reported: no need for a read that returns 0.
+            if count == sizeHint && count < buffer.count { break }
         }
         buffer.removeSubrange(count...)
         return .success(buffer)
     }
 
-    /// Opens and reads `path`.
+    /// Opens and reads `path`; a size of -1 means unknown (asked with fstat).
     static func readFile(_ path: String, limit: Int, size: Int) -> Result<[UInt8]?, Failure> {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return .failure(Failure(message: errnoMessage())) }
         defer { close(fd) }
+        var size = size
+        if size < 0 {
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { return .failure(Failure(message: errnoMessage())) }
+            size = Int(st.st_size)
+            if size > limit { return .success(nil) }
+        }
         return readAll(fd: fd, limit: limit, sizeHint: size)
     }
 
-    /// The names in a directory, without `.` and `..`, unsorted.
-    static func list(_ path: String) -> Result<[String], Failure> {
+    /// The entries of a directory, without `.` and `..`, unsorted, with their kind when
+    /// the file system reports it (nil: ask `info`).
+    static func list(_ path: String) -> Result<[(name: String, kind: Kind?)], Failure> {
         guard let dir = opendir(path) else { return .failure(Failure(message: errnoMessage())) }
         defer { closedir(dir) }
-        var names: [String] = []
+        var names: [(name: String, kind: Kind?)] = []
         while let entry = readdir(dir) {
             var nameTuple = entry.pointee.d_name
             let capacity = MemoryLayout.size(ofValue: nameTuple)
@@ -80,7 +90,9 @@ enum FileSystem {
                     String(cString: $0)
                 }
             }
-            if name != "." && name != ".." { names.append(name) }
+            let type = entry.pointee.d_type
+            let kind: Kind? = type == UInt8(DT_REG) ? .file : type == UInt8(DT_DIR) ? .directory : nil
+            if name != "." && name != ".." { names.append((name, kind)) }
         }
         return .success(names)
     }

@@ -36,9 +36,7 @@ final class ObjectReader {
 
     /// Checks `node` against `field`; nil (and a diagnostic) when `node` is not a mapping.
     init?(_ node: YAMLNode, _ field: Field, _ ctx: DecodeContext, parent: ObjectReader?, key: String, index: Int = -1) {
-        guard case .object(let fields, let oneOf) = field.type else {
-            preconditionFailure("\(field.name) is not an object field")
-        }
+        let fields = field.children
         guard case .mapping(let items) = node.kind else {
             let path = (parent.map { $0.qualified(key) } ?? key) + (index >= 0 ? "[\(index)]" : "")
             ctx.error(node, "'\(path)' must be a mapping, not \(Values.describe(node))",
@@ -73,10 +71,13 @@ final class ObjectReader {
             i += 2
         }
 
-        for (j, f) in fields.enumerated() where f.required && !isPresent(j) {
-            ctx.error(node, "missing required key '\(f.name)' in '\(path)'", hint: f.doc)
+        for j in field.requiredIndices where !isPresent(j) {
+            ctx.error(node, "missing required key '\(fields[j].name)' in '\(path)'", hint: fields[j].doc)
         }
-        if !oneOf.isEmpty {
+        var presentCount = 0
+        for j in field.oneOfIndices where isPresent(j) { presentCount += 1 }
+        if !field.oneOfIndices.isEmpty, presentCount != 1 {
+            let oneOf = field.oneOfIndices.map { fields[$0].name }
             let present = oneOf.filter { name in
                 Self.index(of: name, in: fields).map(isPresent) ?? false
             }
@@ -175,11 +176,8 @@ final class ObjectReader {
     /// A string field: checked against its format; paths resolved to absolute.
     func string(_ name: String) -> String? {
         let (f, v) = entry(name)
-        guard case .string(let format) = f.type else { preconditionFailure("\(name) is not a string field") }
-        guard let v else {
-            if case .string(let d)? = f.defaultValue { return d }
-            return nil
-        }
+        guard let format = f.format else { preconditionFailure("\(name) is not a string field") }
+        guard let v else { return f.defaultString }
         guard let s = Values.string(v, qualified(name), ctx) else { return nil }
         guard format.accepts(s) else {
             Values.reportFormat(s, format, qualified(name), v, ctx)
@@ -191,42 +189,29 @@ final class ObjectReader {
     /// A boolean field.
     func bool(_ name: String) -> Bool {
         let (f, v) = entry(name)
-        let fallback: Bool = if case .bool(let d)? = f.defaultValue { d } else { false }
-        guard let v else { return fallback }
-        return Values.bool(v, qualified(name), ctx) ?? fallback
+        guard let v else { return f.defaultBool }
+        return Values.bool(v, qualified(name), ctx) ?? f.defaultBool
     }
 
     /// An integer field, within the table's bounds.
     func int(_ name: String) -> Int? {
         let (f, v) = entry(name)
-        guard case .integer(let lo, let hi) = f.type else { preconditionFailure("\(name) is not an integer field") }
-        guard let v else {
-            if case .integer(let d)? = f.defaultValue { return Int(d) }
-            return nil
-        }
-        return Values.integer(v, qualified(name), lo, hi, ctx).map(Int.init)
+        guard let v else { return f.defaultInteger.map(Int.init) }
+        return Values.integer(v, qualified(name), f.lowerBound, f.upperBound, ctx).map(Int.init)
     }
 
     /// A size field in bytes, within the table's bounds.
     func size(_ name: String) -> UInt64? {
         let (f, v) = entry(name)
-        guard case .size(let lo, let hi) = f.type else { preconditionFailure("\(name) is not a size field") }
-        guard let v else {
-            if case .string(let d)? = f.defaultValue { return ByteSize.parse(d) }
-            return nil
-        }
-        return Values.size(v, qualified(name), lo, hi, ctx)
+        guard let v else { return f.defaultSize }
+        return Values.size(v, qualified(name), f.sizeBounds.lowerBound, f.sizeBounds.upperBound, ctx)
     }
 
     /// An enumeration field, as the Swift enum whose raw values the table lists.
     func enumeration<E: RawRepresentable>(_ name: String, _: E.Type = E.self) -> E? where E.RawValue == String {
         let (f, v) = entry(name)
-        guard case .enumeration(let values) = f.type else { preconditionFailure("\(name) is not an enum field") }
-        guard let v else {
-            if case .string(let d)? = f.defaultValue { return E(rawValue: d) }
-            return nil
-        }
-        guard let s = Values.enumeration(v, qualified(name), values, ctx) else { return nil }
+        guard let v else { return f.defaultString.flatMap(E.init(rawValue:)) }
+        guard let s = Values.enumeration(v, qualified(name), f.enumValues, ctx) else { return nil }
         return E(rawValue: s)
     }
 

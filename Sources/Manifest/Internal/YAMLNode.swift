@@ -132,35 +132,41 @@ extension YAMLNode {
 
     /// The core schema's float forms, including `.inf` and `.nan`.
     static func float(_ text: String) -> Double? {
-        switch text {
-        case ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF": return .infinity
-        case "-.inf", "-.Inf", "-.INF": return -.infinity
-        case ".nan", ".NaN", ".NAN": return .nan
-        default: break
+        let n = text.utf8.count
+        if n == 4 || n == 5 {
+            switch text {
+            case ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF": return .infinity
+            case "-.inf", "-.Inf", "-.INF": return -.infinity
+            case ".nan", ".NaN", ".NAN": return .nan
+            default: break
+            }
         }
         // [-+]? ( \. [0-9]+ | [0-9]+ ( \. [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?
-        let b = Array(text.utf8)
-        var i = 0
+        let matches = text.utf8.withContiguousStorageIfAvailable(isFloatSyntax) ?? isFloatSyntax(Array(text.utf8))
+        return matches ? Double(text) : nil
+    }
+
+    private static func isFloatSyntax<C: RandomAccessCollection<UInt8>>(_ b: C) -> Bool where C.Index == Int {
+        var i = b.startIndex
         func digits() -> Int {
             let s = i
-            while i < b.count, b[i] >= 0x30, b[i] <= 0x39 { i += 1 }
+            while i < b.endIndex, b[i] >= 0x30, b[i] <= 0x39 { i += 1 }
             return i - s
         }
-        if i < b.count, b[i] == UInt8(ascii: "-") || b[i] == UInt8(ascii: "+") { i += 1 }
+        if i < b.endIndex, b[i] == UInt8(ascii: "-") || b[i] == UInt8(ascii: "+") { i += 1 }
         let whole = digits()
         var fraction = 0
-        if i < b.count, b[i] == UInt8(ascii: ".") {
+        if i < b.endIndex, b[i] == UInt8(ascii: ".") {
             i += 1
             fraction = digits()
         }
-        guard whole > 0 || fraction > 0 else { return nil }
-        if i < b.count, b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E") {
+        guard whole > 0 || fraction > 0 else { return false }
+        if i < b.endIndex, b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E") {
             i += 1
-            if i < b.count, b[i] == UInt8(ascii: "-") || b[i] == UInt8(ascii: "+") { i += 1 }
-            guard digits() > 0 else { return nil }
+            if i < b.endIndex, b[i] == UInt8(ascii: "-") || b[i] == UInt8(ascii: "+") { i += 1 }
+            guard digits() > 0 else { return false }
         }
-        guard i == b.count else { return nil }
-        return Double(text)
+        return i == b.endIndex
     }
 }
 
