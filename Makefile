@@ -30,6 +30,10 @@ deps:
 	    exit 1; \
 	  fi; \
 	fi
+	@# The schema test validates examples with an independent validator (Python's jsonschema).
+	@python3 -c 'import jsonschema' 2>/dev/null || python3 -m pip install --quiet jsonschema 2>/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-jsonschema >/dev/null; } \
+	  || { echo "make deps: install Python's jsonschema (pip install jsonschema, or apt-get install python3-jsonschema)"; exit 1; }
 
 build: deps
 	$(SWIFT) build
