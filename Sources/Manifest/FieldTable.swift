@@ -127,8 +127,6 @@ package enum FieldTable {
         Field("rng", .bool, .restart, "Add a virtio RNG fed from the host's /dev/urandom.", default: .bool(false)),
         Field("rtc", .object(rtcFields, oneOf: []), .restart, "The real-time clock."),
         Field("audio", .object(audioFields, oneOf: []), .restart, "An audio device and its host backend."),
-        Field("extraArgs", .array(Field("[]", .string(.text), .restart, "One argument.")), .restart,
-              "Arguments appended verbatim to the QEMU command line, one word per item. A last resort."),
     ]
 
     static let machineFields: [Field] = [

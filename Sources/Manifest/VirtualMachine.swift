@@ -70,8 +70,6 @@ package struct VirtualMachineSpec: Sendable, Hashable, Codable {
     package var rtc = RTC()
     /// `audio`; nil when the manifest has none.
     package var audio: Audio?
-    /// `extraArgs`.
-    package var extraArgs: [String] = []
 
     /// A spec with every default.
     package init() {}

@@ -47,6 +47,25 @@ struct DiagnosticsTests {
         expectSingleError(set, 9, 7, "unknown key 'throtle' in 'spec.disks[0]'", hint: "did you mean 'throttle'?")
     }
 
+    @Test func rawQEMUArgumentsAreRefusedWithTheReason() {
+        let set = load(manifest(spec: "  cpu: {count: 2}\n  extraArgs: [\"-device\", \"pvpanic\"]\n"))
+        expectSingleError(set, 7, 3, "'spec.extraArgs' is not allowed: raw QEMU arguments cannot be set from a manifest",
+                          hint: "no value in a manifest may add a QEMU option: raw arguments could open host files, "
+                              + "devices or sockets and run programs, bypassing every check qemuctl makes; "
+                              + "use the typed fields ('qemuctl schema' lists them)")
+        #expect(set.hasErrors)
+        // Not a field anywhere: not in the table, not in the schema, not in the docs.
+        #expect(FieldTable.field(at: "spec.extraArgs") == nil)
+        #expect(!FieldTable.all.contains { $0.path.lowercased().contains("args") })
+        #expect(!ManifestSchema.jsonSchema().contains("extraArgs"))
+        #expect(!ManifestSchema.markdownReference().contains("extraArgs"))
+    }
+
+    @Test func rawQEMUArgumentsAreRefusedInNestedMappingsToo() {
+        let set = load(manifest(spec: "  disks:\n    - name: a\n      file: {path: a.img, format: raw}\n      qemuArgs: [x]\n"))
+        expectSingleError(set, 9, 7, "'spec.disks[0].qemuArgs' is not allowed: raw QEMU arguments cannot be set from a manifest")
+    }
+
     @Test func unknownKeyWithoutCloseMatchListsTheAllowedKeys() {
         let set = load(manifest(spec: "  memory: {zzz: 1}\n"))
         expectSingleError(set, 6, 12, "unknown key 'zzz' in 'spec.memory'",

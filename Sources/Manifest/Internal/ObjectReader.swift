@@ -126,7 +126,21 @@ final class ObjectReader {
         return Int(slots[j]) - 2
     }
 
+    /// Keys (lowercased) that ask for raw QEMU arguments. No manifest value may add a QEMU
+    /// option, so these are refused with their own message rather than "unknown key".
+    static let rawArgumentKeys: Set<String> = ["extraargs", "extra_args", "extra-args", "qemuargs", "rawargs"]
+
+    static let rawArgumentsHint = "no value in a manifest may add a QEMU option: raw arguments could open host files, "
+        + "devices or sockets and run programs, bypassing every check qemuctl makes; use the typed fields "
+        + "('qemuctl schema' lists them)"
+
     private static func reportUnknownKey(_ key: String, _ keyNode: YAMLNode, _ fields: [Field], _ path: String, _ ctx: DecodeContext) {
+        if Self.rawArgumentKeys.contains(key.lowercased()) {
+            let qualified = path.isEmpty ? key : "\(path).\(key)"
+            ctx.error(keyNode, "'\(qualified)' is not allowed: raw QEMU arguments cannot be set from a manifest",
+                      hint: Self.rawArgumentsHint)
+            return
+        }
         let names = fields.map(\.name)
         if names.contains(key + "From") {
             ctx.error(keyNode, "inline secret '\(key)' is not allowed in '\(path)'",

@@ -195,7 +195,6 @@ struct SpecDecoder {
             }
             spec.audio = audio
         }
-        spec.extraArgs = r.strings("extraArgs")
         return spec
     }
 
