@@ -33,4 +33,12 @@ int csock_set_receive_timeout(int sock, long micros);
 /// eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK).
 int csock_eventfd(void);
 
+/// Creates a close-on-exec pipe. Returns 0 or -1 with errno set.
+int cproc_pipe(int fds[2]);
+
+/// Spawns `path` in a new session with default signal handling and an empty signal
+/// mask, stdin/stdout on /dev/null, stderr on `stderr_fd`, and every other
+/// descriptor closed. Returns 0 and stores the pid, or an errno value.
+int cproc_spawn(const char *path, char *const argv[], char *const envp[], int stderr_fd, pid_t *pid_out);
+
 #endif

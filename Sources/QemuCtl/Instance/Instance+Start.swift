@@ -1,0 +1,165 @@
+import QMP
+
+/// How ``Instance/start(_:options:)`` launches a VM.
+public struct StartOptions: Sendable {
+    /// The socket directory; overrides ``VMConfig/socketDirectory``; default ``RuntimeLayout/defaultSocketDirectory``.
+    public var socketDirectory: String?
+    /// Leave the vCPUs paused after setup (default: continue them).
+    public var startPaused: Bool
+    /// Deadline for connecting to QMP and for each setup command.
+    public var timeout: Duration
+    /// The accelerator and CPU model to use. Required when the configuration asks
+    /// for ``AcceleratorMode/auto``; for an explicit accelerator it may supply the CPU model.
+    public var accelerator: AcceleratorChoice?
+
+    /// Creates options.
+    public init(socketDirectory: String? = nil, startPaused: Bool = false, timeout: Duration = .seconds(10),
+                accelerator: AcceleratorChoice? = nil) {
+        self.socketDirectory = socketDirectory
+        self.startPaused = startPaused
+        self.timeout = timeout
+        self.accelerator = accelerator
+    }
+}
+
+extension Instance {
+    /// Starts a VM: QEMU detached (`-daemonize -pidfile`), paused (`-S`) until the
+    /// setup over QMP is done (display passwords), then continued.
+    ///
+    /// - A start of a name that is already running, or that another program is
+    ///   starting at this moment (a lock in the runtime directory that dies with its
+    ///   holder), fails with ``InstanceError/Code-swift.struct/alreadyRunning``;
+    ///   the live VM's socket is never touched.
+    /// - A stale socket (nobody listening) is replaced.
+    /// - When QEMU refuses to start, its own error message is reported at once.
+    /// - Secrets are written 0600 into the 0700 runtime directory for QEMU to read
+    ///   and deleted once QMP is up; QEMU gets a minimal environment.
+    ///
+    /// - Throws: ``InstanceError``.
+    public static func start(_ config: VMConfig, options: StartOptions = StartOptions()) async throws(InstanceError) -> Instance {
+        do {
+            try config.validate()
+        } catch {
+            throw InstanceError(code: .invalidConfig, message: "\(error)")
+        }
+        let layout = RuntimeLayout(name: config.name, socketDirectory: options.socketDirectory ?? config.socketDirectory)
+        try layout.prepare()
+
+        let (lockFD, lockError) = Posix.lockFile(layout.lockFile, wait: false)
+        if let lockError { throw InstanceError(code: .runtimeDirectory, message: lockError) }
+        guard lockFD >= 0 else {
+            throw InstanceError(code: .alreadyRunning, message: "VM \(config.name) is being started or stopped by another program right now (lock \(layout.lockFile))")
+        }
+        defer { Posix.closeFD(lockFD) }
+
+        try await ensureNotRunning(layout)
+
+        let binary: String
+        do {
+            binary = try QEMUDiscovery.findBinary(arch: config.arch ?? .host, configuredPath: config.qemuPath)
+        } catch {
+            throw InstanceError(code: .startFailed, message: "\(error)")
+        }
+        let commandLine: QEMUCommandLine
+        do {
+            commandLine = try config.commandLine(LaunchOptions(
+                qmpSocketPath: layout.socketPath, runtimeDirectory: layout.runtimeDirectory,
+                pidFile: layout.pidFile, daemonize: true, startPaused: true, accelerator: options.accelerator))
+        } catch {
+            throw InstanceError(code: .invalidConfig, message: "\(error)")
+        }
+
+        var written: [String] = []
+        defer { written.forEach(Posix.unlinkFile) }
+        for file in commandLine.secretFiles {
+            let value: String
+            do { value = try file.secret.read() } catch {
+                throw InstanceError(code: .invalidConfig, message: "VM \(config.name): \(error)")
+            }
+            if let e = Posix.writeFileAtomically(file.path, Array(value.utf8), mode: 0o600) {
+                throw InstanceError(code: .runtimeDirectory, message: e)
+            }
+            written.append(file.path)
+        }
+
+        Posix.unlinkFile(layout.pidFile)
+        let result = Posix.runCollectingStderr(binary, commandLine.arguments, environment: minimalEnvironment())
+        if let spawnError = result.spawnError {
+            throw InstanceError(code: .startFailed, message: "cannot start VM \(config.name): \(spawnError)")
+        }
+        guard result.status == 0 else {
+            let text = result.stderr.split(separator: "\n").map { $0.trimmingPrefix("\(binary): ") }.joined(separator: "\n")
+            throw InstanceError(code: .startFailed, message: "QEMU refused to start VM \(config.name) (exit status \(result.status)): \(text.isEmpty ? "no message" : text)")
+        }
+        guard let pid = readPIDFile(layout.pidFile) else {
+            throw InstanceError(code: .startFailed, message: "QEMU started VM \(config.name) but wrote no pid file at \(layout.pidFile)")
+        }
+
+        let qmp: QMPClient
+        do {
+            qmp = try await QMPClient.connect(to: layout.socketPath, timeout: options.timeout)
+        } catch {
+            Posix.signal(pid, Posix.sigkill)
+            throw InstanceError(code: .startFailed, message: "VM \(config.name) started (pid \(pid)) but its QMP socket did not answer: \(error); it was killed")
+        }
+        let instance = Instance(name: config.name, socketPath: layout.socketPath, pid: pid, qmp: qmp,
+                                accelerator: commandLine.accelerator, initial: .prelaunch)
+        do throws(InstanceError) {
+            for action in commandLine.postStartActions {
+                let value: String
+                do { value = try action.secret.read() } catch {
+                    throw InstanceError(code: .invalidConfig, message: "VM \(config.name): \(error)")
+                }
+                let arguments = action.arguments(secretValue: value).mapValues { JSONValue.string($0) }
+                do {
+                    try await qmp.execute(action.command, arguments: .object(arguments), timeout: options.timeout)
+                } catch {
+                    // Never echo the arguments: they hold the secret.
+                    throw InstanceError(code: .startFailed, message: "VM \(config.name): \(action.command) failed: \(error.message)")
+                }
+            }
+            if !options.startPaused {
+                try await instance.resume(timeout: options.timeout)
+            }
+        } catch {
+            _ = try? await instance.forceStop()
+            throw error
+        }
+        return instance
+    }
+
+    /// Refuses to start when a live QEMU owns the name; removes a stale socket.
+    static func ensureNotRunning(_ layout: RuntimeLayout) async throws(InstanceError) {
+        if let pid = readPIDFile(layout.pidFile), Posix.processExists(pid),
+           let argv = Posix.commandLine(of: pid), argv.contains(where: { $0.contains(layout.socketPath) }) {
+            throw InstanceError(code: .alreadyRunning, message: "VM \(layout.name) is already running (pid \(pid), socket \(layout.socketPath))")
+        }
+        guard Posix.fileExists(layout.socketPath) else { return }
+        do {
+            let probe = try await QMPClient.connect(to: layout.socketPath, timeout: .seconds(2))
+            let pid = probe.peerPID.map { " (pid \($0))" } ?? ""
+            probe.close()
+            throw InstanceError(code: .alreadyRunning, message: "VM \(layout.name) is already running\(pid): \(layout.socketPath) answers")
+        } catch let error as InstanceError {
+            throw error
+        } catch let error as QMPError where error.code == .timedOut {
+            throw InstanceError(code: .alreadyRunning, message: "VM \(layout.name) looks alive: \(layout.socketPath) accepts connections but its monitor is busy; not starting a second QEMU")
+        } catch {
+            // Nobody listens: the socket of a VM that exited. Safe to replace.
+            Posix.unlinkFile(layout.socketPath)
+        }
+    }
+
+    static func readPIDFile(_ path: String) -> Int32? {
+        guard let bytes = Posix.readFile(path, limit: 64) else { return nil }
+        return Int32(Posix.trimmed(String(decoding: bytes, as: UTF8.self)))
+    }
+
+    /// QEMU gets no inherited environment: a secret passed to this process in a
+    /// variable must not be readable in QEMU's `/proc/PID/environ`.
+    static func minimalEnvironment() -> [String] {
+        var env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+        if let tmp = Posix.environmentValue("TMPDIR") { env.append("TMPDIR=\(tmp)") }
+        return env
+    }
+}

@@ -1,0 +1,273 @@
+public import QMP
+import Synchronization
+
+/// A running QEMU virtual machine: started by this library or attached to.
+///
+/// An instance holds one QMP connection to the VM's monitor and follows its events
+/// to keep ``state`` current. The VM itself is a detached process: it outlives the
+/// instance and the program that created it. ``close()`` only ends the connection.
+///
+/// ```swift
+/// let vm = try await Instance.start(config)
+/// for await state in vm.stateChanges() { print(state) }
+/// let outcome = try await vm.stop(timeout: .seconds(30))
+/// print("stopped by \(outcome.step) in \(outcome.duration)")
+/// ```
+public final class Instance: Sendable {
+    /// The VM name (from the configuration, or `query-name` when attached).
+    public let name: String
+    /// The QMP socket path.
+    public let socketPath: String
+    /// The QEMU process id: from the pid file when started, `SO_PEERCRED` when
+    /// attached by socket, the argument when attached by pid.
+    public let pid: Int32
+    /// The QMP connection. Use it for commands this type does not wrap.
+    public let qmp: QMPClient
+    /// What the accelerator choice was, when this instance started the VM.
+    public let accelerator: Accelerator?
+
+    private struct Watch {
+        var state: VMState = .unknown
+        var observers: [Int: AsyncStream<VMState>.Continuation] = [:]
+        var nextObserver = 0
+    }
+    private let watch = Mutex(Watch())
+    private let follower = Mutex<Task<Void, Never>?>(nil)
+
+    init(name: String, socketPath: String, pid: Int32, qmp: QMPClient, accelerator: Accelerator?, initial: VMState) {
+        self.name = name
+        self.socketPath = socketPath
+        self.pid = pid
+        self.qmp = qmp
+        self.accelerator = accelerator
+        watch.withLock { $0.state = initial }
+        let events = qmp.events(bufferSize: 4096)
+        let task = Task { [weak self] in
+            do {
+                for try await event in events {
+                    guard let self else { return }
+                    let action = event.data["action"]?.stringValue
+                    self.transition { current in
+                        VMState.after(event: event.name, data: QMPEventData(action: action), from: current)
+                    }
+                }
+            } catch {}
+            // The connection ended: QEMU exited or the monitor was closed.
+            self?.transition { _ in .unknown }
+            self?.finishObservers()
+        }
+        follower.withLock { $0 = task }
+    }
+
+    deinit {
+        follower.withLock { $0?.cancel() }
+        qmp.close()
+    }
+
+    // MARK: - State
+
+    /// The last known run state, kept current by QMP events.
+    public var state: VMState { watch.withLock { $0.state } }
+
+    /// Whether the QMP connection is open.
+    public var isConnected: Bool { !qmp.isClosed }
+
+    /// Whether the QEMU process exists (a zombie counts as gone).
+    public var isProcessAlive: Bool { Posix.processExists(pid) }
+
+    /// A stream of run-state changes, starting with the current state. It ends when
+    /// the QMP connection ends (after yielding ``VMState/unknown``).
+    public func stateChanges() -> AsyncStream<VMState> {
+        let (stream, continuation) = AsyncStream.makeStream(of: VMState.self, bufferingPolicy: .bufferingNewest(64))
+        let (key, current): (Int, VMState) = watch.withLock { w in
+            let key = w.nextObserver
+            w.nextObserver += 1
+            w.observers[key] = continuation
+            return (key, w.state)
+        }
+        continuation.yield(current)
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.watch.withLock { $0.observers.removeValue(forKey: key) }
+        }
+        if qmp.isClosed { continuation.finish() }
+        return stream
+    }
+
+    /// Subscribes to the VM's QMP events (see ``QMPClient/events(bufferSize:)``).
+    public func events(bufferSize: Int = 1024) -> QMPEventStream { qmp.events(bufferSize: bufferSize) }
+
+    /// Runs `handler` for every event, in a task of its own: a handler may call back
+    /// into this instance (send commands) without blocking event delivery.
+    /// Cancel the returned task to stop.
+    @discardableResult
+    public func onEvent(_ handler: @escaping @Sendable (QMPEvent) async -> Void) -> Task<Void, Never> {
+        let events = qmp.events()
+        return Task {
+            do {
+                for try await e in events { await handler(e) }
+            } catch {}
+        }
+    }
+
+    /// Asks QEMU for the run state (`query-status`) and updates ``state``.
+    @discardableResult
+    public func refreshState(timeout: Duration = QMPClient.defaultTimeout) async throws(InstanceError) -> VMState {
+        let status: QMPRunStatus
+        do {
+            status = try await qmp.queryStatus(timeout: timeout)
+        } catch {
+            throw InstanceError.from(error, doing: "query-status on VM \(name)")
+        }
+        let s = VMState(qemuRunState: status.status)
+        transition { _ in s }
+        return s
+    }
+
+    private func transition(_ next: (VMState) -> VMState?) {
+        let observers: [AsyncStream<VMState>.Continuation]
+        let new: VMState
+        (observers, new) = watch.withLock { w in
+            guard let n = next(w.state), n != w.state else { return ([], w.state) }
+            w.state = n
+            return (Array(w.observers.values), n)
+        }
+        for o in observers { o.yield(new) }
+    }
+
+    private func finishObservers() {
+        let observers = watch.withLock { w in
+            defer { w.observers = [:] }
+            return Array(w.observers.values)
+        }
+        observers.forEach { $0.finish() }
+    }
+
+    /// Closes the QMP connection; the VM keeps running.
+    public func close() {
+        qmp.close()
+    }
+
+    // MARK: - Control
+
+    private func run(_ command: String, _ what: String, timeout: Duration) async throws(InstanceError) {
+        do {
+            try await qmp.execute(command, timeout: timeout)
+        } catch {
+            throw InstanceError.from(error, doing: "\(what) VM \(name)")
+        }
+    }
+
+    /// Pauses the vCPUs. The corresponding QMP command is `stop`.
+    public func pause(timeout: Duration = QMPClient.defaultTimeout) async throws(InstanceError) {
+        try await run("stop", "pausing", timeout: timeout)
+        transition { $0 == .running || $0 == .prelaunch ? .paused : nil }
+    }
+
+    /// Resumes the vCPUs (also the first start after `-S`). The corresponding QMP command is `cont`.
+    public func resume(timeout: Duration = QMPClient.defaultTimeout) async throws(InstanceError) {
+        try await run("cont", "resuming", timeout: timeout)
+        transition { _ in .running }
+    }
+
+    /// Resets the machine; a paused VM stays paused. The corresponding QMP command is `system_reset`.
+    public func reset(timeout: Duration = QMPClient.defaultTimeout) async throws(InstanceError) {
+        try await run("system_reset", "resetting", timeout: timeout)
+    }
+
+    /// Presses the ACPI power button and returns at once; the guest decides what to
+    /// do. The corresponding QMP command is `system_powerdown`.
+    public func shutdown(timeout: Duration = QMPClient.defaultTimeout) async throws(InstanceError) {
+        try await run("system_powerdown", "powering down", timeout: timeout)
+    }
+
+    /// Makes QEMU exit at once (no guest shutdown). The corresponding QMP command is `quit`.
+    public func quit(timeout: Duration = QMPClient.defaultTimeout) async throws(InstanceError) {
+        do {
+            try await qmp.quit(timeout: timeout)
+        } catch {
+            throw InstanceError.from(error, doing: "quitting VM \(name)")
+        }
+    }
+
+    /// Kills QEMU with Posix.sigkill and waits until the process is gone.
+    public func forceStop(timeout: Duration = .seconds(10)) async throws(InstanceError) {
+        Posix.signal(pid, Posix.sigkill)
+        if await !wait(timeout: timeout) {
+            throw InstanceError(code: .unresponsive, message: "VM \(name) (pid \(pid)) did not exit after Posix.sigkill within \(timeout)")
+        }
+    }
+
+    /// Waits until the QEMU process has exited.
+    ///
+    /// Works the same whether the instance was started or attached (by socket or
+    /// pid): it watches the process id, not a child handle.
+    /// - Returns: `true` when the process is gone, `false` at the timeout.
+    public func wait(timeout: Duration? = nil) async -> Bool {
+        let clock = ContinuousClock()
+        let end = timeout.map { clock.now + $0 }
+        while Posix.processExists(pid) {
+            if let end, clock.now >= end { return false }
+            do { try await Task.sleep(for: .milliseconds(10)) } catch { return !Posix.processExists(pid) }
+        }
+        return true
+    }
+
+    /// Stops the VM by the ladder: ACPI power button, wait up to `timeout`; then
+    /// `quit`; then Posix.sigterm; then Posix.sigkill (each later step waits a few seconds).
+    ///
+    /// A guest that powers itself off in time is a success of the first step, not a
+    /// timeout. A paused VM cannot react to the power button, so its ladder starts
+    /// at `quit`.
+    /// - Returns: Which step ended the process and how long the whole stop took.
+    /// - Throws: ``InstanceError`` only when even Posix.sigkill did not end the process.
+    @discardableResult
+    public func stop(timeout: Duration = .seconds(30), stepTimeout: Duration = .seconds(5)) async throws(InstanceError) -> StopOutcome {
+        let clock = ContinuousClock()
+        let start = clock.now
+        func outcome(_ step: StopOutcome.Step) -> StopOutcome { StopOutcome(step: step, duration: clock.now - start) }
+        if !Posix.processExists(pid) { return outcome(.alreadyStopped) }
+        let current = state
+        if current == .running || current == .suspended || current == .unknown {
+            if (try? await qmp.systemPowerdown(timeout: stepTimeout)) != nil, await wait(timeout: timeout) {
+                return outcome(.powerdown)
+            }
+        }
+        if !Posix.processExists(pid) { return outcome(.powerdown) }
+        if (try? await qmp.quit(timeout: stepTimeout)) != nil, await wait(timeout: stepTimeout) {
+            return outcome(.quit)
+        }
+        if !Posix.processExists(pid) { return outcome(.quit) }
+        Posix.signal(pid, Posix.sigterm)
+        if await wait(timeout: stepTimeout) { return outcome(.sigterm) }
+        Posix.signal(pid, Posix.sigkill)
+        if await wait(timeout: stepTimeout) { return outcome(.sigkill) }
+        throw InstanceError(code: .unresponsive, message: "VM \(name) (pid \(pid)) survived Posix.sigkill for \(stepTimeout)")
+    }
+}
+
+/// How a ``Instance/stop(timeout:stepTimeout:)`` ended the VM.
+public struct StopOutcome: Sendable, Hashable, CustomStringConvertible {
+    /// The ladder step that ended the process.
+    public enum Step: String, Sendable, Hashable, Codable {
+        /// The process was already gone.
+        case alreadyStopped = "already-stopped"
+        /// The guest powered off after the ACPI power button.
+        case powerdown
+        /// QEMU exited on the QMP `quit` command.
+        case quit
+        /// QEMU exited on Posix.sigterm.
+        case sigterm = "Posix.sigterm"
+        /// QEMU was killed with Posix.sigkill.
+        case sigkill = "Posix.sigkill"
+    }
+    /// The step that ended it.
+    public var step: Step
+    /// How long the stop took, from the first step.
+    public var duration: Duration
+
+    /// "powerdown after 1.2 s".
+    public var description: String {
+        let ms = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+        return "\(step.rawValue) after \(ms < 1000 ? "\(Int(ms)) ms" : String(Double(Int(ms / 100)) / 10) + " s")"
+    }
+}

@@ -1,0 +1,59 @@
+/// Where a VM's control socket and runtime files live.
+///
+/// The socket is `<socketDirectory>/<name>.sock`, where the Go seed puts it, so a VM
+/// started by either library can be attached by name. The VM's own files (pid file,
+/// lock, QEMU log, secrets while starting, serial log, launch record) live in the
+/// private directory `<socketDirectory>/<name>/`. Both directories are 0700.
+public struct RuntimeLayout: Sendable, Hashable {
+    /// The directory holding control sockets.
+    public var socketDirectory: String
+    /// The VM name.
+    public var name: String
+
+    /// The seed's default socket directory: `/var/run/qemu` as root, else
+    /// `$XDG_CACHE_HOME/qemuctl` (or `~/.cache/qemuctl`).
+    public static var defaultSocketDirectory: String {
+        if Posix.effectiveUID == 0 { return "/var/run/qemu" }
+        if let xdg = Posix.environmentValue("XDG_CACHE_HOME"), xdg.hasPrefix("/") { return xdg + "/qemuctl" }
+        return (Posix.homeDirectory() ?? "/tmp") + "/.cache/qemuctl"
+    }
+
+    /// Creates the layout of VM `name` under `socketDirectory` (default: ``defaultSocketDirectory``).
+    public init(name: String, socketDirectory: String? = nil) {
+        self.name = name
+        var dir = socketDirectory ?? Self.defaultSocketDirectory
+        while dir.count > 1 && dir.hasSuffix("/") { dir.removeLast() }
+        self.socketDirectory = dir
+    }
+
+    /// The QMP control socket.
+    public var socketPath: String { "\(socketDirectory)/\(name).sock" }
+    /// The VM's private runtime directory.
+    public var runtimeDirectory: String { "\(socketDirectory)/\(name)" }
+    /// QEMU's pid file.
+    public var pidFile: String { runtimeDirectory + "/qemu.pid" }
+    /// The lock that serialises starts of this name.
+    public var lockFile: String { runtimeDirectory + "/lock" }
+    /// The serial console log.
+    public var serialLog: String { runtimeDirectory + "/serial.log" }
+
+    /// The largest socket path a unix socket address holds.
+    public static let maxSocketPathLength = 107
+
+    /// Problems with the name or path lengths, or `nil` when usable.
+    func problem() -> String? {
+        if let p = Names.vmNameProblem(name) { return "invalid VM name: \(p)" }
+        if socketPath.utf8.count > Self.maxSocketPathLength {
+            return "socket path \(socketPath) is \(socketPath.utf8.count) bytes; a unix socket path holds at most \(Self.maxSocketPathLength): use a shorter socket directory"
+        }
+        return nil
+    }
+
+    /// Creates both directories 0700.
+    func prepare() throws(InstanceError) {
+        if let p = problem() { throw InstanceError(code: .invalidConfig, message: p) }
+        for dir in [socketDirectory, runtimeDirectory] {
+            if let e = Posix.makePrivateDirectory(dir) { throw InstanceError(code: .runtimeDirectory, message: e) }
+        }
+    }
+}

@@ -1,0 +1,194 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSocketShims
+
+// The only file in QemuCtl that calls process and file-system syscalls directly.
+
+enum Posix {
+    static var errnoValue: CInt { errno }
+
+    static func errorText(_ e: CInt) -> String { String(cString: strerror(e)) }
+
+    /// Creates `path` (and missing parents) and forces mode 0700, whatever the umask.
+    /// Returns nil or an error message.
+    static func makePrivateDirectory(_ path: String) -> String? {
+        var prefix = ""
+        for component in path.split(separator: "/", omittingEmptySubsequences: true) {
+            prefix += "/" + component
+            if mkdir(prefix, 0o700) != 0 && errno != EEXIST {
+                return "cannot create directory \(prefix): \(errorText(errno))"
+            }
+        }
+        var st = stat()
+        guard stat(path, &st) == 0 else { return "cannot stat \(path): \(errorText(errno))" }
+        guard (st.st_mode & S_IFMT) == S_IFDIR else { return "\(path) exists and is not a directory" }
+        if st.st_mode & 0o7777 != 0o700 {
+            // Only tighten directories this user owns; a shared parent like /var/run is left alone.
+            if st.st_uid == geteuid() && chmod(path, 0o700) != 0 {
+                return "cannot make \(path) private (chmod 0700): \(errorText(errno))"
+            }
+        }
+        return nil
+    }
+
+    /// Writes `bytes` to `path` atomically with mode `mode` (temp file, fsync, rename).
+    static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600) -> String? {
+        let temp = path + ".tmp.\(getpid())"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard fd >= 0 else { return "cannot create \(temp): \(errorText(errno))" }
+        _ = fchmod(fd, mode)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let e = errno
+                close(fd)
+                unlink(temp)
+                return "cannot write \(temp): \(errorText(e))"
+            }
+            offset += n
+        }
+        if fsync(fd) != 0 {
+            let e = errno
+            close(fd)
+            unlink(temp)
+            return "cannot sync \(temp): \(errorText(e))"
+        }
+        close(fd)
+        if rename(temp, path) != 0 {
+            let e = errno
+            unlink(temp)
+            return "cannot rename \(temp) to \(path): \(errorText(e))"
+        }
+        return nil
+    }
+
+    static func readFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while out.count < limit {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            out += buffer[0..<n]
+        }
+        return out
+    }
+
+    static func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    static func unlinkFile(_ path: String) { unlink(path) }
+
+    /// Takes an exclusive `flock` on `path` (created 0600). Returns the fd holding the
+    /// lock, or -1 when another process holds it (and `wait` is false).
+    static func lockFile(_ path: String, wait: Bool) -> (fd: CInt, error: String?) {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { return (-1, "cannot open lock file \(path): \(errorText(errno))") }
+        var rc: CInt
+        repeat { rc = flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) } while rc != 0 && errno == EINTR
+        if rc != 0 {
+            let e = errno
+            close(fd)
+            return (-1, e == EWOULDBLOCK ? nil : "cannot lock \(path): \(errorText(e))")
+        }
+        return (fd, nil)
+    }
+
+    static func closeFD(_ fd: CInt) { close(fd) }
+
+    /// Whether a process with this id exists (a zombie counts as gone).
+    static func processExists(_ pid: pid_t) -> Bool {
+        guard pid > 0 else { return false }
+        if kill(pid, 0) != 0 && errno == ESRCH { return false }
+        // A zombie has exited: only its parent's wait is missing.
+        if let stat = readFile("/proc/\(pid)/stat", limit: 4096),
+           let close = stat.lastIndex(of: UInt8(ascii: ")")), close + 2 < stat.count {
+            return stat[close + 2] != UInt8(ascii: "Z")
+        }
+        return true
+    }
+
+    /// Sends `signal` to `pid`; returns whether it was delivered.
+    @discardableResult
+    static func signal(_ pid: pid_t, _ signal: CInt) -> Bool { kill(pid, signal) == 0 }
+
+    /// The NUL-separated command line of a process.
+    static func commandLine(of pid: pid_t) -> [String]? {
+        guard let bytes = readFile("/proc/\(pid)/cmdline") else { return nil }
+        guard !bytes.isEmpty else { return nil }
+        return bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast(bytes.last == 0 ? 1 : 0)
+            .map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// The resolved executable of a process.
+    static func executable(of pid: pid_t) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/\(pid)/exe", &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Runs `binary` with `arguments` and a minimal environment, stdin and stdout on
+    /// /dev/null and stderr into a pipe; waits for it to exit (QEMU with `-daemonize`
+    /// exits once the daemon is set up) and returns its status and stderr.
+    /// Every descriptor above 2 is closed in the child.
+    static func runCollectingStderr(_ binary: String, _ arguments: [String], environment: [String]) -> (status: CInt, stderr: String, spawnError: String?) {
+        var pipeFDs: [CInt] = [-1, -1]
+        guard cproc_pipe(&pipeFDs) == 0 else { return (-1, "", "pipe: \(errorText(errno))") }
+        let argv = ([binary] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let rc = cproc_spawn(binary, argv, envp, pipeFDs[1], &pid)
+        close(pipeFDs[1])
+        guard rc == 0 else {
+            close(pipeFDs[0])
+            return (-1, "", "cannot execute \(binary): \(errorText(rc))")
+        }
+        var stderrBytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(pipeFDs[0], $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            if stderrBytes.count < 1 << 20 { stderrBytes += buffer[0..<n] }
+        }
+        close(pipeFDs[0])
+        var status: CInt = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exitCode: CInt = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (exitCode, String(decoding: stderrBytes, as: UTF8.self), nil)
+    }
+
+    static var effectiveUID: uid_t { geteuid() }
+
+    static let sigkill = SIGKILL
+    static let sigterm = SIGTERM
+    static let sigstop = SIGSTOP
+    static let sigcont = SIGCONT
+
+    static func trimmed(_ s: String) -> String {
+        var s = Substring(s)
+        while let c = s.first, c.isWhitespace { s.removeFirst() }
+        while let c = s.last, c.isWhitespace { s.removeLast() }
+        return String(s)
+    }
+
+    static func environmentValue(_ name: String) -> String? {
+        getenv(name).map { String(cString: $0) }
+    }
+
+    static func homeDirectory() -> String? {
+        if let h = environmentValue("HOME"), !h.isEmpty { return h }
+        guard let pw = getpwuid(geteuid()), let dir = pw.pointee.pw_dir else { return nil }
+        return String(cString: dir)
+    }
+}

@@ -1,0 +1,348 @@
+import Foundation
+import QMP
+@testable import QemuCtl
+import QemuCtlTestSupport
+import Testing
+
+/// Configurations for the tests: TCG (the test guest hangs under nested KVM here).
+enum TestVMs {
+    /// The real test guest: kernel + initramfs, console on a serial log file.
+    static func guest(_ name: String, in dir: TempDir, cmdline: String = "") -> VMConfig {
+        var c = VMConfig(name: name)
+        c.machine = Machine(type: "q35", accel: .tcg)
+        c.memory.sizeMiB = 256
+        c.boot = Boot(kernel: Fixtures.guestKernel, initrd: Fixtures.guestInitrd,
+                      append: "console=ttyS0 quiet panic=-1 cryptomgr.notests \(cmdline)")
+        c.serials = [Serial(name: "console", backend: .file(path: dir.file("\(name)-serial.log"), append: true))]
+        return c
+    }
+
+    /// A VM with no operating system: firmware only, cheap to start.
+    static func bare(_ name: String, disks: [Disk] = []) -> VMConfig {
+        var c = VMConfig(name: name)
+        c.machine = Machine(type: "q35", accel: .tcg)
+        c.memory.sizeMiB = 64
+        c.disks = disks
+        return c
+    }
+}
+
+func waitForFile(_ path: String, containing marker: String, timeout: Double = 60) async throws {
+    let start = Date()
+    while !((try? String(contentsOfFile: path, encoding: .utf8))?.contains(marker) ?? false) {
+        if Date().timeIntervalSince(start) > timeout {
+            throw FixtureError("no '\(marker)' in \(path) within \(timeout) s: \((try? String(contentsOfFile: path, encoding: .utf8)) ?? "")")
+        }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+}
+
+/// Whether `/proc/PID` disappears within 5 s: the process exited and was reaped,
+/// so no zombie is left. QEMU runs detached (its parent is init), and this
+/// process never has an unreaped child of its own.
+func processVanishes(_ pid: Int32) async throws -> Bool {
+    for _ in 0..<500 {
+        if !FileManager.default.fileExists(atPath: "/proc/\(pid)") { return true }
+        if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+           let ppid = stat.split(separator: ")").last?.split(separator: " ").dropFirst().first, Int32(ppid) == getpid() {
+            return false  // our own unreaped child
+        }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    return false
+}
+
+@Suite(.timeLimit(.minutes(2))) struct InstanceTests {
+    @Test func startsTheGuestAndStopsItGracefullyByThePowerButton() async throws {
+        let dir = try TempDir("inst")
+        defer { dir.remove() }
+        let vm = try await Instance.start(TestVMs.guest("g1", in: dir), options: StartOptions(socketDirectory: dir.path))
+        #expect(vm.pid > 0 && vm.isProcessAlive)
+        #expect(vm.accelerator == .tcg)
+        #expect(vm.state == .running)
+        try await waitForFile(dir.file("g1-serial.log"), containing: Fixtures.guestReadyMarker)
+        let outcome = try await vm.stop(timeout: .seconds(20))
+        #expect(outcome.step == .powerdown)
+        #expect(outcome.duration < .seconds(20))
+        // Gone for real: not even a zombie (the daemon's parent, init, reaps it).
+        #expect(try await processVanishes(vm.pid))
+        #expect(try String(contentsOfFile: dir.file("g1-serial.log"), encoding: .utf8).contains(Fixtures.guestPoweroffMarker))
+    }
+
+    @Test func runtimeDirectoriesArePrivateWhateverTheUmask() async throws {
+        let dir = try TempDir("perm")
+        defer { dir.remove() }
+        let sockets = dir.file("sockets")
+        let old = umask(0)
+        defer { umask(old) }
+        let vm = try await Instance.start(TestVMs.bare("p1"), options: StartOptions(socketDirectory: sockets))
+        defer { Task { try? await vm.forceStop() } }
+        for path in [sockets, sockets + "/p1"] {
+            let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+            #expect(mode == 0o700, "\(path)")
+        }
+        try await vm.forceStop()
+    }
+
+    @Test func failedStartReportsQEMUsOwnErrorAtOnce() async throws {
+        let dir = try TempDir("fail")
+        defer { dir.remove() }
+        let config = TestVMs.bare("f1", disks: [Disk(name: "root", file: dir.file("missing.qcow2"), format: .qcow2)])
+        let start = ContinuousClock.now
+        let error = await #expect(throws: InstanceError.self) {
+            _ = try await Instance.start(config, options: StartOptions(socketDirectory: dir.path))
+        }
+        #expect(error?.code == .startFailed)
+        #expect(error?.message.contains("missing.qcow2") == true)
+        #expect(error?.message.contains("No such file or directory") == true)
+        #expect(ContinuousClock.now - start < .seconds(5))
+    }
+
+    @Test func twoConcurrentStartsOfOneNameLaunchExactlyOneQEMU() async throws {
+        let dir = try TempDir("race")
+        defer { dir.remove() }
+        let config = TestVMs.bare("r1")
+        let results = await withTaskGroup(of: Result<Instance, InstanceError>.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    do { return .success(try await Instance.start(config, options: StartOptions(socketDirectory: dir.path))) }
+                    catch { return .failure(error as! InstanceError) }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        let winners = results.compactMap { try? $0.get() }
+        let losers = results.compactMap { if case .failure(let e) = $0 { e } else { nil } }
+        #expect(winners.count == 1)
+        #expect(losers.count == 3)
+        #expect(losers.allSatisfy { $0.code == .alreadyRunning })
+        // Exactly one QEMU has this socket on its command line.
+        let socket = dir.file("r1.sock")
+        let qemus = try FileManager.default.contentsOfDirectory(atPath: "/proc").compactMap(Int32.init).filter { pid in
+            (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?.contains(socket) ?? false
+        }
+        #expect(qemus.count == 1)
+        try await winners.first?.forceStop()
+    }
+
+    @Test func aLiveVMsSocketIsNeverReplaced() async throws {
+        let dir = try TempDir("live")
+        defer { dir.remove() }
+        let vm = try await Instance.start(TestVMs.bare("l1"), options: StartOptions(socketDirectory: dir.path))
+        let error = await #expect(throws: InstanceError.self) {
+            _ = try await Instance.start(TestVMs.bare("l1"), options: StartOptions(socketDirectory: dir.path))
+        }
+        #expect(error?.code == .alreadyRunning)
+        vm.close()  // free the monitor so another client can attach
+        let again = try await Instance.attach(name: "l1", socketDirectory: dir.path)
+        #expect(again.pid == vm.pid)
+        try await again.forceStop()
+    }
+
+    @Test func sigkilledQEMUIsSeenAsGone() async throws {
+        let dir = try TempDir("kill")
+        defer { dir.remove() }
+        let vm = try await Instance.start(TestVMs.bare("k1"), options: StartOptions(socketDirectory: dir.path))
+        let states = vm.stateChanges()
+        kill(vm.pid, SIGKILL)
+        #expect(await vm.wait(timeout: .seconds(5)))
+        var seen: [VMState] = []
+        for await s in states { seen.append(s) }
+        #expect(seen.first == .running)
+        #expect(seen.last == .unknown)
+        #expect(!vm.isConnected)
+        #expect(try await processVanishes(vm.pid))
+        let outcome = try await vm.stop()
+        #expect(outcome.step == .alreadyStopped)
+    }
+
+    @Test func sigstoppedQEMUIsUnresponsiveWithinTheDeadline() async throws {
+        let dir = try TempDir("stop")
+        defer { dir.remove() }
+        let vm = try await Instance.start(TestVMs.bare("s1"), options: StartOptions(socketDirectory: dir.path))
+        kill(vm.pid, SIGSTOP)
+        defer { kill(vm.pid, SIGCONT) }
+        let start = ContinuousClock.now
+        let error = await #expect(throws: InstanceError.self) { try await vm.refreshState(timeout: .milliseconds(300)) }
+        #expect(error?.code == .unresponsive)
+        #expect(ContinuousClock.now - start < .seconds(1))
+        kill(vm.pid, SIGCONT)
+        try await vm.forceStop()
+    }
+
+    @Test func pauseResumeAndResetKeepTheRightState() async throws {
+        let dir = try TempDir("state")
+        defer { dir.remove() }
+        let vm = try await Instance.start(TestVMs.bare("st1"), options: StartOptions(socketDirectory: dir.path))
+        defer { Task { try? await vm.forceStop() } }
+        let changes = vm.stateChanges()
+        try await vm.pause()
+        try await vm.reset()
+        try await Task.sleep(for: .milliseconds(200))  // let the RESET event arrive
+        // RESET keeps a paused VM's vCPUs stopped; QEMU calls that prelaunch.
+        #expect(vm.state == .prelaunch)
+        #expect(try await vm.refreshState() == .prelaunch)
+        try await vm.resume()
+        var seen: [VMState] = []
+        for await s in changes {
+            seen.append(s)
+            if seen.count == 4 { break }
+        }
+        #expect(seen == [.running, .paused, .prelaunch, .running])
+        try await vm.forceStop()
+    }
+
+    @Test func stopLadderQuitsAVMWhoseGuestIgnoresThePowerButton() async throws {
+        let dir = try TempDir("ladder")
+        defer { dir.remove() }
+        let vm = try await Instance.start(TestVMs.bare("q1"), options: StartOptions(socketDirectory: dir.path))
+        let outcome = try await vm.stop(timeout: .milliseconds(500))
+        #expect(outcome.step == .quit)
+        #expect(outcome.duration < .seconds(3))
+        #expect(!vm.isProcessAlive)
+    }
+
+    @Test func setsAndClearsTheIOThrottleOfANamedDisk() async throws {
+        let dir = try TempDir("thr")
+        defer { dir.remove() }
+        let image = dir.file("data.raw")
+        FileManager.default.createFile(atPath: image, contents: Data(count: 1 << 20))
+        let vm = try await Instance.start(TestVMs.bare("t1", disks: [Disk(name: "data", file: image, format: .raw)]),
+                                          options: StartOptions(socketDirectory: dir.path))
+        defer { Task { try? await vm.forceStop() } }
+        try await vm.setIOThrottle(disk: "data", QMPIOThrottle(bps: 1_048_576, iops: 100))
+        var throttle = try await vm.blockDevices().first { $0.qdev?.contains("disk-data") == true }?.inserted?.throttle
+        #expect(throttle?.bps == 1_048_576)
+        #expect(throttle?.iops == 100)
+        try await vm.setIOThrottle(disk: "data", QMPIOThrottle())
+        throttle = try await vm.blockDevices().first { $0.qdev?.contains("disk-data") == true }?.inserted?.throttle
+        #expect(throttle?.isUnlimited == true)
+        let missing = await #expect(throws: InstanceError.self) { try await vm.setIOThrottle(disk: "nope", QMPIOThrottle(bps: 1)) }
+        #expect(missing?.code == .notFound)
+        try await vm.forceStop()
+    }
+
+    @Test func screendumpWithoutADisplaySaysSo() async throws {
+        let dir = try TempDir("shot")
+        defer { dir.remove() }
+        let vm = try await Instance.start(TestVMs.bare("d1"), options: StartOptions(socketDirectory: dir.path))
+        defer { Task { try? await vm.forceStop() } }
+        let error = await #expect(throws: InstanceError.self) { try await vm.screendump(to: dir.file("x.ppm")) }
+        #expect(error?.message.contains("no display device") == true)
+        try await vm.forceStop()
+    }
+
+    @Test func badNamesAndOverlongSocketPathsAreRefusedBeforeAnythingHappens() async throws {
+        let dir = try TempDir("names")
+        defer { dir.remove() }
+        for name in ["../etc", "a/b", "a,b", ""] {
+            let error = await #expect(throws: InstanceError.self) {
+                _ = try await Instance.start(TestVMs.bare(name), options: StartOptions(socketDirectory: dir.path))
+            }
+            #expect(error?.code == .invalidConfig, "\(name)")
+        }
+        let long = dir.file(String(repeating: "x", count: 100))
+        let error = await #expect(throws: InstanceError.self) {
+            _ = try await Instance.start(TestVMs.bare("ok"), options: StartOptions(socketDirectory: long))
+        }
+        #expect(error?.message.contains("at most 107") == true)
+        #expect(!FileManager.default.fileExists(atPath: long))
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct AttachTests {
+    @Test func attachBySocketLearnsThePIDFromPeerCredentials() async throws {
+        let qemu = try QEMUProcess(args: ["-machine", "q35", "-accel", "tcg", "-m", "64", "-name", "guest=by-hand"], paused: false)
+        defer { qemu.kill() }
+        let vm = try await Instance.attach(socketPath: qemu.socketPath)
+        #expect(vm.pid == qemu.pid)
+        #expect(vm.name == "by-hand")
+        #expect(vm.state == .running)
+        let outcome = try await vm.stop(timeout: .milliseconds(300))
+        #expect(outcome.step == .quit)
+        #expect(await qemu.waitForExit(timeout: 5))
+    }
+
+    @Test func attachByPIDWithQmpUnixSyntax() async throws {
+        let qemu = try QEMUProcess(args: ["-machine", "q35", "-accel", "tcg", "-m", "64", "-name", "plain-name"])
+        defer { qemu.kill() }
+        let vm = try await Instance.attach(pid: qemu.pid)
+        #expect(vm.socketPath == qemu.socketPath)
+        #expect(vm.pid == qemu.pid)
+        #expect(vm.state == .prelaunch)
+        #expect(await vm.wait(timeout: .milliseconds(50)) == false)  // wait works after attach by pid
+        try await vm.quit()
+        #expect(await vm.wait(timeout: .seconds(5)))
+    }
+
+    @Test func attachByPIDWithChardevAndMonSyntaxAndEscapedCommas() async throws {
+        let dir = try TempDir("mon")
+        defer { dir.remove() }
+        let socket = dir.file("a,b.sock")
+        let escaped = socket.replacingOccurrences(of: ",", with: ",,")
+        let qemu = try QEMUProcess(args: [
+            "-machine", "q35", "-accel", "tcg", "-m", "64",
+            "-chardev", "socket,server=on,path=\(escaped),wait=off,id=mon0",
+            "-mon", "mode=control,chardev=mon0",
+            "-name", "guest=chardev-vm,debug-threads=on",
+        ])
+        defer { qemu.kill() }
+        // The fixture's own -qmp socket comes first on the command line; close it so
+        // the reader must find the -chardev/-mon pair: kill the first by pointing at it.
+        let reader = QEMUCommandLineReader(arguments: qemu.process.arguments.map { [Fixtures.qemu] + $0 } ?? [])
+        #expect(reader.qmpSocketPaths == [qemu.socketPath, socket])
+        #expect(reader.name == "chardev-vm")
+        let vm = try await Instance.attach(pid: qemu.pid)
+        #expect(vm.name == "chardev-vm")
+        // And the chardev socket really is a monitor.
+        let direct = try await QMPClient.connect(to: socket)
+        #expect(try await direct.queryStatus().status == "prelaunch")
+    }
+
+    @Test func attachToAMissingPIDOrSocketIsAClearError() async throws {
+        let e1 = await #expect(throws: InstanceError.self) { _ = try await Instance.attach(pid: 999_999) }
+        #expect(e1?.code == .notFound)
+        let e2 = await #expect(throws: InstanceError.self) { _ = try await Instance.attach(socketPath: "/tmp/qc-none/x.sock") }
+        #expect(e2?.code == .notFound)
+        // A process that is not QEMU has no QMP socket.
+        let e3 = await #expect(throws: InstanceError.self) { _ = try await Instance.attach(pid: getpid()) }
+        #expect(e3?.message.contains("no QMP unix socket") == true)
+    }
+}
+
+@Suite struct VMStateTests {
+    @Test(arguments: [
+        ("STOP", VMState.running, VMState?.some(.paused)),
+        ("RESUME", .paused, .running),
+        ("SHUTDOWN", .running, .shutdown),
+        ("RESET", .paused, .prelaunch),
+        ("RESET", .running, nil),
+        ("RESET", .shutdown, .prelaunch),
+        ("SUSPEND", .running, .suspended),
+        ("WAKEUP", .suspended, .running),
+        ("GUEST_PANICKED", .running, .guestPanicked),
+        ("BLOCK_JOB_READY", .running, nil),
+    ])
+    func eventsMoveTheState(event: String, from: VMState, to: VMState?) {
+        #expect(VMState.after(event: event, data: QMPEventData(), from: from) == to)
+    }
+
+    @Test func watchdogPausesOnlyWithThePauseAction() {
+        #expect(VMState.after(event: "WATCHDOG", data: QMPEventData(action: "pause"), from: .running) == .watchdog)
+        #expect(VMState.after(event: "WATCHDOG", data: QMPEventData(action: "reset"), from: .running) == nil)
+    }
+
+    @Test func everyQEMURunStateHasACase() {
+        for name in ["debug", "inmigrate", "internal-error", "io-error", "paused", "postmigrate", "prelaunch",
+                     "finish-migrate", "restore-vm", "running", "save-vm", "shutdown", "suspended", "watchdog",
+                     "guest-panicked", "colo"] {
+            #expect(VMState(qemuRunState: name) != .unknown, "\(name)")
+        }
+    }
+
+    @Test func splitsQEMUOptionsWithEscapedCommas() {
+        let items = QEMUCommandLineReader.splitOptions("socket,id=m,path=/a,,b/c,,,server=on")
+        #expect(items.map(\.key) == ["socket", "id", "path", "server"])
+        #expect(items[2].value == "/a,b/c,")
+    }
+}
