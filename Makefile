@@ -49,8 +49,10 @@ test: deps guest
 	$(SWIFT) test --skip-build
 
 bench: deps guest
-	$(SWIFT) build -c release --product qmp-rtt
+	$(SWIFT) build -c release --product qmp-rtt --product launch --product yaml-bench
 	.build/release/qmp-rtt
+	.build/release/launch
+	.build/release/yaml-bench
 
 clean:
 	rm -rf .build .cache

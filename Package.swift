@@ -47,6 +47,7 @@ let package = Package(
         .executableTarget(name: "yaml-bench", dependencies: ["Manifest", "CYAMLRaw"], path: "bench/yaml"),
         .target(name: "CBenchRaw", path: "bench/CBenchRaw"),
         .executableTarget(name: "qmp-rtt", dependencies: ["QMP", "QemuCtl", "CBenchRaw"], path: "bench/qmp-rtt"),
+        .executableTarget(name: "launch", dependencies: ["QMP", "QemuCtl", "CBenchRaw"], path: "bench/launch"),
 
         // MARK: - Tests
         .target(name: "QemuCtlTestSupport", dependencies: ["QMP", "QemuCtl", "CSocketShims"], path: "Tests/QemuCtlTestSupport"),

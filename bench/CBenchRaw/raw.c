@@ -58,6 +58,20 @@ int cbench_qmp_connect(const char *path) {
     return fd;
 }
 
+int cbench_qmp_is_running(int fd) {
+    static const char *cmd = "{\"execute\":\"query-status\"}\r\n";
+    size_t len = strlen(cmd);
+    if (write(fd, cmd, len) != (ssize_t)len) return -1;
+    for (;;) {
+        int ev = next_line_is_event(fd);
+        if (ev < 0) return -1;
+        char *nl = memchr(buf, '\n', have);
+        int running = nl && memmem(buf, (size_t)(nl - buf), "\"running\": true", 15) != NULL;
+        if (read_line(fd) < 0) return -1;
+        if (!ev) return running;
+    }
+}
+
 int cbench_qmp_roundtrip(int fd, const char *command) {
     size_t len = strlen(command);
     if (write(fd, command, len) != (ssize_t)len) return -1;

@@ -16,6 +16,9 @@ int cbench_qmp_roundtrip(int fd, const char *command);
 /// it; without, the bare command. Returns the number of calls.
 long cbench_qmp_rounds(int fd, int with_id, double seconds, long long *latencies, long capacity);
 
+/// Sends query-status and returns 1 when the VM is running, 0 when not, -1 on error.
+int cbench_qmp_is_running(int fd);
+
 /// Monotonic clock in nanoseconds.
 long long cbench_now_ns(void);
 
