@@ -5,14 +5,14 @@ import CSocketShims
 
 // The only file in QemuCtl that calls process and file-system syscalls directly.
 
-enum Posix {
-    static var errnoValue: CInt { errno }
+package enum Posix {
+    package static var errnoValue: CInt { errno }
 
-    static func errorText(_ e: CInt) -> String { String(cString: strerror(e)) }
+    package static func errorText(_ e: CInt) -> String { String(cString: strerror(e)) }
 
     /// Creates `path` (and missing parents) and forces mode 0700, whatever the umask.
     /// Returns nil or an error message.
-    static func makePrivateDirectory(_ path: String) -> String? {
+    package static func makePrivateDirectory(_ path: String) -> String? {
         var prefix = ""
         for component in path.split(separator: "/", omittingEmptySubsequences: true) {
             prefix += "/" + component
@@ -33,7 +33,7 @@ enum Posix {
     }
 
     /// Writes `bytes` to `path` atomically with mode `mode` (temp file, fsync, rename).
-    static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600) -> String? {
+    package static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: UInt32 = 0o600) -> String? {
         let temp = path + ".tmp.\(getpid())"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { return "cannot create \(temp): \(errorText(errno))" }
@@ -65,7 +65,7 @@ enum Posix {
         return nil
     }
 
-    static func readFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
+    package static func readFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -80,13 +80,23 @@ enum Posix {
         return out
     }
 
-    static func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+    package static func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
-    static func unlinkFile(_ path: String) { unlink(path) }
+    /// Appends `line` and a newline to `path` (created 0600) and syncs it.
+    package static func appendLine(_ path: String, _ line: String) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let bytes = Array((line + "\n").utf8)
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        _ = fsync(fd)
+    }
+
+    package static func unlinkFile(_ path: String) { unlink(path) }
 
     /// Takes an exclusive `flock` on `path` (created 0600). Returns the fd holding the
     /// lock, or -1 when another process holds it (and `wait` is false).
-    static func lockFile(_ path: String, wait: Bool) -> (fd: CInt, error: String?) {
+    package static func lockFile(_ path: String, wait: Bool) -> (fd: CInt, error: String?) {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { return (-1, "cannot open lock file \(path): \(errorText(errno))") }
         var rc: CInt
@@ -99,10 +109,10 @@ enum Posix {
         return (fd, nil)
     }
 
-    static func closeFD(_ fd: CInt) { close(fd) }
+    package static func closeFD(_ fd: CInt) { close(fd) }
 
     /// Whether a process with this id exists (a zombie counts as gone).
-    static func processExists(_ pid: pid_t) -> Bool {
+    package static func processExists(_ pid: Int32) -> Bool {
         guard pid > 0 else { return false }
         if kill(pid, 0) != 0 && errno == ESRCH { return false }
         // A zombie has exited: only its parent's wait is missing.
@@ -115,10 +125,10 @@ enum Posix {
 
     /// Sends `signal` to `pid`; returns whether it was delivered.
     @discardableResult
-    static func signal(_ pid: pid_t, _ signal: CInt) -> Bool { kill(pid, signal) == 0 }
+    package static func signal(_ pid: Int32, _ signal: Int32) -> Bool { kill(pid, signal) == 0 }
 
     /// The NUL-separated command line of a process.
-    static func commandLine(of pid: pid_t) -> [String]? {
+    package static func commandLine(of pid: Int32) -> [String]? {
         guard let bytes = readFile("/proc/\(pid)/cmdline") else { return nil }
         guard !bytes.isEmpty else { return nil }
         return bytes.split(separator: 0, omittingEmptySubsequences: false).dropLast(bytes.last == 0 ? 1 : 0)
@@ -126,7 +136,7 @@ enum Posix {
     }
 
     /// The resolved executable of a process.
-    static func executable(of pid: pid_t) -> String? {
+    package static func executable(of pid: Int32) -> String? {
         var buffer = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/\(pid)/exe", &buffer, buffer.count - 1)
         guard n > 0 else { return nil }
@@ -137,7 +147,7 @@ enum Posix {
     /// /dev/null and stderr into a pipe; waits for it to exit (QEMU with `-daemonize`
     /// exits once the daemon is set up) and returns its status and stderr.
     /// Every descriptor above 2 is closed in the child.
-    static func runCollectingStderr(_ binary: String, _ arguments: [String], environment: [String]) -> (status: CInt, stderr: String, spawnError: String?) {
+    package static func runCollectingStderr(_ binary: String, _ arguments: [String], environment: [String]) -> (status: CInt, stderr: String, spawnError: String?) {
         var pipeFDs: [CInt] = [-1, -1]
         guard cproc_pipe(&pipeFDs) == 0 else { return (-1, "", "pipe: \(errorText(errno))") }
         let argv = ([binary] + arguments).map { strdup($0) } + [nil]
@@ -168,25 +178,25 @@ enum Posix {
         return (exitCode, String(decoding: stderrBytes, as: UTF8.self), nil)
     }
 
-    static var effectiveUID: uid_t { geteuid() }
+    package static var effectiveUID: UInt32 { geteuid() }
 
-    static let sigkill = SIGKILL
-    static let sigterm = SIGTERM
-    static let sigstop = SIGSTOP
-    static let sigcont = SIGCONT
+    package static let sigkill = SIGKILL
+    package static let sigterm = SIGTERM
+    package static let sigstop = SIGSTOP
+    package static let sigcont = SIGCONT
 
-    static func trimmed(_ s: String) -> String {
+    package static func trimmed(_ s: String) -> String {
         var s = Substring(s)
         while let c = s.first, c.isWhitespace { s.removeFirst() }
         while let c = s.last, c.isWhitespace { s.removeLast() }
         return String(s)
     }
 
-    static func environmentValue(_ name: String) -> String? {
+    package static func environmentValue(_ name: String) -> String? {
         getenv(name).map { String(cString: $0) }
     }
 
-    static func homeDirectory() -> String? {
+    package static func homeDirectory() -> String? {
         if let h = environmentValue("HOME"), !h.isEmpty { return h }
         guard let pw = getpwuid(geteuid()), let dir = pw.pointee.pw_dir else { return nil }
         return String(cString: dir)

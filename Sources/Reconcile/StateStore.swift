@@ -1,0 +1,139 @@
+import Foundation
+package import QemuCtl
+
+/// The state directory: where each managed VM's socket and private files live.
+///
+/// Layout (the socket directory of the QemuCtl library, so VMs it started can be
+/// attached by name):
+/// ```
+/// DIR/                  0700
+/// DIR/.apply.lock       serialises apply/delete across processes (flock, dies with its holder)
+/// DIR/NAME.sock         the VM's QMP socket
+/// DIR/NAME/             0700: record.json, journal.log, qemu.pid, lock, serial.log
+/// ```
+/// Every file is written atomically (temporary file, fsync, rename).
+package struct StateStore: Sendable {
+    /// The directory.
+    package let directory: String
+
+    /// `$QEMUCTL_STATE_DIR`, else the library's default socket directory
+    /// (`/var/run/qemu` as root, the user cache directory otherwise).
+    package static func defaultDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let d = environment["QEMUCTL_STATE_DIR"], !d.isEmpty { return d }
+        return RuntimeLayout.defaultSocketDirectory
+    }
+
+    /// A store at `directory` (nothing is created until ``prepare()``).
+    package init(directory: String) {
+        var d = directory
+        while d.count > 1 && d.hasSuffix("/") { d.removeLast() }
+        if !d.hasPrefix("/") { d = FileManager.default.currentDirectoryPath + "/" + d }
+        self.directory = d
+    }
+
+    /// Creates the directory 0700 (whatever the umask).
+    package func prepare() throws(StateError) {
+        if let e = Posix.makePrivateDirectory(directory) { throw StateError(message: e) }
+    }
+
+    /// The runtime layout of VM `name`.
+    package func layout(_ name: String) -> RuntimeLayout { RuntimeLayout(name: name, socketDirectory: directory) }
+
+    /// The launch record file of VM `name`.
+    package func recordPath(_ name: String) -> String { layout(name).runtimeDirectory + "/record.json" }
+
+    /// The journal of VM `name`.
+    package func journalPath(_ name: String) -> String { layout(name).runtimeDirectory + "/journal.log" }
+
+    /// Names of the VMs that have a runtime directory with a launch record, sorted.
+    package func recordedNames() -> [String] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return entries.filter { name in
+            !name.hasPrefix(".") && Posix.fileExists("\(directory)/\(name)/record.json")
+        }.sorted()
+    }
+
+    /// Reads the record of `name`: `nil` when there is none.
+    ///
+    /// - Throws: ``StateError`` naming the file when it exists but cannot be decoded
+    ///   (truncated or garbage): the caller reports it and falls back to what QMP says.
+    package func loadRecord<Record: Decodable>(_ type: Record.Type, name: String) throws(StateError) -> Record? {
+        let path = recordPath(name)
+        guard Posix.fileExists(path) else { return nil }
+        guard let bytes = Posix.readFile(path, limit: 16 << 20) else {
+            throw StateError(message: "cannot read \(path)")
+        }
+        do {
+            return try JSONDecoder().decode(Record.self, from: Data(bytes))
+        } catch {
+            throw StateError(message: "\(path) is unreadable (\(bytes.isEmpty ? "empty" : "not a valid record")); it is ignored and rebuilt from what QEMU reports")
+        }
+    }
+
+    /// Writes the record of `name` atomically (0600 in the VM's 0700 directory).
+    package func saveRecord<Record: Encodable>(_ record: Record, name: String) throws(StateError) {
+        let dir = layout(name).runtimeDirectory
+        if let e = Posix.makePrivateDirectory(dir) { throw StateError(message: e) }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        let data: Data
+        do { data = try encoder.encode(record) } catch { throw StateError(message: "cannot encode the record of \(name): \(error)") }
+        if let e = Posix.writeFileAtomically(recordPath(name), Array(data), mode: 0o600) { throw StateError(message: e) }
+    }
+
+    /// Appends one line to the journal of `name` and syncs it. Failures to journal
+    /// are reported but do not stop the apply: the record is the source of truth.
+    package func journal(_ name: String, _ line: String) {
+        let dir = layout(name).runtimeDirectory
+        guard Posix.makePrivateDirectory(dir) == nil else { return }
+        let stamp = ISO8601DateFormatter().string(from: Date())
+        Posix.appendLine(journalPath(name), "\(stamp) \(line)")
+    }
+
+    /// Removes the VM's runtime files (record, journal, pid file, logs, socket).
+    /// Disk images live elsewhere and are never touched.
+    package func removeRuntimeFiles(_ name: String) {
+        let l = layout(name)
+        try? FileManager.default.removeItem(atPath: l.runtimeDirectory)
+        Posix.unlinkFile(l.socketPath)
+    }
+
+    /// Runs `body` holding the state directory's apply lock (a `flock` that the
+    /// kernel drops when this process dies).
+    ///
+    /// - Parameters:
+    ///   - wait: How long to wait for another holder; zero fails at once.
+    ///   - onWait: Called once when the lock is busy and this call waits.
+    package func withApplyLock<R>(wait: Duration, onWait: () -> Void, _ body: () async throws -> R) async throws -> R {
+        try prepare()
+        let path = directory + "/.apply.lock"
+        var (fd, error) = Posix.lockFile(path, wait: false)
+        if let error { throw StateError(message: error) }
+        if fd < 0 {
+            if wait <= .zero {
+                throw StateError(message: "another qemuctl holds the lock on \(directory) (\(path)); retry later or pass --wait")
+            }
+            onWait()
+            let clock = ContinuousClock()
+            let end = clock.now + wait
+            while fd < 0 {
+                if clock.now >= end { throw StateError(message: "gave up waiting \(wait) for the lock on \(directory)") }
+                try await Task.sleep(for: .milliseconds(50))
+                (fd, error) = Posix.lockFile(path, wait: false)
+                if let error { throw StateError(message: error) }
+            }
+        }
+        defer { Posix.closeFD(fd) }
+        return try await body()
+    }
+}
+
+/// A problem with the state directory or one of its files.
+package struct StateError: Error, Sendable, CustomStringConvertible {
+    /// What happened and what to do.
+    package var message: String
+    /// Creates an error.
+    package init(message: String) { self.message = message }
+    /// The message.
+    package var description: String { message }
+}
