@@ -478,7 +478,7 @@ extension GoldenCase {
         GoldenCase(
             name: "net-tap",
             config: vm("tap") {
-                $0.networks = [Network(name: "net0", model: "e1000e", backend: .tap(TapNetwork(ifname: "qctap0", queues: 2)))]
+                $0.networks = [Network(name: "net0", backend: .tap(TapNetwork(ifname: "qctap0", queues: 2)))]
             },
             expected: #"""
             -name guest=tap
@@ -493,7 +493,7 @@ extension GoldenCase {
             -mon chardev=qmp,mode=control
             -S
             -netdev {"type":"tap","id":"netdev-net0","ifname":"qctap0","script":"no","downscript":"no","queues":2}
-            -device {"driver":"e1000e","id":"net-net0","netdev":"netdev-net0","mq":true,"bus":"pcie.0","addr":"0x1"}
+            -device {"driver":"virtio-net-pci","id":"net-net0","netdev":"netdev-net0","mq":true,"bus":"pcie.0","addr":"0x1"}
             """#, devices: ["net-net0"]),
         GoldenCase(
             name: "net-bridge",
@@ -516,7 +516,7 @@ extension GoldenCase {
         GoldenCase(
             name: "net-socket",
             config: vm("socket") {
-                $0.networks = [Network(name: "net0", backend: .socket(SocketNetwork(.listen(host: "127.0.0.1", port: 47123))))]
+                $0.networks = [Network(name: "net0", model: "e1000e", backend: .socket(SocketNetwork(.listen(host: "127.0.0.1", port: 47123))))]
             },
             expected: #"""
             -name guest=socket
@@ -531,7 +531,7 @@ extension GoldenCase {
             -mon chardev=qmp,mode=control
             -S
             -netdev {"type":"socket","id":"netdev-net0","listen":"127.0.0.1:47123"}
-            -device {"driver":"virtio-net-pci","id":"net-net0","netdev":"netdev-net0","bus":"pcie.0","addr":"0x1"}
+            -device {"driver":"e1000e","id":"net-net0","netdev":"netdev-net0","bus":"pcie.0","addr":"0x1"}
             """#, devices: ["net-net0"]),
         GoldenCase(
             name: "net-stream",
@@ -884,7 +884,7 @@ extension GoldenCase {
             name: "hostile-values",
             config: vm("hostile") {
                 $0.disks = [Disk(name: "evil", file: hostilePath, format: .raw, serial: "a,b=c\"d")]
-                $0.serials = [Serial(name: "log", backend: .file(path: goldenDir + "/hostile/ser,path=/etc/passwd", append: false),
+                $0.serials = [Serial(name: "log", backend: .file(path: goldenDir + "/hostile/ser,mux=on,path=x.log", append: false),
                                      logFile: goldenDir + "/hostile/log,append=on")]
                 $0.display.vnc = VNC(listen: .unix(path: goldenDir + "/hostile/vnc,password=off,x=y.sock"))
                 $0.boot = Boot(kernel: g("vmlinuz"), append: "a,b -drive file=/etc/shadow \"x\"")
@@ -910,7 +910,7 @@ extension GoldenCase {
             -netdev {"type":"stream","id":"netdev-net0","server":true,"addr":{"type":"unix","path":"/tmp/qemuctl-golden/hostile/net\",\"server\":false,\"x\":\"y"}}
             -device {"driver":"virtio-net-pci","id":"net-net0","netdev":"netdev-net0","bus":"pcie.0","addr":"0x2"}
             -vnc vnc=unix:/tmp/qemuctl-golden/hostile/vnc,,password=off,,x=y.sock
-            -chardev file,id=serial-log,path=/tmp/qemuctl-golden/hostile/ser,,path=/etc/passwd,logfile=/tmp/qemuctl-golden/hostile/log,,append=on
+            -chardev file,id=serial-log,path=/tmp/qemuctl-golden/hostile/ser,,mux=on,,path=x.log,logfile=/tmp/qemuctl-golden/hostile/log,,append=on
             -serial chardev:serial-log
             """#, devices: ["disk-evil", "net-net0"], nodes: ["file-evil"], chardevs: ["serial-log"]),
     ]

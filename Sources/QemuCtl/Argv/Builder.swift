@@ -440,7 +440,7 @@ struct ArgvBuilder {
                 nd["script"] = t.script ?? "no"
                 nd["downscript"] = t.downscript ?? "no"
                 nd["vhost"] = t.vhost
-                if let q = t.queues { nd["queues"] = q; multiqueue = q > 1 }
+                if let q = t.queues { nd["queues"] = q; multiqueue = q > 1 && n.model.hasPrefix("virtio-net") }
             case .bridge(let br):
                 nd = JSONObject(["type": "bridge", "id": netdevID, "br": br.bridge])
                 nd["helper"] = br.helper
