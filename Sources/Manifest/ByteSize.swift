@@ -50,7 +50,12 @@ package enum ByteSize {
 
     /// Parses a size, saying why it is not valid.
     package static func parseChecked(_ text: String) -> Result<UInt64, Problem> {
-        let u = Array(text.utf8)
+        var text = text
+        return text.withUTF8 { parseChecked($0) }
+    }
+
+    /// Parses a size from its UTF-8 bytes, saying why it is not valid.
+    static func parseChecked(_ u: UnsafeBufferPointer<UInt8>) -> Result<UInt64, Problem> {
         guard !u.isEmpty else { return .failure(.malformed) }
         var i = 0
         if u[0] == UInt8(ascii: "-") { return .failure(.notPositive) }
@@ -86,9 +91,10 @@ package enum ByteSize {
         }
         guard digits > 0 else { return .failure(.malformed) }
         while i < u.count, u[i] == UInt8(ascii: " ") { i += 1 }
-        let unitText = String(decoding: u[i...], as: UTF8.self)
-        if unitText.isEmpty { return .failure(whole == 0 && numerator == 0 ? .notPositive : .missingUnit) }
-        guard let unit = units.first(where: { $0.0 == unitText })?.1 else {
+        let unitBytes = UnsafeBufferPointer(rebasing: u[i...])
+        if unitBytes.isEmpty { return .failure(whole == 0 && numerator == 0 ? .notPositive : .missingUnit) }
+        guard let unit = units.first(where: { YAMLNode.equal(unitBytes, $0.0) })?.1 else {
+            let unitText = String(decoding: unitBytes, as: UTF8.self)
             return .failure(unitText.utf8.allSatisfy(StringFormat.isAlnum) ? .unknownUnit(unitText) : .malformed)
         }
         if overflow { return .failure(.overflow) }

@@ -167,6 +167,8 @@ private struct LoadState {
     var macs: [[(mac: String, node: YAMLNode, derived: Bool)]] = []
     var files: [String] = []
     var fileOfDecoded: [String] = []
+    /// The nodes of the file being read, reused from file to file.
+    var storage = YAMLStorage()
 
     init(loader: ManifestLoader) { self.loader = loader }
 
@@ -200,16 +202,24 @@ private struct LoadState {
     }
 
     mutating func add(bytes: [UInt8], file: String, baseDirectory: String) {
+        bytes.withUnsafeBytes { add(bytes: $0, file: file, baseDirectory: baseDirectory) }
+    }
+
+    mutating func add(bytes: UnsafeRawBufferPointer, file: String, baseDirectory: String) {
         files.append(file)
         let reader = LibYAMLReader(file: file, limits: loader.limits)
-        let documents = bytes.withUnsafeBytes { reader.read($0, into: &diagnostics) }
+        let documents = reader.read(bytes, into: &storage, diagnostics: &diagnostics)
         let ctx = DecodeContext(file: file, baseDirectory: baseDirectory, hostFiles: loader.hostFiles)
         let decoder = SpecDecoder(ctx: ctx)
-        for document in documents {
-            guard let root = document.root else { continue }
-            if let d = decoder.decode(root) {
-                vms.append(d.vm)
-                macs.append(d.macs)
+        storage.withTree { tree in
+            ctx.tree = tree
+            defer { ctx.tree = .empty }
+            for document in documents {
+                guard let root = document.root else { continue }
+                if let d = decoder.decode(root) {
+                    vms.append(d.vm)
+                    macs.append(d.macs)
+                }
             }
         }
         diagnostics.append(contentsOf: ctx.diagnostics)

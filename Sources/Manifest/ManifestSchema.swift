@@ -131,34 +131,38 @@ package enum ManifestSchema {
     {
         var diagnostics: [ManifestDiagnostic] = []
         let reader = LibYAMLReader(file: file, limits: limits)
-        let documents = bytes.withUnsafeBytes { reader.read($0, into: &diagnostics) }
+        var storage = YAMLStorage()
+        let documents = bytes.withUnsafeBytes { reader.read($0, into: &storage, diagnostics: &diagnostics) }
         var out: [String] = []
-        for d in documents {
-            guard let root = d.root else { continue }
-            var text = ""
-            json(root).compact(into: &text)
-            out.append(text)
+        storage.withTree { tree in
+            for d in documents {
+                guard let root = d.root else { continue }
+                var text = ""
+                json(root, tree).compact(into: &text)
+                out.append(text)
+            }
         }
         return (out, diagnostics)
     }
 
-    private static func json(_ node: YAMLNode) -> JSONValue {
-        switch node.kind {
-        case .scalar(let s, let tag):
-            switch YAMLNode.resolve(s, tag) {
+    private static func json(_ node: YAMLNode, _ tree: YAMLTree) -> JSONValue {
+        switch node.type {
+        case .scalar:
+            switch tree.resolve(node) {
             case .null: return .null
             case .bool(let b): return .bool(b)
             case .int(let i): return .int(i)
             case .float(let d): return .double(d)
-            case .string, .invalid: return .string(s)
+            case .string, .invalid: return .string(tree.string(node))
             }
-        case .sequence(let items): return .array(items.map(json))
-        case .mapping(let items):
+        case .sequence: return .array(tree.items(node).map { json($0, tree) })
+        case .mapping:
+            let items = tree.items(node)
             var members: [(String, JSONValue)] = []
             var i = 0
             while i + 1 < items.count {
-                let key: String = if case .scalar(let k, _) = items[i].kind { k } else { "?" }
-                members.append((key, json(items[i + 1])))
+                let key: String = items[i].isScalar ? tree.string(items[i]) : "?"
+                members.append((key, json(items[i + 1], tree)))
                 i += 2
             }
             return .object(members)

@@ -10,6 +10,8 @@ final class DecodeContext {
     let hostFiles: ManifestLoader.HostFiles
     /// Everything found so far.
     var diagnostics: [ManifestDiagnostic] = []
+    /// The nodes of the file being decoded: valid only while its storage is (set by the loader).
+    var tree: YAMLTree = .empty
 
     init(file: String, baseDirectory: String, hostFiles: ManifestLoader.HostFiles = .ignore) {
         self.file = file

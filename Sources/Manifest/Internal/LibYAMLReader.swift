@@ -31,13 +31,18 @@ struct LibYAMLReader {
         var diagnostic: ManifestDiagnostic
     }
 
-    /// Reads every document in `bytes`.
+    /// Reads every document in `bytes` into `storage` (emptied first).
     ///
     /// - Parameters:
     ///   - bytes: the file's content, any encoding libyaml accepts (UTF-8, UTF-16 with BOM).
+    ///   - storage: receives the nodes' text and items; reused from file to file.
     ///   - diagnostics: receives syntax errors and limit violations.
     /// - Returns: the documents read, in order, empty ones included (with a nil root).
-    func read(_ bytes: UnsafeRawBufferPointer, into diagnostics: inout [ManifestDiagnostic]) -> [YAMLDocument] {
+    func read(
+        _ bytes: UnsafeRawBufferPointer, into storage: inout YAMLStorage, diagnostics: inout [ManifestDiagnostic]
+    ) -> [YAMLDocument] {
+        storage.reset()
+        // Heap-allocated: libyaml keeps a pointer to the parser inside it (input handler data).
         let parser = UnsafeMutablePointer<yaml_parser_t>.allocate(capacity: 1)
         defer { parser.deallocate() }
         guard yaml_parser_initialize(parser) == 1 else {
@@ -53,20 +58,18 @@ struct LibYAMLReader {
             yaml_parser_set_input_string(
                 parser, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count)
         }
+        if storage.text.capacity < bytes.count { storage.text.reserveCapacity(bytes.count) }
 
         var documents: [YAMLDocument] = []
         var stack: [Frame] = []
         stack.reserveCapacity(16)
-        // Items of open collections, moved out into an exactly sized array when each closes.
-        var nodes = NodeStack()
-        defer { nodes.release() }
         var anchors: [String: (node: YAMLNode, count: Int)] = [:]
         var aliasNodes = 0
         var root: YAMLNode? = nil
         var docLine: Int32 = 1
         var docColumn: Int32 = 1
         var event = yaml_event_t()
-
+        let maxNodes = limits.maxNodes
 
         /// Adds a finished node to its parent, or makes it the document's root.
         func attach(_ node: YAMLNode, count: Int) throws(Stop) {
@@ -74,10 +77,10 @@ struct LibYAMLReader {
                 root = node
             } else {
                 let top = stack.count - 1
-                nodes.push(node)
+                storage.pending.append(node)
                 stack[top].nodeCount += count
-                if stack[top].nodeCount > limits.maxNodes {
-                    throw fail(node.line, node.column, "document has more than \(limits.maxNodes) nodes",
+                if stack[top].nodeCount > maxNodes {
+                    throw fail(node.line, node.column, "document has more than \(maxNodes) nodes",
                                hint: "split it into several documents or files")
                 }
             }
@@ -95,14 +98,18 @@ struct LibYAMLReader {
                 switch event.type {
                 case YAML_SCALAR_EVENT:
                     let s = event.data.scalar
-                    let text = String(
-                        decoding: UnsafeBufferPointer(start: s.value, count: Int(s.length)), as: UTF8.self)
+                    let start = storage.text.count
+                    if s.length > 0 {
+                        storage.text.append(contentsOf: UnsafeBufferPointer(start: s.value, count: Int(s.length)))
+                    }
                     var tag: YAMLNode.ScalarTag =
                         s.style == YAML_PLAIN_SCALAR_STYLE || s.style == YAML_ANY_SCALAR_STYLE ? .plain : .string
                     if let t = s.tag {
                         tag = try scalarTag(String(cString: t), line, column)
                     }
-                    let node = YAMLNode(kind: .scalar(text, tag), line: line, column: column)
+                    let node = YAMLNode(
+                        type: .scalar, tag: tag, line: line, column: column,
+                        start: UInt32(truncatingIfNeeded: start), count: UInt32(truncatingIfNeeded: s.length))
                     if let a = s.anchor { anchors[String(cString: a)] = (node, 1) }
                     try attach(node, count: 1)
 
@@ -118,16 +125,24 @@ struct LibYAMLReader {
                         throw fail(line, column, "nesting deeper than \(limits.maxDepth) levels")
                     }
                     stack.append(Frame(
-                        isMapping: isMapping, start: nodes.count, line: line, column: column,
+                        isMapping: isMapping, start: storage.pending.count, line: line, column: column,
                         anchor: anchorPtr.map { String(cString: $0) }, nodeCount: 0))
 
                 case YAML_MAPPING_END_EVENT, YAML_SEQUENCE_END_EVENT:
                     let frame = stack.removeLast()
-                    var items = nodes.pop(from: frame.start)
-                    if frame.isMapping { removeDuplicateKeys(&items, into: &diagnostics) }
+                    if frame.isMapping { removeDuplicateKeys(from: frame.start, in: &storage, into: &diagnostics) }
+                    let start = storage.items.count
+                    let n = storage.pending.count - frame.start
+                    if n > 0 {
+                        storage.pending.withUnsafeBufferPointer {
+                            storage.items.append(contentsOf: UnsafeBufferPointer(rebasing: $0[frame.start...]))
+                        }
+                        storage.pending.removeLast(n)
+                    }
                     let node = YAMLNode(
-                        kind: frame.isMapping ? .mapping(items) : .sequence(items),
-                        line: frame.line, column: frame.column)
+                        type: frame.isMapping ? .mapping : .sequence, tag: .plain,
+                        line: frame.line, column: frame.column,
+                        start: UInt32(truncatingIfNeeded: start), count: UInt32(truncatingIfNeeded: n))
                     if let a = frame.anchor { anchors[a] = (node, frame.nodeCount + 1) }
                     try attach(node, count: frame.nodeCount + 1)
 
@@ -142,6 +157,7 @@ struct LibYAMLReader {
                                    "aliases expand to more than \(limits.maxAliasNodes) nodes",
                                    hint: "an alias bomb? nested aliases multiply; write the values out instead")
                     }
+                    // The copy shares the target's text and items: only its position differs.
                     var copy = target.node
                     copy.line = line
                     copy.column = column
@@ -155,7 +171,7 @@ struct LibYAMLReader {
                     docColumn = column
 
                 case YAML_DOCUMENT_END_EVENT:
-                    if case .scalar(let text, .plain)? = root?.kind, text.isEmpty { root = nil }
+                    if let r = root, r.isScalar, r.tag == .plain, r.count == 0 { root = nil }
                     documents.append(YAMLDocument(root: root, line: docLine, column: docColumn))
                     root = nil
 
@@ -203,30 +219,42 @@ struct LibYAMLReader {
 
     // MARK: - Duplicate keys
 
-    /// Reports the second occurrence of a key in one mapping and drops it, so reading
-    /// (and reporting) goes on with the first.
-    private func removeDuplicateKeys(_ items: inout [YAMLNode], into diagnostics: inout [ManifestDiagnostic]) {
-        let n = items.count / 2
+    /// Reports the second occurrence of a key in the mapping whose items are
+    /// `storage.pending[start...]` and drops it, so reading (and reporting) goes on with the first.
+    private func removeDuplicateKeys(
+        from start: Int, in storage: inout YAMLStorage, into diagnostics: inout [ManifestDiagnostic]
+    ) {
+        let n = (storage.pending.count - start) / 2
         guard n > 1 else { return }
-        var drop: [Int] = []
-        // Compare hashes first: most keys differ, and comparing different strings is slow.
-        let hashes = (0..<n).map { i -> UInt64 in
-            if case .scalar(let key, _) = items[2 * i].kind { return Field.hash(key) }
-            return UInt64(i) &* 0x9E37_79B9_7F4A_7C15  // non-scalar keys: never equal to a scalar's
-        }
-        for i in 1..<n {
-            guard case .scalar(let key, _) = items[2 * i].kind else { continue }
-            for j in 0..<i where hashes[j] == hashes[i] {
-                if case .scalar(let other, _) = items[2 * j].kind, other == key {
-                    let first = items[2 * j]
-                    diagnostics.append(fail(items[2 * i].line, items[2 * i].column, "duplicate key '\(key)'",
-                                            hint: "first defined at line \(first.line), column \(first.column)").diagnostic)
-                    drop.append(i)
-                    break
+        var drop: [Int] = []  // allocated only when there is a duplicate
+        storage.hashes.removeAll(keepingCapacity: true)
+        storage.text.withUnsafeBufferPointer { text in
+            let tree = YAMLTree(text: text, items: UnsafeBufferPointer(start: nil, count: 0))
+            storage.pending.withUnsafeBufferPointer { all in
+                let pending = UnsafeBufferPointer(rebasing: all[start...])
+                // Compare hashes first: most keys differ, and comparing different keys is slower.
+                for i in 0..<n {
+                    let key = pending[2 * i]
+                    storage.hashes.append(
+                        key.isScalar ? Field.hash(tree.bytes(key)) : UInt64(i) &* 0x9E37_79B9_7F4A_7C15)
+                }
+                for i in 1..<n {
+                    let key = pending[2 * i]
+                    guard key.isScalar else { continue }
+                    let h = storage.hashes[i]
+                    for j in 0..<i where storage.hashes[j] == h {
+                        let first = pending[2 * j]
+                        guard first.isScalar, tree.bytes(first).elementsEqual(tree.bytes(key)) else { continue }
+                        diagnostics.append(fail(key.line, key.column, "duplicate key '\(tree.string(key))'",
+                                                hint: "first defined at line \(first.line), column \(first.column)").diagnostic)
+                        drop.append(i)
+                        break
+                    }
                 }
             }
         }
-        for i in drop.reversed() { items.removeSubrange((2 * i)...(2 * i + 1)) }
+        guard !drop.isEmpty else { return }
+        for i in drop.reversed() { storage.pending.removeSubrange((start + 2 * i)...(start + 2 * i + 1)) }
     }
 
     // MARK: - Errors
@@ -293,45 +321,5 @@ struct LibYAMLReader {
             }
         }
         return (line, column)
-    }
-}
-
-// MARK: - NodeStack
-
-/// A manually managed stack of nodes: collections move their items out in one piece,
-/// so building the tree allocates one exactly sized array per collection.
-private struct NodeStack {
-    private var base = UnsafeMutablePointer<YAMLNode>.allocate(capacity: 256)
-    private var capacity = 256
-    private(set) var count = 0
-
-    mutating func push(_ node: YAMLNode) {
-        if count == capacity {
-            let bigger = UnsafeMutablePointer<YAMLNode>.allocate(capacity: capacity * 2)
-            bigger.moveInitialize(from: base, count: count)
-            base.deallocate()
-            base = bigger
-            capacity *= 2
-        }
-        (base + count).initialize(to: node)
-        count += 1
-    }
-
-    /// Moves the nodes from `start` to the top into a new array.
-    mutating func pop(from start: Int) -> [YAMLNode] {
-        let n = count - start
-        let source = base + start
-        count = start
-        return [YAMLNode](unsafeUninitializedCapacity: n) { buffer, initialized in
-            buffer.baseAddress?.moveInitialize(from: source, count: n)
-            initialized = n
-        }
-    }
-
-    /// Frees the storage and whatever is left on it (after an error).
-    mutating func release() {
-        base.deinitialize(count: count)
-        base.deallocate()
-        count = 0
     }
 }

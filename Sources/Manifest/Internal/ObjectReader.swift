@@ -11,8 +11,8 @@ final class ObjectReader {
     let ctx: DecodeContext
     /// The mapping node.
     let node: YAMLNode
-    /// Flattened key/value pairs of the mapping.
-    let items: [YAMLNode]
+    /// Flattened key/value pairs of the mapping (in the file's ``YAMLStorage``).
+    let items: UnsafeBufferPointer<YAMLNode>
     /// The field's children, from the table.
     let fields: [Field]
     /// For each of `fields`, the index of its value in `items`, or -1.
@@ -37,14 +37,15 @@ final class ObjectReader {
     /// Checks `node` against `field`; nil (and a diagnostic) when `node` is not a mapping.
     init?(_ node: YAMLNode, _ field: Field, _ ctx: DecodeContext, parent: ObjectReader?, key: String, index: Int = -1) {
         let fields = field.children
-        guard case .mapping(let items) = node.kind else {
+        guard node.isMapping else {
             let path = (parent.map { $0.qualified(key) } ?? key) + (index >= 0 ? "[\(index)]" : "")
-            ctx.error(node, "'\(path)' must be a mapping, not \(Values.describe(node))",
+            ctx.error(node, "'\(path)' must be a mapping, not \(Values.describe(node, ctx))",
                       hint: "allowed keys: \(fields.map(\.name).joined(separator: ", "))")
             return nil
         }
         self.ctx = ctx
         self.node = node
+        let items = ctx.tree.items(node)
         self.items = items
         self.fields = fields
         self.parent = parent
@@ -54,19 +55,19 @@ final class ObjectReader {
         var i = 0
         while i < items.count {
             let keyNode = items[i]
-            guard case .scalar(let key, _) = keyNode.kind else {
-                ctx.error(keyNode, "keys must be plain strings, not \(Values.describe(keyNode))")
+            guard keyNode.isScalar else {
+                ctx.error(keyNode, "keys must be plain strings, not \(Values.describe(keyNode, ctx))")
                 i += 2
                 continue
             }
-            if let j = Self.index(of: key, in: fields) {
+            if let j = Self.index(of: ctx.tree.bytes(keyNode), in: fields) {
                 guard i + 1 < Int(UInt16.max) else {
                     ctx.error(keyNode, "mapping '\(path)' has too many keys")
                     break
                 }
                 slots[j] = UInt16(i + 2)
             } else {
-                Self.reportUnknownKey(key, keyNode, fields, path, ctx)
+                Self.reportUnknownKey(ctx.tree.string(keyNode), keyNode, fields, path, ctx)
             }
             i += 2
         }
@@ -94,10 +95,17 @@ final class ObjectReader {
     }
 
     /// The index of the field named `key`: hashes compared first, names confirmed.
-    @inline(__always)
     static func index(of key: String, in fields: [Field]) -> Int? {
         let h = Field.hash(key)
         for j in fields.indices where fields[j].keyHash == h && fields[j].name == key { return j }
+        return nil
+    }
+
+    /// The index of the field whose name is the UTF-8 `key`.
+    @inline(__always)
+    static func index(of key: UnsafeBufferPointer<UInt8>, in fields: [Field]) -> Int? {
+        let h = Field.hash(key)
+        for j in fields.indices where fields[j].keyHash == h && YAMLNode.equal(key, fields[j].name) { return j }
         return nil
     }
 
@@ -116,8 +124,7 @@ final class ObjectReader {
     /// Whether field `j`'s key is present with a non-null value.
     private func isPresent(_ j: Int) -> Bool {
         guard slots[j] > 0 else { return false }
-        if case .scalar(let s, .plain) = items[Int(slots[j]) - 1].kind, YAMLNode.isNull(s) { return false }
-        return true
+        return !ctx.tree.isNull(items[Int(slots[j]) - 1])
     }
 
     /// The index in `items` of the key `name`.
@@ -169,7 +176,7 @@ final class ObjectReader {
         }
         guard slots[j] > 0 else { return (fields[j], nil) }
         let v = items[Int(slots[j]) - 1]
-        if case .scalar(let s, .plain) = v.kind, YAMLNode.isNull(s) { return (fields[j], nil) }
+        if ctx.tree.isNull(v) { return (fields[j], nil) }
         return (fields[j], v)
     }
 
@@ -225,8 +232,8 @@ final class ObjectReader {
     func enumeration<E: RawRepresentable>(_ name: String, _: E.Type = E.self) -> E? where E.RawValue == String {
         let (f, v) = entry(name)
         guard let v else { return f.defaultString.flatMap(E.init(rawValue:)) }
-        guard let s = Values.enumeration(v, qualified(name), f.enumValues, ctx) else { return nil }
-        return E(rawValue: s)
+        guard let i = Values.enumeration(v, qualified(name), f.enumValues, ctx) else { return nil }
+        return E(rawValue: f.enumValues[i])
     }
 
     /// A nested object field's reader; nil when absent or not a mapping (reported).
@@ -237,15 +244,15 @@ final class ObjectReader {
     }
 
     /// A sequence field's items with their element field; empty when absent or not a sequence (reported).
-    func array(_ name: String) -> (element: Field, items: [YAMLNode]) {
+    func array(_ name: String) -> (element: Field, items: UnsafeBufferPointer<YAMLNode>) {
         let (f, v) = entry(name)
         guard case .array(let element) = f.type else { preconditionFailure("\(name) is not an array field") }
-        guard let v else { return (element, []) }
-        guard case .sequence(let items) = v.kind else {
-            ctx.error(v, "'\(qualified(name))' must be a list, not \(Values.describe(v))", hint: "write '\(name): [ … ]' or one '- item' per line")
-            return (element, [])
+        guard let v else { return (element, UnsafeBufferPointer(start: nil, count: 0)) }
+        guard v.isSequence else {
+            ctx.error(v, "'\(qualified(name))' must be a list, not \(Values.describe(v, ctx))", hint: "write '\(name): [ … ]' or one '- item' per line")
+            return (element, UnsafeBufferPointer(start: nil, count: 0))
         }
-        return (element, items)
+        return (element, ctx.tree.items(v))
     }
 
     /// A list of strings in the element's format (paths resolved).
@@ -270,10 +277,11 @@ final class ObjectReader {
         let (f, v) = entry(name)
         guard case .map(let keyFormat, let valueFormat) = f.type else { preconditionFailure("\(name) is not a map") }
         guard let v else { return [:] }
-        guard case .mapping(let items) = v.kind else {
-            ctx.error(v, "'\(qualified(name))' must be a mapping, not \(Values.describe(v))")
+        guard v.isMapping else {
+            ctx.error(v, "'\(qualified(name))' must be a mapping, not \(Values.describe(v, ctx))")
             return [:]
         }
+        let items = ctx.tree.items(v)
         var out: [String: String] = [:]
         var i = 0
         while i + 1 < items.count {
@@ -299,17 +307,21 @@ final class ObjectReader {
 /// Checks of single values, shared by every accessor.
 enum Values {
     /// "a mapping", "a list", "the integer 12", "the string 'on'".
-    static func describe(_ node: YAMLNode) -> String {
-        switch node.kind {
+    static func describe(_ node: YAMLNode, _ ctx: DecodeContext) -> String {
+        describe(node, ctx.tree)
+    }
+
+    static func describe(_ node: YAMLNode, _ tree: YAMLTree) -> String {
+        switch node.type {
         case .mapping: return "a mapping"
         case .sequence: return "a list"
-        case .scalar(let s, let tag):
-            switch YAMLNode.resolve(s, tag) {
+        case .scalar:
+            switch tree.resolve(node) {
             case .null: return "null"
             case .bool(let b): return "the boolean \(b)"
-            case .int: return "the integer \(s)"
-            case .float: return "the number \(s)"
-            case .string, .invalid: return "the string \(Text.quoted(s))"
+            case .int: return "the integer \(tree.string(node))"
+            case .float: return "the number \(tree.string(node))"
+            case .string, .invalid: return "the string \(Text.quoted(tree.string(node)))"
             }
         }
     }
@@ -317,33 +329,35 @@ enum Values {
     /// A scalar that the core schema resolves to a string; numbers and booleans are refused
     /// (with a hint to quote them).
     static func string(_ node: YAMLNode, _ name: @autoclosure () -> String, _ ctx: DecodeContext) -> String? {
-        guard case .scalar(let s, let tag) = node.kind else {
-            ctx.error(node, "'\(name())' must be a string, not \(describe(node))")
+        guard node.isScalar else {
+            ctx.error(node, "'\(name())' must be a string, not \(describe(node, ctx))")
             return nil
         }
-        if tag == .string { return s }
-        switch YAMLNode.resolve(s, tag) {
-        case .string: return s
+        if node.tag == .string { return ctx.tree.string(node) }
+        switch ctx.tree.resolve(node) {
+        case .string: return ctx.tree.string(node)
         default:
-            ctx.error(node, "'\(name())' must be a string, not \(describe(node))", hint: "quote it: \"\(s)\"")
+            ctx.error(node, "'\(name())' must be a string, not \(describe(node, ctx))", hint: "quote it: \"\(ctx.tree.string(node))\"")
             return nil
         }
     }
 
     static func bool(_ node: YAMLNode, _ name: @autoclosure () -> String, _ ctx: DecodeContext) -> Bool? {
-        if case .scalar(let s, let tag) = node.kind, case .bool(let b) = YAMLNode.resolve(s, tag) { return b }
+        if node.isScalar, case .bool(let b) = ctx.tree.resolve(node) { return b }
         var hint = "write true or false"
-        if case .scalar(let s, _) = node.kind,
-           ["yes", "no", "on", "off", "y", "n"].contains(s.lowercased()) {
-            hint = "YAML 1.2 reads '\(s)' as a string, not a boolean; write true or false"
+        if node.isScalar {
+            let s = ctx.tree.string(node)
+            if ["yes", "no", "on", "off", "y", "n"].contains(s.lowercased()) {
+                hint = "YAML 1.2 reads '\(s)' as a string, not a boolean; write true or false"
+            }
         }
-        ctx.error(node, "'\(name())' must be true or false, not \(describe(node))", hint: hint)
+        ctx.error(node, "'\(name())' must be true or false, not \(describe(node, ctx))", hint: hint)
         return nil
     }
 
     static func integer(_ node: YAMLNode, _ name: @autoclosure () -> String, _ lo: Int64, _ hi: Int64, _ ctx: DecodeContext) -> Int64? {
-        guard case .scalar(let s, let tag) = node.kind, case .int(let n) = YAMLNode.resolve(s, tag) else {
-            ctx.error(node, "'\(name())' must be an integer, not \(describe(node))", hint: "allowed range: \(lo) to \(hi)")
+        guard node.isScalar, case .int(let n) = ctx.tree.resolve(node) else {
+            ctx.error(node, "'\(name())' must be an integer, not \(describe(node, ctx))", hint: "allowed range: \(lo) to \(hi)")
             return nil
         }
         guard n >= lo, n <= hi else {
@@ -354,24 +368,25 @@ enum Values {
     }
 
     static func size(_ node: YAMLNode, _ name: @autoclosure () -> String, _ lo: UInt64, _ hi: UInt64, _ ctx: DecodeContext) -> UInt64? {
-        guard case .scalar(let s, _) = node.kind else {
-            ctx.error(node, "'\(name())' must be a size like 512MiB, not \(describe(node))", hint: ByteSize.unitsHint)
+        guard node.isScalar else {
+            ctx.error(node, "'\(name())' must be a size like 512MiB, not \(describe(node, ctx))", hint: ByteSize.unitsHint)
             return nil
         }
-        switch ByteSize.parseChecked(s) {
+        switch ByteSize.parseChecked(ctx.tree.bytes(node)) {
         case .success(let n):
             guard n >= lo else {
-                ctx.error(node, "'\(name())' is \(Text.quoted(s)), below the minimum of \(ByteSize.format(lo))",
+                ctx.error(node, "'\(name())' is \(Text.quoted(ctx.tree.string(node))), below the minimum of \(ByteSize.format(lo))",
                           hint: "allowed: \(ByteSize.format(lo)) to \(ByteSize.format(hi))")
                 return nil
             }
             guard n <= hi else {
-                ctx.error(node, "'\(name())' is \(Text.quoted(s)), above the maximum of \(ByteSize.format(hi))",
+                ctx.error(node, "'\(name())' is \(Text.quoted(ctx.tree.string(node))), above the maximum of \(ByteSize.format(hi))",
                           hint: "allowed: \(ByteSize.format(lo)) to \(ByteSize.format(hi))")
                 return nil
             }
             return n
         case .failure(let problem):
+            let s = ctx.tree.string(node)
             var hint = ByteSize.unitsHint
             if problem == .missingUnit { hint = "did you mean '\(s)MiB'? " + hint }
             ctx.error(node, "'\(name())' \(problem.message(s))", hint: hint)
@@ -379,20 +394,25 @@ enum Values {
         }
     }
 
-    static func enumeration(_ node: YAMLNode, _ name: @autoclosure () -> String, _ values: [String], _ ctx: DecodeContext) -> String? {
-        if case .scalar(let s, let tag) = node.kind, values.contains(s),
-           tag == .string || YAMLNode.resolve(s, tag) == .string {
-            return s
+    /// The index in `values` of an enumeration value.
+    static func enumeration(_ node: YAMLNode, _ name: @autoclosure () -> String, _ values: [String], _ ctx: DecodeContext) -> Int? {
+        if node.isScalar {
+            let bytes = ctx.tree.bytes(node)
+            if let i = values.firstIndex(where: { YAMLNode.equal(bytes, $0) }),
+               node.tag == .string || YAMLNode.resolve(bytes, node.tag) == .string {
+                return i
+            }
         }
         var hint = "allowed values: \(values.joined(separator: ", "))"
-        if case .scalar(let s, _) = node.kind {
+        if node.isScalar {
+            let s = ctx.tree.string(node)
             if ["yes", "no", "on", "off", "y", "n"].contains(s.lowercased()) {
                 hint += "; YAML 1.2 reads '\(s)' as a plain string"
             } else if let guess = Text.suggestion(for: s, among: values) {
                 hint = "did you mean '\(guess)'? " + hint
             }
         }
-        ctx.error(node, "\(describe(node)) is not a valid '\(name())'", hint: hint)
+        ctx.error(node, "\(describe(node, ctx)) is not a valid '\(name())'", hint: hint)
         return nil
     }
 

@@ -18,13 +18,13 @@ struct SpecDecoder {
     /// no usable VM (the errors are in the context either way).
     func decode(_ root: YAMLNode) -> Decoded? {
         let before = ctx.diagnostics.count
-        guard case .mapping(let items) = root.kind else {
-            ctx.error(root, "a manifest must be a mapping, not \(Values.describe(root))",
+        guard root.isMapping else {
+            ctx.error(root, "a manifest must be a mapping, not \(Values.describe(root, ctx))",
                       hint: "start with 'apiVersion: \(FieldTable.apiVersion)' and 'kind: \(FieldTable.kind)'")
             return nil
         }
         // apiVersion and kind first: if they are wrong, nothing else is worth reporting.
-        guard checkHeader(root, items) else { return nil }
+        guard checkHeader(root, ctx.tree.items(root)) else { return nil }
         guard let doc = ObjectReader(root, FieldTable.document, ctx, parent: nil, key: "") else { return nil }
 
         var name = ""
@@ -45,11 +45,12 @@ struct SpecDecoder {
         return Decoded(vm: vm, nameNode: nameNode, macs: macs)
     }
 
-    private func checkHeader(_ root: YAMLNode, _ items: [YAMLNode]) -> Bool {
+    private func checkHeader(_ root: YAMLNode, _ items: UnsafeBufferPointer<YAMLNode>) -> Bool {
+        let tree = ctx.tree
         func value(_ key: String) -> YAMLNode? {
             var i = 0
             while i + 1 < items.count {
-                if case .scalar(key, _) = items[i].kind { return items[i + 1] }
+                if tree.isScalar(items[i], equalTo: key) { return items[i + 1] }
                 i += 2
             }
             return nil
@@ -59,8 +60,9 @@ struct SpecDecoder {
                 ctx.error(root, "missing '\(key)'; every manifest starts with 'apiVersion: \(FieldTable.apiVersion)' and 'kind: \(FieldTable.kind)'")
                 return false
             }
-            guard case .scalar(let s, _) = v.kind, s == expected else {
-                let shown: String = if case .scalar(let s, _) = v.kind { Text.quoted(s) } else { Values.describe(v) }
+            guard !tree.isScalar(v, equalTo: expected) else { continue }
+            do {
+                let shown: String = v.isScalar ? Text.quoted(tree.string(v)) : Values.describe(v, ctx)
                 ctx.error(v, "unsupported \(key) \(shown)", hint: "expected '\(key): \(expected)'")
                 return false
             }

@@ -3,8 +3,10 @@
 /// One node of a parsed YAML document: a scalar, a mapping or a sequence, with the
 /// 1-based line and column where it starts.
 ///
-/// Mappings keep their entries as one flat array, key then value, in document order,
-/// which keeps the tree small and cheap to build.
+/// A plain value (no references, no reference counting): a scalar's text and a
+/// collection's items live in the ``YAMLStorage`` of its file, and the node names them
+/// by offset and count. Mappings keep their entries flat, key then value, in document
+/// order. Read nodes through a ``YAMLTree`` view of that storage.
 struct YAMLNode: Sendable {
     /// What a scalar's tag and style say about its type (YAML 1.2 core schema).
     enum ScalarTag: UInt8, Sendable {
@@ -22,22 +24,107 @@ struct YAMLNode: Sendable {
         case null
     }
 
-    /// The node's content.
-    enum Kind: Sendable {
-        /// A scalar's text and how it was written.
-        case scalar(String, ScalarTag)
-        /// A mapping's entries, flattened: `[key0, value0, key1, value1, …]`.
-        case mapping([YAMLNode])
-        /// A sequence's items.
-        case sequence([YAMLNode])
+    /// The three kinds of node.
+    enum NodeType: UInt8, Sendable {
+        case scalar, mapping, sequence
     }
 
-    /// The content.
-    var kind: Kind
+    /// Scalar, mapping or sequence.
+    var type: NodeType
+    /// A scalar's tag (`.plain` for collections).
+    var tag: ScalarTag
     /// 1-based line of the node's first character.
     var line: Int32
     /// 1-based column of the node's first character.
     var column: Int32
+    /// A scalar's first byte in ``YAMLStorage/text``; a collection's first item in ``YAMLStorage/items``.
+    var start: UInt32
+    /// A scalar's length in bytes; a collection's number of items (twice the entries of a mapping).
+    var count: UInt32
+
+    var isScalar: Bool { type == .scalar }
+    var isMapping: Bool { type == .mapping }
+    var isSequence: Bool { type == .sequence }
+}
+
+// MARK: - YAMLStorage
+
+/// The contents of one file's nodes, in two contiguous buffers that are reused from
+/// file to file: every scalar's bytes, and every collection's items.
+struct YAMLStorage {
+    /// The bytes of every scalar, back to back.
+    var text: [UInt8] = []
+    /// The items of every collection; each collection's items are contiguous.
+    var items: [YAMLNode] = []
+    /// Scratch space of the reader: items of collections still open.
+    var pending: [YAMLNode] = []
+    /// Scratch space of the reader: key hashes of the mapping being closed.
+    var hashes: [UInt64] = []
+
+    /// Empties the buffers, keeping their capacity.
+    mutating func reset() {
+        text.removeAll(keepingCapacity: true)
+        items.removeAll(keepingCapacity: true)
+        pending.removeAll(keepingCapacity: true)
+    }
+
+    /// Calls `body` with a view of the nodes; the view must not escape `body`.
+    func withTree<R>(_ body: (YAMLTree) throws -> R) rethrows -> R {
+        try text.withUnsafeBufferPointer { t in
+            try items.withUnsafeBufferPointer { i in try body(YAMLTree(text: t, items: i)) }
+        }
+    }
+}
+
+// MARK: - YAMLTree
+
+/// A read-only view of a ``YAMLStorage``: the text and items of its nodes, without
+/// copies or reference counting. Valid only while the storage is alive and unchanged.
+struct YAMLTree {
+    let text: UnsafeBufferPointer<UInt8>
+    let items: UnsafeBufferPointer<YAMLNode>
+
+    /// A view of nothing.
+    static var empty: YAMLTree {
+        YAMLTree(text: UnsafeBufferPointer(start: nil, count: 0), items: UnsafeBufferPointer(start: nil, count: 0))
+    }
+
+    /// A scalar's bytes.
+    @inline(__always)
+    func bytes(_ node: YAMLNode) -> UnsafeBufferPointer<UInt8> {
+        guard node.count > 0 else { return UnsafeBufferPointer(start: nil, count: 0) }
+        return UnsafeBufferPointer(start: text.baseAddress! + Int(node.start), count: Int(node.count))
+    }
+
+    /// A scalar's text.
+    @inline(__always)
+    func string(_ node: YAMLNode) -> String {
+        String(decoding: bytes(node), as: UTF8.self)
+    }
+
+    /// A collection's items (key, value, key, value… for a mapping).
+    @inline(__always)
+    func items(_ node: YAMLNode) -> UnsafeBufferPointer<YAMLNode> {
+        guard node.count > 0, !node.isScalar else { return UnsafeBufferPointer(start: nil, count: 0) }
+        return UnsafeBufferPointer(start: items.baseAddress! + Int(node.start), count: Int(node.count))
+    }
+
+    /// Whether `node` is a scalar whose text is exactly `s`.
+    @inline(__always)
+    func isScalar(_ node: YAMLNode, equalTo s: String) -> Bool {
+        node.isScalar && YAMLNode.equal(bytes(node), s)
+    }
+
+    /// A plain scalar that the core schema reads as null (an absent value).
+    @inline(__always)
+    func isNull(_ node: YAMLNode) -> Bool {
+        node.isScalar && node.tag == .plain && YAMLNode.isNull(bytes(node))
+    }
+
+    /// The core-schema type of a scalar.
+    func resolve(_ node: YAMLNode) -> YAMLNode.Resolved {
+        YAMLNode.resolve(bytes(node), node.tag)
+    }
 }
 
 // MARK: - Core schema resolution
@@ -57,6 +144,12 @@ extension YAMLNode {
     /// Resolves a scalar's text and tag under the YAML 1.2 core schema, not YAML 1.1:
     /// `on`, `yes`, `no` and `off` are strings.
     static func resolve(_ text: String, _ tag: ScalarTag) -> Resolved {
+        var text = text
+        return text.withUTF8 { resolve($0, tag) }
+    }
+
+    /// Resolves a scalar's bytes and tag under the YAML 1.2 core schema.
+    static func resolve(_ text: UnsafeBufferPointer<UInt8>, _ tag: ScalarTag) -> Resolved {
         switch tag {
         case .string:
             return .string
@@ -70,7 +163,7 @@ extension YAMLNode {
             if let i = int(text) { return .float(Double(i)) }
             return float(text).map(Resolved.float) ?? .invalid
         case .plain:
-            guard let first = text.utf8.first else { return .null }
+            guard let first = text.first else { return .null }
             // Fast exit for the common case: a word that starts with a letter other than
             // the first letters of null/true/false (n, N, t, T, f, F) is a string.
             switch first {
@@ -90,60 +183,100 @@ extension YAMLNode {
         }
     }
 
-    static func isNull(_ text: String) -> Bool {
-        switch text.utf8.count {
+    /// Whether `bytes` are exactly the UTF-8 of `s`.
+    @inline(__always)
+    static func equal(_ bytes: UnsafeBufferPointer<UInt8>, _ s: String) -> Bool {
+        let u = s.utf8
+        return bytes.count == u.count && u.elementsEqual(bytes)
+    }
+
+    static func isNull(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
+        switch text.count {
         case 0: return true
-        case 1: return text == "~"
-        case 4: return text == "null" || text == "Null" || text == "NULL"
+        case 1: return text[0] == UInt8(ascii: "~")
+        case 4: return equal(text, "null") || equal(text, "Null") || equal(text, "NULL")
         default: return false
         }
     }
 
-    static func bool(_ text: String) -> Bool? {
-        let n = text.utf8.count
-        guard n == 4 || n == 5 else { return nil }
-        switch text {
-        case "true", "True", "TRUE": return true
-        case "false", "False", "FALSE": return false
+    static func bool(_ text: UnsafeBufferPointer<UInt8>) -> Bool? {
+        switch text.count {
+        case 4: return equal(text, "true") || equal(text, "True") || equal(text, "TRUE") ? true : nil
+        case 5: return equal(text, "false") || equal(text, "False") || equal(text, "FALSE") ? false : nil
         default: return nil
         }
     }
 
-    /// `[-+]?[0-9]+`, `0o[0-7]+`, `0x[0-9a-fA-F]+`, as the core schema defines them.
-    static func int(_ text: String) -> Int64? {
-        var utf8 = Substring(text).utf8
-        if utf8.starts(with: "0x".utf8) {
-            utf8 = utf8.dropFirst(2)
-            return utf8.isEmpty ? nil : Int64(Substring(utf8), radix: 16)
+    /// `[-+]?[0-9]+`, `0o[0-7]+`, `0x[0-9a-fA-F]+`, as the core schema defines them
+    /// (after the prefix, a sign is accepted, as `Int64(_:radix:)` does).
+    static func int(_ text: UnsafeBufferPointer<UInt8>) -> Int64? {
+        if text.count >= 2, text[0] == UInt8(ascii: "0") {
+            if text[1] == UInt8(ascii: "x") {
+                return text.count == 2 ? nil : parseInt(UnsafeBufferPointer(rebasing: text[2...]), radix: 16)
+            }
+            if text[1] == UInt8(ascii: "o") {
+                return text.count == 2 ? nil : parseInt(UnsafeBufferPointer(rebasing: text[2...]), radix: 8)
+            }
         }
-        if utf8.starts(with: "0o".utf8) {
-            utf8 = utf8.dropFirst(2)
-            return utf8.isEmpty ? nil : Int64(Substring(utf8), radix: 8)
+        return parseInt(text, radix: 10)
+    }
+
+    /// What `Int64(String, radix:)` accepts: an optional sign, then at least one digit; nil on overflow.
+    private static func parseInt(_ text: UnsafeBufferPointer<UInt8>, radix: UInt64) -> Int64? {
+        var i = 0
+        var negative = false
+        if let f = text.first, f == UInt8(ascii: "-") || f == UInt8(ascii: "+") {
+            negative = f == UInt8(ascii: "-")
+            i = 1
         }
-        return Int64(text, radix: 10)
+        guard i < text.count else { return nil }
+        var magnitude: UInt64 = 0
+        while i < text.count {
+            let b = text[i]
+            let d: UInt64
+            switch b {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): d = UInt64(b - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "z"): d = UInt64(b - UInt8(ascii: "a")) + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): d = UInt64(b - UInt8(ascii: "A")) + 10
+            default: return nil
+            }
+            guard d < radix else { return nil }
+            let (m, o1) = magnitude.multipliedReportingOverflow(by: radix)
+            let (s, o2) = m.addingReportingOverflow(d)
+            guard !o1, !o2 else { return nil }
+            magnitude = s
+            i += 1
+        }
+        if negative {
+            guard magnitude <= UInt64(Int64.max) + 1 else { return nil }
+            return magnitude == UInt64(Int64.max) + 1 ? .min : -Int64(magnitude)
+        }
+        guard magnitude <= UInt64(Int64.max) else { return nil }
+        return Int64(magnitude)
     }
 
     /// True for decimal digit strings too long for 64 bits: those are out of range, not strings.
-    static func looksLikeInt(_ text: String) -> Bool {
-        var utf8 = Substring(text).utf8
-        if let f = utf8.first, f == UInt8(ascii: "-") || f == UInt8(ascii: "+") { utf8 = utf8.dropFirst() }
-        return !utf8.isEmpty && utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+    static func looksLikeInt(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
+        var i = 0
+        if let f = text.first, f == UInt8(ascii: "-") || f == UInt8(ascii: "+") { i = 1 }
+        guard i < text.count else { return false }
+        while i < text.count {
+            guard text[i] >= UInt8(ascii: "0"), text[i] <= UInt8(ascii: "9") else { return false }
+            i += 1
+        }
+        return true
     }
 
     /// The core schema's float forms, including `.inf` and `.nan`.
-    static func float(_ text: String) -> Double? {
-        let n = text.utf8.count
+    static func float(_ text: UnsafeBufferPointer<UInt8>) -> Double? {
+        let n = text.count
         if n == 4 || n == 5 {
-            switch text {
-            case ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF": return .infinity
-            case "-.inf", "-.Inf", "-.INF": return -.infinity
-            case ".nan", ".NaN", ".NAN": return .nan
-            default: break
-            }
+            for s in [".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"] where equal(text, s) { return .infinity }
+            for s in ["-.inf", "-.Inf", "-.INF"] where equal(text, s) { return -.infinity }
+            for s in [".nan", ".NaN", ".NAN"] where equal(text, s) { return .nan }
         }
         // [-+]? ( \. [0-9]+ | [0-9]+ ( \. [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?
-        let matches = text.utf8.withContiguousStorageIfAvailable(isFloatSyntax) ?? isFloatSyntax(Array(text.utf8))
-        return matches ? Double(text) : nil
+        return isFloatSyntax(text) ? Double(String(decoding: text, as: UTF8.self)) : nil
     }
 
     private static func isFloatSyntax<C: RandomAccessCollection<UInt8>>(_ b: C) -> Bool where C.Index == Int {
