@@ -99,6 +99,126 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
 
     /// Whether `s` is in this format.
     package func accepts(_ s: String) -> Bool {
+        var s = s
+        return s.withUTF8 { accepts($0) }
+    }
+
+    /// Whether the UTF-8 bytes `u` are in this format. The formats manifests use most are
+    /// checked on the bytes; the others on a String.
+    func accepts(_ u: UnsafeBufferPointer<UInt8>) -> Bool {
+        switch self {
+        case .text: return !Self.hasControl(u)
+        case .path: return !u.isEmpty && u.count <= 4095 && !Self.hasControl(u)
+        case .name: return Self.isDNSLabel(u)
+        case .word:
+            guard let f = u.first, Self.isAlnum(f), u.count <= 128 else { return false }
+            for b in u where !Self.isAlnum(b) && !Self.isWordPunctuation(b) { return false }
+            return true
+        case .labelKey:
+            var slash = -1
+            for i in u.indices.reversed() where u[i] == UInt8(ascii: "/") {
+                slash = i
+                break
+            }
+            var name = u
+            if slash >= 0 {
+                let prefix = UnsafeBufferPointer(rebasing: u[..<slash])
+                guard !prefix.isEmpty, prefix.count <= 253 else { return false }
+                var start = 0
+                for i in 0...prefix.count where i == prefix.count || prefix[i] == UInt8(ascii: ".") {
+                    guard Self.isDNSLabel(UnsafeBufferPointer(rebasing: prefix[start..<i])) else { return false }
+                    start = i + 1
+                }
+                name = UnsafeBufferPointer(rebasing: u[(slash + 1)...])
+            }
+            return !name.isEmpty && Self.isLabelValue(name)
+        case .labelValue: return u.isEmpty || Self.isLabelValue(u)
+        case .envName:
+            guard let f = u.first, !Self.isDigit(f) else { return false }
+            for b in u where !Self.isAlnum(b) && b != UInt8(ascii: "_") { return false }
+            return true
+        case .cpuFeature:
+            var body = u[...]
+            if let f = body.first, f == UInt8(ascii: "+") || f == UInt8(ascii: "-") { body = body.dropFirst() }
+            guard let f = body.first, Self.isAlnum(f) else { return false }
+            for b in body where !Self.isAlnum(b) && !Self.isNamePunctuation(b) { return false }
+            return true
+        case .bootOrder:
+            return !u.isEmpty && u.count <= 16 && u.allSatisfy { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "p") }
+        case .ifname:
+            return !u.isEmpty && u.count <= 15 && u.allSatisfy { Self.isAlnum($0) || Self.isNamePunctuation($0) }
+        case .serial:
+            return !u.isEmpty && u.count <= 20 && u.allSatisfy { Self.isAlnum($0) || Self.isNamePunctuation($0) }
+        case .hostfwd: return Self.isHostfwd(u)
+        case .vncListen where YAMLNode.equal(u, "none"): return true
+        default: return acceptsString(String(decoding: u, as: UTF8.self))
+        }
+    }
+
+    /// `_ . + : -`
+    @inline(__always)
+    static func isWordPunctuation(_ b: UInt8) -> Bool {
+        b == UInt8(ascii: "_") || b == UInt8(ascii: ".") || b == UInt8(ascii: "+") || b == UInt8(ascii: ":")
+            || b == UInt8(ascii: "-")
+    }
+
+    /// `_ . -`
+    @inline(__always)
+    static func isNamePunctuation(_ b: UInt8) -> Bool {
+        b == UInt8(ascii: "_") || b == UInt8(ascii: ".") || b == UInt8(ascii: "-")
+    }
+
+    /// Whether any byte is a control character.
+    static func hasControl(_ u: UnsafeBufferPointer<UInt8>) -> Bool {
+        for b in u where b < 0x20 || b == 0x7F { return true }
+        return false
+    }
+
+    /// `[tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport` on bytes; same answers as on a String.
+    static func isHostfwd(_ u: UnsafeBufferPointer<UInt8>) -> Bool {
+        func first(_ b: UInt8, in r: Range<Int>) -> Int? {
+            for i in r where u[i] == b { return i }
+            return nil
+        }
+        func isPort(_ r: Range<Int>) -> Bool {
+            guard !r.isEmpty, r.count <= 5 else { return false }
+            var n = 0
+            for i in r {
+                guard isDigit(u[i]) else { return false }
+                n = n * 10 + Int(u[i] - 0x30)
+            }
+            return n <= 65535
+        }
+        func isIPv4(_ r: Range<Int>) -> Bool {
+            var parts = 0
+            var start = r.lowerBound
+            for i in r.lowerBound...r.upperBound where i == r.upperBound || u[i] == UInt8(ascii: ".") {
+                let p = start..<i
+                guard !p.isEmpty, p.count <= 3 else { return false }
+                var n = 0
+                for k in p {
+                    guard isDigit(u[k]) else { return false }
+                    n = n * 10 + Int(u[k] - 0x30)
+                }
+                guard n <= 255 else { return false }
+                parts += 1
+                start = i + 1
+            }
+            return parts == 4
+        }
+        guard let dash = first(UInt8(ascii: "-"), in: 0..<u.count) else { return false }
+        guard let c1 = first(UInt8(ascii: ":"), in: 0..<dash) else { return false }
+        guard let c2 = first(UInt8(ascii: ":"), in: (c1 + 1)..<dash) else { return false }
+        guard let c3 = first(UInt8(ascii: ":"), in: (dash + 1)..<u.count) else { return false }
+        let proto = UnsafeBufferPointer(rebasing: u[0..<c1])
+        guard proto.isEmpty || YAMLNode.equal(proto, "tcp") || YAMLNode.equal(proto, "udp") else { return false }
+        let hostAddr = (c1 + 1)..<c2, guestAddr = (dash + 1)..<c3
+        guard hostAddr.isEmpty || isIPv4(hostAddr), guestAddr.isEmpty || isIPv4(guestAddr) else { return false }
+        return isPort((c2 + 1)..<dash) && isPort((c3 + 1)..<u.count)
+    }
+
+    /// The String implementation, for the formats not checked on bytes.
+    private func acceptsString(_ s: String) -> Bool {
         let u = s.utf8
         switch self {
         case .text: return !Self.hasControl(s)

@@ -39,6 +39,11 @@ final class DecodeContext {
     func resolve(_ path: String) -> String {
         PathUtilities.resolve(path, against: baseDirectory)
     }
+
+    /// The same for a path given as UTF-8 bytes.
+    func resolve(_ path: UnsafeBufferPointer<UInt8>) -> String {
+        PathUtilities.resolve(path, against: baseDirectory)
+    }
 }
 
 // MARK: - Helpers for messages

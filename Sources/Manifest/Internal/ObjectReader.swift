@@ -199,12 +199,7 @@ final class ObjectReader {
         let (f, v) = entry(name)
         guard let format = f.format else { preconditionFailure("\(name) is not a string field") }
         guard let v else { return f.defaultString }
-        guard let s = Values.string(v, qualified(name), ctx) else { return nil }
-        guard format.accepts(s) else {
-            Values.reportFormat(s, format, qualified(name), v, ctx)
-            return nil
-        }
-        return format == .path ? ctx.resolve(s) : s
+        return Values.string(v, format, qualified(name), ctx)
     }
 
     /// A boolean field.
@@ -262,12 +257,8 @@ final class ObjectReader {
         var out: [String] = []
         out.reserveCapacity(items.count)
         for (i, item) in items.enumerated() {
-            guard let s = Values.string(item, "\(self.qualified(name))[\(i)]", ctx) else { continue }
-            guard format.accepts(s) else {
-                Values.reportFormat(s, format, "\(self.qualified(name))[\(i)]", item, ctx)
-                continue
-            }
-            out.append(format == .path ? ctx.resolve(s) : s)
+            guard let s = Values.string(item, format, "\(self.qualified(name))[\(i)]", ctx) else { continue }
+            out.append(s)
         }
         return out
     }
@@ -286,17 +277,14 @@ final class ObjectReader {
         var i = 0
         while i + 1 < items.count {
             defer { i += 2 }
-            guard let k = Values.string(items[i], "label key", ctx) else { continue }
-            guard keyFormat.accepts(k) else {
-                Values.reportFormat(k, keyFormat, "label key", items[i], ctx)
+            guard let k = Values.string(items[i], keyFormat, "label key", ctx) else { continue }
+            guard Values.isString(items[i + 1], "label value", ctx) else { continue }
+            let valueBytes = ctx.tree.bytes(items[i + 1])
+            guard valueFormat.accepts(valueBytes) else {
+                Values.reportFormat(ctx.tree.string(items[i + 1]), valueFormat, "label '\(k)'", items[i + 1], ctx)
                 continue
             }
-            guard let value = Values.string(items[i + 1], "label value", ctx) else { continue }
-            guard valueFormat.accepts(value) else {
-                Values.reportFormat(value, valueFormat, "label '\(k)'", items[i + 1], ctx)
-                continue
-            }
-            out[k] = value
+            out[k] = String(decoding: valueBytes, as: UTF8.self)
         }
         return out
     }
@@ -326,20 +314,32 @@ enum Values {
         }
     }
 
-    /// A scalar that the core schema resolves to a string; numbers and booleans are refused
-    /// (with a hint to quote them).
-    static func string(_ node: YAMLNode, _ name: @autoclosure () -> String, _ ctx: DecodeContext) -> String? {
+    /// Whether `node` is a scalar that the core schema resolves to a string; numbers and
+    /// booleans are refused (with a hint to quote them).
+    static func isString(_ node: YAMLNode, _ name: @autoclosure () -> String, _ ctx: DecodeContext) -> Bool {
         guard node.isScalar else {
             ctx.error(node, "'\(name())' must be a string, not \(describe(node, ctx))")
-            return nil
+            return false
         }
-        if node.tag == .string { return ctx.tree.string(node) }
+        if node.tag == .string { return true }
         switch ctx.tree.resolve(node) {
-        case .string: return ctx.tree.string(node)
+        case .string: return true
         default:
             ctx.error(node, "'\(name())' must be a string, not \(describe(node, ctx))", hint: "quote it: \"\(ctx.tree.string(node))\"")
+            return false
+        }
+    }
+
+    /// A string in `format` (paths resolved against the manifest's directory); checked on
+    /// the bytes, so only a valid value becomes a String.
+    static func string(_ node: YAMLNode, _ format: StringFormat, _ name: @autoclosure () -> String, _ ctx: DecodeContext) -> String? {
+        guard isString(node, name(), ctx) else { return nil }
+        let bytes = ctx.tree.bytes(node)
+        guard format.accepts(bytes) else {
+            reportFormat(ctx.tree.string(node), format, name(), node, ctx)
             return nil
         }
+        return format == .path ? ctx.resolve(bytes) : String(decoding: bytes, as: UTF8.self)
     }
 
     static func bool(_ node: YAMLNode, _ name: @autoclosure () -> String, _ ctx: DecodeContext) -> Bool? {

@@ -5,11 +5,20 @@ enum PathUtilities {
     /// `path` made absolute against `base` (itself absolute), with `.`, `..` and empty
     /// segments removed. Works on bytes, one allocation: manifests have many paths.
     static func resolve(_ path: String, against base: String) -> String {
-        let isAbsolute = path.utf8.first == UInt8(ascii: "/")
-        let capacity = (isAbsolute ? 0 : base.utf8.count) + path.utf8.count + 2
+        var path = path
+        return path.withUTF8 { resolve($0, against: base) }
+    }
+
+    /// `path` (UTF-8 bytes) made absolute against `base`, as ``resolve(_:against:)-(String,_)``.
+    static func resolve(_ path: UnsafeBufferPointer<UInt8>, against base: String) -> String {
+        let isAbsolute = path.first == UInt8(ascii: "/")
+        let capacity = (isAbsolute ? 0 : base.utf8.count) + path.count + 2
         return String(unsafeUninitializedCapacity: capacity) { out in
             var n = 0
-            if !isAbsolute { n = append(base, to: out, count: n) }
+            if !isAbsolute {
+                var base = base
+                n = base.withUTF8 { append($0, to: out, count: n) }
+            }
             n = append(path, to: out, count: n)
             if n == 0 {
                 out[0] = UInt8(ascii: "/")
@@ -19,10 +28,9 @@ enum PathUtilities {
         }
     }
 
-    /// Appends the segments of `text` to the normalized absolute path in `out[0..<count]`.
-    private static func append(_ text: String, to out: UnsafeMutableBufferPointer<UInt8>, count: Int) -> Int {
-        var text = text
-        return text.withUTF8 { bytes in
+    /// Appends the segments of `bytes` to the normalized absolute path in `out[0..<count]`.
+    private static func append(_ bytes: UnsafeBufferPointer<UInt8>, to out: UnsafeMutableBufferPointer<UInt8>, count: Int) -> Int {
+        do {
             let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
             var n = count
             var i = 0

@@ -187,7 +187,21 @@ extension YAMLNode {
     @inline(__always)
     static func equal(_ bytes: UnsafeBufferPointer<UInt8>, _ s: String) -> Bool {
         let u = s.utf8
-        return bytes.count == u.count && u.elementsEqual(bytes)
+        guard bytes.count == u.count else { return false }
+        guard !bytes.isEmpty else { return true }
+        return u.withContiguousStorageIfAvailable { equal(bytes, $0) } ?? u.elementsEqual(bytes)
+    }
+
+    /// Whether two byte buffers hold the same bytes.
+    @inline(__always)
+    static func equal(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard a.count == b.count else { return false }
+        var i = 0
+        while i < a.count {
+            guard a[i] == b[i] else { return false }
+            i += 1
+        }
+        return true
     }
 
     static func isNull(_ text: UnsafeBufferPointer<UInt8>) -> Bool {
