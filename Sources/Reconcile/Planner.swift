@@ -1,0 +1,478 @@
+package import Manifest
+
+// MARK: - plan
+
+/// Computes what `apply` must do to make the host match the manifests. Pure: no I/O, no clock.
+///
+/// One ``VMPlan`` per VM, sorted by name:
+/// - declared and not running (no observation, or its QEMU is gone) → ``Action/create``
+///   (``Action/noOp`` when the manifest says `runState: stopped`); a recorded uuid is kept;
+/// - declared and running → field changes between the manifest and the actual state (the
+///   launch record with QMP's live values on top), each with the class ``FieldTable`` gives it;
+///   ``Action/update`` when all are live or metadata, ``Action/restart`` when one needs a relaunch
+///   (``VMPlan/restartPending`` with `--restart=never`), ``Action/noOp`` when there are none;
+///   `runState: stopped` is a live stop and nothing else;
+/// - managed, running and not declared → ``Action/delete`` with `--prune`, else not listed;
+/// - unresponsive → ``Action/unresponsive``; foreign or without a record → ``Action/unmanaged``:
+///   nothing is planned for them, and they are never launched a second time.
+///
+/// Disks and NICs added or removed are live on q35 when a hot-plug root port is free (adds use
+/// them in field order) or the device sits on a hot-pluggable bus, else they need a restart.
+/// `cpu.count` and `memory.size` are live between their boot value and the maximum set at
+/// launch (`maxCount`, `max`).
+///
+/// ```swift
+/// let p = plan(desired: manifests.vms, actual: observed, options: PlanOptions(restart: .never))
+/// print(PlanRenderer().render(p), terminator: "")
+/// exit(p.diffExitCode)
+/// ```
+///
+/// - Parameters:
+///   - desired: The VMs of the manifests, normalized. Names are unique (the loader checks);
+///     were one repeated, the first would win.
+///   - actual: What observation found on the host, any order.
+///   - options: `--prune`, `--restart` and the secret markers of the manifests.
+/// - Returns: The plan, with the fingerprint of `actual`.
+package func plan(desired: [VirtualMachine], actual: [ObservedVM], options: PlanOptions) -> Plan {
+    var desiredByName: [String: VirtualMachine] = [:]
+    for vm in desired where desiredByName[vm.name] == nil { desiredByName[vm.name] = vm }
+    var actualByName: [String: ObservedVM] = [:]
+    for vm in actual where actualByName[vm.name] == nil { actualByName[vm.name] = vm }
+
+    var vms: [VMPlan] = []
+    for name in Set(desiredByName.keys).union(actualByName.keys).sorted() {
+        if let d = desiredByName[name] {
+            vms.append(Planner(options: options).planDeclared(d, actualByName[name]))
+        } else if let a = actualByName[name], let p = Planner(options: options).planUndeclared(a) {
+            vms.append(p)
+        }
+    }
+    return Plan(
+        prune: options.prune, restart: options.restart, actualFingerprint: StateFingerprint(of: actual), vms: vms)
+}
+
+// MARK: - Planner
+
+/// The per-VM rules behind ``plan(desired:actual:options:)``.
+struct Planner {
+    let options: PlanOptions
+
+    // MARK: VMs without a manifest
+
+    func planUndeclared(_ a: ObservedVM) -> VMPlan? {
+        guard options.prune, a.ownership == .managed else { return nil }
+        if a.liveness == .unresponsive {
+            return VMPlan(
+                name: a.name, action: .unresponsive,
+                reason: "not in any manifest, but QMP does not answer; not deleted" + (a.detail.map { " (\($0))" } ?? ""),
+                uuid: a.record?.uuid)
+        }
+        return VMPlan(
+            name: a.name, action: .delete,
+            reason: a.liveness == .gone ? "not in any manifest (--prune); not running, runtime files removed"
+                : "not in any manifest (--prune); disks are kept",
+            uuid: a.record?.uuid)
+    }
+
+    // MARK: VMs with a manifest
+
+    func planDeclared(_ d: VirtualMachine, _ a: ObservedVM?) -> VMPlan {
+        guard let a else {
+            return d.spec.runState == .stopped
+                ? VMPlan(name: d.name, action: .noOp, reason: "runState stopped; not launched", desired: d)
+                : VMPlan(name: d.name, action: .create, reason: "not running", changes: creationChanges(d), desired: d)
+        }
+        if a.ownership == .foreign {
+            return VMPlan(
+                name: d.name, action: .unmanaged,
+                reason: "a QEMU of this name runs that qemuctl did not launch; not touched (qemuctl import adopts it)",
+                desired: d)
+        }
+        switch a.liveness {
+        case .unresponsive:
+            return VMPlan(
+                name: d.name, action: .unresponsive,
+                reason: "QMP does not answer; not planned, never launched twice" + (a.detail.map { " (\($0))" } ?? ""),
+                uuid: a.record?.uuid, desired: d)
+        case .gone:
+            if d.spec.runState == .stopped {
+                return VMPlan(
+                    name: d.name, action: .noOp, pendingRestartCleared: a.restartPending,
+                    reason: "runState stopped; not running", uuid: a.record?.uuid, desired: d)
+            }
+            return VMPlan(
+                name: d.name, action: .create, pendingRestartCleared: a.restartPending,
+                reason: a.record == nil ? "not running" : "not running; relaunched with its recorded uuid",
+                uuid: a.record?.uuid, changes: creationChanges(d), desired: d)
+        case .alive:
+            break
+        }
+        guard let record = a.record else {
+            return VMPlan(
+                name: d.name, action: .unmanaged, reason: "running without a readable launch record; not touched",
+                desired: d)
+        }
+        guard let live = a.live else {
+            return VMPlan(
+                name: d.name, action: .unresponsive, reason: "no state read over QMP; not planned",
+                uuid: record.uuid, desired: d)
+        }
+
+        if d.spec.runState == .stopped {
+            // Stopping is all there is to do: the next start launches the manifest as it is then.
+            let change = FieldChange(
+                path: "spec.runState", operation: .modify, old: live.runStatus.rawValue, new: RunState.stopped.rawValue,
+                declaredClass: Self.declaredClass("spec.runState"), reason: "shut down (graceful stop)",
+                drift: !live.runStatus.satisfies(record.spec.runState))
+            return VMPlan(
+                name: d.name, action: .update, pendingRestartCleared: a.restartPending, reason: "stop",
+                uuid: record.uuid, changes: [change], desired: d)
+        }
+
+        let changes = Diff(
+            desired: d, record: record, live: live,
+            desiredSecrets: options.secretMarkers[d.name] ?? [:]
+        ).changes()
+        if changes.isEmpty {
+            return VMPlan(
+                name: d.name, action: .noOp, pendingRestartCleared: a.restartPending,
+                reason: a.restartPending ? "matches its manifest; restart no longer pending (manifest reverted)"
+                    : "matches its manifest",
+                uuid: record.uuid, desired: d)
+        }
+        let restartCount = changes.count(where: { $0.changeClass == .restart })
+        if restartCount == 0 {
+            let metadataOnly = changes.allSatisfy { $0.changeClass == .metadata }
+            return VMPlan(
+                name: d.name, action: .update, pendingRestartCleared: a.restartPending,
+                reason: metadataOnly ? "record only" : "live", uuid: record.uuid, changes: changes, desired: d)
+        }
+        let pending = options.restart == .never
+        let what = restartCount == 1 ? "1 change needs" : "\(restartCount) changes need"
+        return VMPlan(
+            name: d.name, action: .restart, restartPending: pending,
+            reason: pending ? "\(what) a relaunch; restart pending (use --restart=if-needed)"
+                : "\(what) a relaunch; disks and uuid kept",
+            uuid: record.uuid, changes: changes, desired: d)
+    }
+
+    /// What a create sets: the fields the manifest sets to something other than the default.
+    func creationChanges(_ d: VirtualMachine) -> [FieldChange] {
+        let flat = FlatSpec(labels: d.labels, spec: d.spec, secrets: [:])
+        let defaults = FlatSpec(labels: [:], spec: VirtualMachineSpec(), secrets: [:])
+        var out: [FieldChange] = []
+        func add(_ path: String, _ value: String?, sensitive: Bool = false) {
+            out.append(FieldChange(
+                path: path, operation: .add, old: nil, new: value, declaredClass: Self.declaredClass(path),
+                reason: "new VM", sensitive: sensitive))
+        }
+        for l in flat.labels { add(l.path, l.value) }
+        add("spec.runState", d.spec.runState.rawValue)
+        for (item, base) in zip(flat.items, defaults.items) {
+            switch (item, base) {
+            case (.leaf(let l), .leaf(let b)):
+                if l.value != nil, l.value != b.value { add(l.path, l.value, sensitive: l.secret != nil) }
+            case (.collection(let path, let elements), _):
+                for e in elements { add("\(path)[\(e.name)]", e.summary) }
+            default:
+                break
+            }
+        }
+        return out
+    }
+
+    /// The class ``FieldTable`` gives `path`; an element (`spec.disks[data]`, `metadata.labels[k]`)
+    /// takes its collection's class. Unknown paths are treated as restart-class, the safe side.
+    static func declaredClass(_ path: String) -> ChangeClass {
+        if let c = FieldTable.changeClass(at: path) { return c }
+        if path.hasSuffix("]"), let open = path.lastIndex(of: "["),
+           let c = FieldTable.changeClass(at: String(path[..<open])) {
+            return c
+        }
+        return .restart
+    }
+}
+
+// MARK: - Diff
+
+/// Field changes between a manifest and a running VM.
+struct Diff {
+    let desired: VirtualMachine
+    let record: LaunchRecord
+    let live: LiveState
+    let desiredSecrets: [String: SecretMarker]
+
+    /// The actual spec: the record with QMP's values on top.
+    private(set) var actualSpec: VirtualMachineSpec
+    /// Disks and NICs QMP reports that the record does not know.
+    private(set) var unknownDisks: [ObservedDisk] = []
+    private(set) var unknownNICs: [ObservedNIC] = []
+    private(set) var hotplugged: Set<String> = []
+
+    init(desired: VirtualMachine, record: LaunchRecord, live: LiveState, desiredSecrets: [String: SecretMarker]) {
+        self.desired = desired
+        self.record = record
+        self.live = live
+        self.desiredSecrets = desiredSecrets
+        var s = record.spec
+        if let c = live.cpuCount { s.cpu.count = c }
+        if let m = live.memorySize { s.memory.size = m }
+        if let disks = live.disks {
+            s.disks = record.spec.disks.compactMap { d in
+                guard let o = disks.first(where: { $0.name == d.name }) else { return nil }
+                var d = d
+                d.throttle = o.throttle
+                return d
+            }
+            unknownDisks = disks.filter { o in !record.spec.disks.contains { $0.name == o.name } }
+            for o in disks where o.hotplugged { hotplugged.insert("spec.disks[\(o.name)]") }
+        }
+        if let cdroms = live.cdroms {
+            for i in s.cdroms.indices {
+                if let o = cdroms.first(where: { $0.name == s.cdroms[i].name }) { s.cdroms[i].path = o.media }
+            }
+        }
+        if let nics = live.nics {
+            s.networks = record.spec.networks.compactMap { n in
+                guard let o = nics.first(where: { $0.name == n.name }) else { return nil }
+                var n = n
+                n.link = o.link
+                return n
+            }
+            unknownNICs = nics.filter { o in !record.spec.networks.contains { $0.name == o.name } }
+            for o in nics where o.hotplugged { hotplugged.insert("spec.networks[\(o.name)]") }
+        }
+        actualSpec = s
+    }
+
+    func changes() -> [FieldChange] {
+        let want = FlatSpec(labels: desired.labels, spec: desired.spec, secrets: desiredSecrets)
+        let have = FlatSpec(labels: record.labels, spec: actualSpec, secrets: record.secrets)
+        let recorded = FlatSpec(labels: record.labels, spec: record.spec, secrets: record.secrets)
+        let recordedLeaves = recorded.leavesByPath
+        var out: [FieldChange] = []
+
+        // metadata.labels: the union of keys, sorted.
+        let haveLabels = Dictionary(uniqueKeysWithValues: have.labels.map { ($0.path, $0) })
+        let wantLabels = Dictionary(uniqueKeysWithValues: want.labels.map { ($0.path, $0) })
+        for path in Set(haveLabels.keys).union(wantLabels.keys).sorted() {
+            let w = wantLabels[path], h = haveLabels[path]
+            if Leaf.differ(desired: w, actual: h) {
+                out.append(change(path, w, h, recordedLeaves))
+            }
+        }
+
+        // spec.runState, against QMP's status.
+        if !live.runStatus.satisfies(desired.spec.runState) {
+            let s = live.runStatus
+            let reason: String = switch desired.spec.runState {
+            case .running: s.needsReset ? "guest is \(s.rawValue): reset and resume" : "resume"
+            case .paused: s.needsReset ? "guest is \(s.rawValue): reset and pause" : "pause"
+            case .stopped: "shut down (graceful stop)"
+            }
+            out.append(FieldChange(
+                path: "spec.runState", operation: .modify, old: s.rawValue, new: desired.spec.runState.rawValue,
+                declaredClass: Planner.declaredClass("spec.runState"), reason: reason,
+                drift: !s.satisfies(record.spec.runState)))
+        }
+
+        var budget = Hotplug(diff: self)
+        var changedGroups: Set<String> = []
+        for (w, h) in zip(want.items, have.items) {
+            switch (w, h) {
+            case (.leaf(let wl), .leaf(let hl)):
+                if let g = wl.group, changedGroups.contains(g) { continue }
+                guard Leaf.differ(desired: wl, actual: hl) else { continue }
+                // When an optional group comes or goes, its children are not listed.
+                if wl.isGroup, wl.value == nil || hl.value == nil { changedGroups.insert(wl.path) }
+                out.append(change(wl.path, wl, hl, recordedLeaves))
+            case (.collection(let path, let we), .collection(_, let he)):
+                out += collectionChanges(path, want: we, have: he, recorded: recorded, budget: &budget)
+            default:
+                assertionFailure("flattened specs out of step")
+            }
+        }
+        return out
+    }
+
+    /// A change of one scalar field, with the bound and backend rules applied.
+    private func change(_ path: String, _ w: Leaf?, _ h: Leaf?, _ recorded: [String: Leaf]) -> FieldChange {
+        let declared = Planner.declaredClass(path)
+        var cls = declared
+        var reason: String
+        switch declared {
+        case .metadata: reason = "record only"
+        case .restart: reason = "needs a relaunch"
+        case .live: reason = Self.liveReason(path)
+        }
+        if declared == .live {
+            if path.contains(".rbd.") || path.contains(".iscsi.") {
+                cls = .restart
+                reason = "disk backend secrets are read when the disk is opened"
+            } else if let field = FieldTable.field(at: path), let bound = field.liveUpTo,
+                      let dot = path.lastIndex(of: ".") {
+                let boundPath = path[..<dot] + "." + bound
+                let new = w?.number ?? 0
+                if let max = recorded[boundPath]?.number {
+                    if new > max {
+                        cls = .restart
+                        reason = "beyond \(bound) \(recorded[boundPath]?.value ?? "") set at launch"
+                    } else if let boot = recorded[path]?.number, new < boot {
+                        cls = .restart
+                        reason = "below the boot value \(recorded[path]?.value ?? "")"
+                    }
+                } else {
+                    cls = .restart
+                    reason = "no \(bound) set at launch"
+                }
+            }
+        }
+        let operation: FieldChange.Operation = w?.value == nil ? .remove : h?.value == nil ? .add : .modify
+        return FieldChange(
+            path: path, operation: operation, old: h?.value, new: w?.value, declaredClass: declared, changeClass: cls,
+            reason: reason, drift: Leaf.differ(desired: recorded[path], actual: h),
+            sensitive: w?.secret != nil || h?.secret != nil)
+    }
+
+    private static func liveReason(_ path: String) -> String {
+        if path.contains(".throttle.") { return "set live (block_set_io_throttle)" }
+        if path.hasSuffix(".passwordFrom") { return "password set live" }
+        if path.hasSuffix(".link") { return "link set live (set_link)" }
+        if path.hasPrefix("spec.cdroms[") { return "media changed live" }
+        if path == "spec.cpu.count" { return "vCPUs hot-plugged" }
+        if path == "spec.memory.size" { return "memory hot-plugged" }
+        return "changed live"
+    }
+
+    /// Changes of a named collection: elements in both compared field by field, then elements
+    /// only in the manifest (adds), then elements only on the VM (removes).
+    private func collectionChanges(
+        _ path: String, want: [Element], have: [Element], recorded: FlatSpec, budget: inout Hotplug
+    ) -> [FieldChange] {
+        var have = have
+        if path == "spec.disks" {
+            have += unknownDisks.map { Element(name: $0.name, summary: "not in the launch record", leaves: []) }
+        } else if path == "spec.networks" {
+            have += unknownNICs.map { Element(name: $0.name, summary: "not in the launch record", leaves: []) }
+        }
+        let recordedNames = Set(recorded.elements(path).map(\.name))
+        let recordedLeaves = recorded.leavesByPath
+        var out: [FieldChange] = []
+        for w in want {
+            let elementPath = "\(path)[\(w.name)]"
+            if let h = have.first(where: { $0.name == w.name }) {
+                let byPath = Dictionary(h.leaves.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+                for wl in w.leaves {
+                    let hl = byPath[wl.path]
+                    if Leaf.differ(desired: wl, actual: hl) { out.append(change(wl.path, wl, hl, recordedLeaves)) }
+                }
+            } else {
+                let declared = Planner.declaredClass(elementPath)
+                let (cls, reason) = declared == .live ? budget.add(path, w.name, desired: desired.spec)
+                    : (declared, declared == .restart ? "needs a relaunch" : "record only")
+                out.append(FieldChange(
+                    path: elementPath, operation: .add, old: nil, new: w.summary, declaredClass: declared,
+                    changeClass: cls, reason: reason, drift: recordedNames.contains(w.name)))
+            }
+        }
+        for h in have where !want.contains(where: { $0.name == h.name }) {
+            let elementPath = "\(path)[\(h.name)]"
+            let declared = Planner.declaredClass(elementPath)
+            let (cls, reason) = declared == .live ? budget.remove(path, h.name)
+                : (declared, declared == .restart ? "needs a relaunch" : "record only")
+            out.append(FieldChange(
+                path: elementPath, operation: .remove, old: h.summary, new: nil, declaredClass: declared,
+                changeClass: cls, reason: reason, drift: !recordedNames.contains(h.name)))
+        }
+        return out
+    }
+}
+
+// MARK: - Hotplug
+
+/// Whether adding or removing a device can be done live, and the root ports left for adds.
+struct Hotplug {
+    /// The machine has PCIe root ports for hot-plug (q35).
+    let pcie: Bool
+    /// The machine type as written, for messages.
+    let machineName: String
+    /// Root ports still free.
+    var freePorts: Int
+    let portsKnown: Bool
+    let scsiController: Bool
+    let usbController: Bool
+    let actualSpec: VirtualMachineSpec
+    let hotplugged: Set<String>
+
+    init(diff: Diff) {
+        let s = diff.record.spec
+        let type = s.machine.type
+        if let type {
+            pcie = type == "q35" || type.hasPrefix("pc-q35")
+            machineName = type
+        } else {
+            pcie = s.arch == .amd64 || s.arch == .i386
+            machineName = pcie ? "q35" : "the default machine of \(s.arch.rawValue)"
+        }
+        freePorts = diff.live.freeHotplugPorts ?? 0
+        portsKnown = diff.live.freeHotplugPorts != nil
+        scsiController = s.disks.contains { $0.interface == .scsi } || s.cdroms.contains { $0.interface == .scsi }
+        usbController = s.usb.controller != .none && (s.usbTablet || !s.usb.devices.isEmpty)
+        actualSpec = diff.actualSpec
+        hotplugged = diff.hotplugged
+    }
+
+    private var noPCIe: (ChangeClass, String) {
+        (.restart, "machine \(machineName) has no hot-plug root ports (q35 only)")
+    }
+
+    private mutating func takePort() -> (ChangeClass, String) {
+        if freePorts > 0 {
+            freePorts -= 1
+            return (.live, "hot-plug into a free root port")
+        }
+        return (.restart, portsKnown ? "no free hot-plug root port (machine.hotplugPorts)" : "free hot-plug root ports unknown")
+    }
+
+    mutating func add(_ collection: String, _ name: String, desired: VirtualMachineSpec) -> (ChangeClass, String) {
+        switch collection {
+        case "spec.disks":
+            guard pcie else { return noPCIe }
+            switch desired.disks.first(where: { $0.name == name })?.interface ?? .virtio {
+            case .ide: return (.restart, "IDE disks cannot be hot-plugged")
+            case .scsi:
+                return scsiController ? (.live, "hot-plug onto the SCSI controller")
+                    : (.restart, "no SCSI controller at launch")
+            case .virtio, .nvme: return takePort()
+            }
+        case "spec.networks":
+            guard pcie else { return noPCIe }
+            return takePort()
+        case "spec.usb.devices":
+            return usbController ? (.live, "hot-plug onto the USB controller") : (.restart, "no USB controller at launch")
+        default:
+            return (.live, "changed live")
+        }
+    }
+
+    func remove(_ collection: String, _ name: String) -> (ChangeClass, String) {
+        let path = "\(collection)[\(name)]"
+        switch collection {
+        case "spec.disks":
+            guard pcie else { return noPCIe }
+            if hotplugged.contains(path) { return (.live, "hot-unplug; the image is kept") }
+            if actualSpec.disks.first(where: { $0.name == name })?.interface == .scsi {
+                return (.live, "unplug from the SCSI controller; the image is kept")
+            }
+            return (.restart, "plugged at launch on the root bus; cannot be unplugged live")
+        case "spec.networks":
+            guard pcie else { return noPCIe }
+            return hotplugged.contains(path) ? (.live, "hot-unplug")
+                : (.restart, "plugged at launch on the root bus; cannot be unplugged live")
+        case "spec.usb.devices":
+            return (.live, "unplug from the USB controller")
+        default:
+            return (.live, "changed live")
+        }
+    }
+}
