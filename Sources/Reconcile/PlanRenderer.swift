@@ -7,16 +7,23 @@ import Manifest
 /// ```text
 /// + hello: create (not running)
 ///     + spec.runState: running (live)
-/// ~ web-1: update (live)
-///     ~ spec.disks[root].throttle.bps: 100MiB -> 50MiB (live) # set live (block_set_io_throttle); drift
-/// ~ db-1: update, restart pending (1 change needs a relaunch; restart pending (use --restart=if-needed))
+/// ~ web-1: update (1 live change)
+///     ~ spec.disks[root].throttle.bps: 50MiB -> 100MiB (live) # set live (block_set_io_throttle); drift (changed outside qemuctl)
+/// ~ db-1: update, restart pending (1 change needs a relaunch; use --restart=if-needed)
+///     ~ spec.runState: running -> paused (live) # pause
 ///     ~ spec.machine.type: "pc" -> "q35" (restart, pending) # needs a relaunch
 /// -/+ app: restart (1 change needs a relaunch; disks and uuid kept)
-/// - old: delete (not in any manifest (--prune); disks are kept)
-/// ! wedged: unresponsive (QMP does not answer; not planned, never launched twice)
+///     ~ spec.cpu.model: "host" -> "max" (restart) # needs a relaunch
+/// - old: delete (not in any manifest; disks are kept)
+/// ! wedged: unresponsive (QMP did not answer within 2s; not planned, never launched twice)
 ///
-/// Plan: 1 to create, 1 to update, 1 to restart, 1 to delete. 1 restart pending. 1 VM not planned.
+/// Plan: 1 to create, 1 to update, 1 to restart, 1 to delete. 1 restart pending (use --restart=if-needed). 1 VM not planned.
 /// ```
+///
+/// Symbols: `+` create, `~` update (and a pending restart, which only updates now), `-/+`
+/// restart, `-` delete, `!` not planned. Per change: `~ path: old -> new`, `+ path: new` for
+/// an added element or label, `- path: old` for a removed one; then the class, `pending` for a
+/// restart-class change left for later, and the reason.
 ///
 /// Secrets never appear: the plan holds none, and their values render as `(sensitive)`.
 package struct PlanRenderer: Sendable {
@@ -92,7 +99,7 @@ package struct PlanRenderer: Sendable {
         if vm.action == .restart, vm.restartPending, c.changeClass == .restart { tag += ", pending" }
         line += " (\(tag))"
         if reasons, vm.action != .create {
-            line += " # " + c.reason + (c.drift ? "; drift" : "")
+            line += " # " + c.reason + (c.drift ? "; drift (changed outside qemuctl)" : "")
         }
         return line
     }

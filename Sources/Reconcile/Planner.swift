@@ -64,13 +64,13 @@ struct Planner {
         if a.liveness == .unresponsive {
             return VMPlan(
                 name: a.name, action: .unresponsive,
-                reason: "not in any manifest, but QMP does not answer; not deleted" + (a.detail.map { " (\($0))" } ?? ""),
+                reason: "\(a.detail ?? "QMP does not answer"); not in any manifest, but not deleted",
                 uuid: a.record?.uuid)
         }
         return VMPlan(
             name: a.name, action: .delete,
-            reason: a.liveness == .gone ? "not in any manifest (--prune); not running, runtime files removed"
-                : "not in any manifest (--prune); disks are kept",
+            reason: a.liveness == .gone ? "not in any manifest; not running, runtime files removed"
+                : "not in any manifest; disks are kept",
             uuid: a.record?.uuid)
     }
 
@@ -92,7 +92,7 @@ struct Planner {
         case .unresponsive:
             return VMPlan(
                 name: d.name, action: .unresponsive,
-                reason: "QMP does not answer; not planned, never launched twice" + (a.detail.map { " (\($0))" } ?? ""),
+                reason: "\(a.detail ?? "QMP does not answer"); not planned, never launched twice",
                 uuid: a.record?.uuid, desired: d)
         case .gone:
             if d.spec.runState == .stopped {
@@ -136,25 +136,30 @@ struct Planner {
         if changes.isEmpty {
             return VMPlan(
                 name: d.name, action: .noOp, pendingRestartCleared: a.restartPending,
-                reason: a.restartPending ? "matches its manifest; restart no longer pending (manifest reverted)"
+                reason: a.restartPending ? "matches its manifest again; the pending restart is dropped"
                     : "matches its manifest",
                 uuid: record.uuid, desired: d)
         }
         let restartCount = changes.count(where: { $0.changeClass == .restart })
         if restartCount == 0 {
-            let metadataOnly = changes.allSatisfy { $0.changeClass == .metadata }
+            let metadata = changes.count(where: { $0.changeClass == .metadata })
+            var parts: [String] = []
+            if changes.count > metadata { parts.append(Self.plural(changes.count - metadata, "live change")) }
+            if metadata > 0 { parts.append(Self.plural(metadata, "record-only change")) }
             return VMPlan(
                 name: d.name, action: .update, pendingRestartCleared: a.restartPending,
-                reason: metadataOnly ? "record only" : "live", uuid: record.uuid, changes: changes, desired: d)
+                reason: parts.joined(separator: ", "), uuid: record.uuid, changes: changes, desired: d)
         }
         let pending = options.restart == .never
         let what = restartCount == 1 ? "1 change needs" : "\(restartCount) changes need"
         return VMPlan(
             name: d.name, action: .restart, restartPending: pending,
-            reason: pending ? "\(what) a relaunch; restart pending (use --restart=if-needed)"
-                : "\(what) a relaunch; disks and uuid kept",
+            reason: pending ? "\(what) a relaunch; use --restart=if-needed" : "\(what) a relaunch; disks and uuid kept",
             uuid: record.uuid, changes: changes, desired: d)
     }
+
+    /// `1 live change`, `2 live changes`.
+    static func plural(_ n: Int, _ noun: String) -> String { n == 1 ? "1 \(noun)" : "\(n) \(noun)s" }
 
     /// What a create sets: the fields the manifest sets to something other than the default.
     func creationChanges(_ d: VirtualMachine) -> [FieldChange] {
@@ -171,7 +176,8 @@ struct Planner {
         for (item, base) in zip(flat.items, defaults.items) {
             switch (item, base) {
             case (.leaf(let l), .leaf(let b)):
-                if l.value != nil, l.value != b.value { add(l.path, l.value, sensitive: l.secret != nil) }
+                // A group's children say more than its summary.
+                if !l.isGroup, l.value != nil, l.value != b.value { add(l.path, l.value, sensitive: l.secret != nil) }
             case (.collection(let path, let elements), _):
                 for e in elements { add("\(path)[\(e.name)]", e.summary) }
             default:

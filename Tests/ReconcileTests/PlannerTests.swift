@@ -331,7 +331,6 @@ struct PlannerTests {
             "spec.disks[root]: null -> file \"/images/web.qcow2\" (qcow2), virtio (live)",
             "spec.cdroms[cd0]: null -> ide, empty (restart)",
             "spec.networks[net0]: null -> user, virtio-net-pci, mac 52:54:00:aa:bb:01 (live)",
-            "spec.display.vnc: null -> {listen: \"none\"} (restart)",
             "spec.display.vnc.listen: null -> \"none\" (restart)",
             "spec.display.vnc.passwordFrom: null -> (sensitive) (live)",
             "spec.display.video: null -> std (restart)",
