@@ -339,13 +339,13 @@ struct PlannerTests {
 
     @Test func changesFollowFieldTableOrder() {
         let edited = vm("web", labels: ["a": "1"]) {
-            $0.extraArgs = ["-no-hpet"]; $0.rtc.base = .localtime; $0.networks[0].link = .down
+            $0.cpu.features = ["+avx2"]; $0.rtc.base = .localtime; $0.networks[0].link = .down
             $0.disks[0].throttle!.iops = 5; $0.cpu.model = "max"; $0.runState = .paused; $0.machine.accel = .tcg
         }
         let p = plan(desired: [edited], actual: [running(PlanCase.web)], options: PlanOptions())
         #expect(p["web"]!.changes.map(\.path) == [
-            "metadata.labels[a]", "spec.runState", "spec.machine.accel", "spec.cpu.model",
-            "spec.disks[root].throttle.iops", "spec.networks[net0].link", "spec.rtc.base", "spec.extraArgs",
+            "metadata.labels[a]", "spec.runState", "spec.machine.accel", "spec.cpu.model", "spec.cpu.features",
+            "spec.disks[root].throttle.iops", "spec.networks[net0].link", "spec.rtc.base",
         ])
     }
 
@@ -375,7 +375,6 @@ struct FlatteningTests {
         s.display.spice = .init()
         s.audio = .init()
         s.usb.devices = [.init(name: "tab", type: .tablet)]
-        s.extraArgs = ["-no-hpet"]
         s.cpu.features = ["+avx2"]
         return s
     }
@@ -432,7 +431,7 @@ struct FlatteningTests {
             if case .object = field.type, !seen.contains(path) { continue }  // containers
             if path.hasSuffix(".name") && path.contains("[]") { continue }     // element keys
             if path.hasSuffix(".file") || path.hasSuffix(".env") { continue }  // inside a secret reference
-            if path.hasPrefix("spec.extraArgs[]") || path.hasPrefix("spec.cpu.features[]")
+            if path.hasPrefix("spec.cpu.features[]")
                 || path.contains("hostfwd[]") { continue }                      // items of scalar lists
             #expect(seen.contains(path), "\(path) is never compared")
         }

@@ -156,7 +156,6 @@ struct FlatSpec: Sendable {
             w.add("spec.audio.backend", audio?.backend.rawValue)
             w.add("spec.audio.model", audio?.model.rawValue)
         }
-        w.add("spec.extraArgs", Render.list(s.extraArgs))
         self.items = w.items
     }
 
