@@ -78,6 +78,13 @@ package struct Plan: Sendable, Hashable, Codable {
     /// The entry for `name`.
     package subscript(name: String) -> VMPlan? { vms.first { $0.name == name } }
 
+    /// Whether this plan may still be applied to `actual`, freshly observed: same encoding
+    /// version, and the same fingerprint as the state the plan was computed from. `apply plan.json`
+    /// refuses a plan for which this is false ("the VMs changed since the plan was made").
+    package func isCurrent(for actual: [ObservedVM]) -> Bool {
+        formatVersion == Plan.currentFormatVersion && actualFingerprint == StateFingerprint(of: actual)
+    }
+
     /// Counts by action; each VM is counted once.
     package struct Summary: Sendable, Hashable, Codable {
         /// VMs to launch.

@@ -150,3 +150,33 @@ struct PlanDataTests {
         #expect(changed["web"]!.changes.map(\.path) == [path, spicePath])
     }
 }
+
+// MARK: - Stale plans and secret paths
+
+@Suite("Applying a saved plan")
+struct SavedPlanTests {
+    @Test func aPlanIsCurrentUntilTheStateChanges() throws {
+        let actual = [running(PlanCase.web) { $0.disks![0].throttle!.bps = 50 * mib }]
+        let saved = plan(desired: [PlanCase.web], actual: actual, options: PlanOptions())
+        let reloaded = try JSONDecoder().decode(Plan.self, from: JSONEncoder().encode(saved))
+        #expect(reloaded.isCurrent(for: actual))
+        #expect(reloaded.isCurrent(for: actual.reversed()))
+        // Someone repaired the throttle by hand in the meantime: the plan is stale.
+        #expect(!reloaded.isCurrent(for: [running(PlanCase.web)]))
+        var future = reloaded
+        future.formatVersion += 1
+        #expect(!future.isCurrent(for: actual))
+    }
+
+    @Test func secretReferencesUseThePlannersPaths() {
+        var s = baseSpec()
+        s.display.spice = .init()
+        s.display.spice!.passwordFrom = .env("SPICE_PW")
+        s.disks.append(.init(name: "ceph", backend: .rbd(.init(pool: "p", image: "i", keyFrom: .file("/k")))))
+        #expect(s.secretReferences.map(\.path) == [
+            "spec.disks[ceph].rbd.keyFrom", "spec.display.vnc.passwordFrom", "spec.display.spice.passwordFrom",
+        ])
+        let flat = FlatSpec(labels: [:], spec: s, secrets: [:]).leavesByPath
+        for (path, _) in s.secretReferences { #expect(flat[path]?.secret != nil, "\(path)") }
+    }
+}
