@@ -27,6 +27,8 @@ package import Manifest
 /// exit(p.diffExitCode)
 /// ```
 ///
+/// Call it as `Reconcile.plan(...)` where a local named `plan` would shadow it.
+///
 /// - Parameters:
 ///   - desired: The VMs of the manifests, normalized. Names are unique (the loader checks);
 ///     were one repeated, the first would win.

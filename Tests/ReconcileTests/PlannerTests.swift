@@ -170,6 +170,26 @@ extension PlanCase {
                 "spec.disks[data]: null -> file \"/images/data.qcow2\" (qcow2), ide (restart)",
             ])]),
         PlanCase(
+            "SCSI disk added next to a SCSI controller: live without a root port",
+            desired: [vm("web") { $0.disks += [disk("s0", .scsi), disk("s1", .scsi)] }],
+            actual: [running(vm("web") { $0.disks.append(disk("s0", .scsi)) }, ports: 0)],
+            [Expected("web", .update, ["spec.disks[s1]: null -> file \"/images/s1.qcow2\" (qcow2), scsi (live)"])]),
+        PlanCase(
+            "SCSI disk added without a SCSI controller: restart",
+            desired: [vm("web") { $0.disks.append(disk("s1", .scsi)) }], actual: [running(web)],
+            [Expected("web", .restart, pending: true, [
+                "spec.disks[s1]: null -> file \"/images/s1.qcow2\" (qcow2), scsi (restart)",
+            ])]),
+        PlanCase(
+            "USB device added next to the USB controller: live",
+            desired: [vm("web") { $0.usbTablet = true; $0.usb.devices = [.init(name: "kbd", type: .keyboard)] }],
+            actual: [running(vm("web") { $0.usbTablet = true })],
+            [Expected("web", .update, ["spec.usb.devices[kbd]: null -> keyboard (live)"])]),
+        PlanCase(
+            "USB device added without a USB controller: restart",
+            desired: [vm("web") { $0.usb.devices = [.init(name: "kbd", type: .keyboard)] }], actual: [running(web)],
+            [Expected("web", .restart, pending: true, ["spec.usb.devices[kbd]: null -> keyboard (restart)"])]),
+        PlanCase(
             "ports used in field order: two disks fit, the NIC does not",
             desired: [vm("web") { $0.disks += [disk("d1"), disk("d2")]; $0.networks.append(nic("net1")) }],
             actual: [running(web, ports: 2)],
