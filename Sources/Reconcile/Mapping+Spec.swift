@@ -108,8 +108,10 @@ struct Mapper {
     /// Bytes to whole MiB, or a problem naming the field.
     mutating func mebibytes(_ bytes: UInt64, _ field: String) -> Int? {
         guard bytes % (1 << 20) == 0 else {
-            problem(field, "\(bytes) bytes is not a whole number of MiB (QEMU's memory sizes are in MiB here; "
-                    + "use e.g. \(bytes >> 20)MiB or \((bytes >> 20) + 1)MiB)")
+            let below = bytes >> 20, above = below + 1
+            let nearest = below == 0 ? "\(above)MiB" : "\(below)MiB or \(above)MiB"
+            problem(field, "\(bytes) bytes is not a whole number of MiB (QEMU gets memory sizes in MiB and "
+                    + "they are never rounded; nearest: \(nearest))")
             return nil
         }
         guard let mib = Int(exactly: bytes >> 20) else {
