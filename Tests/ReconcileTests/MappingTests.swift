@@ -225,6 +225,16 @@ struct MappingMachineTests {
         #expect(values(of: "-smp", in: args) == ["cpus=2,maxcpus=4,sockets=2,cores=2,threads=1"])
     }
 
+    @Test func limitsNarrowerThanTheManifestsAreReportedAtTheManifestField() throws {
+        // The manifest allows 28 hot-plug ports and USB host address 0; QemuCtl allows 24 and 1…127.
+        let e = try mappingError("""
+          machine: {type: q35, hotplugPorts: 28}
+          usb: {devices: [{name: port, type: host, bus: 1, address: 0}]}
+        """)
+        #expect(e.fields == ["spec.machine.hotplugPorts", "spec.usb.devices[0].address"])
+        #expect(e.description.contains("(QEMU configuration field usb.devices[0].hostAddress.address)"))
+    }
+
     @Test func contradictoryCPUFeaturesAreRefused() throws {
         let e = try mappingError("  cpu: {model: max, features: [+avx2, -avx2]}\n")
         #expect(e.fields == ["spec.cpu.features[1]"])
