@@ -125,6 +125,14 @@ public final class QMPClient: Sendable {
         connection.subscribe(bufferSize: bufferSize)
     }
 
+    /// Observes events and the end of the connection on the thread that reads the
+    /// socket, in stream order: an event that QEMU sends before a reply is seen
+    /// before that reply is returned. For this package's own state machines only:
+    /// the closures must be quick and must not block or call back into the client.
+    package func addTap(event: @escaping @Sendable (QMPEvent) -> Void, closed: @escaping @Sendable (QMPError) -> Void) {
+        connection.addTap(Connection.Tap(event: event, closed: closed))
+    }
+
     /// Closes the connection. Pending calls fail with `connectionClosed`; event
     /// streams end normally. Calling it again does nothing.
     public func close() {

@@ -11,7 +11,7 @@ enum TestVMs {
         var c = VMConfig(name: name)
         c.machine = Machine(type: "q35", accel: .tcg)
         c.memory.sizeMiB = 256
-        c.boot = Boot(kernel: Fixtures.guestKernel, initrd: Fixtures.guestInitrd,
+        c.boot = Boot(kernel: QemuCtlTestSupport.Fixtures.guestKernel, initrd: QemuCtlTestSupport.Fixtures.guestInitrd,
                       append: "console=ttyS0 quiet panic=-1 cryptomgr.notests \(cmdline)")
         c.serials = [Serial(name: "console", backend: .file(path: dir.file("\(name)-serial.log"), append: true))]
         return c
@@ -60,13 +60,13 @@ func processVanishes(_ pid: Int32) async throws -> Bool {
         #expect(vm.pid > 0 && vm.isProcessAlive)
         #expect(vm.accelerator == .tcg)
         #expect(vm.state == .running)
-        try await waitForFile(dir.file("g1-serial.log"), containing: Fixtures.guestReadyMarker)
+        try await waitForFile(dir.file("g1-serial.log"), containing: QemuCtlTestSupport.Fixtures.guestReadyMarker)
         let outcome = try await vm.stop(timeout: .seconds(20))
         #expect(outcome.step == .powerdown)
         #expect(outcome.duration < .seconds(20))
         // Gone for real: not even a zombie (the daemon's parent, init, reaps it).
         #expect(try await processVanishes(vm.pid))
-        #expect(try String(contentsOfFile: dir.file("g1-serial.log"), encoding: .utf8).contains(Fixtures.guestPoweroffMarker))
+        #expect(try String(contentsOfFile: dir.file("g1-serial.log"), encoding: .utf8).contains(QemuCtlTestSupport.Fixtures.guestPoweroffMarker))
     }
 
     @Test func runtimeDirectoriesArePrivateWhateverTheUmask() async throws {
@@ -289,7 +289,7 @@ func processVanishes(_ pid: Int32) async throws -> Bool {
         defer { qemu.kill() }
         // The fixture's own -qmp socket comes first on the command line; close it so
         // the reader must find the -chardev/-mon pair: kill the first by pointing at it.
-        let reader = QEMUCommandLineReader(arguments: qemu.process.arguments.map { [Fixtures.qemu] + $0 } ?? [])
+        let reader = QEMUCommandLineReader(arguments: qemu.process.arguments.map { [QemuCtlTestSupport.Fixtures.qemu] + $0 } ?? [])
         #expect(reader.qmpSocketPaths == [qemu.socketPath, socket])
         #expect(reader.name == "chardev-vm")
         let vm = try await Instance.attach(pid: qemu.pid)

@@ -46,7 +46,14 @@ final class Connection: Sendable {
 
     enum Role { case none, reader, caller }
 
+    /// Internal observers that run on the reading thread, in stream order.
+    struct Tap {
+        var event: @Sendable (QMPEvent) -> Void
+        var closed: @Sendable (QMPError) -> Void
+    }
+
     struct State {
+        var taps: [Tap] = []
         var pending: [Int: Pending] = [:]
         var parked = 0
         var greeting: QMPGreeting? = nil
@@ -61,7 +68,7 @@ final class Connection: Sendable {
         var wakeAt: UInt64 = 0
 
         /// Whether the reader thread must watch the socket.
-        var needsReader: Bool { parked > 0 || !subscribers.isEmpty || greetingWaiter != nil }
+        var needsReader: Bool { parked > 0 || !subscribers.isEmpty || !taps.isEmpty || greetingWaiter != nil }
 
         /// Stores `reply` for call `id`; returns a continuation to resume, if parked.
         mutating func complete(_ id: Int, _ reply: Reply) -> UnsafeContinuation<Reply, Never>? {
@@ -543,8 +550,20 @@ final class Connection: Sendable {
         return QMPError(code: .protocolViolation, message: "\(path) sent a message that is not QMP: \(value)")
     }
 
+    /// Adds a tap; if the connection is closed already, `closed` runs at once.
+    func addTap(_ tap: Tap) {
+        let (closed, wake): (QMPError?, Bool) = state.withLock { s in
+            if let c = s.closed { return (c, false) }
+            s.taps.append(tap)
+            return (nil, s.role == .none)  // the reader must start watching the socket
+        }
+        if let closed { tap.closed(closed) }
+        if wake { wakeReader() }
+    }
+
     private func deliver(_ event: QMPEvent) {
-        let subscribers = state.withLock { Array($0.subscribers.values) }
+        let (taps, subscribers) = state.withLock { (Array($0.taps), Array($0.subscribers.values)) }
+        for t in taps { t.event(event) }
         for s in subscribers {
             if case .dropped = s.continuation.yield(event) {
                 s.counter.increment()
@@ -556,9 +575,12 @@ final class Connection: Sendable {
     /// thread then closes the descriptors.
     private func finish(_ reason: QMPError) {
         var parked: [(String, UnsafeContinuation<Reply, Never>)] = []
+        var taps: [Tap] = []
         let (waiter, subscribers, closing): (UnsafeContinuation<Result<QMPGreeting, QMPError>, Never>?, [Subscriber], Bool) = state.withLock { s in
             if s.closed != nil { return (nil, [], s.closing) }
             s.closed = reason
+            taps = s.taps
+            s.taps = []
             for (id, p) in s.pending {
                 var error = reason
                 error.command = p.command
@@ -588,6 +610,7 @@ final class Connection: Sendable {
         waiter?.resume(returning: .failure(reason.code == .connectionClosed
             ? QMPError(code: .protocolViolation, message: "\(path) closed the connection without a QMP greeting: is it a QEMU monitor socket?")
             : reason))
+        for t in taps { t.closed(reason) }
         for s in subscribers {
             if closing { s.continuation.finish() } else { s.continuation.finish(throwing: reason) }
         }

@@ -8,8 +8,8 @@ public struct StartOptions: Sendable {
     public var startPaused: Bool
     /// Deadline for connecting to QMP and for each setup command.
     public var timeout: Duration
-    /// The accelerator and CPU model to use. Required when the configuration asks
-    /// for ``AcceleratorMode/auto``; for an explicit accelerator it may supply the CPU model.
+    /// The accelerator and CPU model to use; `nil` runs ``AcceleratorProbe/shared``
+    /// for `auto` and `kvm` (see ``Instance/acceleratorChoice``).
     public var accelerator: AcceleratorChoice?
 
     /// Creates options.
@@ -60,11 +60,20 @@ extension Instance {
         } catch {
             throw InstanceError(code: .startFailed, message: "\(error)")
         }
+        var accelerator = options.accelerator
+        if accelerator == nil && config.machine.accel != .tcg {
+            do {
+                accelerator = try await AcceleratorProbe.shared.probe(
+                    binary: binary, machineType: config.machine.type ?? "q35", requested: config.machine.accel)
+            } catch {
+                throw InstanceError(code: .startFailed, message: "VM \(config.name): \(error)")
+            }
+        }
         let commandLine: QEMUCommandLine
         do {
             commandLine = try config.commandLine(LaunchOptions(
                 qmpSocketPath: layout.socketPath, runtimeDirectory: layout.runtimeDirectory,
-                pidFile: layout.pidFile, daemonize: true, startPaused: true, accelerator: options.accelerator))
+                pidFile: layout.pidFile, daemonize: true, startPaused: true, accelerator: accelerator))
         } catch {
             throw InstanceError(code: .invalidConfig, message: "\(error)")
         }
@@ -104,6 +113,7 @@ extension Instance {
         }
         let instance = Instance(name: config.name, socketPath: layout.socketPath, pid: pid, qmp: qmp,
                                 accelerator: commandLine.accelerator, initial: .prelaunch)
+        instance.setAcceleratorChoice(accelerator ?? AcceleratorChoice(accelerator: commandLine.accelerator, reasons: ["\(commandLine.accelerator.rawValue) requested"]))
         do throws(InstanceError) {
             for action in commandLine.postStartActions {
                 let value: String

@@ -28,11 +28,20 @@ public final class Instance: Sendable {
 
     private struct Watch {
         var state: VMState = .unknown
+        /// Counts state changes made by events, so a query-status answer that
+        /// raced with an event does not overwrite the newer state.
+        var eventSequence = 0
         var observers: [Int: AsyncStream<VMState>.Continuation] = [:]
         var nextObserver = 0
     }
     private let watch = Mutex(Watch())
-    private let follower = Mutex<Task<Void, Never>?>(nil)
+    private let choice = Mutex<AcceleratorChoice?>(nil)
+
+    /// How the accelerator and CPU model were chosen, when this instance started
+    /// the VM (the probe's reasons, one per step); `nil` when attached.
+    public var acceleratorChoice: AcceleratorChoice? { choice.withLock { $0 } }
+
+    func setAcceleratorChoice(_ c: AcceleratorChoice) { choice.withLock { $0 = c } }
 
     init(name: String, socketPath: String, pid: Int32, qmp: QMPClient, accelerator: Accelerator?, initial: VMState) {
         self.name = name
@@ -41,26 +50,22 @@ public final class Instance: Sendable {
         self.qmp = qmp
         self.accelerator = accelerator
         watch.withLock { $0.state = initial }
-        let events = qmp.events(bufferSize: 4096)
-        let task = Task { [weak self] in
-            do {
-                for try await event in events {
-                    guard let self else { return }
-                    let action = event.data["action"]?.stringValue
-                    self.transition { current in
-                        VMState.after(event: event.name, data: QMPEventData(action: action), from: current)
-                    }
-                }
-            } catch {}
-            // The connection ended: QEMU exited or the monitor was closed.
-            self?.transition { _ in .unknown }
+        // Follow the run state on the reading thread, in stream order, so that the
+        // STOP QEMU sends before its reply to `stop` is applied before pause() returns.
+        qmp.addTap(event: { [weak self] event in
+            guard let self else { return }
+            let action = event.data["action"]?.stringValue
+            self.transition(fromEvent: true) { current in
+                VMState.after(event: event.name, data: QMPEventData(action: action), from: current)
+            }
+        }, closed: { [weak self] _ in
+            // The connection ended: QEMU exited, or the monitor was closed.
+            self?.transition(fromEvent: true) { _ in .unknown }
             self?.finishObservers()
-        }
-        follower.withLock { $0 = task }
+        })
     }
 
     deinit {
-        follower.withLock { $0?.cancel() }
         qmp.close()
     }
 
@@ -76,7 +81,9 @@ public final class Instance: Sendable {
     public var isProcessAlive: Bool { Posix.processExists(pid) }
 
     /// A stream of run-state changes, starting with the current state. It ends when
-    /// the QMP connection ends (after yielding ``VMState/unknown``).
+    /// the QMP connection ends (after yielding ``VMState/unknown``). The state follows
+    /// QMP events in the order QEMU sent them, so it is current when a control call
+    /// (``pause(timeout:)``, ``resume(timeout:)``, …) returns.
     public func stateChanges() -> AsyncStream<VMState> {
         let (stream, continuation) = AsyncStream.makeStream(of: VMState.self, bufferingPolicy: .bufferingNewest(64))
         let (key, current): (Int, VMState) = watch.withLock { w in
@@ -113,20 +120,25 @@ public final class Instance: Sendable {
     @discardableResult
     public func refreshState(timeout: Duration = QMPClient.defaultTimeout) async throws(InstanceError) -> VMState {
         let status: QMPRunStatus
+        let before = watch.withLock { $0.eventSequence }
         do {
             status = try await qmp.queryStatus(timeout: timeout)
         } catch {
             throw InstanceError.from(error, doing: "query-status on VM \(name)")
         }
         let s = VMState(qemuRunState: status.status)
-        transition { _ in s }
+        transition(fromEvent: false, unlessEventsSince: before) { _ in s }
         return s
     }
 
-    private func transition(_ next: (VMState) -> VMState?) {
-        let observers: [AsyncStream<VMState>.Continuation]
-        let new: VMState
-        (observers, new) = watch.withLock { w in
+    /// Applies a state change under the lock and tells observers.
+    /// - Parameters:
+    ///   - fromEvent: The change comes from a QMP event (counted in `eventSequence`).
+    ///   - unlessEventsSince: Skip the change if events changed the state since this count.
+    private func transition(fromEvent: Bool, unlessEventsSince: Int? = nil, _ next: (VMState) -> VMState?) {
+        let (observers, new): ([AsyncStream<VMState>.Continuation], VMState) = watch.withLock { w in
+            if fromEvent { w.eventSequence += 1 }
+            if let since = unlessEventsSince, w.eventSequence != since { return ([], w.state) }
             guard let n = next(w.state), n != w.state else { return ([], w.state) }
             w.state = n
             return (Array(w.observers.values), n)
@@ -160,13 +172,11 @@ public final class Instance: Sendable {
     /// Pauses the vCPUs. The corresponding QMP command is `stop`.
     public func pause(timeout: Duration = QMPClient.defaultTimeout) async throws(InstanceError) {
         try await run("stop", "pausing", timeout: timeout)
-        transition { $0 == .running || $0 == .prelaunch ? .paused : nil }
     }
 
     /// Resumes the vCPUs (also the first start after `-S`). The corresponding QMP command is `cont`.
     public func resume(timeout: Duration = QMPClient.defaultTimeout) async throws(InstanceError) {
         try await run("cont", "resuming", timeout: timeout)
-        transition { _ in .running }
     }
 
     /// Resets the machine; a paused VM stays paused. The corresponding QMP command is `system_reset`.
