@@ -11,7 +11,7 @@ struct QEMUProofTests {
 
     @Test(.timeLimit(.minutes(1)), arguments: GoldenCase.all)
     func qemuAcceptsGoldenArgv(_ c: GoldenCase) throws {
-        try Fixtures.prepare()
+        try GoldenFixtures.prepare()
         if case .skipped(let why) = c.outcome { print("skipped \(c.name): \(why)"); return }
         if c.name == "net-tap", getuid() != 0 || !FileManager.default.fileExists(atPath: "/dev/net/tun") {
             print("skipped net-tap: needs root and /dev/net/tun to create a tap device"); return
@@ -19,13 +19,13 @@ struct QEMUProofTests {
         FileHandle.standardError.write(Data("proof: \(c.name)\n".utf8))
         let cmd = try c.config.commandLine(c.launch)
         #expect(cmd.arguments == c.expectedArgv)
-        try Fixtures.resetRunDirectory()
+        try GoldenFixtures.resetRunDirectory()
         for f in cmd.secretFiles {
-            try Fixtures.writePrivate(try f.secret.read(), to: f.path)
+            try GoldenFixtures.writePrivate(try f.secret.read(), to: f.path)
         }
         var nbd: Process?
         if c.fixtures.contains(where: { if case .nbdServer = $0 { true } else { false } }) {
-            nbd = try Fixtures.startNBD()
+            nbd = try GoldenFixtures.startNBD()
         }
         // SIGKILL: a child spawned from the test runner may inherit a mask that blocks SIGTERM.
         defer { if let nbd { kill(nbd.processIdentifier, SIGKILL); nbd.waitUntilExit() } }
@@ -130,7 +130,7 @@ struct QEMUProofTests {
 }
 
 /// Files the golden configurations point at, made once per test process.
-enum Fixtures {
+enum GoldenFixtures {
     nonisolated(unsafe) static var prepared = false
     static let lock = NSLock()
 

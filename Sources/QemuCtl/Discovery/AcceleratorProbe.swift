@@ -1,0 +1,141 @@
+import Foundation
+import Synchronization
+
+/// Finds the accelerator and CPU model that work with one QEMU binary on this host, and says why.
+///
+/// Rules:
+/// - ``AcceleratorMode/tcg``: TCG with QEMU's default CPU model; nothing is run.
+/// - ``AcceleratorMode/kvm`` and ``AcceleratorMode/auto``: KVM needs `/dev/kvm` to open read-write *and* QEMU
+///   to start a paused VM with it. CPU models are tried in order: `host`; on x86, `host` with
+///   `arch-capabilities=off` (on hosts whose KVM lacks MSR 0x10a, plain `host` aborts QEMU); then QEMU's default
+///   model. The first that starts wins.
+/// - When KVM cannot work, `auto` falls back to TCG (the reasons say why) and an explicit `kvm` throws
+///   ``QEMUDiscoveryError/Code/acceleratorUnavailable`` with QEMU's own message.
+///
+/// Results are cached in-process per binary path, its modification time, machine type and mode.
+///
+/// ```swift
+/// let choice = try await AcceleratorProbe.shared.probe(binary: qemu, machineType: "q35", requested: .auto)
+/// print(choice.accelerator, choice.cpuModel ?? "default", choice.reasons)
+/// ```
+public final class AcceleratorProbe: Sendable {
+    /// The process-wide probe (and cache).
+    public static let shared = AcceleratorProbe()
+
+    private struct Key: Hashable { var path: String; var mtime: Double; var machine: String; var mode: AcceleratorMode }
+    private let cache = Mutex<[Key: AcceleratorChoice]>([:])
+    private let kvmDevice: String
+    private let timeout: Duration
+
+    /// Creates a probe with its own cache.
+    ///
+    /// - Parameters:
+    ///   - kvmDevice: The KVM device node (tests point it elsewhere).
+    ///   - timeout: How long one QEMU trial may take before it is killed and counted as a failure.
+    public init(kvmDevice: String = "/dev/kvm", timeout: Duration = .seconds(10)) {
+        self.kvmDevice = kvmDevice; self.timeout = timeout
+    }
+
+    /// Probes (or returns the cached result).
+    ///
+    /// - Parameters:
+    ///   - binary: The QEMU binary (from ``QEMUDiscovery/findBinary(arch:configuredPath:environment:)``).
+    ///   - machineType: The board to try; `nil` uses `q35` for x86 binaries and `virt` otherwise.
+    ///   - requested: The configuration's accelerator mode.
+    /// - Returns: The choice, with one reason per step.
+    /// - Throws: ``QEMUDiscoveryError/Code/acceleratorUnavailable`` when `kvm` was requested and cannot work;
+    ///   ``QEMUDiscoveryError/Code/probeFailed`` when the binary cannot be run at all.
+    public func probe(binary: String, machineType: String? = nil,
+                      requested: AcceleratorMode) async throws(QEMUDiscoveryError) -> AcceleratorChoice {
+        let x86 = binary.hasSuffix("x86_64") || binary.hasSuffix("i386")
+        let machine = machineType ?? (x86 ? "q35" : "virt")
+        let mtime = ((try? FileManager.default.attributesOfItem(atPath: binary))?[.modificationDate] as? Date)?
+            .timeIntervalSince1970 ?? 0
+        let key = Key(path: binary, mtime: mtime, machine: machine, mode: requested)
+        if let hit = cache.withLock({ $0[key] }) { return hit }
+        let choice = try await run(binary: binary, machine: machine, x86: x86, requested: requested)
+        cache.withLock { $0[key] = choice }
+        return choice
+    }
+
+    private func run(binary: String, machine: String, x86: Bool,
+                     requested: AcceleratorMode) async throws(QEMUDiscoveryError) -> AcceleratorChoice {
+        if requested == .tcg {
+            return AcceleratorChoice(accelerator: .tcg, reasons: ["tcg requested; QEMU's default CPU model"])
+        }
+        var reasons: [String] = []
+        let fd = open(kvmDevice, O_RDWR | O_CLOEXEC)
+        if fd < 0 {
+            let why = "\(kvmDevice) cannot be opened read-write: \(String(cString: strerror(errno)))"
+            if requested == .kvm {
+                throw QEMUDiscoveryError(code: .acceleratorUnavailable, message: "accelerator kvm requested, but \(why)")
+            }
+            return AcceleratorChoice(accelerator: .tcg, reasons: [why, "using tcg with QEMU's default CPU model"])
+        }
+        close(fd)
+        reasons.append("\(kvmDevice) opens read-write")
+
+        var candidates: [(model: String?, features: [String: Bool])] = [("host", [:])]
+        if x86 { candidates.append(("host", ["arch-capabilities": false])) }
+        candidates.append((nil, [:]))
+        var lastError = ""
+        for c in candidates {
+            var args = ["-accel", "kvm", "-machine", "type=" + machine, "-nodefaults", "-no-user-config",
+                        "-display", "none", "-S", "-qmp", "stdio"]
+            let label = c.model.map { m in ([m] + c.features.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value ? "on" : "off")" }).joined(separator: ",") }
+            if let label { args += ["-cpu", label] }
+            let r = try await trial(binary: binary, arguments: args)
+            if r.ok {
+                reasons.append("qemu -accel kvm -cpu \(label ?? "(default)") starts")
+                return AcceleratorChoice(accelerator: .kvm, cpuModel: c.model, cpuFeatures: c.features, reasons: reasons)
+            }
+            lastError = r.message
+            reasons.append("qemu -accel kvm -cpu \(label ?? "(default)") fails: \(r.message)")
+        }
+        if requested == .kvm {
+            throw QEMUDiscoveryError(code: .acceleratorUnavailable,
+                                     message: "accelerator kvm requested, but QEMU cannot use it: \(lastError)")
+        }
+        reasons.append("using tcg with QEMU's default CPU model")
+        return AcceleratorChoice(accelerator: .tcg, reasons: reasons)
+    }
+
+    /// Starts QEMU paused with QMP on stdin/stdout, asks it to quit, and reports whether it got that far.
+    private func trial(binary: String, arguments: [String]) async throws(QEMUDiscoveryError) -> (ok: Bool, message: String) {
+        // QMP commands come from a file, not a pipe: a QEMU that aborts early must not SIGPIPE this process.
+        let script = NSTemporaryDirectory() + "/qemuctl-probe-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).qmp"
+        FileManager.default.createFile(atPath: script,
+            contents: Data("{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"quit\"}\n".utf8))
+        defer { try? FileManager.default.removeItem(atPath: script) }
+        guard let input = FileHandle(forReadingAtPath: script) else {
+            throw QEMUDiscoveryError(code: .probeFailed, message: "cannot create the probe script \(script)")
+        }
+        defer { try? input.close() }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = arguments
+        let output = Pipe(), errors = Pipe()
+        p.standardInput = input; p.standardOutput = output; p.standardError = errors
+        let exited = AsyncStream<Void>.makeStream()
+        p.terminationHandler = { _ in exited.continuation.yield(); exited.continuation.finish() }
+        do { try p.run() } catch {
+            throw QEMUDiscoveryError(code: .probeFailed, message: "cannot run \(binary): \(error)")
+        }
+        let pid = p.processIdentifier
+        let timeout = self.timeout
+        let killer = Task {
+            try await Task.sleep(for: timeout)
+            kill(pid, SIGKILL)
+        }
+        for await _ in exited.stream {}
+        killer.cancel()
+        let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let ok = p.terminationReason == .exit && p.terminationStatus == 0 && out.contains("\"return\"")
+        let firstErrorLine = err.split(separator: "\n").first { $0.contains("error") || $0.contains("Assertion") }
+            ?? err.split(separator: "\n").first
+        let message = ok ? "" : (firstErrorLine.map(String.init)
+            ?? "exit \(p.terminationReason == .uncaughtSignal ? "by signal " : "")\(p.terminationStatus)")
+        return (ok, message.trimmingCharacters(in: .whitespaces))
+    }
+}
