@@ -72,7 +72,7 @@ struct AcceleratorProbeTests {
             try await probe.probe(binary: "/usr/bin/qemu-system-x86_64", requested: .kvm)
         }
         #expect(error?.code == .acceleratorUnavailable)
-        #expect(error?.message == "accelerator kvm requested, but /nonexistent/kvm cannot be opened read-write: No such file or directory")
+        #expect(error?.message == "accelerator kvm requested, but /nonexistent/kvm cannot be opened read-write: No such file or directory; use accel tcg or auto, or give this user access to /nonexistent/kvm")
     }
 
     /// A "QEMU" that refuses KVM the way a real one does: the probe must pass its words on.

@@ -68,7 +68,7 @@ public final class AcceleratorProbe: Sendable {
         if fd < 0 {
             let why = "\(kvmDevice) cannot be opened read-write: \(String(cString: strerror(errno)))"
             if requested == .kvm {
-                throw QEMUDiscoveryError(code: .acceleratorUnavailable, message: "accelerator kvm requested, but \(why)")
+                throw QEMUDiscoveryError(code: .acceleratorUnavailable, message: "accelerator kvm requested, but \(why); use accel tcg or auto, or give this user access to \(kvmDevice)")
             }
             return AcceleratorChoice(accelerator: .tcg, reasons: [why, "using tcg with QEMU's default CPU model"])
         }
@@ -81,7 +81,7 @@ public final class AcceleratorProbe: Sendable {
         var lastError = ""
         for c in candidates {
             var args = ["-accel", "kvm", "-machine", "type=" + machine, "-nodefaults", "-no-user-config",
-                        "-display", "none", "-S", "-qmp", "stdio"]
+                        "-display", "none", "-m", "64", "-S", "-qmp", "stdio"]
             let label = c.model.map { m in ([m] + c.features.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value ? "on" : "off")" }).joined(separator: ",") }
             if let label { args += ["-cpu", label] }
             let r = try await trial(binary: binary, arguments: args)
