@@ -36,7 +36,7 @@ struct DiscoveryTests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let bin = dir + "/qemu-system-riscv64"
-        FileManager.default.createFile(atPath: bin, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
+        _ = FileManager.default.createFile(atPath: bin, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755])
         #expect(try QEMUDiscovery.findBinary(arch: .riscv64, configuredPath: dir, environment: [:]) == bin)
         #expect(try QEMUDiscovery.findBinary(arch: .riscv64, configuredPath: bin, environment: [:]) == bin)
         #expect(try QEMUDiscovery.findBinary(arch: .riscv64, environment: ["PATH": "/nonexistent:" + dir]) == bin)
@@ -81,7 +81,7 @@ struct AcceleratorProbeTests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let fake = dir + "/qemu-system-x86_64"
-        FileManager.default.createFile(atPath: fake, contents: Data("""
+        _ = FileManager.default.createFile(atPath: fake, contents: Data("""
             #!/bin/sh
             echo "qemu-system-x86_64: -accel kvm: error: failed to initialize kvm: Permission denied" >&2
             exit 1

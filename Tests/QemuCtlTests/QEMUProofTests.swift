@@ -145,12 +145,12 @@ enum GoldenFixtures {
     }
 
     static func writePrivate(_ s: String, to path: String) throws {
-        FileManager.default.createFile(atPath: path, contents: Data(s.utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: path, contents: Data(s.utf8), attributes: [.posixPermissions: 0o600])
     }
 
     static func sized(_ path: String, _ bytes: Int) {
-        FileManager.default.createFile(atPath: path, contents: nil)
-        truncate(path, off_t(bytes))
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        _ = truncate(path, off_t(bytes))
     }
 
     static func prepare() throws {
@@ -168,10 +168,10 @@ enum GoldenFixtures {
         sized(goldenDir + "/efi-vars.fd", 1 << 20)
         sized(hostilePath, 16 << 20)
         sized(goldenDir + "/initrd.img", 4096)
-        fm.createFile(atPath: goldenDir + "/ceph.conf", contents: Data("[global]\n".utf8))
+        _ = fm.createFile(atPath: goldenDir + "/ceph.conf", contents: Data("[global]\n".utf8))
         try writePrivate("qemu:0123456789abcdef\n", to: goldenDir + "/psk/keys.psk")
         try writePrivate("spicepw\n", to: goldenDir + "/spice.pw")
-        fm.createFile(atPath: goldenDir + "/vmlinuz", contents: fakeBzImage())
+        _ = fm.createFile(atPath: goldenDir + "/vmlinuz", contents: fakeBzImage())
         prepared = true
     }
 
