@@ -57,7 +57,7 @@ struct DiscoveryTests {
 }
 
 @Suite("Accelerator probe")
-struct AcceleratorProbeTests {
+struct AcceleratorProbeChoiceTests {
     @Test func tcgRunsNothing() async throws {
         let c = try await AcceleratorProbe().probe(binary: "/nonexistent/qemu", requested: .tcg)
         #expect(c.accelerator == .tcg && c.cpuModel == nil)
