@@ -72,7 +72,7 @@ struct AcceleratorProbeChoiceTests {
             try await probe.probe(binary: "/usr/bin/qemu-system-x86_64", requested: .kvm)
         }
         #expect(error?.code == .acceleratorUnavailable)
-        #expect(error?.message == "accelerator kvm requested, but /nonexistent/kvm cannot be opened read-write: No such file or directory; use accel tcg or auto, or give this user access to /nonexistent/kvm")
+        #expect(error?.message == "KVM was requested but /nonexistent/kvm cannot be opened read-write: No such file or directory; use accel tcg or auto, or give this user access to /nonexistent/kvm")
     }
 
     /// A "QEMU" that refuses KVM the way a real one does: the probe must pass its words on.
@@ -91,9 +91,10 @@ struct AcceleratorProbeChoiceTests {
         let c = try await probe.probe(binary: fake, requested: .auto)
         #expect(c.accelerator == .tcg)
         #expect(c.reasons.count == 5, "\(c.reasons)")  // device ok, 3 CPU models fail, fallback
+        #expect(c.reasons.last == "using tcg (software emulation)")
         #expect(c.reasons[1] == "qemu -accel kvm -cpu host fails: qemu-system-x86_64: -accel kvm: error: failed to initialize kvm: Permission denied")
         let error = await #expect(throws: QEMUDiscoveryError.self) { try await probe.probe(binary: fake, requested: .kvm) }
-        #expect(error?.message == "accelerator kvm requested, but QEMU cannot use it: qemu-system-x86_64: -accel kvm: error: failed to initialize kvm: Permission denied")
+        #expect(error?.message == "KVM was requested but QEMU cannot start a machine with it: qemu-system-x86_64: -accel kvm: error: failed to initialize kvm: Permission denied")
     }
 
     @Test(.requiresQEMU, .enabled(if: access("/dev/kvm", R_OK | W_OK) == 0, "needs /dev/kvm read-write"))

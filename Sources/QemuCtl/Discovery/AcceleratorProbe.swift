@@ -61,16 +61,16 @@ public final class AcceleratorProbe: Sendable {
     private func run(binary: String, machine: String, x86: Bool,
                      requested: AcceleratorMode) async throws(QEMUDiscoveryError) -> AcceleratorChoice {
         if requested == .tcg {
-            return AcceleratorChoice(accelerator: .tcg, reasons: ["tcg requested; QEMU's default CPU model"])
+            return AcceleratorChoice(accelerator: .tcg, reasons: ["tcg requested"])
         }
         var reasons: [String] = []
         let fd = open(kvmDevice, O_RDWR | O_CLOEXEC)
         if fd < 0 {
             let why = "\(kvmDevice) cannot be opened read-write: \(String(cString: strerror(errno)))"
             if requested == .kvm {
-                throw QEMUDiscoveryError(code: .acceleratorUnavailable, message: "accelerator kvm requested, but \(why); use accel tcg or auto, or give this user access to \(kvmDevice)")
+                throw QEMUDiscoveryError(code: .acceleratorUnavailable, message: "KVM was requested but \(why); use accel tcg or auto, or give this user access to \(kvmDevice)")
             }
-            return AcceleratorChoice(accelerator: .tcg, reasons: [why, "using tcg with QEMU's default CPU model"])
+            return AcceleratorChoice(accelerator: .tcg, reasons: [why, "using tcg (software emulation)"])
         }
         close(fd)
         reasons.append("\(kvmDevice) opens read-write")
@@ -94,9 +94,9 @@ public final class AcceleratorProbe: Sendable {
         }
         if requested == .kvm {
             throw QEMUDiscoveryError(code: .acceleratorUnavailable,
-                                     message: "accelerator kvm requested, but QEMU cannot use it: \(lastError)")
+                                     message: "KVM was requested but QEMU cannot start a machine with it: \(lastError)")
         }
-        reasons.append("using tcg with QEMU's default CPU model")
+        reasons.append("using tcg (software emulation)")
         return AcceleratorChoice(accelerator: .tcg, reasons: reasons)
     }
 
