@@ -11,7 +11,7 @@ struct QEMUProofTests {
 
     @Test(.timeLimit(.minutes(1)), arguments: GoldenCase.all)
     func qemuAcceptsGoldenArgv(_ c: GoldenCase) throws {
-        try Fixtures.prepare()
+        try GoldenFixtures.prepare()
         if case .skipped(let why) = c.outcome { print("skipped \(c.name): \(why)"); return }
         if c.name == "net-tap", getuid() != 0 || !FileManager.default.fileExists(atPath: "/dev/net/tun") {
             print("skipped net-tap: needs root and /dev/net/tun to create a tap device"); return
@@ -19,13 +19,13 @@ struct QEMUProofTests {
         FileHandle.standardError.write(Data("proof: \(c.name)\n".utf8))
         let cmd = try c.config.commandLine(c.launch)
         #expect(cmd.arguments == c.expectedArgv)
-        try Fixtures.resetRunDirectory()
+        try GoldenFixtures.resetRunDirectory()
         for f in cmd.secretFiles {
-            try Fixtures.writePrivate(try f.secret.read(), to: f.path)
+            try GoldenFixtures.writePrivate(try f.secret.read(), to: f.path)
         }
         var nbd: Process?
         if c.fixtures.contains(where: { if case .nbdServer = $0 { true } else { false } }) {
-            nbd = try Fixtures.startNBD()
+            nbd = try GoldenFixtures.startNBD()
         }
         // SIGKILL: a child spawned from the test runner may inherit a mask that blocks SIGTERM.
         defer { if let nbd { kill(nbd.processIdentifier, SIGKILL); nbd.waitUntilExit() } }
@@ -130,7 +130,7 @@ struct QEMUProofTests {
 }
 
 /// Files the golden configurations point at, made once per test process.
-enum Fixtures {
+enum GoldenFixtures {
     nonisolated(unsafe) static var prepared = false
     static let lock = NSLock()
 
@@ -145,12 +145,12 @@ enum Fixtures {
     }
 
     static func writePrivate(_ s: String, to path: String) throws {
-        FileManager.default.createFile(atPath: path, contents: Data(s.utf8), attributes: [.posixPermissions: 0o600])
+        _ = FileManager.default.createFile(atPath: path, contents: Data(s.utf8), attributes: [.posixPermissions: 0o600])
     }
 
     static func sized(_ path: String, _ bytes: Int) {
-        FileManager.default.createFile(atPath: path, contents: nil)
-        truncate(path, off_t(bytes))
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        _ = truncate(path, off_t(bytes))
     }
 
     static func prepare() throws {
@@ -168,10 +168,10 @@ enum Fixtures {
         sized(goldenDir + "/efi-vars.fd", 1 << 20)
         sized(hostilePath, 16 << 20)
         sized(goldenDir + "/initrd.img", 4096)
-        fm.createFile(atPath: goldenDir + "/ceph.conf", contents: Data("[global]\n".utf8))
+        _ = fm.createFile(atPath: goldenDir + "/ceph.conf", contents: Data("[global]\n".utf8))
         try writePrivate("qemu:0123456789abcdef\n", to: goldenDir + "/psk/keys.psk")
         try writePrivate("spicepw\n", to: goldenDir + "/spice.pw")
-        fm.createFile(atPath: goldenDir + "/vmlinuz", contents: fakeBzImage())
+        _ = fm.createFile(atPath: goldenDir + "/vmlinuz", contents: fakeBzImage())
         prepared = true
     }
 

@@ -1,56 +1,65 @@
 import Foundation
 import Synchronization
 
-/// Finds an accelerator and CPU model that work with one QEMU binary on this host.
+/// Finds the accelerator and CPU model that work with one QEMU binary on this host, and says why.
 ///
-/// For ``AcceleratorMode/auto`` and ``AcceleratorMode/kvm``: KVM when `/dev/kvm`
-/// opens read-write *and* QEMU starts a machine with it; then the best CPU model
-/// QEMU accepts under KVM, tried in order: `host`, `host` without
-/// `arch-capabilities` (nested hosts that lack MSR 0x10a abort on plain `host`),
-/// and QEMU's default model. Otherwise TCG with QEMU's default model. Each step is
-/// written to ``AcceleratorChoice/reasons``, so callers can say what was chosen
-/// and why.
+/// Rules:
+/// - ``AcceleratorMode/tcg``: TCG with QEMU's default CPU model; nothing is run.
+/// - ``AcceleratorMode/kvm`` and ``AcceleratorMode/auto``: KVM needs `/dev/kvm` to open read-write *and* QEMU
+///   to start a paused VM with it. CPU models are tried in order: `host`; on x86, `host` with
+///   `arch-capabilities=off` (on hosts whose KVM lacks MSR 0x10a, plain `host` aborts QEMU); then QEMU's default
+///   model. The first that starts wins.
+/// - When KVM cannot work, `auto` falls back to TCG (the reasons say why) and an explicit `kvm` throws
+///   ``QEMUDiscoveryError/Code/acceleratorUnavailable`` with QEMU's own message.
 ///
-/// Each check starts QEMU with `-S` (no guest code runs) and asks it to quit over
-/// QMP on stdin; results are cached per binary (path and modification time),
-/// machine type and request, for the life of the process.
+/// Results are cached in-process per binary path, its modification time, machine type and mode.
 ///
-/// - Note: a KVM that starts machines can still be unable to boot some guests
-///   (on nested hosts a Linux kernel can hang early); that cannot be seen without
-///   booting one. Ask for `tcg` explicitly for such hosts.
+/// ```swift
+/// let choice = try await AcceleratorProbe.shared.probe(binary: qemu, machineType: "q35", requested: .auto)
+/// print(choice.accelerator, choice.cpuModel ?? "default", choice.reasons)
+/// ```
 public final class AcceleratorProbe: Sendable {
-    /// The process-wide probe (and its cache).
+    /// The process-wide probe (and cache).
     public static let shared = AcceleratorProbe()
 
-    private struct Key: Hashable {
-        var binary: String
-        var mtime: Int
-        var machine: String
-        var requested: AcceleratorMode
-    }
+    private struct Key: Hashable { var path: String; var mtime: Double; var machine: String; var mode: AcceleratorMode }
     private let cache = Mutex<[Key: AcceleratorChoice]>([:])
     private let kvmDevice: String
+    private let timeout: Duration
 
-    /// Creates a probe; `kvmDevice` is injectable for tests.
-    public init(kvmDevice: String = "/dev/kvm") {
-        self.kvmDevice = kvmDevice
+    /// Creates a probe with its own cache.
+    ///
+    /// - Parameters:
+    ///   - kvmDevice: The KVM device node (tests point it elsewhere).
+    ///   - timeout: How long one QEMU trial may take before it is killed and counted as a failure.
+    public init(kvmDevice: String = "/dev/kvm", timeout: Duration = .seconds(10)) {
+        self.kvmDevice = kvmDevice; self.timeout = timeout
     }
 
-    /// Chooses the accelerator and CPU model for `requested`.
+    /// Probes (or returns the cached result).
     ///
-    /// - Throws: ``QEMUDiscoveryError`` (code `acceleratorUnavailable`) when `kvm` is
-    ///   requested explicitly and cannot work, saying why.
-    public func probe(binary: String, machineType: String = "q35", requested: AcceleratorMode) async throws(QEMUDiscoveryError) -> AcceleratorChoice {
-        let mtime = (try? FileManager.default.attributesOfItem(atPath: binary)[.modificationDate] as? Date)
-            .map { Int($0.timeIntervalSince1970) } ?? 0
-        let key = Key(binary: binary, mtime: mtime, machine: machineType, requested: requested)
+    /// - Parameters:
+    ///   - binary: The QEMU binary (from ``QEMUDiscovery/findBinary(arch:configuredPath:environment:)``).
+    ///   - machineType: The board to try; `nil` uses `q35` for x86 binaries and `virt` otherwise.
+    ///   - requested: The configuration's accelerator mode.
+    /// - Returns: The choice, with one reason per step.
+    /// - Throws: ``QEMUDiscoveryError/Code/acceleratorUnavailable`` when `kvm` was requested and cannot work;
+    ///   ``QEMUDiscoveryError/Code/probeFailed`` when the binary cannot be run at all.
+    public func probe(binary: String, machineType: String? = nil,
+                      requested: AcceleratorMode) async throws(QEMUDiscoveryError) -> AcceleratorChoice {
+        let x86 = binary.hasSuffix("x86_64") || binary.hasSuffix("i386")
+        let machine = machineType ?? (x86 ? "q35" : "virt")
+        let mtime = ((try? FileManager.default.attributesOfItem(atPath: binary))?[.modificationDate] as? Date)?
+            .timeIntervalSince1970 ?? 0
+        let key = Key(path: binary, mtime: mtime, machine: machine, mode: requested)
         if let hit = cache.withLock({ $0[key] }) { return hit }
-        let choice = try await decide(binary: binary, machineType: machineType, requested: requested)
+        let choice = try await run(binary: binary, machine: machine, x86: x86, requested: requested)
         cache.withLock { $0[key] = choice }
         return choice
     }
 
-    private func decide(binary: String, machineType: String, requested: AcceleratorMode) async throws(QEMUDiscoveryError) -> AcceleratorChoice {
+    private func run(binary: String, machine: String, x86: Bool,
+                     requested: AcceleratorMode) async throws(QEMUDiscoveryError) -> AcceleratorChoice {
         if requested == .tcg {
             return AcceleratorChoice(accelerator: .tcg, reasons: ["tcg requested"])
         }
@@ -59,60 +68,74 @@ public final class AcceleratorProbe: Sendable {
         if fd < 0 {
             let why = "\(kvmDevice) cannot be opened read-write: \(String(cString: strerror(errno)))"
             if requested == .kvm {
-                throw QEMUDiscoveryError(code: .acceleratorUnavailable, message: "KVM was requested but \(why); use accel: tcg or auto, or give this user access to \(kvmDevice)")
+                throw QEMUDiscoveryError(code: .acceleratorUnavailable, message: "KVM was requested but \(why); use accel tcg or auto, or give this user access to \(kvmDevice)")
             }
             return AcceleratorChoice(accelerator: .tcg, reasons: [why, "using tcg (software emulation)"])
         }
         close(fd)
-        for (model, features) in [("host", [String: Bool]()), ("host", ["arch-capabilities": false]), (nil, [:])] as [(String?, [String: Bool])] {
-            let label = model.map { m in ([m] + features.map { "\($0.value ? "+" : "-")\($0.key)" }).joined(separator: ",") } ?? "QEMU's default model"
-            let failure = await Self.tryStart(binary: binary, machineType: machineType, cpu: model, features: features)
-            if let failure {
-                reasons.append("kvm with -cpu \(label): \(failure)")
-                continue
+        reasons.append("\(kvmDevice) opens read-write")
+
+        var candidates: [(model: String?, features: [String: Bool])] = [("host", [:])]
+        if x86 { candidates.append(("host", ["arch-capabilities": false])) }
+        candidates.append((nil, [:]))
+        var lastError = ""
+        for c in candidates {
+            var args = ["-accel", "kvm", "-machine", "type=" + machine, "-nodefaults", "-no-user-config",
+                        "-display", "none", "-m", "64", "-S", "-qmp", "stdio"]
+            let label = c.model.map { m in ([m] + c.features.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value ? "on" : "off")" }).joined(separator: ",") }
+            if let label { args += ["-cpu", label] }
+            let r = try await trial(binary: binary, arguments: args)
+            if r.ok {
+                reasons.append("qemu -accel kvm -cpu \(label ?? "(default)") starts")
+                return AcceleratorChoice(accelerator: .kvm, cpuModel: c.model, cpuFeatures: c.features, reasons: reasons)
             }
-            reasons.append("kvm with -cpu \(label): starts")
-            return AcceleratorChoice(accelerator: .kvm, cpuModel: model, cpuFeatures: features, reasons: reasons)
+            lastError = r.message
+            reasons.append("qemu -accel kvm -cpu \(label ?? "(default)") fails: \(r.message)")
         }
         if requested == .kvm {
-            throw QEMUDiscoveryError(code: .acceleratorUnavailable, message: "KVM was requested but QEMU cannot start a machine with it: \(reasons.joined(separator: "; "))")
+            throw QEMUDiscoveryError(code: .acceleratorUnavailable,
+                                     message: "KVM was requested but QEMU cannot start a machine with it: \(lastError)")
         }
         reasons.append("using tcg (software emulation)")
         return AcceleratorChoice(accelerator: .tcg, reasons: reasons)
     }
 
-    /// Starts QEMU paused with KVM and the CPU model, then quits it over QMP on
-    /// stdin; returns nil when it worked, else QEMU's complaint.
-    private static func tryStart(binary: String, machineType: String, cpu: String?, features: [String: Bool]) async -> String? {
-        var args = ["-machine", machineType, "-accel", "kvm", "-nodefaults", "-no-user-config", "-display", "none",
-                    "-m", "64", "-S", "-qmp", "stdio"]
-        if let cpu {
-            args += ["-cpu", ([cpu] + features.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value ? "on" : "off")" }).joined(separator: ",")]
+    /// Starts QEMU paused with QMP on stdin/stdout, asks it to quit, and reports whether it got that far.
+    private func trial(binary: String, arguments: [String]) async throws(QEMUDiscoveryError) -> (ok: Bool, message: String) {
+        // QMP commands come from a file, not a pipe: a QEMU that aborts early must not SIGPIPE this process.
+        let script = NSTemporaryDirectory() + "/qemuctl-probe-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).qmp"
+        FileManager.default.createFile(atPath: script,
+            contents: Data("{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"quit\"}\n".utf8))
+        defer { try? FileManager.default.removeItem(atPath: script) }
+        guard let input = FileHandle(forReadingAtPath: script) else {
+            throw QEMUDiscoveryError(code: .probeFailed, message: "cannot create the probe script \(script)")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = args
-        process.environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
-        let input = Pipe(), output = Pipe(), errors = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = errors
-        let status: Int32? = await withCheckedContinuation { continuation in
-            process.terminationHandler = { p in continuation.resume(returning: p.terminationStatus) }
-            do {
-                try process.run()
-            } catch {
-                process.terminationHandler = nil
-                continuation.resume(returning: nil)
-                return
-            }
-            input.fileHandleForWriting.write(Data(#"{"execute":"qmp_capabilities"}{"execute":"quit"}"#.utf8))
-            try? input.fileHandleForWriting.close()
+        defer { try? input.close() }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = arguments
+        let output = Pipe(), errors = Pipe()
+        p.standardInput = input; p.standardOutput = output; p.standardError = errors
+        let exited = AsyncStream<Void>.makeStream()
+        p.terminationHandler = { _ in exited.continuation.yield(); exited.continuation.finish() }
+        do { try p.run() } catch {
+            throw QEMUDiscoveryError(code: .probeFailed, message: "cannot run \(binary): \(error)")
         }
-        guard let status else { return "cannot run \(binary)" }
-        if status == 0 { return nil }
-        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let firstError = text.split(separator: "\n").first { $0.contains("error") } ?? text.split(separator: "\n").first ?? "exit status \(status)"
-        return String(firstError.replacingOccurrences(of: "\(binary): ", with: ""))
+        let pid = p.processIdentifier
+        let timeout = self.timeout
+        let killer = Task {
+            try await Task.sleep(for: timeout)
+            kill(pid, SIGKILL)
+        }
+        for await _ in exited.stream {}
+        killer.cancel()
+        let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let ok = p.terminationReason == .exit && p.terminationStatus == 0 && out.contains("\"return\"")
+        let firstErrorLine = err.split(separator: "\n").first { $0.contains("error") || $0.contains("Assertion") }
+            ?? err.split(separator: "\n").first
+        let message = ok ? "" : (firstErrorLine.map(String.init)
+            ?? "exit \(p.terminationReason == .uncaughtSignal ? "by signal " : "")\(p.terminationStatus)")
+        return (ok, message.trimmingCharacters(in: .whitespaces))
     }
 }
