@@ -8,9 +8,9 @@ GUEST_DIR ?= $(CURDIR)/.cache/guest
 export QEMUCTL_GUEST_DIR := $(GUEST_DIR)
 
 # Debian packages the build, the tests and the demo need.
-APT_PACKAGES := qemu-system-x86 qemu-utils libyaml-dev busybox-static cpio kmod pkg-config
+APT_PACKAGES := qemu-system-x86 qemu-utils qemu-block-extra libyaml-dev busybox-static cpio kmod pkg-config
 # Commands whose presence shows a package is installed (same order as above).
-CHECK_FILES := /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/include/yaml.h /bin/busybox /usr/bin/cpio /sbin/depmod /usr/bin/pkg-config
+CHECK_FILES := /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/lib/x86_64-linux-gnu/qemu/block-rbd.so /usr/include/yaml.h /bin/busybox /usr/bin/cpio /sbin/depmod /usr/bin/pkg-config
 
 .PHONY: all deps build guest demo test bench clean
 

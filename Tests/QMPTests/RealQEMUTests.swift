@@ -120,7 +120,7 @@ import Testing
         let error = await #expect(throws: QMPError.self) { try await client.queryStatus(timeout: .milliseconds(300)) }
         #expect(error?.code == .timedOut)
         #expect(error?.message.contains("unresponsive") == true)
-        #expect(ContinuousClock.now - start < .seconds(1))
+        #expect(ContinuousClock.now - start < .seconds(3))  // the 300 ms deadline, with room for a loaded CI machine
         kill(qemu.pid, SIGCONT)
     }
 

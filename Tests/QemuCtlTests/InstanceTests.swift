@@ -165,7 +165,7 @@ func processVanishes(_ pid: Int32) async throws -> Bool {
         let start = ContinuousClock.now
         let error = await #expect(throws: InstanceError.self) { try await vm.refreshState(timeout: .milliseconds(300)) }
         #expect(error?.code == .unresponsive)
-        #expect(ContinuousClock.now - start < .seconds(1))
+        #expect(ContinuousClock.now - start < .seconds(3))  // the 300 ms deadline, with room for a loaded CI machine
         kill(vm.pid, SIGCONT)
         try await vm.forceStop()
     }
@@ -198,7 +198,7 @@ func processVanishes(_ pid: Int32) async throws -> Bool {
         let vm = try await Instance.start(TestVMs.bare("q1"), options: StartOptions(socketDirectory: dir.path))
         let outcome = try await vm.stop(timeout: .milliseconds(500))
         #expect(outcome.step == .quit)
-        #expect(outcome.duration < .seconds(3))
+        #expect(outcome.duration < .seconds(5))  // never reached the SIGTERM step
         #expect(!vm.isProcessAlive)
     }
 
