@@ -54,10 +54,23 @@ public struct QMPIOThrottle: Sendable, Hashable {
     public var bpsMax: Int = 0
     /// Burst: total operations per second.
     public var iopsMax: Int = 0
+    /// Burst: read bytes per second.
+    public var bpsReadMax: Int = 0
+    /// Burst: write bytes per second.
+    public var bpsWriteMax: Int = 0
+    /// Burst: read operations per second.
+    public var iopsReadMax: Int = 0
+    /// Burst: write operations per second.
+    public var iopsWriteMax: Int = 0
+    /// Bytes that count as one operation (0: every request is one).
+    public var iopsSize: Int = 0
+    /// How many seconds a burst may last (QEMU's `*_max_length`, at least 1).
+    public var burstLength: Int = 1
 
-    /// Creates limits; omitted values are zero (unlimited).
+    /// Creates limits; omitted values are zero (unlimited), the burst length one second.
     public init(bps: Int = 0, bpsRead: Int = 0, bpsWrite: Int = 0, iops: Int = 0, iopsRead: Int = 0,
-                iopsWrite: Int = 0, bpsMax: Int = 0, iopsMax: Int = 0) {
+                iopsWrite: Int = 0, bpsMax: Int = 0, iopsMax: Int = 0, bpsReadMax: Int = 0, bpsWriteMax: Int = 0,
+                iopsReadMax: Int = 0, iopsWriteMax: Int = 0, iopsSize: Int = 0, burstLength: Int = 1) {
         self.bps = bps
         self.bpsRead = bpsRead
         self.bpsWrite = bpsWrite
@@ -66,10 +79,19 @@ public struct QMPIOThrottle: Sendable, Hashable {
         self.iopsWrite = iopsWrite
         self.bpsMax = bpsMax
         self.iopsMax = iopsMax
+        self.bpsReadMax = bpsReadMax
+        self.bpsWriteMax = bpsWriteMax
+        self.iopsReadMax = iopsReadMax
+        self.iopsWriteMax = iopsWriteMax
+        self.iopsSize = iopsSize
+        self.burstLength = max(1, burstLength)
     }
 
     /// Whether every limit is zero.
-    public var isUnlimited: Bool { self == QMPIOThrottle() }
+    public var isUnlimited: Bool {
+        [bps, bpsRead, bpsWrite, iops, iopsRead, iopsWrite, bpsMax, iopsMax, bpsReadMax, bpsWriteMax, iopsReadMax, iopsWriteMax]
+            .allSatisfy { $0 == 0 }
+    }
 }
 
 extension QMPClient {
@@ -138,7 +160,10 @@ extension QMPClient {
                         bps: i["bps"]?.intValue ?? 0, bpsRead: i["bps_rd"]?.intValue ?? 0,
                         bpsWrite: i["bps_wr"]?.intValue ?? 0, iops: i["iops"]?.intValue ?? 0,
                         iopsRead: i["iops_rd"]?.intValue ?? 0, iopsWrite: i["iops_wr"]?.intValue ?? 0,
-                        bpsMax: i["bps_max"]?.intValue ?? 0, iopsMax: i["iops_max"]?.intValue ?? 0))
+                        bpsMax: i["bps_max"]?.intValue ?? 0, iopsMax: i["iops_max"]?.intValue ?? 0,
+                        bpsReadMax: i["bps_rd_max"]?.intValue ?? 0, bpsWriteMax: i["bps_wr_max"]?.intValue ?? 0,
+                        iopsReadMax: i["iops_rd_max"]?.intValue ?? 0, iopsWriteMax: i["iops_wr_max"]?.intValue ?? 0,
+                        iopsSize: i["iops_size"]?.intValue ?? 0, burstLength: i["bps_max_length"]?.intValue ?? 1))
             }
             return QMPBlockDevice(
                 device: d["device"]?.stringValue ?? "", qdev: d["qdev"]?.stringValue,
@@ -153,12 +178,21 @@ extension QMPClient {
     ///   ``QMPBlockDevice/qdev`` reports it.
     /// The corresponding QMP command is `block_set_io_throttle`.
     public func setIOThrottle(qdevID: String, _ t: QMPIOThrottle, timeout: Duration = defaultTimeout) async throws(QMPError) {
-        try await execute("block_set_io_throttle", arguments: [
+        var arguments: [String: JSONValue] = [
             "id": .string(qdevID),
             "bps": .int(t.bps), "bps_rd": .int(t.bpsRead), "bps_wr": .int(t.bpsWrite),
             "iops": .int(t.iops), "iops_rd": .int(t.iopsRead), "iops_wr": .int(t.iopsWrite),
             "bps_max": .int(t.bpsMax), "iops_max": .int(t.iopsMax),
-        ], timeout: timeout)
+            "bps_rd_max": .int(t.bpsReadMax), "bps_wr_max": .int(t.bpsWriteMax),
+            "iops_rd_max": .int(t.iopsReadMax), "iops_wr_max": .int(t.iopsWriteMax), "iops_size": .int(t.iopsSize),
+        ]
+        // QEMU refuses a burst length for a limit without a burst rate, so the
+        // length goes only with the bursts that are set (a clear sends none).
+        for (rate, name) in [(t.bpsMax, "bps_max"), (t.bpsReadMax, "bps_rd_max"), (t.bpsWriteMax, "bps_wr_max"),
+                             (t.iopsMax, "iops_max"), (t.iopsReadMax, "iops_rd_max"), (t.iopsWriteMax, "iops_wr_max")] where rate > 0 {
+            arguments[name + "_length"] = .int(t.burstLength)
+        }
+        try await execute("block_set_io_throttle", arguments: .object(arguments), timeout: timeout)
     }
 
     /// Hands `fd` to QEMU under `name`, for a later command that refers to it.

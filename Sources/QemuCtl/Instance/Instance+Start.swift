@@ -160,7 +160,7 @@ extension Instance {
         }
     }
 
-    static func readPIDFile(_ path: String) -> Int32? {
+    package static func readPIDFile(_ path: String) -> Int32? {
         guard let bytes = Posix.readFile(path, limit: 64) else { return nil }
         return Int32(Posix.trimmed(String(decoding: bytes, as: UTF8.self)))
     }
