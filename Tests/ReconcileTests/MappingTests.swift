@@ -805,3 +805,41 @@ struct MappingFieldPathTests {
         #expect(VMConfigMapping.manifestPath(forConfigPath: config) == manifest)
     }
 }
+
+// MARK: - Real QEMU
+
+/// Whether the real QEMU and the test guest (`make guest`, or `$QEMUCTL_GUEST_DIR`) are there.
+private let guestAvailable = FileManager.default.isExecutableFile(atPath: Fixtures.qemu)
+    && FileManager.default.fileExists(atPath: Fixtures.guestKernel)
+    && FileManager.default.fileExists(atPath: Fixtures.guestInitrd)
+
+@Suite("VMConfigMapping: real QEMU", .enabled(if: guestAvailable, "needs qemu-system-x86_64 and the test guest"))
+struct MappingQEMUTests {
+    /// `examples/hello.yaml`, mapped, boots the test guest under TCG; its console is on a Unix socket in the
+    /// runtime directory and logged to `serial.log` there (`spec.serial.log: true`).
+    @Test(.timeLimit(.minutes(3)))
+    func helloBootsWithItsConsoleLoggedAndOnASocket() async throws {
+        let dir = try TempDir("map")
+        defer { dir.remove() }
+        var vm = try #require(ManifestLoader().load(paths: [repoRoot + "/examples/hello.yaml"]).virtualMachines.first)
+        vm.spec.boot.kernel = Fixtures.guestKernel
+        vm.spec.boot.initrd = Fixtures.guestInitrd
+        let uuid = UUID().uuidString.lowercased()
+        let config = try VMConfigMapping.config(for: vm, uuid: uuid, socketDirectory: dir.path)
+        let layout = RuntimeLayout(name: vm.name, socketDirectory: dir.path)
+        let instance = try await Instance.start(
+            config, options: StartOptions(socketDirectory: dir.path, accelerator: AcceleratorChoice(accelerator: .tcg)))
+        var log = ""
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline {
+            log = (try? String(contentsOfFile: layout.serialLog, encoding: .utf8)) ?? ""
+            if log.contains(Fixtures.guestReadyMarker) { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        let socketType = try? FileManager.default.attributesOfItem(
+            atPath: layout.runtimeDirectory + "/" + VMConfigMapping.consoleSocketName)[.type] as? FileAttributeType
+        _ = try? await instance.stop(timeout: .seconds(20))
+        #expect(log.contains(Fixtures.guestReadyMarker), "serial.log: \(log.suffix(2000))")
+        #expect(socketType == .typeSocket)
+    }
+}
