@@ -57,51 +57,23 @@ enum FieldPaths {
         if path == "uuid" || path == "socketDirectory" || path.hasPrefix("launch.") { return path }
         if path.hasPrefix("serials[") { return "spec.serial" }
         var s = path
-        for (from, to) in renames { s = s.replacingAll(from, with: to) }
+        for (from, to) in renames { s = s.replacing(from, with: to) }
         // hostfwd[2].hostPort → hostfwd[2]
-        if let r = s.range(of: ".user.hostfwd["), let close = s[r.upperBound...].firstIndex(of: "]") {
+        if let r = s.firstRange(of: ".user.hostfwd["), let close = s[r.upperBound...].firstIndex(of: "]") {
             s = String(s[...close])
         }
         for prefix in wholeStrings {
-            if let r = s.range(of: prefix) {
+            if let r = s.firstRange(of: prefix) {
                 let after = s[r.upperBound...]
                 if after.isEmpty || after.hasPrefix(".") || after.hasPrefix("[") { s = String(s[..<r.upperBound]) }
             }
         }
         // throttle: bpsTotal → bps, iopsTotalMax → iopsMax, …MaxLength → burstLength.
-        if let r = s.range(of: ".throttle.") {
+        if let r = s.firstRange(of: ".throttle.") {
             let key = s[r.upperBound...]
-            let mapped = key.hasSuffix("MaxLength") ? "burstLength" : key.replacingAll("Total", with: "")
+            let mapped = key.hasSuffix("MaxLength") ? "burstLength" : key.replacing("Total", with: "")
             s = String(s[..<r.upperBound]) + mapped
         }
         return "spec." + s
-    }
-}
-
-extension StringProtocol {
-    /// Every occurrence of `target` replaced (Foundation-free).
-    func replacingAll(_ target: String, with replacement: String) -> String {
-        var out = ""
-        var rest = Substring(self)
-        while let r = rest.range(of: target) {
-            out += rest[..<r.lowerBound]
-            out += replacement
-            rest = rest[r.upperBound...]
-        }
-        out += rest
-        return out
-    }
-
-    /// The first range of `target` (Foundation-free).
-    func range(of target: String) -> Range<Index>? {
-        guard !target.isEmpty else { return nil }
-        var i = startIndex
-        while i < endIndex {
-            if self[i...].hasPrefix(target) {
-                return i..<index(i, offsetBy: target.count)
-            }
-            i = index(after: i)
-        }
-        return nil
     }
 }

@@ -64,6 +64,10 @@ package struct MappingError: Error, Sendable, Hashable, CustomStringConvertible 
 /// ``VMConfig/validate()``; ``VMConfig/commandLine(_:)`` can then only fail on resource limits (PCI slots, IDE
 /// units) or a missing accelerator probe for `accel: auto`.
 ///
+/// Lists keep the manifest's order and names: `config.disks[i]` is `spec.disks[i]` (ids `disk-NAME`),
+/// `config.cdroms[i]` is `spec.cdroms[i]` (`cd-NAME`), `config.networks[i]` is `spec.networks[i]` (`net-NAME`),
+/// so the apply step can take one element for a hot-plug.
+///
 /// Deliberately not mapped: `metadata.labels` (bookkeeping), `spec.runState` (the launcher's `-S`/`cont`),
 /// `spec.disks[].create` (the apply step runs qemu-img), `spec.networks[].link` (QemuCtl has no link state at
 /// launch: see ``nicsWithLinkDown(_:)``). Nothing is ever mapped to ``VMConfig/extraArgs``: no manifest value
