@@ -1,0 +1,407 @@
+import Foundation
+package import Manifest
+import QMP
+import QemuCtl
+
+/// The outcome of applying one VM's plan.
+package struct VMResult: Sendable, Hashable, Codable {
+    /// How it ended.
+    package enum Status: String, Sendable, Hashable, Codable {
+        /// Nothing to do.
+        case unchanged
+        /// Launched.
+        case created
+        /// Live changes applied and verified.
+        case updated
+        /// Stopped and launched again (disks and uuid kept).
+        case restarted
+        /// Stopped and its runtime files removed (disks kept).
+        case deleted
+        /// Live changes applied; a restart-class change waits for `--restart=if-needed`.
+        case restartPending = "restart-pending"
+        /// Not touched: unresponsive or not managed by qemuctl.
+        case skipped
+        /// Something failed; see ``VMResult/messages``.
+        case failed
+    }
+    /// The VM.
+    package var name: String
+    /// How it ended.
+    package var status: Status
+    /// What was done, one line each (never a secret).
+    package var messages: [String]
+}
+
+/// Carries out a ``Plan``: VMs in parallel (bounded), each step journaled, each
+/// live change read back over QMP.
+package struct Applier: Sendable {
+    /// The state directory.
+    package var store: StateStore
+    /// How many VMs are changed at once.
+    package var parallel: Int
+    /// How long a graceful stop may take before the ladder escalates.
+    package var stopTimeout: Duration
+    /// Deadline for each QMP call.
+    package var timeout: Duration
+    /// Called with a line of progress (VM name, message).
+    package var progress: @Sendable (String, String) -> Void
+
+    /// Creates an applier.
+    package init(store: StateStore, parallel: Int = 4, stopTimeout: Duration = .seconds(30), timeout: Duration = .seconds(10),
+                 progress: @escaping @Sendable (String, String) -> Void = { _, _ in }) {
+        self.store = store
+        self.parallel = max(1, parallel)
+        self.stopTimeout = stopTimeout
+        self.timeout = timeout
+        self.progress = progress
+    }
+
+    /// Applies every VM of `plan`; failures of one VM do not stop the others.
+    package func apply(_ plan: Plan, observed: [ObservedVM]) async -> [VMResult] {
+        let markers: SecretMarkers
+        do { markers = try SecretMarkers(store: store) } catch {
+            return plan.vms.map { VMResult(name: $0.name, status: .failed, messages: ["\(error)"]) }
+        }
+        let byName = Dictionary(observed.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var results: [VMResult] = []
+        await withTaskGroup(of: VMResult.self) { group in
+            var iterator = plan.vms.makeIterator()
+            func next() -> Bool {
+                guard let vm = iterator.next() else { return false }
+                group.addTask { await self.apply(vm, observed: byName[vm.name], markers: markers) }
+                return true
+            }
+            for _ in 0..<parallel where next() {}
+            while let r = await group.next() {
+                results.append(r)
+                _ = next()
+            }
+        }
+        return results.sorted { $0.name < $1.name }
+    }
+
+    private func apply(_ vm: VMPlan, observed: ObservedVM?, markers: SecretMarkers) async -> VMResult {
+        var log = Log(name: vm.name, store: store, progress: progress)
+        do throws(ApplyError) {
+            switch vm.action {
+            case .noOp:
+                if vm.pendingRestartCleared, var stored = try loadRecord(vm.name) {
+                    stored.restartPending = false
+                    try save(stored, vm.name)
+                    log.say("the pending restart is no longer needed (manifest reverted)")
+                }
+                return log.result(.unchanged)
+            case .unresponsive, .unmanaged:
+                log.say(vm.reason)
+                return log.result(.skipped)
+            case .create:
+                guard let desired = vm.desired else { throw ApplyError("the plan has no manifest for \(vm.name)") }
+                try await create(desired, uuid: vm.uuid ?? observed?.record?.uuid, markers: markers, log: &log)
+                return log.result(.created)
+            case .delete:
+                try await delete(vm.name, observed: observed, log: &log)
+                return log.result(.deleted)
+            case .restart where !vm.restartPending:
+                guard let desired = vm.desired else { throw ApplyError("the plan has no manifest for \(vm.name)") }
+                let uuid = vm.uuid ?? observed?.record?.uuid
+                log.say("restarting: \(vm.changes.filter { $0.changeClass == .restart }.map(\.path).joined(separator: ", "))")
+                try await stop(vm.name, log: &log)
+                try await create(desired, uuid: uuid, markers: markers, log: &log)
+                return log.result(.restarted)
+            case .update, .restart:
+                guard let desired = vm.desired else { throw ApplyError("the plan has no manifest for \(vm.name)") }
+                try await update(vm, desired: desired, observed: observed, markers: markers, log: &log)
+                return log.result(vm.restartPending ? .restartPending : .updated)
+            }
+        } catch {
+            log.say("failed: \(error.message)")
+            return log.result(.failed)
+        }
+    }
+
+    // MARK: - Create
+
+    private func create(_ vm: VirtualMachine, uuid: String?, markers: SecretMarkers, log: inout Log) async throws(ApplyError) {
+        try await createDisks(vm, log: &log)
+        let uuid = uuid ?? UUID().uuidString.lowercased()
+        let secretMarkers: [String: SecretMarker]
+        do { secretMarkers = try markers.markers(for: vm.spec) } catch { throw ApplyError(error.message) }
+        var stored = StoredRecord(launch: LaunchRecord(uuid: uuid, labels: vm.labels, spec: vm.spec, secrets: secretMarkers),
+                                  source: vm.source.file)
+        if vm.spec.runState == .stopped {
+            try save(stored, vm.name)
+            log.say("recorded (runState: stopped, not started)")
+            return
+        }
+        let config: VMConfig
+        do {
+            config = try VMConfigMapping.config(for: vm, uuid: uuid, socketDirectory: store.directory)
+        } catch {
+            throw ApplyError(error.description)
+        }
+        do { try store.prepare() } catch { throw ApplyError(error.message) }
+        log.journal("launch uuid=\(uuid)")
+        let instance: Instance
+        do {
+            instance = try await Instance.start(config, options: StartOptions(socketDirectory: store.directory, startPaused: true, timeout: timeout))
+        } catch {
+            throw ApplyError(error.message)
+        }
+        defer { instance.close() }
+        let choice = instance.acceleratorChoice
+        stored.pid = instance.pid
+        stored.accelerator = instance.accelerator?.rawValue
+        stored.acceleratorReasons = choice?.reasons ?? []
+        stored.startedAt = Date().timeIntervalSince1970
+        // Record before anything else can fail, so the next apply finds this QEMU.
+        try save(stored, vm.name)
+        log.say("started (pid \(instance.pid), \(instance.accelerator?.rawValue ?? "?")\(choice.map { " — " + ($0.reasons.last ?? "") } ?? ""))")
+        for nic in VMConfigMapping.nicsWithLinkDown(vm) {
+            do { try await instance.qmp.execute("set_link", arguments: ["name": .string(nic), "up": false], timeout: timeout) } catch {
+                throw ApplyError("setting the link of \(nic) down: \(error)")
+            }
+        }
+        if vm.spec.runState == .running {
+            do { try await instance.resume(timeout: timeout) } catch { throw ApplyError(error.message) }
+        }
+        let state: VMState
+        do { state = try await instance.refreshState(timeout: timeout) } catch { throw ApplyError(error.message) }
+        let want: VMState = vm.spec.runState == .running ? .running : .prelaunch
+        guard state == want || (want == .prelaunch && state == .paused) else {
+            throw ApplyError("started, but QEMU reports \(state) instead of \(want)")
+        }
+        log.journal("running state=\(state)")
+    }
+
+    /// Creates the images declared with `create:` that do not exist (format explicit, never probed).
+    private func createDisks(_ vm: VirtualMachine, log: inout Log) async throws(ApplyError) {
+        for disk in vm.spec.disks {
+            guard let size = disk.createSize, case .file(let path, let format) = disk.backend, !Posix.fileExists(path) else { continue }
+            let qemuImg = (try? QEMUDiscovery.findBinary(arch: .amd64)).map { URL(fileURLWithPath: $0).deletingLastPathComponent().path + "/qemu-img" } ?? "/usr/bin/qemu-img"
+            let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
+            try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: Posix.fileExists(qemuImg) ? qemuImg : "/usr/bin/qemu-img")
+            p.arguments = ["create", "-q", "-f", format.rawValue, path, String(size)]
+            let errors = Pipe()
+            p.standardError = errors
+            p.standardOutput = FileHandle.nullDevice
+            do { try p.run() } catch { throw ApplyError("cannot run qemu-img: \(error)") }
+            p.waitUntilExit()
+            if p.terminationStatus != 0 {
+                let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                throw ApplyError("qemu-img could not create disk \(disk.name) at \(path): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+            }
+            log.say("created disk \(disk.name): \(path) (\(format.rawValue), \(ByteSize.format(size)))")
+        }
+    }
+
+    // MARK: - Update
+
+    private func update(_ plan: VMPlan, desired: VirtualMachine, observed: ObservedVM?, markers: SecretMarkers,
+                        log: inout Log) async throws(ApplyError) {
+        guard var stored = try loadRecord(plan.name) else { throw ApplyError("no record for \(plan.name)") }
+        let changes = plan.executedChanges
+        let instance: Instance?
+        let needsQEMU = changes.contains { $0.changeClass == .live }
+        if needsQEMU {
+            do {
+                instance = try await Instance.attach(socketPath: store.layout(plan.name).socketPath, timeout: timeout)
+            } catch {
+                throw ApplyError(error.message)
+            }
+        } else {
+            instance = nil
+        }
+        defer { instance?.close() }
+        var newSpec = stored.launch.spec
+        var done: Set<String> = []
+        for change in changes {
+            let path = change.path
+            if change.changeClass == .metadata {
+                if path.hasPrefix("metadata.labels") { stored.launch.labels = desired.labels }
+                log.say("~ \(path) (recorded)")
+                continue
+            }
+            guard let instance else { continue }
+            if path == "spec.runState" {
+                try await setRunState(desired.spec.runState, instance, log: &log)
+                newSpec.runState = desired.spec.runState
+                if desired.spec.runState == .stopped { break }
+            } else if let disk = Self.element(path, "spec.disks["), path.contains("].throttle") {
+                guard done.insert("throttle:\(disk)").inserted else { continue }
+                let wanted = desired.spec.disks.first { $0.name == disk }?.throttle
+                do {
+                    try await instance.setIOThrottle(disk: disk, Observer.qmpThrottle(wanted), timeout: timeout)
+                    let read = try await instance.blockDevices(timeout: timeout)
+                        .first { $0.qdev?.split(separator: "/").contains("disk-\(disk)"[...]) == true }
+                    guard Observer.throttle(read?.inserted?.throttle) == wanted else {
+                        throw ApplyError("disk \(disk): QEMU reports a different throttle after setting it")
+                    }
+                } catch let e as InstanceError {
+                    throw ApplyError(e.message)
+                } catch let e as ApplyError {
+                    throw e
+                } catch {
+                    throw ApplyError("\(error)")
+                }
+                if let i = newSpec.disks.firstIndex(where: { $0.name == disk }) { newSpec.disks[i].throttle = wanted }
+                log.say("~ spec.disks[\(disk)].throttle set and read back")
+            } else if let cd = Self.element(path, "spec.cdroms["), path.hasSuffix(".path") {
+                let media = desired.spec.cdroms.first { $0.name == cd }?.path
+                do {
+                    if let media {
+                        try await instance.qmp.execute("blockdev-change-medium", arguments: [
+                            "id": .string("cd-\(cd)"), "filename": .string(media), "format": "raw", "read-only-mode": "read-only",
+                        ], timeout: timeout)
+                    } else {
+                        try await instance.qmp.execute("eject", arguments: ["id": .string("cd-\(cd)"), "force": true], timeout: timeout)
+                    }
+                } catch {
+                    throw ApplyError("changing the media of \(cd): \(error)")
+                }
+                if let i = newSpec.cdroms.firstIndex(where: { $0.name == cd }) { newSpec.cdroms[i].path = media }
+                log.say("~ spec.cdroms[\(cd)].path \(media == nil ? "ejected" : "inserted")")
+            } else if let nic = Self.element(path, "spec.networks["), path.hasSuffix(".link") {
+                let up = desired.spec.networks.first { $0.name == nic }?.link != .down
+                do {
+                    try await instance.qmp.execute("set_link", arguments: ["name": .string("net-\(nic)"), "up": .bool(up)], timeout: timeout)
+                } catch {
+                    throw ApplyError("setting the link of \(nic): \(error)")
+                }
+                if let i = newSpec.networks.firstIndex(where: { $0.name == nic }) { newSpec.networks[i].link = up ? .up : .down }
+                log.say("~ \(path) \(up ? "up" : "down")")
+            } else if path.hasPrefix("spec.display.vnc.passwordFrom") || path.hasPrefix("spec.display.spice.passwordFrom") {
+                let isVNC = path.hasPrefix("spec.display.vnc")
+                guard let reference = isVNC ? desired.spec.display.vnc?.passwordFrom : desired.spec.display.spice?.passwordFrom else {
+                    throw ApplyError("\(path): removing a display password needs a restart")
+                }
+                let value: String
+                do { value = try SecretMarkers.read(reference, path: path) } catch { throw ApplyError(error.message) }
+                do {
+                    try await instance.setPassword(isVNC ? .vnc : .spice, .value(value), timeout: timeout)
+                } catch {
+                    throw ApplyError(error.message)
+                }
+                stored.launch.secrets[path] = markers.marker(for: value)
+                if isVNC { newSpec.display.vnc?.passwordFrom = reference } else { newSpec.display.spice?.passwordFrom = reference }
+                log.say("~ \(path) set (sensitive)")
+            } else {
+                throw ApplyError("\(path): this live change is not supported by apply yet; use --restart=if-needed to relaunch")
+            }
+        }
+        stored.launch.spec = plan.restartPending ? newSpec : desired.spec
+        if !plan.restartPending {
+            stored.launch.labels = desired.labels
+            do { stored.launch.secrets = try markers.markers(for: desired.spec) } catch { throw ApplyError(error.message) }
+        }
+        stored.restartPending = plan.restartPending
+        try save(stored, plan.name)
+        if plan.restartPending {
+            log.say("restart pending: \(plan.deferredChanges.map(\.path).joined(separator: ", ")) (use --restart=if-needed)")
+        }
+    }
+
+    private func setRunState(_ wanted: RunState, _ instance: Instance, log: inout Log) async throws(ApplyError) {
+        do {
+            switch wanted {
+            case .running:
+                if [.shutdown, .guestPanicked, .internalError].contains(instance.state) {
+                    try await instance.reset(timeout: timeout)
+                }
+                try await instance.resume(timeout: timeout)
+            case .paused:
+                try await instance.pause(timeout: timeout)
+            case .stopped:
+                let outcome = try await instance.stop(timeout: stopTimeout)
+                log.say("~ spec.runState stopped (\(outcome))")
+                return
+            }
+            let state = try await instance.refreshState(timeout: timeout)
+            let ok = wanted == .running ? state == .running : (state == .paused || state == .prelaunch)
+            guard ok else { throw ApplyError("runState \(wanted.rawValue) requested, QEMU reports \(state)") }
+            log.say("~ spec.runState \(wanted.rawValue) (QEMU reports \(state))")
+        } catch let e as InstanceError {
+            throw ApplyError(e.message)
+        } catch let e as ApplyError {
+            throw e
+        } catch {
+            throw ApplyError("\(error)")
+        }
+    }
+
+    // MARK: - Stop and delete
+
+    /// Stops a VM by the ladder, if it runs.
+    private func stop(_ name: String, log: inout Log) async throws(ApplyError) {
+        let layout = store.layout(name)
+        guard Posix.fileExists(layout.socketPath) else { return }
+        let instance: Instance
+        do {
+            instance = try await Instance.attach(socketPath: layout.socketPath, timeout: timeout)
+        } catch {
+            if error.code == .notFound { return }
+            throw ApplyError(error.message)
+        }
+        defer { instance.close() }
+        do {
+            let outcome = try await instance.stop(timeout: stopTimeout)
+            log.say("stopped (\(outcome))")
+            log.journal("stopped \(outcome)")
+        } catch {
+            throw ApplyError(error.message)
+        }
+    }
+
+    /// Stops the VM and removes its runtime files; disk images are never touched.
+    package func delete(_ name: String, observed: ObservedVM?, log: inout Log) async throws(ApplyError) {
+        try await stop(name, log: &log)
+        store.removeRuntimeFiles(name)
+        log.say("deleted (disk images kept)")
+    }
+
+    // MARK: - Helpers
+
+    private func loadRecord(_ name: String) throws(ApplyError) -> StoredRecord? {
+        do { return try store.loadRecord(StoredRecord.self, name: name) } catch { throw ApplyError(error.message) }
+    }
+
+    private func save(_ record: StoredRecord, _ name: String) throws(ApplyError) {
+        do { try store.saveRecord(record, name: name) } catch { throw ApplyError(error.message) }
+    }
+
+    /// `spec.disks[NAME].throttle.bps` → `NAME` for prefix `spec.disks[`.
+    static func element(_ path: String, _ prefix: String) -> String? {
+        guard path.hasPrefix(prefix), let close = path.firstIndex(of: "]") else { return nil }
+        return String(path[path.index(path.startIndex, offsetBy: prefix.count)..<close])
+    }
+
+    /// Collects a VM's messages and journals them.
+    package struct Log: Sendable {
+        let name: String
+        let store: StateStore
+        let progress: @Sendable (String, String) -> Void
+        var messages: [String] = []
+
+        mutating func say(_ message: String) {
+            messages.append(message)
+            progress(name, message)
+            store.journal(name, message)
+        }
+
+        func journal(_ line: String) { store.journal(name, line) }
+
+        func result(_ status: VMResult.Status) -> VMResult {
+            VMResult(name: name, status: status, messages: messages)
+        }
+    }
+}
+
+/// A failed step of an apply.
+package struct ApplyError: Error, Sendable, CustomStringConvertible {
+    /// What failed (never a secret).
+    package var message: String
+    init(_ message: String) { self.message = message }
+    /// The message.
+    package var description: String { message }
+}

@@ -1,0 +1,167 @@
+import Foundation
+package import Manifest
+import QMP
+import QemuCtl
+
+/// Reads the actual state of managed VMs: from the running QEMU over QMP, with the
+/// launch record filling only what QMP cannot report.
+///
+/// Each VM gets a short-lived QMP connection (QEMU serves one monitor client at a
+/// time, so nothing is held open), and VMs are observed concurrently up to a bound.
+/// A VM whose monitor does not answer within the deadline is `unresponsive`: it is
+/// reported, and never launched a second time.
+package struct Observer: Sendable {
+    /// The state directory.
+    package var store: StateStore
+    /// The deadline for connecting to each VM and for each query.
+    package var timeout: Duration
+    /// How many VMs are observed at once.
+    package var concurrency: Int
+
+    /// Creates an observer.
+    package init(store: StateStore, timeout: Duration = .seconds(5), concurrency: Int = 16) {
+        self.store = store
+        self.timeout = timeout
+        self.concurrency = max(1, concurrency)
+    }
+
+    /// Problems met while observing (an unreadable record), as messages.
+    package struct Report: Sendable {
+        /// The observations, sorted by name.
+        package var vms: [ObservedVM]
+        /// Records that could not be read, and similar warnings.
+        package var warnings: [String]
+    }
+
+    /// Observes every VM with a record in the state directory, plus `extraNames`
+    /// (VMs the manifests declare, which may be running without a record).
+    package func observe(extraNames: [String] = []) async -> Report {
+        let names = Array(Set(store.recordedNames() + extraNames)).sorted()
+        var results: [(ObservedVM?, String?)] = []
+        await withTaskGroup(of: (ObservedVM?, String?).self) { group in
+            var iterator = names.makeIterator()
+            for _ in 0..<concurrency {
+                guard let name = iterator.next() else { break }
+                group.addTask { await self.observe(name) }
+            }
+            while let r = await group.next() {
+                results.append(r)
+                if let name = iterator.next() { group.addTask { await self.observe(name) } }
+            }
+        }
+        let vms = results.compactMap(\.0).filter { vm in
+            // A name the manifests declare that has neither a record nor a QEMU is simply absent.
+            vm.record != nil || vm.liveness != .gone || vm.ownership == .managed && store.recordedNames().contains(vm.name)
+        }.sorted { $0.name < $1.name }
+        return Report(vms: vms, warnings: results.compactMap(\.1).sorted())
+    }
+
+    /// Observes one VM; returns the observation and a warning, if any.
+    package func observe(_ name: String) async -> (ObservedVM?, String?) {
+        var warning: String? = nil
+        var stored: StoredRecord? = nil
+        do {
+            stored = try store.loadRecord(StoredRecord.self, name: name)
+        } catch {
+            warning = "\(name): \(error)"
+        }
+        let layout = store.layout(name)
+        let ownership: ObservedVM.Ownership = stored != nil ? .managed : .foreign
+        func vm(_ liveness: ObservedVM.Liveness, _ detail: String?, _ live: LiveState? = nil) -> ObservedVM {
+            ObservedVM(name: name, ownership: ownership, liveness: liveness, detail: detail, record: stored?.launch,
+                       live: live, restartPending: stored?.restartPending ?? false)
+        }
+        let pid = Instance.readPIDFile(layout.pidFile)
+        let processAlive = pid.map { p in
+            Posix.processExists(p) && (Posix.commandLine(of: p)?.contains { $0.contains(layout.socketPath) } ?? false)
+        } ?? false
+        guard Posix.fileExists(layout.socketPath) else {
+            if processAlive, let pid {
+                return (vm(.unresponsive, "QEMU (pid \(pid)) runs but its QMP socket \(layout.socketPath) is gone"), warning)
+            }
+            return (vm(.gone, stored == nil ? nil : "not running"), warning)
+        }
+        let qmp: QMPClient
+        do {
+            qmp = try await QMPClient.connect(to: layout.socketPath, timeout: timeout)
+        } catch {
+            if error.code == .timedOut || processAlive {
+                return (vm(.unresponsive, "QMP did not answer within \(timeout): \(error.message)"), warning)
+            }
+            return (vm(.gone, "not running (stale socket)"), warning)
+        }
+        defer { qmp.close() }
+        if let stored, let uuid = Optional(stored.launch.uuid), let peer = qmp.peerPID,
+           let argv = Posix.commandLine(of: peer), !argv.contains(where: { $0.contains(uuid) }) {
+            // The socket answers, but the QEMU behind it is not the one recorded.
+            return (ObservedVM(name: name, ownership: .foreign, liveness: .alive,
+                               detail: "the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl launched",
+                               record: nil, live: nil), warning)
+        }
+        do {
+            let live = try await readLive(qmp, record: stored?.launch)
+            return (vm(.alive, nil, live), warning)
+        } catch {
+            return (vm(error.code == .timedOut ? .unresponsive : .gone, error.message), warning)
+        }
+    }
+
+    /// Reads what QMP can tell.
+    private func readLive(_ qmp: QMPClient, record: LaunchRecord?) async throws(QMPError) -> LiveState {
+        let status = try await qmp.queryStatus(timeout: timeout)
+        let blocks = try await qmp.queryBlock(timeout: timeout)
+        let cpus = try await qmp.execute("query-cpus-fast", timeout: timeout)
+        let memory = try await qmp.execute("query-memory-size-summary", timeout: timeout)
+        var disks: [ObservedDisk] = []
+        var cdroms: [ObservedCDROM] = []
+        let launchedDisks = Set(record?.spec.disks.map(\.name) ?? [])
+        for b in blocks {
+            guard let qdev = b.qdev else { continue }
+            let components = qdev.split(separator: "/")
+            if let c = components.first(where: { $0.hasPrefix("cd-") }) {
+                cdroms.append(ObservedCDROM(name: String(c.dropFirst(3)), media: b.inserted.map(\.file)))
+            } else if let c = components.first(where: { $0.hasPrefix("disk-") }) {
+                let name = String(c.dropFirst(5))
+                disks.append(ObservedDisk(name: name, throttle: Self.throttle(b.inserted?.throttle),
+                                          hotplugged: record != nil && !launchedDisks.contains(name)))
+            }
+        }
+        let base = memory["base-memory"]?.intValue ?? 0
+        let plugged = memory["plugged-memory"]?.intValue ?? 0
+        return LiveState(
+            runStatus: QMPRunStatus(rawValue: status.status),
+            cpuCount: cpus.arrayValue?.count,
+            memorySize: UInt64(base + plugged),
+            disks: disks.sorted { $0.name < $1.name },
+            cdroms: cdroms.sorted { $0.name < $1.name },
+            nics: nil,  // QMP cannot report link state: the record is trusted for it
+            // apply does not hot-plug devices yet: with no free ports reported, the
+            // planner classes an added or removed disk or NIC as a restart.
+            freeHotplugPorts: 0)
+    }
+
+    /// QEMU's throttle values as the manifest writes them: zero is "not set".
+    static func throttle(_ t: QMP.QMPIOThrottle?) -> VirtualMachineSpec.Disk.Throttle? {
+        guard let t, !t.isUnlimited else { return nil }
+        func v(_ x: Int) -> UInt64? { x > 0 ? UInt64(x) : nil }
+        var m = VirtualMachineSpec.Disk.Throttle()
+        m.bps = v(t.bps); m.bpsRead = v(t.bpsRead); m.bpsWrite = v(t.bpsWrite)
+        m.iops = v(t.iops); m.iopsRead = v(t.iopsRead); m.iopsWrite = v(t.iopsWrite)
+        m.bpsMax = v(t.bpsMax); m.bpsReadMax = v(t.bpsReadMax); m.bpsWriteMax = v(t.bpsWriteMax)
+        m.iopsMax = v(t.iopsMax); m.iopsReadMax = v(t.iopsReadMax); m.iopsWriteMax = v(t.iopsWriteMax)
+        m.iopsSize = v(t.iopsSize)
+        m.burstLength = max(1, t.burstLength)
+        return m
+    }
+
+    /// The manifest's throttle as QMP takes it (`nil` clears).
+    static func qmpThrottle(_ m: VirtualMachineSpec.Disk.Throttle?) -> QMP.QMPIOThrottle {
+        guard let m else { return QMP.QMPIOThrottle() }
+        func v(_ x: UInt64?) -> Int { Int(clamping: x ?? 0) }
+        return QMP.QMPIOThrottle(
+            bps: v(m.bps), bpsRead: v(m.bpsRead), bpsWrite: v(m.bpsWrite), iops: v(m.iops), iopsRead: v(m.iopsRead),
+            iopsWrite: v(m.iopsWrite), bpsMax: v(m.bpsMax), iopsMax: v(m.iopsMax), bpsReadMax: v(m.bpsReadMax),
+            bpsWriteMax: v(m.bpsWriteMax), iopsReadMax: v(m.iopsReadMax), iopsWriteMax: v(m.iopsWriteMax),
+            iopsSize: v(m.iopsSize), burstLength: m.burstLength)
+    }
+}

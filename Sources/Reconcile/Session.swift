@@ -1,0 +1,68 @@
+import Foundation
+package import Manifest
+import QemuCtl
+
+/// Loads manifests, observes the host and plans: the shared first half of
+/// `apply`, `diff` and `plan`.
+package struct Session: Sendable {
+    /// The state directory.
+    package var store: StateStore
+    /// The observer.
+    package var observer: Observer
+
+    /// Creates a session on `store`.
+    package init(store: StateStore, timeout: Duration = .seconds(5)) {
+        self.store = store
+        self.observer = Observer(store: store, timeout: timeout)
+    }
+
+    /// What went wrong before a plan could exist.
+    package enum Failure: Error, Sendable {
+        /// The manifests have errors (every diagnostic), or paths are unreadable.
+        case manifests(ManifestSet)
+        /// A VM cannot become a QEMU configuration, or a secret cannot be read.
+        case invalid([String])
+    }
+
+    /// The manifests, the observation and the plan.
+    package struct Result: Sendable {
+        /// The loaded manifests.
+        package var manifests: ManifestSet
+        /// What observation found.
+        package var observed: Observer.Report
+        /// The plan.
+        package var plan: Plan
+    }
+
+    /// Loads `paths` (refusing any invalid manifest before touching anything),
+    /// checks that every VM maps onto a QEMU configuration and that its secrets can
+    /// be read, observes the host and plans.
+    package func plan(paths: [String], prune: Bool, restart: PlanOptions.RestartPolicy) async throws(Failure) -> Result {
+        let set = ManifestLoader(hostFiles: .ignore).load(paths: paths)
+        if set.hasErrors { throw .manifests(set) }
+        var problems: [String] = []
+        var options = PlanOptions(prune: prune, restart: restart)
+        let markers: SecretMarkers
+        do { markers = try SecretMarkers(store: store) } catch { throw .invalid([error.message]) }
+        for vm in set.virtualMachines {
+            do {
+                _ = try VMConfigMapping.config(for: vm, uuid: nil, socketDirectory: store.directory)
+            } catch {
+                problems.append(error.description)
+            }
+            do {
+                options.secretMarkers[vm.name] = try markers.markers(for: vm.spec)
+            } catch {
+                problems.append("\(vm.source): error: VM '\(vm.name)': \(error.message)")
+            }
+            let socket = store.layout(vm.name).socketPath
+            if socket.utf8.count > 107 {
+                problems.append("\(vm.source): error: VM '\(vm.name)': its socket path \(socket) is longer than 107 bytes; use a shorter --state-dir")
+            }
+        }
+        if !problems.isEmpty { throw .invalid(problems) }
+        let report = await observer.observe(extraNames: set.virtualMachines.map(\.name))
+        let plan = Reconcile.plan(desired: set.virtualMachines, actual: report.vms, options: options)
+        return Result(manifests: set, observed: report, plan: plan)
+    }
+}

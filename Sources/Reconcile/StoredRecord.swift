@@ -1,0 +1,121 @@
+import Foundation
+import QemuCtl
+package import Manifest
+
+/// What the state directory keeps per managed VM (`NAME/record.json`): the launch
+/// record the planner compares with, plus facts for `get` and `describe`.
+package struct StoredRecord: Sendable, Hashable, Codable {
+    /// The launch record (uuid, labels, the spec it was launched with, secret markers).
+    package var launch: LaunchRecord
+    /// An earlier `apply --restart=never` left a restart-class change unapplied.
+    package var restartPending: Bool
+    /// QEMU's process id at launch.
+    package var pid: Int32?
+    /// The accelerator QEMU runs with (`kvm`, `tcg`).
+    package var accelerator: String?
+    /// Why that accelerator and CPU model were chosen.
+    package var acceleratorReasons: [String]
+    /// When QEMU was started (seconds since the Unix epoch).
+    package var startedAt: Double?
+    /// The manifest file the VM was last applied from.
+    package var source: String?
+
+    /// Creates a record.
+    package init(launch: LaunchRecord, restartPending: Bool = false, pid: Int32? = nil, accelerator: String? = nil,
+                 acceleratorReasons: [String] = [], startedAt: Double? = nil, source: String? = nil) {
+        self.launch = launch
+        self.restartPending = restartPending
+        self.pid = pid
+        self.accelerator = accelerator
+        self.acceleratorReasons = acceleratorReasons
+        self.startedAt = startedAt
+        self.source = source
+    }
+}
+
+/// Markers for secrets: HMAC-SHA-256 of the value under a random key kept in the
+/// state directory (`.marker-key`, 0600). A marker tells whether a secret changed
+/// without revealing it, and unlike a bare hash it cannot be brute-forced offline
+/// by someone who reads a record or a saved plan but not the key.
+package struct SecretMarkers: Sendable {
+    private let key: [UInt8]
+
+    /// Loads the key of `store`, creating it on first use.
+    package init(store: StateStore) throws(StateError) {
+        try store.prepare()
+        let path = store.directory + "/.marker-key"
+        if let bytes = Posix.readFile(path, limit: 64), bytes.count == 32 {
+            key = bytes
+            return
+        }
+        var fresh = [UInt8](repeating: 0, count: 32)
+        var generator = SystemRandomNumberGenerator()
+        for i in fresh.indices { fresh[i] = UInt8.random(in: 0...255, using: &generator) }
+        if let e = Posix.writeFileAtomically(path, fresh, mode: 0o600) { throw StateError(message: e) }
+        key = fresh
+    }
+
+    /// The marker of a secret value.
+    package func marker(for value: String) -> SecretMarker {
+        SecretMarker("hmac-sha256:" + Self.hex(hmac(Array(value.utf8))))
+    }
+
+    /// Markers of every secret `spec` references, by field path; a secret that cannot
+    /// be read yields an error naming the path, never the value.
+    package func markers(for spec: VirtualMachineSpec) throws(StateError) -> [String: SecretMarker] {
+        var out: [String: SecretMarker] = [:]
+        for (path, reference) in spec.secretReferences {
+            out[path] = marker(for: try Self.read(reference, path: path))
+        }
+        return out
+    }
+
+    /// Reads a secret reference. A file must be owned by this user and not readable
+    /// by group or others.
+    package static func read(_ reference: SecretReference, path field: String) throws(StateError) -> String {
+        switch reference {
+        case .env(let name):
+            guard let v = ProcessInfo.processInfo.environment[name] else {
+                throw StateError(message: "\(field): environment variable \(name) is not set")
+            }
+            return v
+        case .file(let file):
+            guard let attributes = try? FileManager.default.attributesOfItem(atPath: file) else {
+                throw StateError(message: "\(field): cannot read secret file \(file)")
+            }
+            let mode = (attributes[.posixPermissions] as? Int) ?? 0
+            let owner = (attributes[.ownerAccountID] as? NSNumber)?.uint32Value ?? UInt32.max
+            if owner != Posix.effectiveUID {
+                throw StateError(message: "\(field): secret file \(file) is not owned by this user; refusing to use it")
+            }
+            if mode & 0o077 != 0 {
+                throw StateError(message: "\(field): secret file \(file) is readable by group or others (mode \(String(mode, radix: 8))); run chmod 600 \(file)")
+            }
+            guard let bytes = Posix.readFile(file, limit: 1 << 16) else {
+                throw StateError(message: "\(field): cannot read secret file \(file)")
+            }
+            var s = String(decoding: bytes, as: UTF8.self)
+            if s.hasSuffix("\r\n") { s.removeLast(2) } else if s.hasSuffix("\n") { s.removeLast() }
+            return s
+        }
+    }
+
+    private func hmac(_ message: [UInt8]) -> [UInt8] {
+        let block = 64
+        let k = key.count > block ? Self.sha256(key) : key
+        let padded = k + [UInt8](repeating: 0, count: block - k.count)
+        let inner = Self.sha256(padded.map { $0 ^ 0x36 } + message)
+        return Self.sha256(padded.map { $0 ^ 0x5c } + inner)
+    }
+
+    private static func sha256(_ bytes: [UInt8]) -> [UInt8] {
+        var h = SHA256()
+        h.update(bytes)
+        return h.finalize()
+    }
+
+    private static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef")
+        return String(bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] })
+    }
+}
