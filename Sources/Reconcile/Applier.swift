@@ -353,6 +353,36 @@ package struct Applier: Sendable {
         }
     }
 
+    /// `qemuctl delete`: stops the VM (by the ladder, or at once with `force`) and
+    /// removes its runtime files. Disk images are never touched.
+    package func deleteVM(_ name: String, force: Bool) async -> VMResult {
+        var log = Log(name: name, store: store, progress: progress)
+        do throws(ApplyError) {
+            if force {
+                let layout = store.layout(name)
+                if let pid = Instance.readPIDFile(layout.pidFile), Posix.processExists(pid),
+                   Posix.commandLine(of: pid)?.contains(where: { $0.contains(layout.socketPath) }) == true {
+                    Posix.signal(pid, Posix.sigkill)
+                    var gone = false
+                    for _ in 0..<500 where !gone {
+                        gone = !Posix.processExists(pid)
+                        if !gone { try? await Task.sleep(for: .milliseconds(10)) }
+                    }
+                    guard gone else { throw ApplyError("pid \(pid) survived SIGKILL") }
+                    log.say("killed (SIGKILL, pid \(pid))")
+                }
+                store.removeRuntimeFiles(name)
+                log.say("deleted (disk images kept)")
+            } else {
+                try await delete(name, observed: nil, log: &log)
+            }
+            return log.result(.deleted)
+        } catch {
+            log.say("failed: \(error.message)")
+            return log.result(.failed)
+        }
+    }
+
     /// Stops the VM and removes its runtime files; disk images are never touched.
     package func delete(_ name: String, observed: ObservedVM?, log: inout Log) async throws(ApplyError) {
         try await stop(name, log: &log)

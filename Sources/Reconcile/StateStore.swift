@@ -84,8 +84,8 @@ package struct StateStore: Sendable {
     /// Appends one line to the journal of `name` and syncs it. Failures to journal
     /// are reported but do not stop the apply: the record is the source of truth.
     package func journal(_ name: String, _ line: String) {
-        let dir = layout(name).runtimeDirectory
-        guard Posix.makePrivateDirectory(dir) == nil else { return }
+        // Only into an existing runtime directory: a deleted VM's is not recreated.
+        guard Posix.fileExists(layout(name).runtimeDirectory) else { return }
         let stamp = ISO8601DateFormatter().string(from: Date())
         Posix.appendLine(journalPath(name), "\(stamp) \(line)")
     }

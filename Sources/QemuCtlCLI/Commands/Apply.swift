@@ -1,0 +1,143 @@
+import ArgumentParser
+import Foundation
+import Manifest
+import Reconcile
+
+extension PlanOptions.RestartPolicy: ExpressibleByArgument {}
+
+extension QemuCtlCommand {
+    /// `qemuctl apply`: makes the host match the manifests.
+    struct Apply: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make the running VMs match the manifests.",
+            discussion: """
+                Loads every manifest under the paths (nothing happens when any is invalid), reads \
+                the actual state of each VM from QEMU over QMP, plans the difference and carries it \
+                out: launches what should run, applies live changes (run state, disk throttle, CD \
+                media, NIC link, display passwords) and reads each back, and records the rest. A \
+                change that needs a relaunch is left pending unless --restart=if-needed. With a \
+                saved plan (qemuctl plan -o plan.json), applies exactly that plan, and refuses it \
+                when the VMs changed since it was made.
+
+                Exit status: 0 everything applied (or nothing to do), 1 some change failed, \
+                2 nothing was tried (invalid manifests, stale plan, lock busy), 3 applied, but a \
+                restart is pending.
+                """
+        )
+
+        @OptionGroup var global: GlobalOptions
+
+        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).")
+        var file: [String] = []
+
+        @Argument(help: "A plan saved by `qemuctl plan -o FILE`, applied exactly.")
+        var planFile: String?
+
+        @Flag(help: "Show the plan, change nothing.")
+        var dryRun = false
+
+        @Flag(help: "Delete managed VMs that no manifest declares (their disks are kept).")
+        var prune = false
+
+        @Option(help: "Relaunch VMs whose change needs it: never (report it pending) or if-needed.")
+        var restart: PlanOptions.RestartPolicy = .never
+
+        @Option(help: "How many VMs to change at once.")
+        var parallel = 4
+
+        @Option(help: "Seconds to wait for another qemuctl holding the state directory; 0 fails at once.")
+        var wait: Double = 60
+
+        @Option(help: "Seconds a VM may take to power off before the stop ladder escalates.")
+        var stopTimeout: Double = 30
+
+        func validate() throws {
+            if file.isEmpty == (planFile == nil) {
+                throw ValidationError("give manifests with -f PATH, or one saved plan file, not both")
+            }
+            if parallel < 1 { throw ValidationError("--parallel must be at least 1") }
+        }
+
+        func run() async throws {
+            let store = global.store
+            let code: Int32
+            do {
+                code = try await store.withApplyLock(wait: .milliseconds(Int(wait * 1000)), onWait: {
+                    Terminal.error("qemuctl: another qemuctl is changing \(store.directory); waiting up to \(Int(wait)) s…")
+                }) {
+                    try await applyLocked(store)
+                }
+            } catch let error as StateError {
+                Terminal.fail(error.message)
+                throw ExitCode(2)
+            }
+            if code != 0 { throw ExitCode(code) }
+        }
+
+        private func applyLocked(_ store: StateStore) async throws -> Int32 {
+            let session = Session(store: store, timeout: global.deadline)
+            let plan: Plan
+            let observed: [ObservedVM]
+            if let planFile {
+                guard let data = FileManager.default.contents(atPath: planFile),
+                      let saved = try? JSONDecoder().decode(Plan.self, from: data) else {
+                    Terminal.fail("\(planFile) is not a plan written by `qemuctl plan -o`")
+                    return 2
+                }
+                let report = await session.observer.observe(extraNames: saved.vms.map(\.name))
+                guard saved.isCurrent(for: report.vms) else {
+                    Terminal.fail("the plan in \(planFile) is stale: the VMs changed since it was made; run `qemuctl plan` again")
+                    return 2
+                }
+                plan = saved
+                observed = report.vms
+            } else {
+                do {
+                    let result = try await session.plan(paths: file, prune: prune, restart: restart)
+                    for w in result.observed.warnings { Terminal.error("qemuctl: warning: \(w)") }
+                    plan = result.plan
+                    observed = result.observed.vms
+                } catch {
+                    error.report()
+                    return 2
+                }
+            }
+            let renderer = PlanRenderer(color: Terminal.color)
+            if plan.hasChanges || plan.hasBlockedVMs {
+                print(renderer.render(plan), terminator: "")
+            }
+            if dryRun {
+                if !plan.hasChanges { print(PlanRenderer.noChangesMessage) }
+                return 0
+            }
+            if !plan.hasChanges && !plan.vms.contains(where: \.pendingRestartCleared) {
+                print("No changes: \(plan.vms.count) VM\(plan.vms.count == 1 ? "" : "s") match the manifests.")
+                return plan.hasBlockedVMs ? 1 : 0
+            }
+            let applier = Applier(store: store, parallel: parallel, stopTimeout: .milliseconds(Int(stopTimeout * 1000)),
+                                  timeout: global.deadline)
+            let results = await applier.apply(plan, observed: observed)
+            print("")
+            for r in results where r.status != .unchanged || !r.messages.isEmpty {
+                print("\(r.name): \(r.status.rawValue)")
+                for m in r.messages { print("    \(m)") }
+            }
+            let count = { (s: VMResult.Status) in results.filter { $0.status == s }.count }
+            print("Applied: \(count(.created)) created, \(count(.updated)) updated, \(count(.restarted)) restarted, "
+                  + "\(count(.deleted)) deleted, \(count(.restartPending)) restart pending, \(count(.failed)) failed, "
+                  + "\(count(.unchanged)) unchanged.")
+            if count(.failed) > 0 || count(.skipped) > 0 { return 1 }
+            if count(.restartPending) > 0 { return 3 }
+            return 0
+        }
+    }
+}
+
+extension Session.Failure: CustomStringConvertible {
+    public var description: String {
+        switch self {
+        case .manifests: "invalid manifests"
+        case .invalid(let p): p.joined(separator: "\n")
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import Manifest
+import Reconcile
+
+extension QemuCtlCommand {
+    /// `qemuctl diff`: what apply would change, for CI.
+    struct Diff: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show how the running VMs differ from the manifests.",
+            discussion: """
+                Values come from QEMU over QMP (and the launch record where QMP cannot tell), so \
+                changes made by hand on a running VM show up as drift.
+
+                Exit status (kubectl's rule): 0 no differences, 1 differences, 2 or more an error.
+                """
+        )
+
+        @OptionGroup var global: GlobalOptions
+
+        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).")
+        var file: [String] = []
+
+        @Flag(help: "Also show managed VMs that no manifest declares (as deletions).")
+        var prune = false
+
+        func validate() throws {
+            if file.isEmpty { throw ValidationError("give at least one -f PATH") }
+        }
+
+        func run() async throws {
+            let session = Session(store: global.store, timeout: global.deadline)
+            let result: Session.Result
+            do {
+                result = try await session.plan(paths: file, prune: prune, restart: .never)
+            } catch {
+                error.report()
+                throw ExitCode(Plan.diffErrorExitCode)
+            }
+            for w in result.observed.warnings { Terminal.error("qemuctl: warning: \(w)") }
+            let renderer = PlanRenderer(color: Terminal.color)
+            print(renderer.render(result.plan), terminator: "")
+            let code = result.plan.diffExitCode
+            if code != 0 { throw ExitCode(code) }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import Manifest
+import Reconcile
+
+extension QemuCtlCommand {
+    /// `qemuctl plan`: the plan apply would carry out, as text or JSON.
+    struct PlanCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "plan",
+            abstract: "Show (and optionally save) what apply would do.",
+            discussion: """
+                --json prints the plan as JSON; -o FILE saves it for `qemuctl apply FILE`, which \
+                applies exactly that plan and refuses it if the VMs changed in between. Secrets \
+                never appear in a plan.
+
+                Exit status: 0 success; with --detailed-exitcode (terraform's rule) 0 no changes, \
+                1 error, 2 changes.
+                """
+        )
+
+        @OptionGroup var global: GlobalOptions
+
+        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).")
+        var file: [String] = []
+
+        @Flag(help: "Print the plan as JSON.")
+        var json = false
+
+        @Option(name: .shortAndLong, help: "Save the plan as JSON to this file.")
+        var out: String?
+
+        @Flag(help: "Exit 2 when there are changes, 0 when there are none, 1 on error.")
+        var detailedExitcode = false
+
+        @Flag(help: "Plan the deletion of managed VMs that no manifest declares.")
+        var prune = false
+
+        @Option(help: "never or if-needed (see apply).")
+        var restart: PlanOptions.RestartPolicy = .never
+
+        func validate() throws {
+            if file.isEmpty { throw ValidationError("give at least one -f PATH") }
+        }
+
+        func run() async throws {
+            let session = Session(store: global.store, timeout: global.deadline)
+            let result: Session.Result
+            do {
+                result = try await session.plan(paths: file, prune: prune, restart: restart)
+            } catch {
+                error.report()
+                throw ExitCode(Plan.planErrorExitCode)
+            }
+            let plan = result.plan
+            if let out {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                do {
+                    try encoder.encode(plan).write(to: URL(fileURLWithPath: out), options: .atomic)
+                } catch {
+                    Terminal.fail("cannot write \(out): \(error.localizedDescription)")
+                    throw ExitCode(Plan.planErrorExitCode)
+                }
+            }
+            if json {
+                try Terminal.json(plan)
+            } else {
+                let renderer = PlanRenderer(color: Terminal.color)
+                print(renderer.render(plan), terminator: "")
+                if let out { print("Saved the plan to \(out); apply it with: qemuctl apply \(out)") }
+            }
+            if detailedExitcode, plan.detailedExitCode != 0 { throw ExitCode(plan.detailedExitCode) }
+        }
+    }
+}
