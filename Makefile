@@ -42,7 +42,7 @@ guest: deps
 	@scripts/make-guest.sh "$(GUEST_DIR)"
 
 demo: build guest
-	$(SWIFT) run -c debug qemuctl-demo
+	@scripts/demo.sh
 
 test: deps guest
 	$(SWIFT) build --build-tests
