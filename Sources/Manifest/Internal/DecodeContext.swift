@@ -20,10 +20,11 @@ final class DecodeContext {
     }
 
     /// Reports `path` (absolute) when it does not exist and the policy asks for it.
-    func checkHostFile(_ path: String?, _ node: YAMLNode, _ what: String) {
+    /// `node` is only evaluated when the file is missing.
+    func checkHostFile(_ path: String?, _ node: @autoclosure () -> YAMLNode, _ what: String) {
         guard let path, hostFiles != .ignore, !FileSystem.exists(path) else { return }
         diagnostics.append(ManifestDiagnostic(
-            hostFiles == .warn ? .warning : .error, code: .hostFile, at: location(node),
+            hostFiles == .warn ? .warning : .error, code: .hostFile, at: location(node()),
             "\(what) '\(path)' does not exist", hint: hostFiles == .warn ? "it must exist before 'apply'" : nil))
     }
 

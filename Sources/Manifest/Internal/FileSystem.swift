@@ -76,6 +76,53 @@ enum FileSystem {
         return readAll(fd: fd, limit: limit, sizeHint: size)
     }
 
+    /// Opens and reads `path` into `buffer` (grown when too small, reused from file to file);
+    /// a size of -1 means unknown (asked with fstat). A regular file is read with one `read`.
+    /// - Returns: the number of bytes read, or nil when the file is larger than `limit`.
+    static func readFile(
+        _ path: String, limit: Int, size: Int, into buffer: inout UnsafeMutableRawBufferPointer
+    ) -> Result<Int?, Failure> {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return .failure(Failure(message: errnoMessage())) }
+        defer { close(fd) }
+        var size = size
+        if size < 0 {
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { return .failure(Failure(message: errnoMessage())) }
+            size = Int(st.st_size)
+            if size > limit { return .success(nil) }
+        }
+        // One byte more than the size, so a file that grew since is noticed.
+        func grow(to n: Int) {
+            guard n > buffer.count else { return }
+            let bigger = UnsafeMutableRawBufferPointer.allocate(byteCount: max(n, buffer.count * 2), alignment: 16)
+            if let base = buffer.baseAddress {
+                bigger.baseAddress!.copyMemory(from: base, byteCount: buffer.count)
+                buffer.deallocate()
+            }
+            buffer = bigger
+        }
+        grow(to: max(min(size, limit) + 1, 4096))
+        var count = 0
+        while true {
+            if count == buffer.count {
+                if count > limit { return .success(nil) }
+                grow(to: buffer.count * 2)
+            }
+            let n = read(fd, buffer.baseAddress! + count, buffer.count - count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return .failure(Failure(message: errnoMessage()))
+            }
+            if n == 0 { break }
+            count += n
+            if count > limit { return .success(nil) }
+            // A regular file read up to the size fstat reported: no need for a read that returns 0.
+            if count == size && count < buffer.count { break }
+        }
+        return .success(count)
+    }
+
     /// The entries of a directory, without `.` and `..`, unsorted, with their kind when
     /// the file system reports it (nil: ask `info`).
     static func list(_ path: String) -> Result<[(name: String, kind: Kind?)], Failure> {

@@ -116,9 +116,13 @@ final class ObjectReader {
             defer { cursor += 1 }
             return cursor
         }
-        guard let j = Self.index(of: name, in: fields) else { return nil }
-        cursor = j + 1
-        return j
+        // The field just read again (its position, whether it is present).
+        if cursor > 0, cursor <= fields.count, fields[cursor - 1].name == name { return cursor - 1 }
+        for j in fields.indices where fields[j].name == name {
+            cursor = j + 1
+            return j
+        }
+        return nil
     }
 
     /// Whether field `j`'s key is present with a non-null value.

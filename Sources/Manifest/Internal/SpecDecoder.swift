@@ -337,6 +337,9 @@ struct SpecDecoder {
         return disk
     }
 
+    /// Totals and the per-direction limits they exclude.
+    private static let throttleTotals: [(String, [String])] = [("bps", ["bpsRead", "bpsWrite"]), ("iops", ["iopsRead", "iopsWrite"])]
+
     private func decodeThrottle(_ t: ObjectReader) -> VirtualMachineSpec.Disk.Throttle {
         var path: String { t.path }
         var th = VirtualMachineSpec.Disk.Throttle()
@@ -355,12 +358,15 @@ struct SpecDecoder {
         th.burstLength = t.int("burstLength") ?? 1
         th.iopsSize = t.size("iopsSize")
         // Totals and per-direction limits exclude each other.
-        for (total, parts) in [("bps", ["bpsRead", "bpsWrite"]), ("iops", ["iopsRead", "iopsWrite"])] where t.has(total) {
+        for (total, parts) in Self.throttleTotals where t.has(total) {
             for part in parts where t.has(part) {
                 ctx.error(t.keyPosition(part), "'\(path).\(part)' cannot be combined with '\(total)'",
                           hint: "limit the total, or reads and writes separately")
             }
         }
+        let anyBurst = th.bpsMax != nil || th.bpsReadMax != nil || th.bpsWriteMax != nil || th.iopsMax != nil
+            || th.iopsReadMax != nil || th.iopsWriteMax != nil
+        guard anyBurst || t.has("burstLength") else { return th }  // the common case: nothing more to check
         let bursts: [(String, String, UInt64?, UInt64?)] = [
             ("bpsMax", "bps", th.bpsMax, th.bps), ("bpsReadMax", "bpsRead", th.bpsReadMax, th.bpsRead),
             ("bpsWriteMax", "bpsWrite", th.bpsWriteMax, th.bpsWrite), ("iopsMax", "iops", th.iopsMax, th.iops),
@@ -495,11 +501,19 @@ package enum MACAddress {
         for byte in vm.utf8 { mix(byte) }
         mix(UInt8(ascii: "/"))
         for byte in nic.utf8 { mix(byte) }
-        func hex(_ b: UInt64) -> String {
-            let v = UInt8(truncatingIfNeeded: b)
-            return (v < 16 ? "0" : "") + String(v, radix: 16)
+        // "52:54:" then four lower-case hex bytes, high to low: 17 ASCII bytes, built in place.
+        return String(unsafeUninitializedCapacity: 17) { out in
+            let digits: StaticString = "0123456789abcdef"
+            let hex = digits.utf8Start
+            for (i, b) in "52:54:".utf8.enumerated() { out[i] = b }
+            for k in 0..<4 {
+                let v = UInt8(truncatingIfNeeded: hash >> UInt64(24 - 8 * k))
+                out[6 + 3 * k] = hex[Int(v >> 4)]
+                out[7 + 3 * k] = hex[Int(v & 15)]
+                if k < 3 { out[8 + 3 * k] = UInt8(ascii: ":") }
+            }
+            return 17
         }
-        return "52:54:\(hex(hash >> 24)):\(hex(hash >> 16)):\(hex(hash >> 8)):\(hex(hash))"
     }
 }
 
