@@ -54,6 +54,10 @@ package final class Field: Sendable {
     let defaultInteger: Int64?
     let defaultSize: UInt64?
     let defaultString: String?
+    /// `name`'s UTF-8 and `children`, as buffers owned by the field, so the decoder's hot
+    /// path reads them without reference counting. Immutable after init; freed by deinit.
+    nonisolated(unsafe) let nameBytes: UnsafeBufferPointer<UInt8>
+    nonisolated(unsafe) let childBuffer: UnsafeBufferPointer<Field>
 
     /// Creates a field.
     package init(
@@ -103,6 +107,18 @@ package final class Field: Sendable {
             requiredIndices = []
             oneOfIndices = []
         }
+        let nameBuffer = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(name.utf8.count, 1))
+        _ = nameBuffer.initialize(from: name.utf8)
+        nameBytes = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(nameBuffer)[..<name.utf8.count])
+        let childStorage = UnsafeMutableBufferPointer<Field>.allocate(capacity: max(children.count, 1))
+        _ = childStorage.initialize(from: children)
+        childBuffer = UnsafeBufferPointer(rebasing: UnsafeBufferPointer(childStorage)[..<children.count])
+    }
+
+    deinit {
+        UnsafeMutableBufferPointer(mutating: childBuffer).deinitialize()
+        UnsafeMutableRawPointer(mutating: childBuffer.baseAddress!).deallocate()
+        UnsafeMutableRawPointer(mutating: nameBytes.baseAddress!).deallocate()
     }
 
     /// 64-bit FNV-1a of the key's bytes.

@@ -213,7 +213,8 @@ private struct LoadState {
         let documents = reader.read(bytes, into: &storage, diagnostics: &diagnostics)
         let ctx = DecodeContext(file: file, baseDirectory: baseDirectory, hostFiles: loader.hostFiles)
         let decoder = SpecDecoder(ctx: ctx)
-        storage.withTree { tree in
+        // The readers refer to the context without retaining it: keep it alive throughout.
+        withExtendedLifetime(ctx) { storage.withTree { tree in
             ctx.tree = tree
             defer { ctx.tree = .empty }
             for document in documents {
@@ -223,7 +224,7 @@ private struct LoadState {
                     macs.append(d.macs)
                 }
             }
-        }
+        } }
         diagnostics.append(contentsOf: ctx.diagnostics)
     }
 

@@ -13,10 +13,43 @@ final class DecodeContext {
     /// The nodes of the file being decoded: valid only while its storage is (set by the loader).
     var tree: YAMLTree = .empty
 
+    /// Where each ``ObjectReader``'s mapping is: the enclosing entry, the key, the list
+    /// index (or -1). Emptied for each document.
+    private var paths: [(parent: Int32, key: String, index: Int32)] = []
+    /// The readers' lookup cursors, one per nesting depth (a hint, never a correctness matter).
+    let cursors: UnsafeMutablePointer<Int32>
+    static let maxDepth: Int32 = 32
+
     init(file: String, baseDirectory: String, hostFiles: ManifestLoader.HostFiles = .ignore) {
         self.file = file
         self.baseDirectory = PathUtilities.resolve(baseDirectory, against: "/")
         self.hostFiles = hostFiles
+        cursors = .allocate(capacity: Int(Self.maxDepth))
+        cursors.initialize(repeating: 0, count: Int(Self.maxDepth))
+    }
+
+    deinit { cursors.deallocate() }
+
+    /// Forgets the paths of the previous document's readers.
+    func resetPaths() { paths.removeAll(keepingCapacity: true) }
+
+    /// Records where a reader's mapping is; its id for ``path(_:)``.
+    func addPath(parent: Int32, key: String, index: Int) -> Int32 {
+        paths.append((parent, key, Int32(truncatingIfNeeded: index)))
+        return Int32(paths.count - 1)
+    }
+
+    /// `spec.disks[0]`: the path of a reader's mapping, for messages.
+    func path(_ id: Int32) -> String {
+        guard id >= 0 else { return "" }
+        let e = paths[Int(id)]
+        var p = e.key
+        if e.parent >= 0 {
+            let parent = path(e.parent)
+            p = parent.isEmpty ? e.key : "\(parent).\(e.key)"
+        }
+        if e.index >= 0 { p += "[\(e.index)]" }
+        return p
     }
 
     /// Reports `path` (absolute) when it does not exist and the policy asks for it.

@@ -7,38 +7,40 @@
 /// value's type, format, enum values and bounds, apply the table's default when the
 /// key is absent, and report problems to the context. An accessor returns nil when
 /// the key is absent without default, or its value is invalid (already reported).
-final class ObjectReader {
-    let ctx: DecodeContext
+///
+/// A plain value, cheap to create and copy: no allocation, no reference counting. It
+/// refers to the context and the (immortal) field table without retaining them, and to
+/// its nodes by pointer into the file's storage: readers live only while
+/// ``SpecDecoder/decode(_:)`` runs, which the context and the storage outlive.
+struct ObjectReader {
+    unowned(unsafe) let ctx: DecodeContext
     /// The mapping node.
     let node: YAMLNode
     /// Flattened key/value pairs of the mapping (in the file's ``YAMLStorage``).
     let items: UnsafeBufferPointer<YAMLNode>
+    /// The object field, from the table.
+    unowned(unsafe) let field: Field
     /// The field's children, from the table.
-    let fields: [Field]
+    var fields: UnsafeBufferPointer<Field> { field.childBuffer }
     /// For each of `fields`, the index of its value in `items`, or -1.
     /// Stored inline (no allocation): `index + 1`, 0 for absent. The table has at most
     /// 32 fields per object (checked by a test).
     private var slots = SIMD32<UInt16>()
-    /// The reader of the enclosing mapping, the key of this one in it, and its index when
-    /// it is an item of a list: `path` is built from them only when a message needs it.
-    let parent: ObjectReader?
-    let key: String
-    let index: Int
-    /// Decoders read fields mostly in table order; the next field to try first.
-    private var cursor = 0
+    /// Where this mapping is, in the context's path table: `path` is built from it only
+    /// when a message needs it.
+    let pathID: Int32
+    /// Nesting depth of readers, which selects this reader's lookup cursor in the context.
+    let depth: Int32
 
     /// Where the mapping is in the manifest (`spec.disks[0]`), for messages.
-    var path: String {
-        var p = parent.map { $0.qualified(key) } ?? key
-        if index >= 0 { p += "[\(index)]" }
-        return p
-    }
+    var path: String { ctx.path(pathID) }
 
     /// Checks `node` against `field`; nil (and a diagnostic) when `node` is not a mapping.
     init?(_ node: YAMLNode, _ field: Field, _ ctx: DecodeContext, parent: ObjectReader?, key: String, index: Int = -1) {
-        let fields = field.children
+        let fields = field.childBuffer
+        let pathID = ctx.addPath(parent: parent?.pathID ?? -1, key: key, index: index)
         guard node.isMapping else {
-            let path = (parent.map { $0.qualified(key) } ?? key) + (index >= 0 ? "[\(index)]" : "")
+            let path = ctx.path(pathID)
             ctx.error(node, "'\(path)' must be a mapping, not \(Values.describe(node, ctx))",
                       hint: "allowed keys: \(fields.map(\.name).joined(separator: ", "))")
             return nil
@@ -47,12 +49,14 @@ final class ObjectReader {
         self.node = node
         let items = ctx.tree.items(node)
         self.items = items
-        self.fields = fields
-        self.parent = parent
-        self.key = key
-        self.index = index
+        self.field = field
+        self.pathID = pathID
+        let depth = (parent?.depth ?? -1) + 1
+        self.depth = depth
+        ctx.cursors[Int(min(depth, DecodeContext.maxDepth - 1))] = 0
 
         var i = 0
+        var hint = 0  // keys are mostly written in table order: try the next field first
         while i < items.count {
             let keyNode = items[i]
             guard keyNode.isScalar else {
@@ -60,14 +64,22 @@ final class ObjectReader {
                 i += 2
                 continue
             }
-            if let j = Self.index(of: ctx.tree.bytes(keyNode), in: fields) {
+            let keyBytes = ctx.tree.bytes(keyNode)
+            var found = -1
+            if hint < fields.count, YAMLNode.equal(keyBytes, fields[hint].nameBytes) {
+                found = hint
+            } else if let j = Self.index(of: keyBytes, in: fields) {
+                found = j
+            }
+            if found >= 0 {
                 guard i + 1 < Int(UInt16.max) else {
                     ctx.error(keyNode, "mapping '\(path)' has too many keys")
                     break
                 }
-                slots[j] = UInt16(i + 2)
+                slots[found] = UInt16(i + 2)
+                hint = found + 1
             } else {
-                Self.reportUnknownKey(ctx.tree.string(keyNode), keyNode, fields, path, ctx)
+                Self.reportUnknownKey(ctx.tree.string(keyNode), keyNode, Array(fields), path, ctx)
             }
             i += 2
         }
@@ -94,32 +106,34 @@ final class ObjectReader {
         }
     }
 
-    /// The index of the field named `key`: hashes compared first, names confirmed.
-    static func index(of key: String, in fields: [Field]) -> Int? {
-        let h = Field.hash(key)
-        for j in fields.indices where fields[j].keyHash == h && fields[j].name == key { return j }
+    /// The index of the field named `key`.
+    static func index(of key: String, in fields: UnsafeBufferPointer<Field>) -> Int? {
+        for j in fields.indices where fields[j].name == key { return j }
         return nil
     }
 
-    /// The index of the field whose name is the UTF-8 `key`.
+    /// The index of the field whose name is the UTF-8 `key`: hashes compared first, names confirmed.
     @inline(__always)
-    static func index(of key: UnsafeBufferPointer<UInt8>, in fields: [Field]) -> Int? {
+    static func index(of key: UnsafeBufferPointer<UInt8>, in fields: UnsafeBufferPointer<Field>) -> Int? {
         let h = Field.hash(key)
-        for j in fields.indices where fields[j].keyHash == h && YAMLNode.equal(key, fields[j].name) { return j }
+        for j in fields.indices where fields[j].keyHash == h && YAMLNode.equal(key, fields[j].nameBytes) { return j }
         return nil
     }
 
-    /// The index of the field named `name`, trying the field after the last one read first.
+    /// The index of the field named `name`, trying the field after the last one read first,
+    /// then the last one read (read again for its position).
     @inline(__always)
     private func lookup(_ name: String) -> Int? {
+        let fields = self.fields
+        let slot = ctx.cursors + Int(min(depth, DecodeContext.maxDepth - 1))
+        let cursor = Int(slot.pointee)
         if cursor < fields.count, fields[cursor].name == name {
-            defer { cursor += 1 }
+            slot.pointee = Int32(cursor + 1)
             return cursor
         }
-        // The field just read again (its position, whether it is present).
         if cursor > 0, cursor <= fields.count, fields[cursor - 1].name == name { return cursor - 1 }
         for j in fields.indices where fields[j].name == name {
-            cursor = j + 1
+            slot.pointee = Int32(j + 1)
             return j
         }
         return nil
@@ -145,7 +159,7 @@ final class ObjectReader {
         + "devices or sockets and run programs, bypassing every check qemuctl makes; use the typed fields "
         + "('qemuctl schema' lists them)"
 
-    private static func reportUnknownKey(_ key: String, _ keyNode: YAMLNode, _ fields: [Field], _ path: String, _ ctx: DecodeContext) {
+    fileprivate static func reportUnknownKey(_ key: String, _ keyNode: YAMLNode, _ fields: [Field], _ path: String, _ ctx: DecodeContext) {
         if Self.rawArgumentKeys.contains(key.lowercased()) {
             let qualified = path.isEmpty ? key : "\(path).\(key)"
             ctx.error(keyNode, "'\(qualified)' is not allowed: raw QEMU arguments cannot be set from a manifest",

@@ -18,6 +18,7 @@ struct SpecDecoder {
     /// no usable VM (the errors are in the context either way).
     func decode(_ root: YAMLNode) -> Decoded? {
         let before = ctx.diagnostics.count
+        ctx.resetPaths()
         guard root.isMapping else {
             ctx.error(root, "a manifest must be a mapping, not \(Values.describe(root, ctx))",
                       hint: "start with 'apiVersion: \(FieldTable.apiVersion)' and 'kind: \(FieldTable.kind)'")
