@@ -168,7 +168,9 @@ private struct LoadState {
     var files: [String] = []
     var fileOfDecoded: [String] = []
     /// The nodes of the file being read, reused from file to file.
-    var storage = YAMLStorage()
+    let storage = YAMLStorage()
+    /// The decoding context, reused from file to file.
+    var context: DecodeContext?
     /// The bytes of the file being read, reused from file to file (freed by ``finish()``).
     var buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
 
@@ -210,8 +212,15 @@ private struct LoadState {
     mutating func add(bytes: UnsafeRawBufferPointer, file: String, baseDirectory: String) {
         files.append(file)
         let reader = LibYAMLReader(file: file, limits: loader.limits)
-        let documents = reader.read(bytes, into: &storage, diagnostics: &diagnostics)
-        let ctx = DecodeContext(file: file, baseDirectory: baseDirectory, hostFiles: loader.hostFiles)
+        let documents = reader.read(bytes, into: storage, diagnostics: &diagnostics)
+        let ctx: DecodeContext
+        if let c = context {
+            ctx = c
+            ctx.start(file: file, baseDirectory: baseDirectory)
+        } else {
+            ctx = DecodeContext(file: file, baseDirectory: baseDirectory, hostFiles: loader.hostFiles)
+            context = ctx
+        }
         let decoder = SpecDecoder(ctx: ctx)
         // The readers refer to the context without retaining it: keep it alive throughout.
         withExtendedLifetime(ctx) { storage.withTree { tree in
@@ -309,12 +318,12 @@ extension ManifestLoader {
     /// Reads `files` into nodes only (libyaml events and the node arena, no decoding), for
     /// `bench/yaml`'s breakdown of where the time goes. Returns the number of documents.
     package func readOnly(files: [(name: String, bytes: [UInt8])]) -> Int {
-        var storage = YAMLStorage()
+        let storage = YAMLStorage()
         var diagnostics: [ManifestDiagnostic] = []
         var documents = 0
         for (name, bytes) in files {
             let reader = LibYAMLReader(file: name, limits: limits)
-            documents += bytes.withUnsafeBytes { reader.read($0, into: &storage, diagnostics: &diagnostics) }.count
+            documents += bytes.withUnsafeBytes { reader.read($0, into: storage, diagnostics: &diagnostics) }.count
         }
         return documents
     }

@@ -131,8 +131,8 @@ package enum ManifestSchema {
     {
         var diagnostics: [ManifestDiagnostic] = []
         let reader = LibYAMLReader(file: file, limits: limits)
-        var storage = YAMLStorage()
-        let documents = bytes.withUnsafeBytes { reader.read($0, into: &storage, diagnostics: &diagnostics) }
+        let storage = YAMLStorage()
+        let documents = bytes.withUnsafeBytes { reader.read($0, into: storage, diagnostics: &diagnostics) }
         var out: [String] = []
         storage.withTree { tree in
             for d in documents {

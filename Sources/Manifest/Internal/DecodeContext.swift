@@ -1,11 +1,12 @@
 // MARK: - DecodeContext
 
 /// State shared while decoding one file: its name, its directory and the diagnostics so far.
+/// The loader reuses one context from file to file (``start(file:baseDirectory:)``).
 final class DecodeContext {
     /// The file as the user named it.
-    let file: String
+    private(set) var file: String
     /// The absolute directory relative paths are resolved against.
-    let baseDirectory: String
+    private(set) var baseDirectory: String
     /// Whether missing host files are reported.
     let hostFiles: ManifestLoader.HostFiles
     /// Everything found so far.
@@ -29,6 +30,15 @@ final class DecodeContext {
     }
 
     deinit { cursors.deallocate() }
+
+    /// Starts on another file: its name and directory; no diagnostics yet.
+    func start(file: String, baseDirectory: String) {
+        self.file = file
+        if baseDirectory != self.baseDirectory {
+            self.baseDirectory = PathUtilities.resolve(baseDirectory, against: "/")
+        }
+        diagnostics.removeAll(keepingCapacity: true)
+    }
 
     /// Forgets the paths of the previous document's readers.
     func resetPaths() { paths.removeAll(keepingCapacity: true) }

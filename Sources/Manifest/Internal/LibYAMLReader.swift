@@ -39,7 +39,7 @@ struct LibYAMLReader {
     ///   - diagnostics: receives syntax errors and limit violations.
     /// - Returns: the documents read, in order, empty ones included (with a nil root).
     func read(
-        _ bytes: UnsafeRawBufferPointer, into storage: inout YAMLStorage, diagnostics: inout [ManifestDiagnostic]
+        _ bytes: UnsafeRawBufferPointer, into storage: YAMLStorage, diagnostics: inout [ManifestDiagnostic]
     ) -> [YAMLDocument] {
         storage.reset()
         // Heap-allocated: libyaml keeps a pointer to the parser inside it (input handler data).
@@ -58,7 +58,7 @@ struct LibYAMLReader {
             yaml_parser_set_input_string(
                 parser, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count)
         }
-        if storage.text.capacity < bytes.count { storage.text.reserveCapacity(bytes.count) }
+        storage.text.reserve(bytes.count)
 
         var documents: [YAMLDocument] = []
         var stack: [Frame] = []
@@ -99,9 +99,7 @@ struct LibYAMLReader {
                 case YAML_SCALAR_EVENT:
                     let s = event.data.scalar
                     let start = storage.text.count
-                    if s.length > 0 {
-                        storage.text.append(contentsOf: UnsafeBufferPointer(start: s.value, count: Int(s.length)))
-                    }
+                    if s.length > 0 { storage.text.append(s.value, count: Int(s.length)) }
                     var tag: YAMLNode.ScalarTag =
                         s.style == YAML_PLAIN_SCALAR_STYLE || s.style == YAML_ANY_SCALAR_STYLE ? .plain : .string
                     if let t = s.tag {
@@ -130,14 +128,12 @@ struct LibYAMLReader {
 
                 case YAML_MAPPING_END_EVENT, YAML_SEQUENCE_END_EVENT:
                     let frame = stack.removeLast()
-                    if frame.isMapping { removeDuplicateKeys(from: frame.start, in: &storage, into: &diagnostics) }
+                    if frame.isMapping { removeDuplicateKeys(from: frame.start, in: storage, into: &diagnostics) }
                     let start = storage.items.count
                     let n = storage.pending.count - frame.start
                     if n > 0 {
-                        storage.pending.withUnsafeBufferPointer {
-                            storage.items.append(contentsOf: UnsafeBufferPointer(rebasing: $0[frame.start...]))
-                        }
-                        storage.pending.removeLast(n)
+                        storage.items.append(storage.pending.base! + frame.start, count: n)
+                        storage.pending.count = frame.start
                     }
                     let node = YAMLNode(
                         type: frame.isMapping ? .mapping : .sequence, tag: .plain,
@@ -222,16 +218,17 @@ struct LibYAMLReader {
     /// Reports the second occurrence of a key in the mapping whose items are
     /// `storage.pending[start...]` and drops it, so reading (and reporting) goes on with the first.
     private func removeDuplicateKeys(
-        from start: Int, in storage: inout YAMLStorage, into diagnostics: inout [ManifestDiagnostic]
+        from start: Int, in storage: YAMLStorage, into diagnostics: inout [ManifestDiagnostic]
     ) {
         let n = (storage.pending.count - start) / 2
         guard n > 1 else { return }
         var drop: [Int] = []  // allocated only when there is a duplicate
-        storage.hashes.removeAll(keepingCapacity: true)
-        storage.text.withUnsafeBufferPointer { text in
-            let tree = YAMLTree(text: text, items: UnsafeBufferPointer(start: nil, count: 0))
-            storage.pending.withUnsafeBufferPointer { all in
-                let pending = UnsafeBufferPointer(rebasing: all[start...])
+        storage.hashes.count = 0
+        storage.hashes.reserve(n)
+        do {
+            let tree = YAMLTree(text: storage.text.buffer, items: UnsafeBufferPointer(start: nil, count: 0))
+            do {
+                let pending = UnsafeBufferPointer(rebasing: storage.pending.buffer[start...])
                 // Compare hashes first: most keys differ, and comparing different keys is slower.
                 for i in 0..<n {
                     let key = pending[2 * i]
@@ -254,7 +251,7 @@ struct LibYAMLReader {
             }
         }
         guard !drop.isEmpty else { return }
-        for i in drop.reversed() { storage.pending.removeSubrange((start + 2 * i)...(start + 2 * i + 1)) }
+        for i in drop.reversed() { storage.pending.remove((start + 2 * i)..<(start + 2 * i + 2)) }
     }
 
     // MARK: - Errors

@@ -187,15 +187,17 @@ struct ObjectReader {
 
     // MARK: - Lookup
 
-    /// The field named `name` and its value node (nil when absent or null).
-    func entry(_ name: String) -> (field: Field, node: YAMLNode?) {
+    /// The index in `fields` of the field named `name`, and its value node (nil when absent
+    /// or null). An index, not the field: returning a reference would retain it.
+    @inline(__always)
+    func entry(_ name: String) -> (field: Int, node: YAMLNode?) {
         guard let j = lookup(name) else {
             preconditionFailure("field '\(name)' is not in the table")
         }
-        guard slots[j] > 0 else { return (fields[j], nil) }
+        guard slots[j] > 0 else { return (j, nil) }
         let v = items[Int(slots[j]) - 1]
-        if ctx.tree.isNull(v) { return (fields[j], nil) }
-        return (fields[j], v)
+        if ctx.tree.isNull(v) { return (j, nil) }
+        return (j, v)
     }
 
     /// The full path of a child, for messages: `spec.memory.size`.
@@ -214,7 +216,8 @@ struct ObjectReader {
 
     /// A string field: checked against its format; paths resolved to absolute.
     func string(_ name: String) -> String? {
-        let (f, v) = entry(name)
+        let (j, v) = entry(name)
+        unowned(unsafe) let f = fields[j]
         guard let format = f.format else { preconditionFailure("\(name) is not a string field") }
         guard let v else { return f.defaultString }
         return Values.string(v, format, qualified(name), ctx)
@@ -222,28 +225,32 @@ struct ObjectReader {
 
     /// A boolean field.
     func bool(_ name: String) -> Bool {
-        let (f, v) = entry(name)
+        let (j, v) = entry(name)
+        unowned(unsafe) let f = fields[j]
         guard let v else { return f.defaultBool }
         return Values.bool(v, qualified(name), ctx) ?? f.defaultBool
     }
 
     /// An integer field, within the table's bounds.
     func int(_ name: String) -> Int? {
-        let (f, v) = entry(name)
+        let (j, v) = entry(name)
+        unowned(unsafe) let f = fields[j]
         guard let v else { return f.defaultInteger.map(Int.init) }
         return Values.integer(v, qualified(name), f.lowerBound, f.upperBound, ctx).map(Int.init)
     }
 
     /// A size field in bytes, within the table's bounds.
     func size(_ name: String) -> UInt64? {
-        let (f, v) = entry(name)
+        let (j, v) = entry(name)
+        unowned(unsafe) let f = fields[j]
         guard let v else { return f.defaultSize }
         return Values.size(v, qualified(name), f.sizeBounds.lowerBound, f.sizeBounds.upperBound, ctx)
     }
 
     /// An enumeration field, as the Swift enum whose raw values the table lists.
     func enumeration<E: RawRepresentable>(_ name: String, _: E.Type = E.self) -> E? where E.RawValue == String {
-        let (f, v) = entry(name)
+        let (j, v) = entry(name)
+        unowned(unsafe) let f = fields[j]
         guard let v else { return f.defaultString.flatMap(E.init(rawValue:)) }
         guard let i = Values.enumeration(v, qualified(name), f.enumValues, ctx) else { return nil }
         return E(rawValue: f.enumValues[i])
@@ -251,14 +258,16 @@ struct ObjectReader {
 
     /// A nested object field's reader; nil when absent or not a mapping (reported).
     func object(_ name: String) -> ObjectReader? {
-        let (f, v) = entry(name)
+        let (j, v) = entry(name)
+        unowned(unsafe) let f = fields[j]
         guard let v else { return nil }
         return ObjectReader(v, f, ctx, parent: self, key: name)
     }
 
     /// A sequence field's items with their element field; empty when absent or not a sequence (reported).
     func array(_ name: String) -> (element: Field, items: UnsafeBufferPointer<YAMLNode>) {
-        let (f, v) = entry(name)
+        let (j, v) = entry(name)
+        unowned(unsafe) let f = fields[j]
         guard case .array(let element) = f.type else { preconditionFailure("\(name) is not an array field") }
         guard let v else { return (element, UnsafeBufferPointer(start: nil, count: 0)) }
         guard v.isSequence else {
@@ -283,7 +292,8 @@ struct ObjectReader {
 
     /// A map field (labels): keys and values checked against their formats.
     func map(_ name: String) -> [String: String] {
-        let (f, v) = entry(name)
+        let (j, v) = entry(name)
+        unowned(unsafe) let f = fields[j]
         guard case .map(let keyFormat, let valueFormat) = f.type else { preconditionFailure("\(name) is not a map") }
         guard let v else { return [:] }
         guard v.isMapping else {

@@ -47,12 +47,10 @@ enum PathUtilities {
                         if out[n] == slash { break }
                     }
                 } else {
+                    precondition(n + 1 + length <= out.count)
                     out[n] = slash
-                    n += 1
-                    for k in i..<j {
-                        out[n] = bytes[k]
-                        n += 1
-                    }
+                    (out.baseAddress! + n + 1).update(from: bytes.baseAddress! + i, count: length)
+                    n += 1 + length
                 }
                 i = j + 1
             }

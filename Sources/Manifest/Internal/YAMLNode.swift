@@ -49,30 +49,95 @@ struct YAMLNode: Sendable {
 
 // MARK: - YAMLStorage
 
-/// The contents of one file's nodes, in two contiguous buffers that are reused from
-/// file to file: every scalar's bytes, and every collection's items.
-struct YAMLStorage {
+/// The contents of one file's nodes, in contiguous buffers that are reused from file to
+/// file: every scalar's bytes, and every collection's items.
+final class YAMLStorage {
     /// The bytes of every scalar, back to back.
-    var text: [UInt8] = []
+    var text = GrowableBuffer<UInt8>()
     /// The items of every collection; each collection's items are contiguous.
-    var items: [YAMLNode] = []
+    var items = GrowableBuffer<YAMLNode>()
     /// Scratch space of the reader: items of collections still open.
-    var pending: [YAMLNode] = []
+    var pending = GrowableBuffer<YAMLNode>()
     /// Scratch space of the reader: key hashes of the mapping being closed.
-    var hashes: [UInt64] = []
+    var hashes = GrowableBuffer<UInt64>()
+
+    init() {}
+
+    deinit {
+        text.free()
+        items.free()
+        pending.free()
+        hashes.free()
+    }
 
     /// Empties the buffers, keeping their capacity.
-    mutating func reset() {
-        text.removeAll(keepingCapacity: true)
-        items.removeAll(keepingCapacity: true)
-        pending.removeAll(keepingCapacity: true)
+    func reset() {
+        text.count = 0
+        items.count = 0
+        pending.count = 0
     }
 
     /// Calls `body` with a view of the nodes; the view must not escape `body`.
     func withTree<R>(_ body: (YAMLTree) throws -> R) rethrows -> R {
-        try text.withUnsafeBufferPointer { t in
-            try items.withUnsafeBufferPointer { i in try body(YAMLTree(text: t, items: i)) }
+        try withExtendedLifetime(self) { try body(YAMLTree(text: text.buffer, items: items.buffer)) }
+    }
+}
+
+/// A growable array of plain values in memory it manages itself: appending is a bounds
+/// check and a copy, with no uniqueness check or reference counting. Freed by its owner.
+struct GrowableBuffer<Element: BitwiseCopyable> {
+    private(set) var base: UnsafeMutablePointer<Element>? = nil
+    var count = 0
+    private(set) var capacity = 0
+
+    /// The elements, as a buffer valid until the next append or `free()`.
+    var buffer: UnsafeBufferPointer<Element> { UnsafeBufferPointer(start: base, count: count) }
+    var mutableBuffer: UnsafeMutableBufferPointer<Element> { UnsafeMutableBufferPointer(start: base, count: count) }
+
+    mutating func reserve(_ n: Int) {
+        guard n > capacity else { return }
+        let newCapacity = max(n, capacity * 2, 64)
+        let bigger = UnsafeMutablePointer<Element>.allocate(capacity: newCapacity)
+        if let base {
+            bigger.update(from: base, count: count)
+            base.deallocate()
         }
+        base = bigger
+        capacity = newCapacity
+    }
+
+    @inline(__always)
+    mutating func append(_ e: Element) {
+        if count == capacity { reserve(count + 1) }
+        (base! + count).initialize(to: e)
+        count += 1
+    }
+
+    @inline(__always)
+    mutating func append(_ p: UnsafePointer<Element>, count n: Int) {
+        guard n > 0 else { return }
+        if count + n > capacity { reserve(count + n) }
+        (base! + count).update(from: p, count: n)
+        count += n
+    }
+
+    subscript(i: Int) -> Element {
+        get { base![i] }
+        set { base![i] = newValue }
+    }
+
+    /// Removes elements `range`, moving the later ones down.
+    mutating func remove(_ range: Range<Int>) {
+        let tail = count - range.upperBound
+        if tail > 0 { (base! + range.lowerBound).update(from: base! + range.upperBound, count: tail) }
+        count -= range.count
+    }
+
+    mutating func free() {
+        base?.deallocate()
+        base = nil
+        count = 0
+        capacity = 0
     }
 }
 
