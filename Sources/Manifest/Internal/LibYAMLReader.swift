@@ -42,6 +42,10 @@ struct LibYAMLReader {
         _ bytes: UnsafeRawBufferPointer, into storage: YAMLStorage, diagnostics: inout [ManifestDiagnostic]
     ) -> [YAMLDocument] {
         storage.reset()
+        // The buffers are worked on as locals (a class's stored properties would be checked
+        // for exclusive access at every append) and handed back on every way out.
+        var text = storage.text, items = storage.items, pending = storage.pending, hashes = storage.hashes
+        defer { (storage.text, storage.items, storage.pending, storage.hashes) = (text, items, pending, hashes) }
         // Heap-allocated: libyaml keeps a pointer to the parser inside it (input handler data).
         let parser = UnsafeMutablePointer<yaml_parser_t>.allocate(capacity: 1)
         defer { parser.deallocate() }
@@ -58,7 +62,7 @@ struct LibYAMLReader {
             yaml_parser_set_input_string(
                 parser, bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count)
         }
-        storage.text.reserve(bytes.count)
+        text.reserve(bytes.count)
 
         var documents: [YAMLDocument] = []
         var stack: [Frame] = []
@@ -77,7 +81,7 @@ struct LibYAMLReader {
                 root = node
             } else {
                 let top = stack.count - 1
-                storage.pending.append(node)
+                pending.append(node)
                 stack[top].nodeCount += count
                 if stack[top].nodeCount > maxNodes {
                     throw fail(node.line, node.column, "document has more than \(maxNodes) nodes",
@@ -98,8 +102,8 @@ struct LibYAMLReader {
                 switch event.type {
                 case YAML_SCALAR_EVENT:
                     let s = event.data.scalar
-                    let start = storage.text.count
-                    if s.length > 0 { storage.text.append(s.value, count: Int(s.length)) }
+                    let start = text.count
+                    if s.length > 0 { text.append(s.value, count: Int(s.length)) }
                     var tag: YAMLNode.ScalarTag =
                         s.style == YAML_PLAIN_SCALAR_STYLE || s.style == YAML_ANY_SCALAR_STYLE ? .plain : .string
                     if let t = s.tag {
@@ -123,17 +127,19 @@ struct LibYAMLReader {
                         throw fail(line, column, "nesting deeper than \(limits.maxDepth) levels")
                     }
                     stack.append(Frame(
-                        isMapping: isMapping, start: storage.pending.count, line: line, column: column,
+                        isMapping: isMapping, start: pending.count, line: line, column: column,
                         anchor: anchorPtr.map { String(cString: $0) }, nodeCount: 0))
 
                 case YAML_MAPPING_END_EVENT, YAML_SEQUENCE_END_EVENT:
                     let frame = stack.removeLast()
-                    if frame.isMapping { removeDuplicateKeys(from: frame.start, in: storage, into: &diagnostics) }
-                    let start = storage.items.count
-                    let n = storage.pending.count - frame.start
+                    if frame.isMapping {
+                        removeDuplicateKeys(from: frame.start, in: &pending, text: text.buffer, hashes: &hashes, into: &diagnostics)
+                    }
+                    let start = items.count
+                    let n = pending.count - frame.start
                     if n > 0 {
-                        storage.items.append(storage.pending.base! + frame.start, count: n)
-                        storage.pending.count = frame.start
+                        items.append(pending.base! + frame.start, count: n)
+                        pending.count = frame.start
                     }
                     let node = YAMLNode(
                         type: frame.isMapping ? .mapping : .sequence, tag: .plain,
@@ -218,28 +224,29 @@ struct LibYAMLReader {
     /// Reports the second occurrence of a key in the mapping whose items are
     /// `storage.pending[start...]` and drops it, so reading (and reporting) goes on with the first.
     private func removeDuplicateKeys(
-        from start: Int, in storage: YAMLStorage, into diagnostics: inout [ManifestDiagnostic]
+        from start: Int, in storage: inout GrowableBuffer<YAMLNode>, text: UnsafeBufferPointer<UInt8>,
+        hashes: inout GrowableBuffer<UInt64>, into diagnostics: inout [ManifestDiagnostic]
     ) {
-        let n = (storage.pending.count - start) / 2
+        let n = (storage.count - start) / 2
         guard n > 1 else { return }
         var drop: [Int] = []  // allocated only when there is a duplicate
-        storage.hashes.count = 0
-        storage.hashes.reserve(n)
+        hashes.count = 0
+        hashes.reserve(n)
         do {
-            let tree = YAMLTree(text: storage.text.buffer, items: UnsafeBufferPointer(start: nil, count: 0))
+            let tree = YAMLTree(text: text, items: UnsafeBufferPointer(start: nil, count: 0))
             do {
-                let pending = UnsafeBufferPointer(rebasing: storage.pending.buffer[start...])
+                let pending = UnsafeBufferPointer(rebasing: storage.buffer[start...])
                 // Compare hashes first: most keys differ, and comparing different keys is slower.
                 for i in 0..<n {
                     let key = pending[2 * i]
-                    storage.hashes.append(
+                    hashes.append(
                         key.isScalar ? Field.hash(tree.bytes(key)) : UInt64(i) &* 0x9E37_79B9_7F4A_7C15)
                 }
                 for i in 1..<n {
                     let key = pending[2 * i]
                     guard key.isScalar else { continue }
-                    let h = storage.hashes[i]
-                    for j in 0..<i where storage.hashes[j] == h {
+                    let h = hashes[i]
+                    for j in 0..<i where hashes[j] == h {
                         let first = pending[2 * j]
                         guard first.isScalar, tree.bytes(first).elementsEqual(tree.bytes(key)) else { continue }
                         diagnostics.append(fail(key.line, key.column, "duplicate key '\(tree.string(key))'",
@@ -251,7 +258,7 @@ struct LibYAMLReader {
             }
         }
         guard !drop.isEmpty else { return }
-        for i in drop.reversed() { storage.pending.remove((start + 2 * i)..<(start + 2 * i + 2)) }
+        for i in drop.reversed() { storage.remove((start + 2 * i)..<(start + 2 * i + 2)) }
     }
 
     // MARK: - Errors
