@@ -77,6 +77,22 @@ struct DiagnosticsTests {
         expectSingleError(set, 8, 5, "duplicate key 'count'", hint: "first defined at line 7, column 5")
     }
 
+    @Test func duplicateKeysAreFoundAmongLongKeysWithACommonPrefix() {
+        let set = load("""
+            apiVersion: qemuctl/v1
+            kind: VirtualMachine
+            metadata:
+              name: vm1
+              labels:
+                example.com/team-a: x
+                example.com/team-b: y
+                example.com/team-a: z
+            spec: {}
+
+            """)
+        expectSingleError(set, 8, 5, "duplicate key 'example.com/team-a'", hint: "first defined at line 6, column 5")
+    }
+
     @Test func duplicateKeysDoNotHideLaterProblems() {
         let set = load(manifest(spec: "  cpu: {count: 2, count: 3}\n  memroy: {}\n"))
         #expect(lines(set) == [

@@ -174,10 +174,15 @@ func fmt(_ x: Double) -> String {
     return s
 }
 
-// Profiling aid: YAML_BENCH_PROFILE=N runs only the in-memory load, N times.
+// Profiling aid: YAML_BENCH_PROFILE=N runs only the in-memory load, N times;
+// YAML_BENCH_PROFILE_DISK=N only the load from disk.
 if let n = getenv("YAML_BENCH_PROFILE").flatMap({ Int(String(cString: $0)) }) {
     let files = corpus.map { (name: $0.path, bytes: $0.bytes) }
     for _ in 0..<n { precondition(!ManifestLoader().load(files: files, baseDirectory: "/").hasErrors) }
+    exit(0)
+}
+if let n = getenv("YAML_BENCH_PROFILE_DISK").flatMap({ Int(String(cString: $0)) }) {
+    for _ in 0..<n { precondition(!ManifestLoader().load(paths: [root]).hasErrors) }
     exit(0)
 }
 

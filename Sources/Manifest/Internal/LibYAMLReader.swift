@@ -223,6 +223,14 @@ struct LibYAMLReader {
 
     /// Reports the second occurrence of a key in the mapping whose items are
     /// `storage.pending[start...]` and drops it, so reading (and reporting) goes on with the first.
+    /// The length and up to eight first bytes of a key, mixed into one word.
+    @inline(__always)
+    private static func fingerprint(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        var prefix: UInt64 = 0
+        for i in 0..<min(8, bytes.count) { prefix |= UInt64(bytes[i]) << UInt64(8 * i) }
+        return prefix ^ (UInt64(truncatingIfNeeded: bytes.count) &* 0x9E37_79B9_7F4A_7C15)
+    }
+
     private func removeDuplicateKeys(
         from start: Int, in storage: inout GrowableBuffer<YAMLNode>, text: UnsafeBufferPointer<UInt8>,
         hashes: inout GrowableBuffer<UInt64>, into diagnostics: inout [ManifestDiagnostic]
@@ -236,11 +244,11 @@ struct LibYAMLReader {
             let tree = YAMLTree(text: text, items: UnsafeBufferPointer(start: nil, count: 0))
             do {
                 let pending = UnsafeBufferPointer(rebasing: storage.buffer[start...])
-                // Compare hashes first: most keys differ, and comparing different keys is slower.
+                // Compare a cheap fingerprint first (length and first eight bytes): most keys
+                // differ there, and equal keys always have equal fingerprints.
                 for i in 0..<n {
                     let key = pending[2 * i]
-                    hashes.append(
-                        key.isScalar ? Field.hash(tree.bytes(key)) : UInt64(i) &* 0x9E37_79B9_7F4A_7C15)
+                    hashes.append(key.isScalar ? Self.fingerprint(tree.bytes(key)) : UInt64(i) &* 0x9E37_79B9_7F4A_7C15)
                 }
                 for i in 1..<n {
                     let key = pending[2 * i]
@@ -248,7 +256,7 @@ struct LibYAMLReader {
                     let h = hashes[i]
                     for j in 0..<i where hashes[j] == h {
                         let first = pending[2 * j]
-                        guard first.isScalar, tree.bytes(first).elementsEqual(tree.bytes(key)) else { continue }
+                        guard first.isScalar, YAMLNode.equal(tree.bytes(first), tree.bytes(key)) else { continue }
                         diagnostics.append(fail(key.line, key.column, "duplicate key '\(tree.string(key))'",
                                                 hint: "first defined at line \(first.line), column \(first.column)").diagnostic)
                         drop.append(i)
