@@ -45,6 +45,7 @@ demo: build guest
 	@scripts/demo.sh
 
 test: deps guest
+	$(SWIFT) build
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 

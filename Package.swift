@@ -55,7 +55,7 @@ let package = Package(
         .testTarget(name: "QemuCtlTests", dependencies: ["QemuCtl", "QMP", "QemuCtlTestSupport"]),
         .testTarget(name: "ManifestTests", dependencies: ["Manifest"]),
         .testTarget(name: "ReconcileTests", dependencies: ["Reconcile", "QemuCtlTestSupport"]),
-        .testTarget(name: "QemuCtlCLITests", dependencies: ["QemuCtlTestSupport"]),
+        .testTarget(name: "QemuCtlCLITests", dependencies: ["QemuCtlTestSupport", "QMP"]),
     ]
 )
 

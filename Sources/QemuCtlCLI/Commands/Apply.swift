@@ -111,7 +111,7 @@ extension QemuCtlCommand {
                 return 0
             }
             if !plan.hasChanges && !plan.vms.contains(where: \.pendingRestartCleared) {
-                print("No changes: \(plan.vms.count) VM\(plan.vms.count == 1 ? "" : "s") match the manifests.")
+                print("No changes: \(plan.vms.count) VM\(plan.vms.count == 1 ? " matches" : "s match") the manifests.")
                 return plan.hasBlockedVMs ? 1 : 0
             }
             let applier = Applier(store: store, parallel: parallel, stopTimeout: .milliseconds(Int(stopTimeout * 1000)),
