@@ -1,3 +1,5 @@
+internal import Dispatch
+
 // MARK: - ManifestSet
 
 /// The result of loading manifests: the VMs that decoded and every diagnostic.
@@ -50,11 +52,22 @@ package struct ManifestLoader: Sendable {
     package var limits: ManifestLimits
     /// Whether and how missing host files are reported.
     package var hostFiles: HostFiles
+    /// How many threads read and decode files (1: all on the caller's thread). With more,
+    /// the files are split into contiguous runs, one per thread, and the results joined in
+    /// order: the VMs, files and diagnostics are the same as with one thread.
+    package var threads: Int
 
-    /// Creates a loader.
+    /// Creates a loader that works on the caller's thread.
     package init(limits: ManifestLimits = .default, hostFiles: HostFiles = .ignore) {
         self.limits = limits
         self.hostFiles = hostFiles
+        self.threads = 1
+    }
+
+    /// Creates a loader that reads and decodes files on `threads` threads.
+    package init(limits: ManifestLimits = .default, hostFiles: HostFiles = .ignore, threads: Int) {
+        self.init(limits: limits, hostFiles: hostFiles)
+        self.threads = max(1, threads)
     }
 
     /// Loads every manifest under `paths`.
@@ -64,6 +77,7 @@ package struct ManifestLoader: Sendable {
     /// - Returns: the VMs and all diagnostics. A path that cannot be read, or a directory
     ///   without manifests, is a diagnostic with code ``ManifestDiagnostic/Code/unreadable``.
     package func load(paths: [String]) -> ManifestSet {
+        if threads > 1 { return loadInParallel(paths: paths) }
         var state = LoadState(loader: self)
         let cwd = FileSystem.currentDirectory()
         for path in paths {
@@ -124,6 +138,73 @@ package struct ManifestLoader: Sendable {
                 let dir = PathUtilities.resolve(PathUtilities.directory(of: name), against: baseDirectory)
                 state.add(bytes: bytes, file: name, baseDirectory: dir)
             }
+        }
+        return state.finish()
+    }
+
+    /// One file to read, found by walking the paths.
+    private enum Job: Sendable {
+        case stdin
+        case file(path: String, size: Int)
+    }
+
+    /// ``load(paths:)`` with the files read and decoded on `threads` threads.
+    private func loadInParallel(paths: [String]) -> ManifestSet {
+        var state = LoadState(loader: self)
+        let cwd = FileSystem.currentDirectory()
+        // The walk, on this thread: the files in the order one thread would read them.
+        var jobs: [Job] = []
+        for path in paths {
+            if path == "-" {
+                jobs.append(.stdin)
+                continue
+            }
+            switch FileSystem.info(path) {
+            case .failure(let f):
+                state.unreadable(path, "cannot read '\(path)': \(f.message)")
+            case .success(let info) where info.kind == .directory:
+                var files: [(String, Int)] = []
+                var visited: Set<[UInt64]> = [info.id]
+                collect(directory: path, into: &files, visited: &visited, state: &state)
+                if files.isEmpty {
+                    state.unreadable(path, "no manifests (*.yaml, *.yml) in directory '\(path)'")
+                }
+                for (file, size) in files { jobs.append(.file(path: file, size: size)) }
+            case .success(let info) where info.kind == .file:
+                jobs.append(.file(path: path, size: info.size))
+            case .success:
+                state.unreadable(path, "'\(path)' is not a regular file or directory")
+            }
+        }
+        // Contiguous runs of files, one per thread, each into its own state; joined in order.
+        let runs = min(threads, jobs.count)
+        if runs > 0 {
+            let parts = UnsafeMutablePointer<LoadState>.allocate(capacity: runs)
+            defer { parts.deallocate() }
+            nonisolated(unsafe) let results = parts
+            let loader = self
+            let jobs = jobs
+            DispatchQueue.concurrentPerform(iterations: runs) { r in
+                var part = LoadState(loader: loader)
+                for job in jobs[(jobs.count * r / runs)..<(jobs.count * (r + 1) / runs)] {
+                    switch job {
+                    case .stdin:
+                        switch FileSystem.readAll(fd: 0, limit: loader.limits.maxFileBytes, sizeHint: 64 << 10) {
+                        case .success(let bytes?):
+                            part.add(bytes: bytes, file: "-", baseDirectory: cwd)
+                        case .success(nil):
+                            part.tooLarge(file: "-", size: nil)
+                        case .failure(let f):
+                            part.unreadable("-", "cannot read standard input: \(f.message)")
+                        }
+                    case .file(let path, let size):
+                        part.addFile(path, size: size, cwd: cwd)
+                    }
+                }
+                part.releaseBuffer()
+                (results + r).initialize(to: part)
+            }
+            for r in 0..<runs { state.join((parts + r).move()) }
         }
         return state.finish()
     }
@@ -235,6 +316,20 @@ private struct LoadState {
             }
         } }
         diagnostics.append(contentsOf: ctx.diagnostics)
+    }
+
+    /// Frees the file buffer (``finish()`` does it too).
+    mutating func releaseBuffer() {
+        buffer.deallocate()
+        buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    }
+
+    /// Appends what `part` loaded, as if this state had loaded it.
+    mutating func join(_ part: LoadState) {
+        diagnostics.append(contentsOf: part.diagnostics)
+        vms.append(contentsOf: part.vms)
+        macs.append(contentsOf: part.macs)
+        files.append(contentsOf: part.files)
     }
 
     /// Cross-document checks: names unique across the set, MAC addresses unique.

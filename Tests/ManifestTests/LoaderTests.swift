@@ -37,6 +37,28 @@ struct LoaderTests {
         }
     }
 
+    @Test(arguments: [2, 3, 8])
+    func severalThreadsGiveWhatOneThreadGives(_ threads: Int) {
+        withTemporaryDirectory { dir in
+            for i in 0..<7 { write(manifest(name: "vm\(i)"), to: "\(dir)/vms/t\(i % 3)/vm\(i).yaml") }
+            write(manifest(name: "vm2"), to: "\(dir)/vms/t9/again.yaml")  // defined twice, across runs
+            write(manifest(name: "bad", spec: "  memroy: {}\n  extraArgs: [x]\n"), to: "\(dir)/vms/t1/bad.yaml")
+            write("apiVersion: qemuctl/v1\nkind: [", to: "\(dir)/vms/t2/broken.yml")
+            write(manifest(name: "n", spec: "  networks:\n    - {name: a, user: {}}\n"), to: "\(dir)/vms/t0/n1.yaml")
+            write(manifest(name: "m", spec: "  networks:\n    - {name: a, user: {}, mac: \"52:54:00:00:00:01\"}\n    - {name: b, user: {}, mac: \"52:54:00:00:00:01\"}\n"),
+                  to: "\(dir)/vms/t2/macs.yaml")
+            let paths = ["\(dir)/vms", "/nonexistent/x.yaml", "\(dir)/vms/t0/vm0.yaml"]
+            let one = ManifestLoader().load(paths: paths)
+            let many = ManifestLoader(threads: threads).load(paths: paths)
+            #expect(one.hasErrors)
+            #expect(lines(many) == lines(one))
+            #expect(many.files == one.files)
+            #expect(many.virtualMachines.map(\.name) == one.virtualMachines.map(\.name))
+            #expect(many.virtualMachines.map(\.source) == one.virtualMachines.map(\.source))
+            #expect(many.virtualMachines.map { $0.spec.networks.map(\.mac) } == one.virtualMachines.map { $0.spec.networks.map(\.mac) })
+        }
+    }
+
     @Test func directoryWithoutManifestsIsAUsageError() {
         withTemporaryDirectory { dir in
             write("hello", to: "\(dir)/empty/notes.txt")
