@@ -217,8 +217,9 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
         return isPort((c2 + 1)..<dash) && isPort((c3 + 1)..<u.count)
     }
 
-    /// The String implementation, for the formats not checked on bytes.
-    private func acceptsString(_ s: String) -> Bool {
+    /// The String implementation: used for the formats not checked on bytes, and as the
+    /// reference the byte checks are tested against (it has every format).
+    package func acceptsString(_ s: String) -> Bool {
         let u = s.utf8
         switch self {
         case .text: return !Self.hasControl(s)

@@ -382,6 +382,29 @@ extension YAMLNode {
     }
 }
 
+// MARK: - CoreSchema
+
+/// How a plain scalar's text resolves under the YAML 1.2 core schema, for tests.
+package enum CoreSchema {
+    /// The integer a plain scalar is, if it is one.
+    package static func integer(_ text: String) -> Int64? {
+        if case .int(let i) = YAMLNode.resolve(text, .plain) { return i }
+        return nil
+    }
+
+    /// "null", "bool", "int", "float", "string" or "invalid".
+    package static func kind(_ text: String) -> String {
+        switch YAMLNode.resolve(text, .plain) {
+        case .null: "null"
+        case .bool: "bool"
+        case .int: "int"
+        case .float: "float"
+        case .string: "string"
+        case .invalid: "invalid"
+        }
+    }
+}
+
 // MARK: - YAMLDocument
 
 /// One document of a YAML stream; `root` is nil for an empty document.
