@@ -204,7 +204,8 @@ let lengths = corpus.map(\.bytes.count)
 let inMemory = corpus.map { (name: $0.path, bytes: $0.bytes) }
 var rawBest = Double.infinity, oursBest = Double.infinity, memoryBest = Double.infinity, readBest = Double.infinity
 var parallelBest = Double.infinity
-let threads = 2
+// YAML_BENCH_THREADS=N sets the threads of the parallel figure; 1 skips it (peak RSS of one thread).
+let threads = getenv("YAML_BENCH_THREADS").flatMap { Int(String(cString: $0)) } ?? 2
 var events = 0
 var vmCount = 0
 // The measurements alternate within each round, so that load from other processes on a
@@ -232,10 +233,10 @@ for _ in 0..<rounds {
     })
 
     // Ours, from disk, files read and decoded on two threads (the raw baseline stays on one).
-    parallelBest = min(parallelBest, seconds {
+    if threads > 1 { parallelBest = min(parallelBest, seconds {
         let set = ManifestLoader(threads: threads).load(paths: [root])
         precondition(!set.hasErrors && set.virtualMachines.count == count)
-    })
+    }) }
 
     // Where the time goes: libyaml events into our node arena, without decoding.
     readBest = min(readBest, seconds { precondition(ManifestLoader().readOnly(files: inMemory) == count) })
@@ -245,8 +246,12 @@ print("raw libyaml events (C):         \(fmt(mb / rawBest)) MB/s  (\(events) eve
 print("ours, load+decode+normalize:    \(fmt(mb / oursBest)) MB/s  (\(vmCount) VMs from disk, \(fmt(oursBest * 1000)) ms)")
 print("ours, from memory (no file I/O): \(fmt(mb / memoryBest)) MB/s  (\(fmt(memoryBest * 1000)) ms)")
 print("  of which events into nodes:   \(fmt(readBest * 1000)) ms; decode+normalize+checks: \(fmt((memoryBest - readBest) * 1000)) ms")
-print("ours, from disk, \(threads) threads:      \(fmt(mb / parallelBest)) MB/s  (\(fmt(parallelBest * 1000)) ms)")
+if threads > 1 {
+    print("ours, from disk, \(threads) threads:      \(fmt(mb / parallelBest)) MB/s  (\(fmt(parallelBest * 1000)) ms)")
+}
 print("peak RSS: \(peakRSSKiB()) KiB (corpus held in memory twice for the baselines)")
 print("ratio from memory: \(fmt(rawBest / memoryBest))")
-print("ratio with \(threads) threads (vs raw libyaml on one thread; not like for like): \(fmt(rawBest / parallelBest))")
+if threads > 1 {
+    print("ratio with \(threads) threads (vs raw libyaml on one thread; not like for like): \(fmt(rawBest / parallelBest))")
+}
 print("ratio: \(fmt(rawBest / oursBest))")
