@@ -60,6 +60,16 @@ enum PathUtilities {
 
     /// The directory part of a path: `a/b/c.yaml` → `a/b`, `c.yaml` → `.`.
     static func directory(of path: String) -> String {
+        // ASCII (the usual case): the last '/' byte, without grapheme breaking.
+        var path = path
+        if let fast = path.withUTF8({ bytes -> String?? in
+            guard !bytes.contains(where: { $0 >= 0x80 }) else { return nil }
+            guard let slash = bytes.lastIndex(of: UInt8(ascii: "/")) else { return .some(nil) }
+            if slash == 0 { return "/" }
+            return String(decoding: UnsafeBufferPointer(rebasing: bytes[..<slash]), as: UTF8.self)
+        }) {
+            return fast ?? "."
+        }
         guard let slash = path.lastIndex(of: "/") else { return "." }
         if slash == path.startIndex { return "/" }
         return String(path[..<slash])
