@@ -48,6 +48,9 @@ let package = Package(
         .target(name: "CBenchRaw", path: "bench/CBenchRaw"),
         .executableTarget(name: "qmp-rtt", dependencies: ["QMP", "QemuCtl", "CBenchRaw"], path: "bench/qmp-rtt"),
         .executableTarget(name: "launch", dependencies: ["QMP", "QemuCtl", "CBenchRaw"], path: "bench/launch"),
+        .target(name: "BenchSupport", dependencies: ["CBenchRaw"], path: "bench/BenchSupport"),
+        .executableTarget(name: "apply-bench", dependencies: ["BenchSupport", "CBenchRaw"], path: "bench/apply"),
+        .executableTarget(name: "scale-bench", dependencies: ["BenchSupport", "CBenchRaw"], path: "bench/scale"),
 
         // MARK: - Tests
         .target(name: "QemuCtlTestSupport", dependencies: ["QMP", "QemuCtl", "CSocketShims"], path: "Tests/QemuCtlTestSupport"),

@@ -140,10 +140,23 @@ package struct Applier: Sendable {
             throw ApplyError(error.description)
         }
         do { try store.prepare() } catch { throw ApplyError(error.message) }
+        var accelerator: AcceleratorChoice? = nil
+        if config.machine.accel != .tcg {
+            do {
+                let binary = try QEMUDiscovery.findBinary(arch: config.arch ?? .host, configuredPath: config.qemuPath)
+                accelerator = try await AcceleratorCache(store: store).choice(
+                    binary: binary, machineType: config.machine.type, requested: config.machine.accel)
+            } catch {
+                throw ApplyError("VM \(vm.name): \(error)")
+            }
+        }
         log.journal("launch uuid=\(uuid)")
         let instance: Instance
         do {
-            instance = try await Instance.start(config, options: StartOptions(socketDirectory: store.directory, startPaused: true, timeout: timeout))
+            // Paused until set up when a NIC's link must go down first or the manifest wants it paused.
+            let paused = vm.spec.runState != .running || !VMConfigMapping.nicsWithLinkDown(vm).isEmpty
+            instance = try await Instance.start(config, options: StartOptions(
+                socketDirectory: store.directory, startPaused: paused, timeout: timeout, accelerator: accelerator))
         } catch {
             throw ApplyError(error.message)
         }
@@ -161,7 +174,7 @@ package struct Applier: Sendable {
                 throw ApplyError("setting the link of \(nic) down: \(error)")
             }
         }
-        if vm.spec.runState == .running {
+        if vm.spec.runState == .running && instance.state != .running {
             do { try await instance.resume(timeout: timeout) } catch { throw ApplyError(error.message) }
         }
         let state: VMState

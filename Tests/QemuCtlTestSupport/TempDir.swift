@@ -17,8 +17,15 @@ public struct TempDir: Sendable {
     /// A path inside the directory.
     public func file(_ name: String) -> String { path + "/" + name }
 
-    /// Removes the directory and everything in it.
+    /// Kills every QEMU whose command line mentions this directory (so a failed
+    /// test leaves no VM behind), then removes the directory and everything in it.
     public func remove() {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), pid != getpid(),
+                  let cmd = try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8),
+                  cmd.contains("qemu"), cmd.contains(path + "/") else { continue }
+            kill(pid, SIGKILL)
+        }
         try? FileManager.default.removeItem(atPath: path)
     }
 }

@@ -24,7 +24,8 @@ public struct StartOptions: Sendable {
 
 extension Instance {
     /// Starts a VM: QEMU detached (`-daemonize -pidfile`), paused (`-S`) until the
-    /// setup over QMP is done (display passwords), then continued.
+    /// setup over QMP is done (display passwords), then continued; a VM with
+    /// nothing to set up starts running at once.
     ///
     /// - A start of a name that is already running, or that another program is
     ///   starting at this moment (a lock in the runtime directory that dies with its
@@ -69,14 +70,22 @@ extension Instance {
                 throw InstanceError(code: .startFailed, message: "VM \(config.name): \(error)")
             }
         }
-        let commandLine: QEMUCommandLine
+        var commandLine: QEMUCommandLine
         do {
             commandLine = try config.commandLine(LaunchOptions(
                 qmpSocketPath: layout.socketPath, runtimeDirectory: layout.runtimeDirectory,
                 pidFile: layout.pidFile, daemonize: true, startPaused: true, accelerator: accelerator))
+            // -S only when there is setup to do before the guest runs (or the caller
+            // wants it paused); otherwise QEMU starts the vCPUs itself, one round trip sooner.
+            if commandLine.postStartActions.isEmpty && !options.startPaused {
+                commandLine = try config.commandLine(LaunchOptions(
+                    qmpSocketPath: layout.socketPath, runtimeDirectory: layout.runtimeDirectory,
+                    pidFile: layout.pidFile, daemonize: true, startPaused: false, accelerator: accelerator))
+            }
         } catch {
             throw InstanceError(code: .invalidConfig, message: "\(error)")
         }
+        let startsPaused = commandLine.arguments.contains("-S")
 
         var written: [String] = []
         defer { written.forEach(Posix.unlinkFile) }
@@ -112,7 +121,7 @@ extension Instance {
             throw InstanceError(code: .startFailed, message: "VM \(config.name) started (pid \(pid)) but its QMP socket did not answer: \(error); it was killed")
         }
         let instance = Instance(name: config.name, socketPath: layout.socketPath, pid: pid, qmp: qmp,
-                                accelerator: commandLine.accelerator, initial: .prelaunch)
+                                accelerator: commandLine.accelerator, initial: startsPaused ? .prelaunch : .running)
         instance.setAcceleratorChoice(accelerator ?? AcceleratorChoice(accelerator: commandLine.accelerator, reasons: ["\(commandLine.accelerator.rawValue) requested"]))
         do throws(InstanceError) {
             for action in commandLine.postStartActions {
@@ -128,7 +137,7 @@ extension Instance {
                     throw InstanceError(code: .startFailed, message: "VM \(config.name): \(action.command) failed: \(error.message)")
                 }
             }
-            if !options.startPaused {
+            if startsPaused && !options.startPaused {
                 try await instance.resume(timeout: options.timeout)
             }
         } catch {

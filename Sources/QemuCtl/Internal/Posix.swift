@@ -82,14 +82,15 @@ package enum Posix {
 
     package static func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
-    /// Appends `line` and a newline to `path` (created 0600) and syncs it.
+    /// Appends `line` and a newline to `path` (created 0600). Not synced: a journal
+    /// is a trail for people; records, written with ``writeFileAtomically(_:_:mode:)``,
+    /// are what must survive a crash.
     package static func appendLine(_ path: String, _ line: String) {
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { return }
         defer { close(fd) }
         let bytes = Array((line + "\n").utf8)
         _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        _ = fsync(fd)
     }
 
     package static func unlinkFile(_ path: String) { unlink(path) }

@@ -1,0 +1,41 @@
+import Foundation
+import QemuCtl
+
+/// The accelerator probe's answers kept in the state directory
+/// (`.accelerator-cache.json`), so each `qemuctl` run does not start QEMU again
+/// to learn what the previous one learned.
+///
+/// An answer is reused only for the same QEMU binary (path, size and modification
+/// time), machine type and request, and while `/dev/kvm` is as usable as it was.
+struct AcceleratorCache: Sendable {
+    let path: String
+
+    init(store: StateStore) { path = store.directory + "/.accelerator-cache.json" }
+
+    func choice(binary: String, machineType: String?, requested: AcceleratorMode) async throws(QEMUDiscoveryError) -> AcceleratorChoice {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: binary)
+        let mtime = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        let size = (attributes?[.size] as? NSNumber)?.int64Value ?? 0
+        let kvmFD = open("/dev/kvm", O_RDWR | O_CLOEXEC)
+        if kvmFD >= 0 { close(kvmFD) }
+        let key = "\(binary)|\(size)|\(Int(mtime))|\(machineType ?? "-")|\(requested.rawValue)|kvm=\(kvmFD >= 0)"
+        var entries = load()
+        if let hit = entries[key] { return hit }
+        let fresh = try await AcceleratorProbe.shared.probe(binary: binary, machineType: machineType, requested: requested)
+        entries[key] = fresh
+        save(entries)
+        return fresh
+    }
+
+    private func load() -> [String: AcceleratorChoice] {
+        guard let data = FileManager.default.contents(atPath: path) else { return [:] }
+        return (try? JSONDecoder().decode([String: AcceleratorChoice].self, from: data)) ?? [:]
+    }
+
+    private func save(_ entries: [String: AcceleratorChoice]) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        guard let data = try? encoder.encode(entries) else { return }
+        _ = Posix.writeFileAtomically(path, Array(data), mode: 0o600)
+    }
+}
