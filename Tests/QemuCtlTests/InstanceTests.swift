@@ -346,3 +346,36 @@ func processVanishes(_ pid: Int32) async throws -> Bool {
         #expect(items[2].value == "/a,b/c,")
     }
 }
+
+@Suite(.timeLimit(.minutes(1))) struct DisplayHandOffTests {
+    @Test func handsAVNCClientToTheVMWithoutATCPPortAndSetsItsPasswordOverQMP() async throws {
+        let dir = try TempDir("vnc")
+        defer { dir.remove() }
+        let secret = dir.file("vnc-password")
+        try "CANARY-vnc-7731\n".write(toFile: secret, atomically: true, encoding: .utf8)
+        var config = TestVMs.bare("v1")
+        config.display.vnc = VNC(listen: .none, password: .file(secret))
+        let vm = try await Instance.start(config, options: StartOptions(socketDirectory: dir.path))
+        // The password went over QMP: not on QEMU's command line, and VNC now asks for it.
+        let cmdline = try String(contentsOfFile: "/proc/\(vm.pid)/cmdline", encoding: .utf8)
+        #expect(!cmdline.contains("CANARY"))
+        let servers = try await vm.qmp.execute("query-vnc-servers")
+        #expect(servers[0]?["auth"]?.stringValue == "vnc")
+        var pair: [Int32] = [-1, -1]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair) == 0)
+        defer { close(pair[0]) }
+        try await vm.addDisplayClient(.vnc, fd: pair[1])
+        close(pair[1])
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(pair[0], SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var version = [UInt8](repeating: 0, count: 12)
+        #expect(version.withUnsafeMutableBytes { recv(pair[0], $0.baseAddress, 12, Int32(MSG_WAITALL)) } == 12)
+        #expect(String(decoding: version, as: UTF8.self) == "RFB 003.008\n")
+        // Answer with the same version: the server then offers VNC authentication (type 2).
+        _ = Array("RFB 003.008\n".utf8).withUnsafeBytes { send(pair[0], $0.baseAddress, 12, 0) }
+        var types = [UInt8](repeating: 0, count: 2)
+        #expect(types.withUnsafeMutableBytes { recv(pair[0], $0.baseAddress, 2, Int32(MSG_WAITALL)) } == 2)
+        #expect(types == [1, 2])
+        try await vm.forceStop()
+    }
+}
