@@ -277,7 +277,7 @@ struct JSONParser {
 }
 
 /// Writes compact JSON, object keys sorted.
-enum JSONWriter {
+package enum JSONWriter {
     static func write(_ value: JSONValue, into out: inout [UInt8]) {
         switch value {
         case .null: out.append(contentsOf: "null".utf8)
@@ -316,6 +316,15 @@ enum JSONWriter {
     }
 
     private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
+
+    /// `s` as a JSON string literal (quotes included): `"`, `\\` and control
+    /// characters escaped, everything else as UTF-8.
+    package static func quoted(_ s: String) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(s.utf8.count + 2)
+        writeString(s, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
 
     static func writeString(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))

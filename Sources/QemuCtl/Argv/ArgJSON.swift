@@ -1,3 +1,4 @@
+import QMP
 /// A JSON value with ordered object keys, used to render `-blockdev`, `-device`, `-object` and `-netdev`
 /// arguments deterministically (readable golden tests, stable command lines).
 ///
@@ -44,24 +45,7 @@ enum ArgJSON: Sendable, Equatable {
     }
 
     static func renderString(_ s: String, into out: inout String) {
-        out += "\""
-        for c in s.unicodeScalars {
-            switch c {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if c.value < 0x20 || c.value == 0x7f {
-                    let h = String(c.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - h.count) + h
-                } else {
-                    out.unicodeScalars.append(c)
-                }
-            }
-        }
-        out += "\""
+        out += JSONWriter.quoted(s)  // the QMP client's escaping: one definition of a JSON string
     }
 }
 
