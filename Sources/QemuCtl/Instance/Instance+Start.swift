@@ -1,3 +1,4 @@
+import Foundation
 import QMP
 
 /// How ``Instance/start(_:options:)`` launches a VM.
@@ -101,7 +102,14 @@ extension Instance {
         }
 
         Posix.unlinkFile(layout.pidFile)
-        let result = Posix.runCollectingStderr(binary, commandLine.arguments, environment: minimalEnvironment())
+        // QEMU's parent (with -daemonize) exits once the VM is set up; wait for it on a
+        // thread of its own, not on the cooperative pool, so many starts overlap.
+        let arguments = commandLine.arguments
+        let result = await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(returning: Posix.runCollectingStderr(binary, arguments, environment: minimalEnvironment()))
+            }
+        }
         if let spawnError = result.spawnError {
             throw InstanceError(code: .startFailed, message: "cannot start VM \(config.name): \(spawnError)")
         }
