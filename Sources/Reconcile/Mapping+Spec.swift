@@ -48,9 +48,9 @@ struct Mapper {
         c.usbTablet = spec.usbTablet
         c.usb = usb(spec.usb, tablet: spec.usbTablet)
         c.balloon = spec.balloon ? Balloon() : nil
-        if spec.rng { unsupported("spec.rng", "a virtio RNG device") }
+        c.rng = spec.rng ? RNG() : nil
         c.rtc = rtc(spec.rtc)
-        if spec.audio != nil { unsupported("spec.audio", "an audio device") }
+        c.audio = spec.audio.map(audio)
         c.noDefaults = true
         return c
     }
@@ -472,6 +472,25 @@ struct Mapper {
     static func usbID(_ s: String) -> Int? {
         guard s.hasPrefix("0x") || s.hasPrefix("0X") else { return nil }
         return Int(s.dropFirst(2), radix: 16)
+    }
+
+    /// The wav backend writes `audio0.wav` in the VM's runtime directory (the library's default).
+    func audio(_ a: Spec.Audio) -> Audio {
+        let backend: Audio.Backend = switch a.backend {
+        case .none: .none
+        case .pa: .pa
+        case .pipewire: .pipewire
+        case .alsa: .alsa
+        case .sdl: .sdl
+        case .spice: .spice
+        case .wav: .wav
+        }
+        let model: Audio.Model = switch a.model {
+        case .hda: .hda
+        case .ac97: .ac97
+        case .sb16: .sb16
+        }
+        return Audio(backend: backend, model: model)
     }
 
     func rtc(_ r: Spec.RTC) -> RTC {

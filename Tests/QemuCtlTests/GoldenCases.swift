@@ -752,6 +752,95 @@ extension GoldenCase {
             -device {"driver":"virtio-balloon-pci","id":"balloon0","deflate-on-oom":true,"free-page-reporting":true,"bus":"pcie.0","addr":"0x1"}
             """#, devices: ["balloon0"]),
         GoldenCase(
+            name: "rng",
+            config: vm("rng") {
+                $0.balloon = Balloon()
+                $0.rng = RNG()
+            },
+            expected: #"""
+            -name guest=rng
+            -no-user-config
+            -nodefaults
+            -machine type=q35
+            -accel tcg
+            -smp cpus=1
+            -m size=512M
+            -display none
+            -chardev socket,id=qmp,path=/tmp/qemuctl-golden/run/qmp.sock,server=on,wait=off
+            -mon chardev=qmp,mode=control
+            -S
+            -device {"driver":"virtio-balloon-pci","id":"balloon0","bus":"pcie.0","addr":"0x1"}
+            -object {"qom-type":"rng-random","id":"rng0","filename":"/dev/urandom"}
+            -device {"driver":"virtio-rng-pci","id":"rng0-dev","rng":"rng0","bus":"pcie.0","addr":"0x2"}
+            """#, devices: ["balloon0", "rng0-dev"]),
+        GoldenCase(
+            name: "audio-hda-wav",
+            config: vm("audio") {
+                $0.rng = RNG()
+                $0.audio = Audio(backend: .wav, model: .hda)
+            },
+            expected: #"""
+            -name guest=audio
+            -no-user-config
+            -nodefaults
+            -machine type=q35
+            -accel tcg
+            -smp cpus=1
+            -m size=512M
+            -display none
+            -chardev socket,id=qmp,path=/tmp/qemuctl-golden/run/qmp.sock,server=on,wait=off
+            -mon chardev=qmp,mode=control
+            -S
+            -object {"qom-type":"rng-random","id":"rng0","filename":"/dev/urandom"}
+            -device {"driver":"virtio-rng-pci","id":"rng0-dev","rng":"rng0","bus":"pcie.0","addr":"0x1"}
+            -audiodev {"driver":"wav","id":"audio0","path":"/tmp/qemuctl-golden/run/audio0.wav"}
+            -device {"driver":"intel-hda","id":"sound0","bus":"pcie.0","addr":"0x2"}
+            -device {"driver":"hda-duplex","id":"sound0-codec","bus":"sound0.0","audiodev":"audio0"}
+            """#, devices: ["rng0-dev", "sound0", "sound0-codec"]),
+        GoldenCase(
+            name: "audio-ac97-spice",
+            config: vm("audio2") {
+                $0.display.spice = SPICE(listen: .unix(path: g("run/spice.sock")), disableTicketing: true)
+                $0.audio = Audio(backend: .spice, model: .ac97)
+            },
+            expected: #"""
+            -name guest=audio2
+            -no-user-config
+            -nodefaults
+            -machine type=q35
+            -accel tcg
+            -smp cpus=1
+            -m size=512M
+            -display none
+            -chardev socket,id=qmp,path=/tmp/qemuctl-golden/run/qmp.sock,server=on,wait=off
+            -mon chardev=qmp,mode=control
+            -S
+            -spice unix=on,addr=/tmp/qemuctl-golden/run/spice.sock,disable-ticketing=on
+            -audiodev {"driver":"spice","id":"audio0"}
+            -device {"driver":"AC97","id":"sound0","audiodev":"audio0","bus":"pcie.0","addr":"0x1"}
+            """#, devices: ["sound0"]),
+        GoldenCase(
+            name: "audio-sb16-pc",
+            config: vm("audio3") {
+                $0.machine.type = "pc"
+                $0.audio = Audio(backend: .none, model: .sb16)
+            },
+            expected: #"""
+            -name guest=audio3
+            -no-user-config
+            -nodefaults
+            -machine type=pc
+            -accel tcg
+            -smp cpus=1
+            -m size=512M
+            -display none
+            -chardev socket,id=qmp,path=/tmp/qemuctl-golden/run/qmp.sock,server=on,wait=off
+            -mon chardev=qmp,mode=control
+            -S
+            -audiodev {"driver":"none","id":"audio0"}
+            -device {"driver":"sb16","id":"sound0","audiodev":"audio0"}
+            """#, devices: ["sound0"]),
+        GoldenCase(
             name: "hotplug-ports",
             config: {
                 var c = VMConfig(name: "hotplug", arch: .amd64)

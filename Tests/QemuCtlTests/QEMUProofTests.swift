@@ -120,12 +120,38 @@ struct QEMUProofTests {
             // Hot-plug a disk into a free root port: what they are for.
             _ = try q.execute("blockdev-add", ["driver": "file", "node-name": "hp-file", "filename": goldenDir + "/raw1.img"])
             _ = try q.execute("device_add", ["driver": "virtio-blk-pci", "id": "hp-disk", "drive": "hp-file", "bus": cmd.hotplugPorts[0]])
+        case "rng", "audio-hda-wav":
+            // The RNG device is wired to the backend object, and the object reads the configured file.
+            let backend = try q.execute("qom-get", ["path": "/machine/peripheral/rng0-dev", "property": "rng"]) as? String
+            #expect(backend == "/objects/rng0")
+            let file = try q.execute("qom-get", ["path": "/objects/rng0", "property": "filename"]) as? String
+            #expect(file == "/dev/urandom")
+            #expect(try pciDevices(q).contains { $0.id == "rng0-dev" && $0.slot == (c.name == "rng" ? 2 : 1) })
+            if c.name == "audio-hda-wav" {
+                let codec = try q.execute("qom-get", ["path": "/machine/peripheral/sound0-codec", "property": "audiodev"]) as? String
+                #expect(codec == "audio0")
+                #expect(try pciDevices(q).contains { $0.id == "sound0" && $0.slot == 2 })
+                // The wav backend opened its file at start.
+                #expect(FileManager.default.fileExists(atPath: goldenDir + "/run/audio0.wav"))
+            }
+        case "audio-ac97-spice", "audio-sb16-pc":
+            let dev = try q.execute("qom-get", ["path": "/machine/peripheral/sound0", "property": "audiodev"]) as? String
+            #expect(dev == "audio0")
         case "launch-daemonize-pidfile":
             let pid = try String(contentsOfFile: goldenDir + "/run/qemu.pid", encoding: .utf8)
             #expect(Int32(pid.trimmingCharacters(in: .whitespacesAndNewlines)) != nil)
         default:
             break
         }
+    }
+}
+
+extension QEMUProofTests {
+    /// `query-pci` on bus 0: `(qdev id, slot)` of every function.
+    func pciDevices(_ q: TinyQMP) throws -> [(id: String, slot: Int)] {
+        let buses = try q.execute("query-pci") as? [[String: Any]] ?? []
+        return buses.flatMap { ($0["devices"] as? [[String: Any]]) ?? [] }
+            .compactMap { d in (d["qdev_id"] as? String).flatMap { id in (d["slot"] as? Int).map { (id, $0) } } }
     }
 }
 

@@ -95,6 +95,20 @@ struct ValidationTests {
         #expect(p.isSuperset(of: ["spiceAgent", "virtioSerialPorts[0].chardev"]))
     }
 
+    @Test func rngAndAudioRules() {
+        var c = VMConfig(name: "vm")
+        c.rng = RNG(source: "urandom")
+        c.audio = Audio(backend: .spice, model: .hda, wavPath: "out.wav")
+        #expect(c.problems().map(\.path) == ["rng.source", "audio.backend", "audio.wavPath", "audio.wavPath"])
+        c.rng = RNG()
+        c.audio = Audio(backend: .wav, wavPath: "/tmp/out.wav")
+        #expect(c.problems().isEmpty)
+        c.arch = .arm64
+        c.audio = Audio(model: .sb16)
+        c.machine.accel = .tcg
+        #expect(commandLineProblems(c, LaunchOptions(qmpSocketPath: "/q.sock", runtimeDirectory: "/r")).map(\.path) == ["audio.model"])
+    }
+
     @Test func autoAcceleratorNeedsAProbeResult() {
         let c = VMConfig(name: "vm")
         let p = commandLineProblems(c, LaunchOptions(qmpSocketPath: "/q.sock", runtimeDirectory: "/r"))
@@ -208,6 +222,8 @@ struct ValidationTests {
         c.disks = [Disk(name: "r", backend: .rbd(RBDDisk(pool: "p", image: "i", key: .file("/k"))), throttle: Throttle(bpsTotal: 1))]
         c.networks = [Network(name: "n", backend: .stream(StreamNetwork(address: .unix(path: "/s"), server: true)))]
         c.memory.backend = .file(path: "/dev/hugepages")
+        c.rng = RNG()
+        c.audio = Audio(backend: .wav, model: .ac97, wavPath: "/tmp/a.wav")
         let data = try JSONEncoder().encode(c)
         #expect(try JSONDecoder().decode(VMConfig.self, from: data) == c)
         let minimal = try JSONDecoder().decode(VMConfig.self, from: Data(#"{"name":"x","disks":[{"name":"d","backend":{"file":{"path":"/d","format":"raw","autoReadOnly":false}},"interface":"virtio","readOnly":false,"discard":false}]}"#.utf8))

@@ -99,17 +99,6 @@ private func allStrings(_ v: Any) -> [String] {
 
 @Suite("VMConfigMapping: examples")
 struct MappingExampleTests {
-    /// Manifest features the examples use that QemuCtl has no counterpart for, per VM: the mapping must refuse
-    /// exactly these, and map once they are removed.
-    static let knownGaps: [String: [String]] = ["web-1": ["spec.rng"]]
-
-    static func strippingGaps(_ vm: VirtualMachine) -> VirtualMachine {
-        var vm = vm
-        vm.spec.rng = false
-        vm.spec.audio = nil
-        return vm
-    }
-
     static var exampleFiles: [String] {
         let dir = repoRoot + "/examples"
         let e = FileManager.default.enumerator(atPath: dir)
@@ -133,15 +122,8 @@ struct MappingExampleTests {
         let set = ManifestLoader().load(paths: [repoRoot + "/" + file])
         #expect(!set.hasErrors, "\(set.diagnostics.map(\.description))")
         #expect(!set.virtualMachines.isEmpty)
+        // Every example maps as written: no manifest feature they use lacks a QEMU counterpart.
         for vm in set.virtualMachines {
-            var vm = vm
-            if let gaps = Self.knownGaps[vm.name] {
-                let e = #expect(throws: MappingError.self) {
-                    try VMConfigMapping.config(for: vm, uuid: nil, socketDirectory: socketDir)
-                }
-                #expect(e?.fields == gaps, "\(String(describing: e))")
-                vm = Self.strippingGaps(vm)
-            }
             let c = try VMConfigMapping.config(for: vm, uuid: "5f0c8e2a-3b1d-4c6e-9a7f-0123456789ab",
                                                socketDirectory: socketDir)
             try c.validate()
@@ -177,7 +159,7 @@ struct MappingExampleTests {
 
     @Test func serverMapsFieldByField() throws {
         let vm = try #require(ManifestLoader().load(paths: [repoRoot + "/examples/server.yaml"]).virtualMachines.first)
-        let c = try VMConfigMapping.config(for: Self.strippingGaps(vm), uuid: nil, socketDirectory: socketDir)
+        let c = try VMConfigMapping.config(for: vm, uuid: nil, socketDirectory: socketDir)
         #expect(c.arch == .amd64)
         #expect(c.machine == Machine(type: "q35", accel: .kvm, dumpGuestCore: false, hotplugPorts: 4))
         #expect(c.cpu == CPU(count: 2, maxCount: 4, sockets: 1, cores: 4, threads: 1))
@@ -199,7 +181,11 @@ struct MappingExampleTests {
         #expect(c.guestAgent && c.usbTablet)
         #expect(c.usb == USB(controller: .xhci, devices: []))
         #expect(c.balloon == Balloon())
+        #expect(c.rng == RNG())
+        #expect(c.audio == nil)
         let cmd = try c.commandLine(launch(c))
+        #expect(values(of: "-object", in: cmd.arguments).contains(#"{"qom-type":"rng-random","id":"rng0","filename":"/dev/urandom"}"#))
+        #expect(values(of: "-device", in: cmd.arguments).contains { $0.hasPrefix(#"{"driver":"virtio-rng-pci","id":"rng0-dev","rng":"rng0","bus":"pcie.0","addr":"#) })
         #expect(cmd.postStartActions == [.setPassword(.vnc, .file(repoRoot + "/examples/secrets/vnc-password"))])
     }
 }
@@ -655,10 +641,28 @@ struct MappingDeviceTests {
         #expect(try mapped("  runState: paused\n").rtc == RTC(base: .utc, clock: .host, driftFix: DriftFixNone.value))
     }
 
-    @Test func rngAndAudioAreRefused() throws {
-        let e = try mappingError("  rng: true\n  audio: {backend: pa, model: hda}\n")
-        #expect(e.fields == ["spec.rng", "spec.audio"])
-        #expect(e.description.contains("no counterpart"))
+    @Test func rngAndAudio() throws {
+        let c = try mapped("  rng: true\n  audio: {backend: pa, model: hda}\n")
+        #expect(c.rng == RNG())
+        #expect(c.audio == Audio(backend: .pa, model: .hda))
+        let args = try argv(c)
+        #expect(values(of: "-audiodev", in: args) == [#"{"driver":"pa","id":"audio0"}"#])
+        #expect(values(of: "-device", in: args).contains(#"{"driver":"hda-duplex","id":"sound0-codec","bus":"sound0.0","audiodev":"audio0"}"#))
+        #expect(try mapped("  rng: false\n").rng == nil)
+        #expect(try mapped("  audio: {}\n").audio == Audio(backend: .none, model: .hda))
+        for (m, driver) in [("ac97", "AC97"), ("sb16", "sb16")] {
+            let a = try argv(try mapped("  machine: {type: pc}\n  audio: {backend: wav, model: \(m)}\n"))
+            #expect(values(of: "-audiodev", in: a) == [#"{"driver":"wav","id":"audio0","path":"/run/qc/vm1/audio0.wav"}"#])
+            #expect(values(of: "-device", in: a).contains { $0.hasPrefix(#"{"driver":"\#(driver)","id":"sound0","audiodev":"audio0""#) })
+        }
+    }
+
+    @Test func sb16NeedsAnISABoard() throws {
+        let c = try mapped("  arch: arm64\n  machine: {type: virt}\n  audio: {model: sb16}\n")
+        let e = #expect(throws: VMConfigError.self) { try argv(c) }
+        #expect(e?.problems.map(\.path) == ["audio.model"])
+        #expect(VMConfigMapping.manifestPath(forConfigPath: "audio.model") == "spec.audio.model")
+        #expect(VMConfigMapping.manifestPath(forConfigPath: "rng") == "spec.rng")
     }
 
     @Test func everyProblemIsListed() throws {
@@ -667,10 +671,9 @@ struct MappingDeviceTests {
           firmware: {type: efi}
           disks:
             - {name: a, nbd: {unix: /run/n.sock, tls: true}}
-          rng: true
         """)
-        #expect(e.fields == ["spec.memory.size", "spec.firmware.code", "spec.disks[0].nbd.tls", "spec.rng"])
-        #expect(e.description.split(separator: "\n").count == 5)
+        #expect(e.fields == ["spec.memory.size", "spec.firmware.code", "spec.disks[0].nbd.tls"])
+        #expect(e.description.split(separator: "\n").count == 4)
     }
 }
 

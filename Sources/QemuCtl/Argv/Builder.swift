@@ -42,9 +42,9 @@ extension VMConfig {
 
 /// The one place that knows QEMU's option syntax. Internal ids:
 /// chardevs `qmp`, `qga0`, `vdagent0`, `serial-NAME`; devices `disk-NAME`, `cd-NAME`, `net-NAME`, `video0`,
-/// `scsi0`, `vser0`, `usb`, `usbN`, `balloon0`, `hotplugN`; netdevs `netdev-NAME`; nodes `file-NAME`,
-/// `fmt-NAME`, `thr-NAME`, `efi-code(-file)`, `efi-vars(-file)`; objects `tg-NAME`, `secret-NAME-key|password`,
-/// `ram0`.
+/// `scsi0`, `vser0`, `usb`, `usbN`, `balloon0`, `rng0-dev`, `sound0`, `sound0-codec`, `hotplugN`; netdevs
+/// `netdev-NAME`; nodes `file-NAME`, `fmt-NAME`, `thr-NAME`, `efi-code(-file)`, `efi-vars(-file)`; objects
+/// `tg-NAME`, `secret-NAME-key|password`, `ram0`, `rng0`; audiodevs `audio0`.
 struct ArgvBuilder {
     let config: VMConfig
     let launch: LaunchOptions
@@ -104,6 +104,9 @@ struct ArgvBuilder {
             reqs.append(.init(id: "net-\(n.name)", fixed: n.pciSlot, path: "networks[\(i)]"))
         }
         if config.balloon != nil { reqs.append(.init(id: "balloon0", path: "balloon")) }
+        // After everything older, so that adding them moves no existing device.
+        if config.rng != nil { reqs.append(.init(id: "rng0-dev", path: "rng")) }
+        if let a = config.audio, a.model != .sb16 { reqs.append(.init(id: "sound0", path: "audio")) }
         if family == .q35 {
             for i in 0..<(config.machine.hotplugPorts ?? 4) {
                 hotplugPortIDs.append("hotplug\(i)")
@@ -173,6 +176,11 @@ struct ArgvBuilder {
             if bl.freePageReporting { o["free-page-reporting"] = true }
             pciDevice("balloon0", o)
         }
+        if let r = config.rng {
+            opt("-object", JSONObject(["qom-type": "rng-random", "id": "rng0", "filename": r.source]).rendered)
+            pciDevice("rng0-dev", JSONObject(["driver": "virtio-rng-pci", "id": "rng0-dev", "rng": "rng0"]))
+        }
+        audio()
         for (i, id) in hotplugPortIDs.enumerated() {
             pciDevice(id, JSONObject(["driver": "pcie-root-port", "id": id, "chassis": i + 1]))
         }
@@ -548,6 +556,30 @@ struct ArgvBuilder {
         for p in ports {
             opt("-device", JSONObject(["driver": "virtserialport", "id": p.id, "bus": "vser0.0", "chardev": p.chardev,
                                        "name": p.name]).rendered)
+        }
+    }
+
+    // MARK: Audio
+
+    /// `-audiodev` in JSON (QEMU 7.2 accepts it), then the card: PCI cards get a slot, `sb16` sits on the ISA bus.
+    mutating func audio() {
+        guard let a = config.audio else { return }
+        var ad = JSONObject(["driver": a.backend.rawValue, "id": "audio0"])
+        if a.backend == .wav { ad["path"] = a.wavPath ?? launch.runtimeDirectory + "/audio0.wav" }
+        opt("-audiodev", ad.rendered)
+        switch a.model {
+        case .hda:
+            pciDevice("sound0", JSONObject(["driver": "intel-hda", "id": "sound0"]))
+            opt("-device", JSONObject(["driver": "hda-duplex", "id": "sound0-codec", "bus": "sound0.0",
+                                       "audiodev": "audio0"]).rendered)
+        case .ac97:
+            pciDevice("sound0", JSONObject(["driver": "AC97", "id": "sound0", "audiodev": "audio0"]))
+        case .sb16:
+            guard family != .other else {
+                problem("audio.model", "sb16 is an ISA card and needs a pc or q35 machine (machine type \(machineType) has no ISA bus we know)")
+                return
+            }
+            opt("-device", JSONObject(["driver": "sb16", "id": "sound0", "audiodev": "audio0"]).rendered)
         }
     }
 

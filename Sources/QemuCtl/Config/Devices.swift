@@ -239,3 +239,57 @@ public struct RTC: Sendable, Codable, Equatable {
         self.base = base; self.clock = clock; self.driftFix = driftFix
     }
 }
+
+/// A virtio random number generator (`virtio-rng-pci`, id `rng0-dev`) fed from a host file by an `rng-random`
+/// object (id `rng0`), so the guest's entropy pool fills early (no boot stalls waiting for `getrandom`).
+public struct RNG: Sendable, Codable, Equatable {
+    /// The host file the entropy is read from (absolute path; default `/dev/urandom`, which never blocks).
+    public var source: String
+
+    /// Creates RNG options.
+    public init(source: String = "/dev/urandom") { self.source = source }
+}
+
+/// A sound card and the host audio backend it plays through (`-audiodev` id `audio0`).
+public struct Audio: Sendable, Codable, Equatable {
+    /// Where the guest's sound goes on the host (`-audiodev driver=`). Which ones a QEMU binary has depends on
+    /// its build and installed modules (`qemu-system-x86_64 -audiodev help`).
+    public enum Backend: String, Sendable, Codable, CaseIterable {
+        /// Nowhere: the card works, the sound is dropped.
+        case none
+        /// PulseAudio (`pa`).
+        case pa
+        /// PipeWire (`pipewire`; QEMU 8.1 and later).
+        case pipewire
+        /// ALSA (`alsa`).
+        case alsa
+        /// SDL (`sdl`).
+        case sdl
+        /// To the SPICE client (`spice`); needs ``Display/spice``.
+        case spice
+        /// Into a WAV file (`wav`), see ``Audio/wavPath``.
+        case wav
+    }
+
+    /// The emulated sound card.
+    public enum Model: String, Sendable, Codable, CaseIterable {
+        /// Intel HD Audio: controller `intel-hda` (id `sound0`) with a `hda-duplex` codec (id `sound0-codec`).
+        case hda
+        /// `AC97` (id `sound0`), a PCI card.
+        case ac97
+        /// `sb16` (id `sound0`), an ISA card: needs a pc or q35 machine.
+        case sb16
+    }
+
+    /// The host backend.
+    public var backend: Backend
+    /// The sound card.
+    public var model: Model
+    /// For ``Backend/wav``: the file to write (absolute path); `nil` means `audio0.wav` in the runtime directory.
+    public var wavPath: String?
+
+    /// Creates audio options.
+    public init(backend: Backend = .none, model: Model = .hda, wavPath: String? = nil) {
+        self.backend = backend; self.model = model; self.wavPath = wavPath
+    }
+}

@@ -60,6 +60,10 @@ public struct VMConfig: Sendable, Codable, Equatable {
     public var balloon: Balloon?
     /// The real-time clock.
     public var rtc: RTC?
+    /// A virtio RNG fed from the host.
+    public var rng: RNG?
+    /// A sound card and its host audio backend.
+    public var audio: Audio?
     /// Adds the QEMU guest agent channel (virtio-serial port `org.qemu.guest_agent.0` on a Unix socket in the
     /// runtime directory).
     public var guestAgent: Bool
@@ -80,7 +84,7 @@ public struct VMConfig: Sendable, Codable, Equatable {
         firmware: Firmware? = nil, boot: Boot? = nil, disks: [Disk] = [], cdroms: [CDROM] = [],
         networks: [Network] = [], display: Display = Display(), serials: [Serial] = [],
         chardevs: [Chardev] = [], virtioSerialPorts: [VirtioSerialPort] = [], usb: USB? = nil,
-        balloon: Balloon? = nil, rtc: RTC? = nil, guestAgent: Bool = false, spiceAgent: Bool = false,
+        balloon: Balloon? = nil, rtc: RTC? = nil, rng: RNG? = nil, audio: Audio? = nil, guestAgent: Bool = false, spiceAgent: Bool = false,
         usbTablet: Bool = false, noDefaults: Bool = true, extraArgs: [String] = []
     ) {
         self.name = name; self.arch = arch; self.qemuPath = qemuPath; self.socketDirectory = socketDirectory
@@ -88,6 +92,7 @@ public struct VMConfig: Sendable, Codable, Equatable {
         self.firmware = firmware; self.boot = boot; self.disks = disks; self.cdroms = cdroms
         self.networks = networks; self.display = display; self.serials = serials; self.chardevs = chardevs
         self.virtioSerialPorts = virtioSerialPorts; self.usb = usb; self.balloon = balloon; self.rtc = rtc
+        self.rng = rng; self.audio = audio
         self.guestAgent = guestAgent; self.spiceAgent = spiceAgent; self.usbTablet = usbTablet
         self.noDefaults = noDefaults; self.extraArgs = extraArgs
     }
@@ -114,7 +119,7 @@ public struct VMConfig: Sendable, Codable, Equatable {
 
     private enum CodingKeys: String, CodingKey {
         case name, arch, qemuPath, socketDirectory, uuid, machine, cpu, memory, firmware, boot, disks, cdroms
-        case networks, display, serials, chardevs, virtioSerialPorts, usb, balloon, rtc, guestAgent, spiceAgent
+        case networks, display, serials, chardevs, virtioSerialPorts, usb, balloon, rtc, rng, audio, guestAgent, spiceAgent
         case usbTablet, noDefaults, extraArgs
     }
 
@@ -141,6 +146,8 @@ public struct VMConfig: Sendable, Codable, Equatable {
         usb = try c.decodeIfPresent(USB.self, forKey: .usb)
         balloon = try c.decodeIfPresent(Balloon.self, forKey: .balloon)
         rtc = try c.decodeIfPresent(RTC.self, forKey: .rtc)
+        rng = try c.decodeIfPresent(RNG.self, forKey: .rng)
+        audio = try c.decodeIfPresent(Audio.self, forKey: .audio)
         guestAgent = try c.decodeIfPresent(Bool.self, forKey: .guestAgent) ?? false
         spiceAgent = try c.decodeIfPresent(Bool.self, forKey: .spiceAgent) ?? false
         usbTablet = try c.decodeIfPresent(Bool.self, forKey: .usbTablet) ?? false

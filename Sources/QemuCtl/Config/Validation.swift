@@ -298,6 +298,14 @@ struct Validator {
             }
         }
         if c.spiceAgent && c.display.spice == nil { add("spiceAgent", "needs display.spice") }
+        if let r = c.rng { absolutePath("rng.source", r.source) }
+        if let a = c.audio {
+            if a.backend == .spice && c.display.spice == nil { add("audio.backend", "spice needs display.spice") }
+            if let w = a.wavPath {
+                absolutePath("audio.wavPath", w)
+                if a.backend != .wav { add("audio.wavPath", "is only used by backend wav, got \(a.backend.rawValue)") }
+            }
+        }
         if let rtc = c.rtc, case .datetime(let d) = rtc.base {
             let ok = d.unicodeScalars.allSatisfy { ("0"..."9").contains($0) || $0 == "-" || $0 == ":" || $0 == "T" }
             if !ok || !(d.count == 10 || d.count == 19) {
