@@ -1,5 +1,5 @@
 import Foundation
-package import Manifest
+import Manifest
 import QMP
 import QemuCtl
 

@@ -73,8 +73,15 @@ public final class FakeQMPPeer: @unchecked Sendable {
             send(#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": "fake"}, "capabilities": ["oob"]}}"# + "\r\n")
         }
 
+        /// Reads the next command the client sent. At the end of the stream (the
+        /// client gave up or closed) it returns an empty command, so a script never
+        /// crashes the test process: the test's own expectations report the failure.
+        public func readCommand() -> (name: String, id: JSONValue, arguments: JSONValue) {
+            readCommandIfAny() ?? (name: "", id: .null, arguments: .null)
+        }
+
         /// Reads the next command the client sent; `nil` at end of stream.
-        public func readCommand() -> (name: String, id: JSONValue, arguments: JSONValue)? {
+        public func readCommandIfAny() -> (name: String, id: JSONValue, arguments: JSONValue)? {
             var buf = [UInt8](repeating: 0, count: 4096)
             while true {
                 if let frame = try? reader.nextFrame() {
@@ -90,7 +97,7 @@ public final class FakeQMPPeer: @unchecked Sendable {
         /// Reads the next command and answers it with `{"return": returnJSON, "id": …}`.
         @discardableResult
         public func replyNext(_ returnJSON: String = "{}") -> String? {
-            guard let cmd = readCommand() else { return nil }
+            guard let cmd = readCommandIfAny() else { return nil }
             send(#"{"return": \#(returnJSON), "id": \#(cmd.id)}"# + "\r\n")
             return cmd.name
         }

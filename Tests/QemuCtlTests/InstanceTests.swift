@@ -206,7 +206,7 @@ func processVanishes(_ pid: Int32) async throws -> Bool {
         let dir = try TempDir("thr")
         defer { dir.remove() }
         let image = dir.file("data.raw")
-        FileManager.default.createFile(atPath: image, contents: Data(count: 1 << 20))
+        _ = FileManager.default.createFile(atPath: image, contents: Data(count: 1 << 20))
         let vm = try await Instance.start(TestVMs.bare("t1", disks: [Disk(name: "data", file: image, format: .raw)]),
                                           options: StartOptions(socketDirectory: dir.path))
         defer { Task { try? await vm.forceStop() } }
