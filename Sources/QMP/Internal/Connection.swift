@@ -91,6 +91,8 @@ final class Connection: Sendable {
     static let idleTick: UInt64 = 1_000_000_000
     /// How long a caller holding the read role waits for its reply before parking.
     static let directWindow: UInt64 = 2_000_000
+    /// Taken by the one caller in the process that may wait on its own thread.
+    static let directSlot = Atomic<Bool>(false)
 
     let fd: CInt
     let wakeFD: CInt
@@ -210,15 +212,22 @@ final class Connection: Sendable {
     func call(_ command: String, arguments: JSONValue?, timeoutNanos: UInt64, passing fd: CInt?) async -> Reply {
         let id = nextID()
         let deadline = monotonicNanos() &+ timeoutNanos
+        // Waiting on the calling thread blocks it (and its pool thread) for up to the
+        // direct window, so only one caller in the whole process does it at a time:
+        // a lone sequential caller gets the one-wake-up path; many concurrent callers
+        // (e.g. observing 50 VMs) park and share the pool.
+        let slot = timeoutNanos > Self.directWindow
+            && Self.directSlot.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
         let (closed, direct): (QMPError?, Bool) = state.withLock { s in
             if let closed = s.closed { return (closed, false) }
             s.pending[id] = Pending(command: command, deadline: deadline, waiter: .direct(nil))
-            if s.role == .none && timeoutNanos > Self.directWindow {
+            if slot && s.role == .none {
                 s.role = .caller
                 return (nil, true)
             }
             return (nil, false)
         }
+        if slot && !direct { Self.directSlot.store(false, ordering: .releasing) }
         if var closed {
             closed.command = command
             return .failure(closed)
@@ -281,6 +290,7 @@ final class Connection: Sendable {
             s.role = .none
             return s.needsReader || s.closed != nil
         }
+        Self.directSlot.store(false, ordering: .releasing)
         if signal { wakeReader() }
     }
 
