@@ -379,3 +379,42 @@ func processVanishes(_ pid: Int32) async throws -> Bool {
         try await vm.forceStop()
     }
 }
+
+@Suite(.timeLimit(.minutes(1))) struct InstanceUtilityTests {
+    @Test func sendKeysHMPPasswordsAndEventHandlersThatCallBack() async throws {
+        let dir = try TempDir("util")
+        defer { dir.remove() }
+        var config = TestVMs.bare("u1")
+        // QEMU accepts set_password only on a VNC server started with password auth.
+        config.display.vnc = VNC(listen: .none, password: .value("initial-password"))
+        config.display.video = .vga
+        let vm = try await Instance.start(config, options: StartOptions(socketDirectory: dir.path))
+        // send-key: a chord QEMU knows works; an unknown key name is QEMU's error, named.
+        try await vm.sendKeys(["ctrl", "alt", "delete"])
+        let bad = await #expect(throws: InstanceError.self) { try await vm.sendKeys(["no-such-key"]) }
+        #expect(bad?.code == .commandFailed)
+        #expect(bad?.message.contains("send-key no-such-key") == true)
+        // HMP.
+        let status = try await vm.humanMonitorCommand("info status")
+        #expect(status.contains("VM status: running"))
+        // Passwords go over QMP; expiring works and is visible in query-vnc-servers' auth.
+        try await vm.setPassword(.vnc, .value("s3cret-value"))
+        try await vm.expirePassword(.vnc, time: "now")
+        // A handler that calls back into the instance from an event.
+        let seen = AsyncStream.makeStream(of: String.self)
+        let handler = vm.onEvent { event in
+            if event.name == "STOP", let s = try? await vm.refreshState() {
+                seen.continuation.yield("\(event.name):\(s)")
+            }
+        }
+        defer { handler.cancel() }
+        try await vm.pause()
+        var iterator = seen.stream.makeAsyncIterator()
+        #expect(await iterator.next() == "STOP:paused")
+        // A screendump with a display device works.
+        try await vm.screendump(to: dir.file("shot.ppm"))
+        let header = try Data(contentsOf: URL(fileURLWithPath: dir.file("shot.ppm"))).prefix(2)
+        #expect(header == Data("P6".utf8))
+        try await vm.forceStop()
+    }
+}
