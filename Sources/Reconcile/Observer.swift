@@ -19,7 +19,7 @@ package struct Observer: Sendable {
     package var concurrency: Int
 
     /// Creates an observer.
-    package init(store: StateStore, timeout: Duration = .seconds(5), concurrency: Int = 16) {
+    package init(store: StateStore, timeout: Duration = .seconds(5), concurrency: Int = 64) {
         self.store = store
         self.timeout = timeout
         self.concurrency = max(1, concurrency)
@@ -108,10 +108,20 @@ package struct Observer: Sendable {
 
     /// Reads what QMP can tell.
     private func readLive(_ qmp: QMPClient, record: LaunchRecord?) async throws(QMPError) -> LiveState {
-        let status = try await qmp.queryStatus(timeout: timeout)
-        let blocks = try await qmp.queryBlock(timeout: timeout)
-        let cpus = try await qmp.execute("query-cpus-fast", timeout: timeout)
-        let memory = try await qmp.execute("query-memory-size-summary", timeout: timeout)
+        // All four in flight at once: QEMU answers them in order without a round
+        // trip between them, which matters when many VMs are slow to be scheduled.
+        async let statusReply = qmp.queryStatus(timeout: timeout)
+        async let blocksReply = qmp.queryBlock(timeout: timeout)
+        async let cpusReply = qmp.execute("query-cpus-fast", timeout: timeout)
+        async let memoryReply = qmp.execute("query-memory-size-summary", timeout: timeout)
+        let status: QMP.QMPRunStatus, blocks: [QMPBlockDevice], cpus: JSONValue, memory: JSONValue
+        do {
+            (status, blocks, cpus, memory) = try await (statusReply, blocksReply, cpusReply, memoryReply)
+        } catch let error as QMPError {
+            throw error
+        } catch {
+            throw QMPError(code: .protocolViolation, message: "\(error)")
+        }
         var disks: [ObservedDisk] = []
         var cdroms: [ObservedCDROM] = []
         let launchedDisks = Set(record?.spec.disks.map(\.name) ?? [])
