@@ -43,7 +43,7 @@ extension QemuCtlCommand {
         var restart: PlanOptions.RestartPolicy = .never
 
         @Option(help: "How many VMs to change at once.")
-        var parallel = 4
+        var parallel = 16
 
         @Option(help: "Seconds to wait for another qemuctl holding the state directory; 0 fails at once.")
         var wait: Double = 60
