@@ -373,8 +373,7 @@ package struct Applier: Sendable {
         do throws(ApplyError) {
             if force {
                 let layout = store.layout(name)
-                if let pid = Instance.readPIDFile(layout.pidFile), Posix.processExists(pid),
-                   Posix.commandLine(of: pid)?.contains(where: { $0.contains(layout.socketPath) }) == true {
+                if let pid = layout.runningPID() {
                     Posix.signal(pid, Posix.sigkill)
                     var gone = false
                     for _ in 0..<500 where !gone {

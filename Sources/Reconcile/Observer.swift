@@ -51,7 +51,7 @@ package struct Observer: Sendable {
         }
         let vms = results.compactMap(\.0).filter { vm in
             // A name the manifests declare that has neither a record nor a QEMU is simply absent.
-            vm.record != nil || vm.liveness != .gone || vm.ownership == .managed && store.recordedNames().contains(vm.name)
+            vm.record != nil || vm.liveness != .gone
         }.sorted { $0.name < $1.name }
         return Report(vms: vms, warnings: results.compactMap(\.1).sorted())
     }
@@ -71,12 +71,10 @@ package struct Observer: Sendable {
             ObservedVM(name: name, ownership: ownership, liveness: liveness, detail: detail, record: stored?.launch,
                        live: live, restartPending: stored?.restartPending ?? false)
         }
-        let pid = Instance.readPIDFile(layout.pidFile)
-        let processAlive = pid.map { p in
-            Posix.processExists(p) && (Posix.commandLine(of: p)?.contains { $0.contains(layout.socketPath) } ?? false)
-        } ?? false
+        let pid = layout.runningPID()
+        let processAlive = pid != nil
         guard Posix.fileExists(layout.socketPath) else {
-            if processAlive, let pid {
+            if let pid {
                 return (vm(.unresponsive, "QEMU (pid \(pid)) runs but its QMP socket \(layout.socketPath) is gone"), warning)
             }
             return (vm(.gone, stored == nil ? nil : "not running"), warning)

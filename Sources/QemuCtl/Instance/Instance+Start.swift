@@ -157,8 +157,7 @@ extension Instance {
 
     /// Refuses to start when a live QEMU owns the name; removes a stale socket.
     static func ensureNotRunning(_ layout: RuntimeLayout) async throws(InstanceError) {
-        if let pid = readPIDFile(layout.pidFile), Posix.processExists(pid),
-           let argv = Posix.commandLine(of: pid), argv.contains(where: { $0.contains(layout.socketPath) }) {
+        if let pid = layout.runningPID() {
             throw InstanceError(code: .alreadyRunning, message: "VM \(layout.name) is already running (pid \(pid), socket \(layout.socketPath))")
         }
         guard Posix.fileExists(layout.socketPath) else { return }

@@ -40,6 +40,14 @@ public struct RuntimeLayout: Sendable, Hashable {
     /// The largest socket path a unix socket address holds.
     public static let maxSocketPathLength = 107
 
+    /// The pid of the QEMU that owns this layout: the pid file's process, if it
+    /// is alive (not a zombie) and its command line names this socket; else `nil`.
+    package func runningPID() -> Int32? {
+        guard let pid = Instance.readPIDFile(pidFile), Posix.processExists(pid),
+              Posix.commandLine(of: pid)?.contains(where: { $0.contains(socketPath) }) == true else { return nil }
+        return pid
+    }
+
     /// Problems with the name or path lengths, or `nil` when usable.
     func problem() -> String? {
         if let p = Names.vmNameProblem(name) { return "invalid VM name: \(p)" }
