@@ -51,6 +51,13 @@ public enum RawQEMU: Sendable {
     /// the raw side starts QEMU); returns its exit status.
     @discardableResult
     public static func run(_ path: String, _ args: [String], environment: [String: String] = [:]) -> Int32 {
+        measure(path, args, environment: environment).status
+    }
+
+    /// Like ``run(_:_:environment:)``, also returning the wall time in ms and the
+    /// child's peak RSS in KiB.
+    public static func measure(_ path: String, _ args: [String], environment: [String: String] = [:])
+        -> (status: Int32, ms: Double, maxRSSKiB: Int) {
         var env = ProcessInfo.processInfo.environment
         env.merge(environment) { _, n in n }
         let cenv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
@@ -62,10 +69,14 @@ public enum RawQEMU: Sendable {
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
         var pid: pid_t = 0
-        guard posix_spawn(&pid, path, &actions, nil, cargs, cenv) == 0 else { return -1 }
+        let clock = ContinuousClock()
+        let start = clock.now
+        guard posix_spawn(&pid, path, &actions, nil, cargs, cenv) == 0 else { return (-1, 0, 0) }
         var status: Int32 = 0
-        waitpid(pid, &status, 0)
-        return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        var usage = rusage()
+        wait4(pid, &status, 0, &usage)
+        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (code, ms(clock.now - start), usage.ru_maxrss)
     }
 
     /// A manifest of the same tiny VM.

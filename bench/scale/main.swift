@@ -31,24 +31,8 @@ let env = ["QEMUCTL_STATE_DIR": base + "/state"]
 
 /// Runs qemuctl and returns (status, wall ms, peak RSS KiB).
 func qemuctlRun(_ args: [String]) -> (Int32, Double, Int) {
-    var merged = ProcessInfo.processInfo.environment
-    merged.merge(env) { _, n in n }
-    let cenv = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
-    let cargs = ([qemuctl] + args).map { strdup($0) } + [nil]
-    defer { cargs.forEach { free($0) }; cenv.forEach { free($0) } }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-    var pid: pid_t = 0
-    let clock = ContinuousClock()
-    let start = clock.now
-    precondition(posix_spawn(&pid, qemuctl, &actions, nil, cargs, cenv) == 0)
-    var status: Int32 = 0
-    var usage = rusage()
-    wait4(pid, &status, 0, &usage)
-    return ((status >> 8) & 0xff, RawQEMU.ms(clock.now - start), usage.ru_maxrss)
+    let r = RawQEMU.measure(qemuctl, args, environment: env)
+    return (r.status, r.ms, r.maxRSSKiB)
 }
 
 /// Connects, negotiates and asks query-status on its own blocking socket.
