@@ -61,21 +61,6 @@ enum FileSystem {
         return .success(buffer)
     }
 
-    /// Opens and reads `path`; a size of -1 means unknown (asked with fstat).
-    static func readFile(_ path: String, limit: Int, size: Int) -> Result<[UInt8]?, Failure> {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return .failure(Failure(message: errnoMessage())) }
-        defer { close(fd) }
-        var size = size
-        if size < 0 {
-            var st = stat()
-            guard fstat(fd, &st) == 0 else { return .failure(Failure(message: errnoMessage())) }
-            size = Int(st.st_size)
-            if size > limit { return .success(nil) }
-        }
-        return readAll(fd: fd, limit: limit, sizeHint: size)
-    }
-
     /// Opens and reads `path` into `buffer` (grown when too small, reused from file to file);
     /// a size of -1 means unknown (asked with fstat). A regular file is read with one `read`.
     /// - Returns: the number of bytes read, or nil when the file is larger than `limit`.
