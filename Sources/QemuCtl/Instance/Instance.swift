@@ -199,11 +199,11 @@ public final class Instance: Sendable {
         }
     }
 
-    /// Kills QEMU with Posix.sigkill and waits until the process is gone.
+    /// Kills QEMU with SIGKILL and waits until the process is gone.
     public func forceStop(timeout: Duration = .seconds(10)) async throws(InstanceError) {
         Posix.signal(pid, Posix.sigkill)
         if await !wait(timeout: timeout) {
-            throw InstanceError(code: .unresponsive, message: "VM \(name) (pid \(pid)) did not exit after Posix.sigkill within \(timeout)")
+            throw InstanceError(code: .unresponsive, message: "VM \(name) (pid \(pid)) did not exit after SIGKILL within \(timeout)")
         }
     }
 
@@ -223,13 +223,13 @@ public final class Instance: Sendable {
     }
 
     /// Stops the VM by the ladder: ACPI power button, wait up to `timeout`; then
-    /// `quit`; then Posix.sigterm; then Posix.sigkill (each later step waits a few seconds).
+    /// `quit`; then SIGTERM; then SIGKILL (each later step waits a few seconds).
     ///
     /// A guest that powers itself off in time is a success of the first step, not a
     /// timeout. A paused VM cannot react to the power button, so its ladder starts
     /// at `quit`.
     /// - Returns: Which step ended the process and how long the whole stop took.
-    /// - Throws: ``InstanceError`` only when even Posix.sigkill did not end the process.
+    /// - Throws: ``InstanceError`` only when even SIGKILL did not end the process.
     @discardableResult
     public func stop(timeout: Duration = .seconds(30), stepTimeout: Duration = .seconds(5)) async throws(InstanceError) -> StopOutcome {
         let clock = ContinuousClock()
@@ -251,7 +251,7 @@ public final class Instance: Sendable {
         if await wait(timeout: stepTimeout) { return outcome(.sigterm) }
         Posix.signal(pid, Posix.sigkill)
         if await wait(timeout: stepTimeout) { return outcome(.sigkill) }
-        throw InstanceError(code: .unresponsive, message: "VM \(name) (pid \(pid)) survived Posix.sigkill for \(stepTimeout)")
+        throw InstanceError(code: .unresponsive, message: "VM \(name) (pid \(pid)) survived SIGKILL for \(stepTimeout)")
     }
 }
 
@@ -265,10 +265,10 @@ public struct StopOutcome: Sendable, Hashable, CustomStringConvertible {
         case powerdown
         /// QEMU exited on the QMP `quit` command.
         case quit
-        /// QEMU exited on Posix.sigterm.
-        case sigterm = "Posix.sigterm"
-        /// QEMU was killed with Posix.sigkill.
-        case sigkill = "Posix.sigkill"
+        /// QEMU exited on SIGTERM.
+        case sigterm = "SIGTERM"
+        /// QEMU was killed with SIGKILL.
+        case sigkill = "SIGKILL"
     }
     /// The step that ended it.
     public var step: Step
