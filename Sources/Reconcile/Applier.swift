@@ -187,21 +187,31 @@ package struct Applier: Sendable {
     }
 
     /// Creates the images declared with `create:` that do not exist (format explicit, never probed).
+    ///
+    /// Missing parent directories are made 0700 and the image 0600 whatever the umask: the file is created
+    /// empty first (`O_EXCL`, so an existing file is never overwritten) and `qemu-img create` keeps its mode.
+    /// qemu-img runs with a minimal environment (no secret of this process's environment reaches it).
     private func createDisks(_ vm: VirtualMachine, log: inout Log) async throws(ApplyError) {
         for disk in vm.spec.disks {
             guard let size = disk.createSize, case .file(let path, let format) = disk.backend, !Posix.fileExists(path) else { continue }
             let qemuImg = (try? QEMUDiscovery.findBinary(arch: .amd64)).map { URL(fileURLWithPath: $0).deletingLastPathComponent().path + "/qemu-img" } ?? "/usr/bin/qemu-img"
             let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
-            try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            if let e = Posix.makeMissingDirectories(dir) { throw ApplyError("cannot create disk \(disk.name): \(e)") }
+            if let e = Posix.createEmptyFile(path, mode: 0o600) { throw ApplyError("cannot create disk \(disk.name): \(e)") }
             let p = Process()
             p.executableURL = URL(fileURLWithPath: Posix.fileExists(qemuImg) ? qemuImg : "/usr/bin/qemu-img")
             p.arguments = ["create", "-q", "-f", format.rawValue, path, String(size)]
+            p.environment = ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
             let errors = Pipe()
             p.standardError = errors
             p.standardOutput = FileHandle.nullDevice
-            do { try p.run() } catch { throw ApplyError("cannot run qemu-img: \(error)") }
+            do { try p.run() } catch {
+                Posix.unlinkFile(path)
+                throw ApplyError("cannot run qemu-img: \(error)")
+            }
             p.waitUntilExit()
             if p.terminationStatus != 0 {
+                Posix.unlinkFile(path)
                 let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
                 throw ApplyError("qemu-img could not create disk \(disk.name) at \(path): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
             }

@@ -52,7 +52,7 @@ extension GoldenCase {
             -mon chardev=qmp,mode=control
             -S
             -blockdev {"driver":"file","node-name":"file-root","filename":"/tmp/qemuctl-golden/root.qcow2"}
-            -blockdev {"driver":"qcow2","node-name":"fmt-root","file":"file-root"}
+            -blockdev {"driver":"qcow2","node-name":"fmt-root","file":"file-root","backing":null}
             -device {"driver":"virtio-blk-pci","id":"disk-root","drive":"fmt-root","bus":"pcie.0","addr":"0x1"}
             -netdev {"type":"user","id":"netdev-net0"}
             -device {"driver":"virtio-net-pci","id":"net-net0","netdev":"netdev-net0","mac":"52:54:00:aa:bb:01","bus":"pcie.0","addr":"0x2"}
@@ -78,7 +78,7 @@ extension GoldenCase {
             -mon chardev=qmp,mode=control
             -S
             -blockdev {"driver":"file","node-name":"file-root","filename":"/tmp/qemuctl-golden/root.qcow2"}
-            -blockdev {"driver":"qcow2","node-name":"fmt-root","file":"file-root"}
+            -blockdev {"driver":"qcow2","node-name":"fmt-root","file":"file-root","backing":null}
             -device {"driver":"virtio-blk-pci","id":"disk-root","drive":"fmt-root","bus":"pci.0","addr":"0x2"}
             -netdev {"type":"user","id":"netdev-net0"}
             -device {"driver":"virtio-net-pci","id":"net-net0","netdev":"netdev-net0","bus":"pci.0","addr":"0x3"}
@@ -232,7 +232,7 @@ extension GoldenCase {
             -mon chardev=qmp,mode=control
             -S
             -blockdev {"driver":"file","node-name":"file-root","filename":"/tmp/qemuctl-golden/root.qcow2","cache":{"direct":true,"no-flush":false},"discard":"unmap"}
-            -blockdev {"driver":"qcow2","node-name":"fmt-root","file":"file-root","cache":{"direct":true,"no-flush":false},"discard":"unmap"}
+            -blockdev {"driver":"qcow2","node-name":"fmt-root","file":"file-root","backing":null,"cache":{"direct":true,"no-flush":false},"discard":"unmap"}
             -device {"driver":"virtio-blk-pci","id":"disk-root","drive":"fmt-root","serial":"ROOT-0001","bootindex":1,"write-cache":"on","bus":"pcie.0","addr":"0x1"}
             """#, devices: ["disk-root"], nodes: ["file-root", "fmt-root"]),
         GoldenCase(
@@ -354,7 +354,7 @@ extension GoldenCase {
             -mon chardev=qmp,mode=control
             -S
             -blockdev {"driver":"nbd","node-name":"file-data","server":{"type":"unix","path":"/tmp/qemuctl-golden/nbd.sock"},"export":"data"}
-            -blockdev {"driver":"qcow2","node-name":"fmt-data","file":"file-data"}
+            -blockdev {"driver":"qcow2","node-name":"fmt-data","file":"file-data","backing":null}
             -device {"driver":"virtio-blk-pci","id":"disk-data","drive":"fmt-data","bus":"pcie.0","addr":"0x1"}
             """#, devices: ["disk-data"], nodes: ["file-data", "fmt-data"], fixtures: [.nbdServer]),
         GoldenCase(

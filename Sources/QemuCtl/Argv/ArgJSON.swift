@@ -5,6 +5,8 @@ import QMP
 /// Strings are escaped per RFC 8259, so no value can end its string or add a key: a path such as
 /// `/tmp/x","read-only":false` stays one string.
 enum ArgJSON: Sendable, Equatable {
+    /// JSON `null`: QEMU reads it as "none" where a reference may be absent (`"backing": null`).
+    case null
     case string(String)
     case int(Int)
     case bool(Bool)
@@ -22,6 +24,7 @@ enum ArgJSON: Sendable, Equatable {
 
     func render(into out: inout String) {
         switch self {
+        case .null: out += "null"
         case .string(let s): Self.renderString(s, into: &out)
         case .int(let i): out += String(i)
         case .bool(let b): out += b ? "true" : "false"

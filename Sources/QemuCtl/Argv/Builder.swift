@@ -372,6 +372,8 @@ struct ArgvBuilder {
             opt("-blockdev", proto.rendered)
 
             var fmt = JSONObject(["driver": format.rawValue, "node-name": ids.formatNode, "file": ids.protocolNode])
+            // A backing file named in the image header is never opened: only what the configuration declares is.
+            if format.hasBackingFiles { fmt["backing"] = ArgJSON.null }
             if d.readOnly { fmt["read-only"] = true }
             fmt["cache"] = cacheJSON(d.cache)
             if d.discard { fmt["discard"] = "unmap" }

@@ -59,6 +59,11 @@ public enum DiskFormat: String, Sendable, Codable, CaseIterable {
     case vpc
     /// QEMU Enhanced Disk.
     case qed
+
+    /// Whether images of this format can name a backing file in their header (qcow2, qed, vmdk). The command
+    /// line opens them with `"backing": null`, so QEMU never follows a backing file the configuration does not
+    /// declare.
+    public var hasBackingFiles: Bool { self == .qcow2 || self == .qed || self == .vmdk }
 }
 
 /// The guest-visible disk interface.

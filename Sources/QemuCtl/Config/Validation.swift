@@ -439,7 +439,14 @@ struct Validator {
             if let q = t.queues { range("\(p).tap.queues", q, 1...1024) }
         case .bridge(let b):
             ifname("\(p).bridge.bridge", b.bridge)
-            if let h = b.helper { absolutePath("\(p).bridge.helper", h) }
+            if let h = b.helper {
+                absolutePath("\(p).bridge.helper", h)
+                // QEMU 7.2 runs a helper whose path holds a space or tab through `/bin/sh -c`: the rest would be
+                // shell code.
+                if h.contains(" ") || h.contains("\t") {
+                    add("\(p).bridge.helper", "must not contain a space or tab (QEMU would run it through a shell), got \(Names.quoted(h))")
+                }
+            }
         case .socket(let s):
             switch s.mode {
             case .listen(let h, let po):

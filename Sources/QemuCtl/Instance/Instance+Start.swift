@@ -36,6 +36,8 @@ extension Instance {
     /// - When QEMU refuses to start, its own error message is reported at once.
     /// - Secrets are written 0600 into the 0700 runtime directory for QEMU to read
     ///   and deleted once QMP is up; QEMU gets a minimal environment.
+    /// - Images whose header names other host files (a qcow2 external data file, a VMDK
+    ///   descriptor's extents) are refused (``DiskImageCheck``); backing files are never opened.
     ///
     /// - Throws: ``InstanceError``.
     public static func start(_ config: VMConfig, options: StartOptions = StartOptions()) async throws(InstanceError) -> Instance {
@@ -43,6 +45,10 @@ extension Instance {
             try config.validate()
         } catch {
             throw InstanceError(code: .invalidConfig, message: "\(error)")
+        }
+        let imageProblems = DiskImageCheck.problems(config)
+        if !imageProblems.isEmpty {
+            throw InstanceError(code: .invalidConfig, message: "VM \(config.name): " + imageProblems.joined(separator: "; "))
         }
         let layout = RuntimeLayout(name: config.name, socketDirectory: options.socketDirectory ?? config.socketDirectory)
         try layout.prepare()

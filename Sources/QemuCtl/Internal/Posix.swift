@@ -32,6 +32,29 @@ package enum Posix {
         return nil
     }
 
+    /// Creates the missing directories of `path` with mode 0700 (never looser, whatever the umask); existing
+    /// ones are left as they are. Returns nil or an error message.
+    package static func makeMissingDirectories(_ path: String) -> String? {
+        var prefix = ""
+        for component in path.split(separator: "/", omittingEmptySubsequences: true) {
+            prefix += "/" + component
+            if mkdir(prefix, 0o700) != 0 && errno != EEXIST {
+                return "cannot create directory \(prefix): \(errorText(errno))"
+            }
+        }
+        return nil
+    }
+
+    /// Creates `path` empty with exactly `mode` (`O_EXCL`: an existing file is an error, never truncated).
+    /// Returns nil or an error message.
+    package static func createEmptyFile(_ path: String, mode: UInt32) -> String? {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard fd >= 0 else { return "cannot create \(path): \(errorText(errno))" }
+        _ = fchmod(fd, mode)
+        close(fd)
+        return nil
+    }
+
     /// Writes `bytes` to `path` atomically with mode `mode` (temp file, fsync, rename).
     package static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: UInt32 = 0o600) -> String? {
         let temp = path + ".tmp.\(getpid())"

@@ -1,0 +1,70 @@
+/// Checks image files before QEMU opens them, for the references to other host files that an image header can
+/// carry and that `-blockdev` options cannot switch off.
+///
+/// The command line already keeps QEMU from following a backing file (`"backing": null`) and never lets it probe
+/// a format (the driver is always the declared one). What is left:
+/// - a qcow2 image whose header names an external data file (`qemu-img create -o data_file=…`): QEMU 7.2 opens
+///   that file, and there is no option to say "none";
+/// - a VMDK that is a text descriptor (or a sparse header that defers to an embedded descriptor): its extent lines
+///   name arbitrary host files, which QEMU opens.
+///
+/// Such images are refused. Files that are missing, unreadable or not of the declared format are not this check's
+/// business: QEMU refuses them itself with its own message.
+package enum DiskImageCheck {
+    /// Problems with the image files of `config` (disks and CD-ROMs with a file), one sentence each.
+    package static func problems(_ config: VMConfig) -> [String] {
+        var out: [String] = []
+        for d in config.disks {
+            guard case .file(let f) = d.backend, let p = problem(path: f.path, format: f.format) else { continue }
+            out.append("disk \(d.name): \(p)")
+        }
+        for cd in config.cdroms {
+            guard let path = cd.path, let p = problem(path: path, format: cd.format) else { continue }
+            out.append("CD-ROM \(cd.name): \(p)")
+        }
+        return out
+    }
+
+    /// Why the image at `path`, declared `format`, must not be opened; `nil` when it may be.
+    package static func problem(path: String, format: DiskFormat) -> String? {
+        switch format {
+        case .qcow2:
+            guard let h = Posix.readFile(path, limit: 512), h.count >= 8, Array(h[0..<4]) == qcow2Magic else { return nil }
+            // Version 3 headers carry the incompatible feature bits at offset 72; bit 2 is "external data file".
+            guard bigEndian32(h, 4) >= 3, h.count >= 80 else { return nil }
+            if bigEndian64(h, 72) & (1 << 2) != 0 {
+                return "the qcow2 image \(path) names an external data file in its header; qemuctl opens only files "
+                    + "the configuration declares (convert it to a self-contained image: qemu-img convert -f qcow2 -O qcow2)"
+            }
+            return nil
+        case .vmdk:
+            guard let h = Posix.readFile(path, limit: 512), !h.isEmpty else { return nil }
+            let magic = h.count >= 4 ? Array(h[0..<4]) : []
+            // A sparse extent (VMDK4 "KDMV") holds the data itself, unless its capacity is 0 and it defers to an
+            // embedded descriptor; VMDK3 ("COWD") is always self-contained.
+            if magic == vmdk3Magic { return nil }
+            if magic == vmdk4Magic, h.count >= 36, !(littleEndian64(h, 12) == 0 && littleEndian64(h, 28) != 0) { return nil }
+            return "the VMDK image \(path) is a descriptor whose extent lines name other host files; qemuctl opens only "
+                + "files the configuration declares (convert it to one file: qemu-img convert -f vmdk -O vmdk "
+                + "-o subformat=monolithicSparse)"
+        case .raw, .qed, .vdi, .vhdx, .vpc:
+            return nil
+        }
+    }
+
+    static let qcow2Magic: [UInt8] = [0x51, 0x46, 0x49, 0xFB]  // "QFI\xfb"
+    static let vmdk4Magic: [UInt8] = [0x4B, 0x44, 0x4D, 0x56]  // "KDMV"
+    static let vmdk3Magic: [UInt8] = [0x43, 0x4F, 0x57, 0x44]  // "COWD"
+
+    static func bigEndian32(_ b: [UInt8], _ at: Int) -> UInt32 {
+        (0..<4).reduce(0) { $0 << 8 | UInt32(b[at + $1]) }
+    }
+
+    static func bigEndian64(_ b: [UInt8], _ at: Int) -> UInt64 {
+        (0..<8).reduce(0) { $0 << 8 | UInt64(b[at + $1]) }
+    }
+
+    static func littleEndian64(_ b: [UInt8], _ at: Int) -> UInt64 {
+        (0..<8).reversed().reduce(0) { $0 << 8 | UInt64(b[at + $1]) }
+    }
+}
