@@ -255,12 +255,7 @@ package struct Applier: Sendable {
                 guard done.insert("throttle:\(disk)").inserted else { continue }
                 let wanted = desired.spec.disks.first { $0.name == disk }?.throttle
                 do {
-                    try await instance.setIOThrottle(disk: disk, Observer.qmpThrottle(wanted), timeout: timeout)
-                    let read = try await instance.blockDevices(timeout: timeout)
-                        .first { $0.qdev?.split(separator: "/").contains("disk-\(disk)"[...]) == true }
-                    guard Observer.throttle(read?.inserted?.throttle) == wanted else {
-                        throw ApplyError("disk \(disk): QEMU reports a different throttle after setting it")
-                    }
+                    try await setThrottle(disk, wanted, instance)
                 } catch let e as InstanceError {
                     throw ApplyError(e.message)
                 } catch let e as ApplyError {
@@ -309,6 +304,28 @@ package struct Applier: Sendable {
                 stored.launch.secrets[path] = markers.marker(for: value)
                 if isVNC { newSpec.display.vnc?.passwordFrom = reference } else { newSpec.display.spice?.passwordFrom = reference }
                 log.say("~ \(path) set (sensitive)")
+            } else if let disk = Self.element(path, "spec.disks["), path == "spec.disks[\(disk)]" {
+                if change.operation == .add {
+                    try await hotplugDisk(disk, desired: desired, uuid: stored.launch.uuid, instance, log: &log)
+                    if let d = desired.spec.disks.first(where: { $0.name == disk }) {
+                        newSpec.disks.removeAll { $0.name == disk }
+                        newSpec.disks.append(d)
+                    }
+                } else {
+                    try await unplug(disk: disk, recorded: stored, name: plan.name, instance, log: &log)
+                    newSpec.disks.removeAll { $0.name == disk }
+                }
+            } else if let nic = Self.element(path, "spec.networks["), path == "spec.networks[\(nic)]" {
+                if change.operation == .add {
+                    try await hotplugNIC(nic, desired: desired, uuid: stored.launch.uuid, instance, log: &log)
+                    if let n = desired.spec.networks.first(where: { $0.name == nic }) {
+                        newSpec.networks.removeAll { $0.name == nic }
+                        newSpec.networks.append(n)
+                    }
+                } else {
+                    try await unplug(network: nic, recorded: stored, name: plan.name, instance, log: &log)
+                    newSpec.networks.removeAll { $0.name == nic }
+                }
             } else {
                 throw ApplyError("\(path): this live change is not supported by apply yet; use --restart=if-needed to relaunch")
             }
@@ -322,6 +339,168 @@ package struct Applier: Sendable {
         try save(stored, plan.name)
         if plan.restartPending {
             log.say("restart pending: \(plan.deferredChanges.map(\.path).joined(separator: ", ")) (use --restart=if-needed)")
+        }
+    }
+
+    // MARK: - Hot-plug
+
+    /// Hot-plugs disk `name` of `desired`: creates its image when declared with `create:`, adds its
+    /// nodes and device (a free root port for virtio/NVMe, a free SCSI id on `scsi0`), reads it back.
+    private func hotplugDisk(_ name: String, desired: VirtualMachine, uuid: String, _ instance: Instance,
+                             log: inout Log) async throws(ApplyError) {
+        guard let disk = desired.spec.disks.first(where: { $0.name == name }) else { throw ApplyError("no disk \(name) in the manifest") }
+        var one = desired
+        one.spec.disks = [disk]
+        try await createDisks(one, log: &log)
+        let config = try config(for: desired, uuid: uuid)
+        do {
+            var port: String? = nil
+            var scsiID: Int? = nil
+            if disk.interface == .scsi {
+                scsiID = try await freeSCSIID(instance)
+            } else {
+                port = try await instance.freeHotplugPorts(timeout: timeout).first
+                guard port != nil else { throw ApplyError("disk \(name): no free hot-plug root port left; use --restart=if-needed") }
+            }
+            let plug = try config.hotplug(disk: name, port: port, scsiID: scsiID)
+            log.journal("hotplug \(plug.deviceID) \(port ?? "scsi0.0 id \(scsiID ?? 0)")")
+            try await instance.hotplug(plug, timeout: timeout)
+            let present = try await instance.blockDevices(timeout: timeout).contains {
+                $0.qdev?.split(separator: "/").contains(Substring(plug.deviceID)) == true
+            }
+            guard present else { throw ApplyError("disk \(name): hot-plugged, but query-block does not list \(plug.deviceID)") }
+            log.say("+ spec.disks[\(name)] hot-plugged (\(port ?? "scsi0, id \(scsiID ?? 0)")) and read back")
+        } catch let e as ApplyError {
+            throw e
+        } catch let e as InstanceError {
+            throw ApplyError(e.message)
+        } catch let e as VMConfigError {
+            throw ApplyError("disk \(name): \(e)")
+        } catch {
+            throw ApplyError("disk \(name): \(error)")
+        }
+    }
+
+    /// Hot-plugs network `name` of `desired` into a free root port and reads it back; sets its link
+    /// down when the manifest says so.
+    private func hotplugNIC(_ name: String, desired: VirtualMachine, uuid: String, _ instance: Instance,
+                            log: inout Log) async throws(ApplyError) {
+        let config = try config(for: desired, uuid: uuid)
+        do {
+            guard let port = try await instance.freeHotplugPorts(timeout: timeout).first else {
+                throw ApplyError("network \(name): no free hot-plug root port left; use --restart=if-needed")
+            }
+            let plug = try config.hotplug(network: name, port: port)
+            log.journal("hotplug \(plug.deviceID) \(port)")
+            try await instance.hotplug(plug, timeout: timeout)
+            if desired.spec.networks.first(where: { $0.name == name })?.link == .down {
+                _ = try await instance.qmp.execute("set_link", arguments: ["name": .string(plug.deviceID), "up": false], timeout: timeout)
+            }
+            let reply = try await instance.qmp.execute("query-pci", timeout: timeout)
+            guard Observer.devicesOnHotplugPorts(reply).contains(plug.deviceID) else {
+                throw ApplyError("network \(name): hot-plugged, but query-pci does not show \(plug.deviceID) on a hot-plug port")
+            }
+            log.say("+ spec.networks[\(name)] hot-plugged (\(port)) and read back")
+        } catch let e as ApplyError {
+            throw e
+        } catch let e as InstanceError {
+            throw ApplyError(e.message)
+        } catch let e as QMPError {
+            throw ApplyError("network \(name): \(e.message)")
+        } catch let e as VMConfigError {
+            throw ApplyError("network \(name): \(e)")
+        } catch {
+            throw ApplyError("network \(name): \(error)")
+        }
+    }
+
+    /// Unplugs disk `name` (the guest must release a PCI disk); its image is never touched.
+    private func unplug(disk: String, recorded: StoredRecord, name vmName: String, _ instance: Instance,
+                        log: inout Log) async throws(ApplyError) {
+        let plug: HotplugSteps
+        if recorded.launch.spec.disks.contains(where: { $0.name == disk }) {
+            do { plug = try config(for: recordedVM(recorded, vmName), uuid: recorded.launch.uuid).unplug(disk: disk) } catch {
+                throw ApplyError("disk \(disk): \(error)")
+            }
+        } else {
+            plug = HotplugSteps(deviceID: "disk-\(disk)", steps: [], cleanup: [])
+        }
+        log.journal("unplug \(plug.deviceID)")
+        do { try await instance.unplug(plug, wait: stopTimeout, timeout: timeout) } catch {
+            throw ApplyError(error.message + "; retry, or use --restart=if-needed")
+        }
+        log.say("- spec.disks[\(disk)] unplugged (the image is kept)")
+    }
+
+    /// Unplugs network `name` and removes its backend.
+    private func unplug(network nic: String, recorded: StoredRecord, name vmName: String, _ instance: Instance,
+                        log: inout Log) async throws(ApplyError) {
+        let plug: HotplugSteps
+        if recorded.launch.spec.networks.contains(where: { $0.name == nic }) {
+            do { plug = try config(for: recordedVM(recorded, vmName), uuid: recorded.launch.uuid).unplug(network: nic) } catch {
+                throw ApplyError("network \(nic): \(error)")
+            }
+        } else {
+            plug = HotplugSteps(deviceID: "net-\(nic)", steps: [], cleanup: [])
+        }
+        log.journal("unplug \(plug.deviceID)")
+        do { try await instance.unplug(plug, wait: stopTimeout, timeout: timeout) } catch {
+            throw ApplyError(error.message + "; retry, or use --restart=if-needed")
+        }
+        log.say("- spec.networks[\(nic)] unplugged")
+    }
+
+    /// The lowest SCSI id no device on `scsi0` uses.
+    private func freeSCSIID(_ instance: Instance) async throws -> Int {
+        let children = try await instance.qmp.execute("qom-list", arguments: ["path": "/machine/peripheral"], timeout: timeout)
+        var used: Set<Int> = []
+        for child in children.arrayValue ?? [] {
+            guard let type = child["type"]?.stringValue, type == "child<scsi-hd>" || type == "child<scsi-cd>",
+                  let id = child["name"]?.stringValue else { continue }
+            let value = try await instance.qmp.execute("qom-get", arguments: [
+                "path": .string("/machine/peripheral/\(id)"), "property": "scsi-id"], timeout: timeout)
+            if let n = value.intValue { used.insert(n) }
+        }
+        guard let free = (0..<256).first(where: { !used.contains($0) }) else { throw ApplyError("no free SCSI id on scsi0") }
+        return free
+    }
+
+    /// The manifest of what the record says runs.
+    private func recordedVM(_ stored: StoredRecord, _ name: String) -> VirtualMachine {
+        VirtualMachine(name: name, labels: stored.launch.labels, spec: stored.launch.spec,
+                       source: SourceLocation(file: stored.source ?? "record", line: 1, column: 1))
+    }
+
+    private func config(for vm: VirtualMachine, uuid: String) throws(ApplyError) -> VMConfig {
+        do { return try VMConfigMapping.config(for: vm, uuid: uuid, socketDirectory: store.directory) } catch {
+            throw ApplyError(error.description)
+        }
+    }
+
+    /// Sets a disk's limits where they live (its throttle group, else the block backend), clears
+    /// backend limits set by hand on a disk with a group, and reads the result back.
+    private func setThrottle(_ disk: String, _ wanted: VirtualMachineSpec.Disk.Throttle?, _ instance: Instance) async throws {
+        func find() async throws -> QMPBlockDevice? {
+            try await instance.blockDevices(timeout: timeout).first { $0.qdev?.split(separator: "/").contains("disk-\(disk)"[...]) == true }
+        }
+        guard let block = try await find() else { throw ApplyError("disk \(disk): QEMU has no such disk") }
+        let path = ThrottleGroups.objectPath(disk)
+        if ThrottleGroups.hasGroup(block) {
+            try await instance.qmp.execute("qom-set", arguments: [
+                "path": .string(path), "property": "limits", "value": ThrottleGroups.qomLimits(wanted)], timeout: timeout)
+            if block.inserted.map({ !$0.throttle.isUnlimited }) == true {
+                try await instance.setIOThrottle(disk: disk, QMPIOThrottle(), timeout: timeout)
+            }
+            let group = try await instance.qmp.execute("qom-get", arguments: ["path": .string(path), "property": "limits"], timeout: timeout)
+            let backend = try await find()?.inserted?.throttle
+            guard Observer.throttle(ThrottleGroups.limits(group)) == wanted, backend?.isUnlimited != false else {
+                throw ApplyError("disk \(disk): QEMU reports a different throttle after setting it")
+            }
+        } else {
+            try await instance.setIOThrottle(disk: disk, Observer.qmpThrottle(wanted), timeout: timeout)
+            guard Observer.throttle(try await find()?.inserted?.throttle) == wanted else {
+                throw ApplyError("disk \(disk): QEMU reports a different throttle after setting it")
+            }
         }
     }
 

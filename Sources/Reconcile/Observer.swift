@@ -108,21 +108,24 @@ package struct Observer: Sendable {
     private func readLive(_ qmp: QMPClient, record: LaunchRecord?) async throws(QMPError) -> LiveState {
         // All four in flight at once: QEMU answers them in order without a round
         // trip between them, which matters when many VMs are slow to be scheduled.
+        let readsPCI = record.map { Self.mayHotplug($0.spec) } ?? false
         async let statusReply = qmp.queryStatus(timeout: timeout)
         async let blocksReply = qmp.queryBlock(timeout: timeout)
         async let cpusReply = qmp.execute("query-cpus-fast", timeout: timeout)
         async let memoryReply = qmp.execute("query-memory-size-summary", timeout: timeout)
-        let status: QMP.QMPRunStatus, blocks: [QMPBlockDevice], cpus: JSONValue, memory: JSONValue
+        async let pciReply = readsPCI ? qmp.execute("query-pci", timeout: timeout) : JSONValue.null
+        let status: QMP.QMPRunStatus, blocks: [QMPBlockDevice], cpus: JSONValue, memory: JSONValue, pci: JSONValue
         do {
-            (status, blocks, cpus, memory) = try await (statusReply, blocksReply, cpusReply, memoryReply)
+            (status, blocks, cpus, memory, pci) = try await (statusReply, blocksReply, cpusReply, memoryReply, pciReply)
         } catch let error as QMPError {
             throw error
         } catch {
             throw QMPError(code: .protocolViolation, message: "\(error)")
         }
+        let onPorts = readsPCI ? Self.devicesOnHotplugPorts(pci) : []
+        let groups = try await groupLimits(qmp, blocks)
         var disks: [ObservedDisk] = []
         var cdroms: [ObservedCDROM] = []
-        let launchedDisks = Set(record?.spec.disks.map(\.name) ?? [])
         for b in blocks {
             guard let qdev = b.qdev else { continue }
             let components = qdev.split(separator: "/")
@@ -130,9 +133,25 @@ package struct Observer: Sendable {
                 cdroms.append(ObservedCDROM(name: String(c.dropFirst(3)), media: b.inserted.map(\.file)))
             } else if let c = components.first(where: { $0.hasPrefix("disk-") }) {
                 let name = String(c.dropFirst(5))
-                disks.append(ObservedDisk(name: name, throttle: Self.throttle(b.inserted?.throttle),
-                                          hotplugged: record != nil && !launchedDisks.contains(name)))
+                // The block backend's own limits when set (by hand, or live on a disk without a group), else the group's.
+                let backend = b.inserted?.throttle
+                let limits = backend.map { !$0.isUnlimited } == true ? backend : groups[name]
+                disks.append(ObservedDisk(name: name, throttle: Self.throttle(limits),
+                                          hotplugged: onPorts.contains(String(c))))
             }
+        }
+        var nics: [ObservedNIC]? = nil
+        if readsPCI, let record {
+            // The devices tell which NICs exist; QMP cannot report link state, so the record's is trusted.
+            let present = Self.pciDeviceIDs(pci)
+            var found: [ObservedNIC] = []
+            for n in record.spec.networks where present.contains("net-\(n.name)") || n.model.hasPrefix("usb-") {
+                found.append(ObservedNIC(name: n.name, link: n.link, hotplugged: onPorts.contains("net-\(n.name)")))
+            }
+            for id in present where id.hasPrefix("net-") && !record.spec.networks.contains(where: { "net-\($0.name)" == id }) {
+                found.append(ObservedNIC(name: String(id.dropFirst(4)), hotplugged: onPorts.contains(id)))
+            }
+            nics = found.sorted { $0.name < $1.name }
         }
         let base = memory["base-memory"]?.intValue ?? 0
         let plugged = memory["plugged-memory"]?.intValue ?? 0
@@ -142,10 +161,70 @@ package struct Observer: Sendable {
             memorySize: UInt64(base + plugged),
             disks: disks.sorted { $0.name < $1.name },
             cdroms: cdroms.sorted { $0.name < $1.name },
-            nics: nil,  // QMP cannot report link state: the record is trusted for it
-            // apply does not hot-plug devices yet: with no free ports reported, the
-            // planner classes an added or removed disk or NIC as a restart.
-            freeHotplugPorts: 0)
+            nics: nics,
+            freeHotplugPorts: readsPCI ? Instance.freeHotplugPorts(queryPCI: pci).count : 0)
+    }
+
+    /// The limits of the throttle groups of the disks behind a throttle filter, by disk name (one
+    /// `qom-get` each, all in flight at once).
+    private func groupLimits(_ qmp: QMPClient, _ blocks: [QMPBlockDevice]) async throws(QMPError) -> [String: QMPIOThrottle] {
+        let names: [String] = blocks.compactMap { b in
+            guard ThrottleGroups.hasGroup(b), let c = b.qdev?.split(separator: "/").first(where: { $0.hasPrefix("disk-") }) else { return nil }
+            return String(c.dropFirst(5))
+        }
+        if names.isEmpty { return [:] }
+        let timeout = self.timeout
+        do {
+            return try await withThrowingTaskGroup(of: (String, QMPIOThrottle).self) { group in
+                for name in names {
+                    group.addTask {
+                        let limits = try await qmp.execute("qom-get", arguments: [
+                            "path": .string(ThrottleGroups.objectPath(name)), "property": "limits"], timeout: timeout)
+                        return (name, ThrottleGroups.limits(limits))
+                    }
+                }
+                var out: [String: QMPIOThrottle] = [:]
+                for try await (name, limits) in group { out[name] = limits }
+                return out
+            }
+        } catch let error as QMPError {
+            throw error
+        } catch {
+            throw QMPError(code: .protocolViolation, message: "\(error)")
+        }
+    }
+
+    /// Whether a VM launched with `spec` has hot-plug root ports (q35 with `machine.hotplugPorts` > 0).
+    static func mayHotplug(_ spec: VirtualMachineSpec) -> Bool {
+        guard spec.machine.hotplugPorts > 0 else { return false }
+        if let type = spec.machine.type { return type == "q35" || type.hasPrefix("pc-q35") }
+        return spec.arch == .amd64 || spec.arch == .i386
+    }
+
+    /// Every `qdev_id` in a `query-pci` reply.
+    static func pciDeviceIDs(_ reply: JSONValue) -> Set<String> {
+        var ids: Set<String> = []
+        func walk(_ devices: [JSONValue]) {
+            for d in devices {
+                if let id = d["qdev_id"]?.stringValue, !id.isEmpty { ids.insert(id) }
+                walk(d["pci_bridge"]?["devices"]?.arrayValue ?? [])
+            }
+        }
+        for bus in reply.arrayValue ?? [] { walk(bus["devices"]?.arrayValue ?? []) }
+        return ids
+    }
+
+    /// The ids of devices plugged into a `hotplugN` root port: the ones added after launch.
+    static func devicesOnHotplugPorts(_ reply: JSONValue) -> Set<String> {
+        var ids: Set<String> = []
+        for bus in reply.arrayValue ?? [] {
+            for d in bus["devices"]?.arrayValue ?? [] where d["qdev_id"]?.stringValue?.hasPrefix("hotplug") == true {
+                for child in d["pci_bridge"]?["devices"]?.arrayValue ?? [] {
+                    if let id = child["qdev_id"]?.stringValue { ids.insert(id) }
+                }
+            }
+        }
+        return ids
     }
 
     /// QEMU's throttle values as the manifest writes them: zero is "not set".

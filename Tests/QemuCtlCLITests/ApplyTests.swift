@@ -102,6 +102,9 @@ func bareVM(_ name: String, runState: String = "running", extra: String = "") ->
         #expect(applied.status == 0, "\(applied.out)\(applied.err)")
         #expect(applied.out.contains("created disk data"))
         #expect(FileManager.default.fileExists(atPath: w.dir.file("data.raw")))
+        // The limits given at launch (a throttle group) read back as the manifest's: no drift.
+        let fresh = try await w.qemuctl("diff", "-f", vms)
+        #expect(fresh.status == 0, "\(fresh.out)")
         // Someone changes the throttle by hand over QMP.
         try await QMPClient.withConnection(to: "\(w.state)/t.sock") { qmp in
             let dev = try #require(try await qmp.queryBlock().first { $0.qdev?.contains("disk-data") == true }?.qdev)
@@ -113,10 +116,14 @@ func bareVM(_ name: String, runState: String = "running", extra: String = "") ->
         #expect(diff.out.contains("drift"))
         let repair = try await w.qemuctl("apply", "-f", vms)
         #expect(repair.status == 0, "\(repair.out)\(repair.err)")
-        let bps = try await QMPClient.withConnection(to: "\(w.state)/t.sock") { qmp in
-            try await qmp.queryBlock().first { $0.qdev?.contains("disk-data") == true }?.inserted?.throttle.bps
+        // Repaired where the limits live: the group holds the manifest's, the hand-made backend limits are gone.
+        let (group, backend) = try await QMPClient.withConnection(to: "\(w.state)/t.sock") { qmp in
+            (try await qmp.execute("qom-get", arguments: ["path": "/objects/tg-data", "property": "limits"]),
+             try await qmp.queryBlock().first { $0.qdev?.contains("disk-data") == true }?.inserted?.throttle)
         }
-        #expect(bps == 10 * 1_048_576)
+        #expect(group["bps-total"]?.intValue == 10 * 1_048_576)
+        #expect(group["iops-total"]?.intValue == 100)
+        #expect(backend?.isUnlimited == true)
         #expect(try await w.qemuctl("diff", "-f", vms).status == 0)
     }
 

@@ -37,6 +37,13 @@ public struct HotplugSteps: Sendable, Hashable {
     /// The commands that remove its backends after `DEVICE_DELETED`, in order; also the rollback
     /// of a hot-plug that failed half-way.
     public var cleanup: [QMPStep]
+
+    /// Creates steps; a device added by someone else is unplugged with `steps` and `cleanup` empty.
+    public init(deviceID: String, steps: [QMPStep] = [], cleanup: [QMPStep] = []) {
+        self.deviceID = deviceID
+        self.steps = steps
+        self.cleanup = cleanup
+    }
 }
 
 extension VMConfig {
@@ -138,5 +145,23 @@ extension VMConfig {
             }
         }
         return out
+    }
+}
+
+extension VMConfig {
+    /// The device id and backend clean-up to hot-unplug disk `name` of this configuration
+    /// (``HotplugSteps/steps`` is empty).
+    public func unplug(disk name: String) throws(VMConfigError) -> HotplugSteps {
+        var plug = try hotplug(disk: name, port: "unplug", scsiID: 0)
+        plug.steps = []
+        return plug
+    }
+
+    /// The device id and backend clean-up to hot-unplug network `name` of this configuration
+    /// (``HotplugSteps/steps`` is empty).
+    public func unplug(network name: String) throws(VMConfigError) -> HotplugSteps {
+        var plug = try hotplug(network: name, port: "unplug")
+        plug.steps = []
+        return plug
     }
 }
