@@ -17,13 +17,15 @@ public enum QemuctlBinary {
 
     /// Runs `qemuctl ARGUMENTS` with `environment` added, feeding `stdin`; waits for it
     /// without blocking a thread of the cooperative pool (other tests keep running).
+    ///
+    /// With `executable` (e.g. `/bin/sh`), runs that program with `arguments` instead.
     public static func run(_ arguments: [String], environment: [String: String] = [:], stdin: String? = nil,
-                           directory: String? = nil) async throws -> Run {
+                           directory: String? = nil, executable: String? = nil) async throws -> Run {
         guard FileManager.default.isExecutableFile(atPath: path) else {
             throw FixtureError("\(path) is missing: build it with `swift build` (make test does)")
         }
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
+        p.executableURL = URL(fileURLWithPath: executable ?? path)
         p.arguments = arguments
         p.currentDirectoryURL = URL(fileURLWithPath: directory ?? Fixtures.repoRoot)
         var env = ProcessInfo.processInfo.environment
