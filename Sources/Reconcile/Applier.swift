@@ -45,6 +45,8 @@ package struct Applier: Sendable {
     package var timeout: Duration
     /// Called with a line of progress (VM name, message).
     package var progress: @Sendable (String, String) -> Void
+    /// Called when a VM is done, with its result.
+    package var finished: @Sendable (VMResult) -> Void = { _ in }
 
     /// Creates an applier.
     package init(store: StateStore, parallel: Int = 4, stopTimeout: Duration = .seconds(30), timeout: Duration = .seconds(10),
@@ -73,6 +75,7 @@ package struct Applier: Sendable {
             }
             for _ in 0..<parallel where next() {}
             while let r = await group.next() {
+                finished(r)
                 results.append(r)
                 _ = next()
             }
@@ -82,6 +85,7 @@ package struct Applier: Sendable {
 
     private func apply(_ vm: VMPlan, observed: ObservedVM?, markers: SecretMarkers) async -> VMResult {
         var log = Log(name: vm.name, store: store, progress: progress)
+        progress(vm.name, "\(vm.action)…")
         do throws(ApplyError) {
             switch vm.action {
             case .noOp:

@@ -114,9 +114,22 @@ extension QemuCtlCommand {
                 print("No changes: \(plan.vms.count) VM\(plan.vms.count == 1 ? " matches" : "s match") the manifests.")
                 return plan.hasBlockedVMs ? 1 : 0
             }
-            let applier = Applier(store: store, parallel: parallel, stopTimeout: .milliseconds(Int(stopTimeout * 1000)),
+            var applier = Applier(store: store, parallel: parallel, stopTimeout: .milliseconds(Int(stopTimeout * 1000)),
                                   timeout: global.deadline)
+            // On a terminal, a live view of the VMs being changed; erased before the results are printed.
+            let view = ProgressView.wanted ? ProgressView(names: plan.vms.filter { $0.action != .noOp }.map(\.name)) : nil
+            var drawing: Task<Void, Never>? = nil
+            if let view {
+                fflush(nil)
+                applier.progress = { name, message in view.update(name, message) }
+                applier.finished = { result in view.finish(result.name, result.status.rawValue) }
+                drawing = Task { await view.run() }
+            }
             let results = await applier.apply(plan, observed: observed)
+            if let view {
+                view.stop()
+                await drawing?.value
+            }
             print("")
             for r in results where r.status != .unchanged || !r.messages.isEmpty {
                 print("\(r.name): \(r.status.rawValue)")
