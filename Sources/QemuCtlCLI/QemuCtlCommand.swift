@@ -7,6 +7,7 @@ struct QemuCtlCommand: AsyncParsableCommand {
         commandName: "qemuctl",
         abstract: "Declarative, YAML-driven manager for QEMU virtual machines.",
         version: "0.1.0",
-        subcommands: [Apply.self, Diff.self, PlanCommand.self, Get.self, Describe.self, Delete.self, Validate.self, Schema.self]
+        subcommands: [Apply.self, Diff.self, PlanCommand.self, Get.self, Describe.self, Delete.self, Validate.self, Schema.self,
+                      Console.self, VNC.self, SPICE.self]
     )
 }

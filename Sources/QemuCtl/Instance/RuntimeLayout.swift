@@ -36,6 +36,10 @@ public struct RuntimeLayout: Sendable, Hashable {
     public var lockFile: String { runtimeDirectory + "/lock" }
     /// The serial console log.
     public var serialLog: String { runtimeDirectory + "/serial.log" }
+    /// The serial console's unix socket (a chardev server QEMU listens on; one client at a time).
+    public var consoleSocket: String { runtimeDirectory + "/console.sock" }
+    /// The lock an attached console holds, so a second one fails at once instead of waiting.
+    public var consoleLock: String { runtimeDirectory + "/console.lock" }
 
     /// The largest socket path a unix socket address holds.
     public static let maxSocketPathLength = 107

@@ -1,0 +1,21 @@
+import ArgumentParser
+import QemuCtl
+
+extension QemuCtlCommand {
+    /// `qemuctl spice NAME`: connect SPICE clients to a VM without opening QEMU's port.
+    struct SPICE: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "spice",
+            abstract: "Hand SPICE connections to a VM's display without opening a TCP port of QEMU's.",
+            discussion: """
+                Works as qemuctl vnc does (--listen or --stdio), for the VM's SPICE server \
+                (spec.display.spice). A QEMU built without SPICE is reported as such.
+                """
+        )
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var handoff: HandoffOptions
+
+        func run() async throws { try await handoff.run(.spice, global: global) }
+    }
+}

@@ -1,0 +1,26 @@
+import ArgumentParser
+import QemuCtl
+
+extension QemuCtlCommand {
+    /// `qemuctl vnc NAME`: connect VNC viewers to a VM without opening QEMU's port.
+    struct VNC: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "vnc",
+            abstract: "Hand VNC connections to a VM's display without opening a TCP port of QEMU's.",
+            discussion: """
+                With --listen (the default, 127.0.0.1 and a free port, printed on standard error) each \
+                local client that connects is passed to QEMU as a file descriptor (QMP getfd with \
+                SCM_RIGHTS, then add_client), over a short monitor connection per client. With --stdio \
+                one connection is handed over and its other end is this process's standard input and \
+                output, e.g. as an ssh ProxyCommand. Authentication stays QEMU's (skipauth is off).
+
+                The VM needs a VNC display: spec.display.vnc (listen: none is enough).
+                """
+        )
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var handoff: HandoffOptions
+
+        func run() async throws { try await handoff.run(.vnc, global: global) }
+    }
+}
