@@ -308,6 +308,37 @@ package struct Applier: Sendable {
                 stored.launch.secrets[path] = markers.marker(for: value)
                 if isVNC { newSpec.display.vnc?.passwordFrom = reference } else { newSpec.display.spice?.passwordFrom = reference }
                 log.say("~ \(path) set (sensitive)")
+            } else if path == "spec.cpu.count" {
+                let count = desired.spec.cpu.count
+                do {
+                    try await instance.setCPUCount(count, wait: stopTimeout, timeout: timeout)
+                    let read = try await instance.qmp.execute("query-cpus-fast", timeout: timeout).arrayValue?.count
+                    guard read == count else { throw ApplyError("spec.cpu.count: \(count) asked, QEMU reports \(read ?? 0) vCPUs") }
+                } catch let e as ApplyError {
+                    throw e
+                } catch let e as InstanceError {
+                    throw ApplyError(e.message)
+                } catch {
+                    throw ApplyError("spec.cpu.count: \(error)")
+                }
+                newSpec.cpu.count = count
+                log.say("~ spec.cpu.count \(count) (vCPUs hot-plugged, read back)")
+            } else if path == "spec.memory.size" {
+                let size = desired.spec.memory.size
+                do {
+                    try await instance.setMemorySize(size, wait: stopTimeout, timeout: timeout)
+                    let summary = try await instance.qmp.execute("query-memory-size-summary", timeout: timeout)
+                    let read = UInt64((summary["base-memory"]?.intValue ?? 0) + (summary["plugged-memory"]?.intValue ?? 0))
+                    guard read == size else { throw ApplyError("spec.memory.size: \(ByteSize.format(size)) asked, QEMU reports \(ByteSize.format(read))") }
+                } catch let e as ApplyError {
+                    throw e
+                } catch let e as InstanceError {
+                    throw ApplyError(e.message)
+                } catch {
+                    throw ApplyError("spec.memory.size: \(error)")
+                }
+                newSpec.memory.size = size
+                log.say("~ spec.memory.size \(ByteSize.format(size)) (memory hot-plugged, read back)")
             } else if let disk = Self.element(path, "spec.disks["), path == "spec.disks[\(disk)]" {
                 if change.operation == .add {
                     try await hotplugDisk(disk, desired: desired, uuid: stored.launch.uuid, instance, log: &log)

@@ -95,8 +95,13 @@ package struct LaunchRecord: Sendable, Hashable, Codable {
     /// Markers of the secrets last set on the VM, by field path
     /// (`spec.display.vnc.passwordFrom`). Never the secrets themselves.
     package var secrets: [String: SecretMarker]
+    /// vCPUs at launch (``spec`` follows live changes; this does not). `nil` in records written
+    /// before it existed: then ``spec`` is taken as the launch value.
+    package var bootCPUCount: Int?
+    /// Guest RAM at launch, in bytes; see ``bootCPUCount``.
+    package var bootMemorySize: UInt64?
 
-    /// Creates a record.
+    /// Creates a record; the boot values default to `spec`'s.
     package init(
         uuid: String, labels: [String: String] = [:], spec: VirtualMachineSpec,
         secrets: [String: SecretMarker] = [:]
@@ -105,6 +110,17 @@ package struct LaunchRecord: Sendable, Hashable, Codable {
         self.labels = labels
         self.spec = spec
         self.secrets = secrets
+        self.bootCPUCount = spec.cpu.count
+        self.bootMemorySize = spec.memory.size
+    }
+
+    /// The launch value of a field that grows live up to a bound, when the record knows it.
+    func bootValue(_ path: String) -> UInt64? {
+        switch path {
+        case "spec.cpu.count": bootCPUCount.map { UInt64($0) }
+        case "spec.memory.size": bootMemorySize
+        default: nil
+        }
     }
 }
 

@@ -325,9 +325,9 @@ struct Diff {
                     if new > max {
                         cls = .restart
                         reason = "beyond \(bound) \(recorded[boundPath]?.value ?? "") set at launch"
-                    } else if let boot = recorded[path]?.number, new < boot {
+                    } else if let boot = record.bootValue(path) ?? recorded[path]?.number, new < boot {
                         cls = .restart
-                        reason = "below the boot value \(recorded[path]?.value ?? "")"
+                        reason = "below the boot value \(path == "spec.memory.size" ? ByteSize.format(boot) : String(boot))"
                     }
                 } else {
                     cls = .restart

@@ -157,4 +157,41 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: w.dir.file("more.raw")))
         #expect(try await w.qemuctl("diff", "-f", dir).status == 0)
     }
+
+    @Test func vCPUsAndMemoryGrowLiveUpToTheirMaximumAndBeyondNeedsARestart() async throws {
+        let w = try Workspace("hp4")
+        defer { w.cleanUp() }
+        let manifest = { (cpus: Int, memory: String) in
+            """
+            apiVersion: qemuctl/v1
+            kind: VirtualMachine
+            metadata: {name: m}
+            spec:
+              machine: {type: q35, accel: tcg}
+              cpu: {count: \(cpus), maxCount: 4}
+              memory: {size: \(memory), max: 1GiB, slots: 4}
+            """
+        }
+        let dir = try w.manifest("m", manifest(1, "128MiB"))
+        #expect(try await w.qemuctl("apply", "-f", dir).status == 0)
+        let pid = try #require(w.pid("m"))
+        try w.manifest("m", manifest(3, "384MiB"))
+        let grown = try await w.qemuctl("apply", "-f", dir)
+        #expect(grown.status == 0, "\(grown.out)\(grown.err)")
+        #expect(grown.out.contains("~ spec.cpu.count 3 (vCPUs hot-plugged, read back)"), "\(grown.out)")
+        #expect(grown.out.contains("~ spec.memory.size 384MiB (memory hot-plugged, read back)"), "\(grown.out)")
+        #expect(w.pid("m") == pid)
+        let (cpus, memory) = try await QMPClient.withConnection(to: "\(w.state)/m.sock") { qmp in
+            (try await qmp.execute("query-cpus-fast").arrayValue?.count,
+             try await qmp.execute("query-memory-size-summary"))
+        }
+        #expect(cpus == 3)
+        #expect((memory["base-memory"]?.intValue ?? 0) + (memory["plugged-memory"]?.intValue ?? 0) == 384 << 20)
+        #expect(try await w.qemuctl("diff", "-f", dir).status == 0)
+        // Below the boot value is a relaunch.
+        try w.manifest("m", manifest(3, "64MiB"))
+        let below = try await w.qemuctl("diff", "-f", dir)
+        #expect(below.status == 1)
+        #expect(below.out.contains("spec.memory.size: 384MiB -> 64MiB (restart, pending) # below the boot value 128MiB"), "\(below.out)")
+    }
 }

@@ -100,3 +100,99 @@ extension Instance {
         }
     }
 }
+
+extension Instance {
+    /// Brings the number of vCPUs to `count` by hot-plugging CPUs into free slots (up to the
+    /// `maxcpus` the VM was launched with) or unplugging hot-plugged ones (the guest must let
+    /// them go; CPUs present at boot stay).
+    /// The corresponding QMP commands are `query-hotpluggable-cpus`, `device_add` and `device_del`.
+    public func setCPUCount(_ count: Int, wait: Duration = .seconds(30), timeout: Duration = QMPClient.defaultTimeout) async throws(InstanceError) {
+        let slots: [JSONValue]
+        do { slots = try await qmp.execute("query-hotpluggable-cpus", timeout: timeout).arrayValue ?? [] } catch {
+            throw InstanceError.from(error, doing: "query-hotpluggable-cpus on VM \(name)")
+        }
+        func order(_ v: JSONValue) -> [Int] {
+            ["socket-id", "die-id", "core-id", "thread-id"].map { v["props"]?[$0]?.intValue ?? 0 }
+        }
+        let sorted = slots.sorted { order($0).lexicographicallyPrecedes(order($1)) }
+        let present = sorted.filter { $0["qom-path"] != nil }
+        if count > present.count {
+            let free = sorted.filter { $0["qom-path"] == nil }
+            guard count - present.count <= free.count else {
+                throw InstanceError(code: .unsupported, message: "VM \(name): \(count) vCPUs asked, at most \(present.count + free.count) (maxCount at launch)")
+            }
+            for slot in free.prefix(count - present.count) {
+                guard let type = slot["type"]?.stringValue, case .object(let props)? = slot["props"] else { continue }
+                var device = props
+                device["driver"] = .string(type)
+                device["id"] = .string("cpu-" + order(slot).map(String.init).joined(separator: "-"))
+                do { _ = try await qmp.execute("device_add", arguments: .object(device), timeout: timeout) } catch {
+                    throw InstanceError.from(error, doing: "hot-plugging a vCPU into VM \(name)")
+                }
+            }
+        } else if count < present.count {
+            let removable = present.filter { $0["qom-path"]?.stringValue?.hasPrefix("/machine/peripheral/") == true }
+            guard present.count - count <= removable.count else {
+                throw InstanceError(code: .unsupported, message: "VM \(name): only hot-plugged vCPUs can be removed live; \(present.count - removable.count) were there at boot")
+            }
+            for slot in removable.suffix(present.count - count).reversed() {
+                guard let path = slot["qom-path"]?.stringValue else { continue }
+                let id = String(path.split(separator: "/").last ?? "")
+                try await unplug(HotplugSteps(deviceID: id), wait: wait, timeout: timeout)
+            }
+        }
+    }
+
+    /// Brings guest RAM to `bytes` by hot-plugging one DIMM of the difference (up to the `maxmem`
+    /// and `slots` the VM was launched with) or unplugging hot-plugged DIMMs whose sizes add up to
+    /// the difference (the guest must let them go; boot RAM stays).
+    /// The corresponding QMP commands are `query-memory-size-summary`, `query-memory-devices`,
+    /// `object-add`, `device_add` and `device_del`.
+    public func setMemorySize(_ bytes: UInt64, wait: Duration = .seconds(30), timeout: Duration = QMPClient.defaultTimeout) async throws(InstanceError) {
+        let summary: JSONValue, devices: [JSONValue]
+        do {
+            summary = try await qmp.execute("query-memory-size-summary", timeout: timeout)
+            devices = try await qmp.execute("query-memory-devices", timeout: timeout).arrayValue ?? []
+        } catch {
+            throw InstanceError.from(error, doing: "reading the memory of VM \(name)")
+        }
+        let current = UInt64(summary["base-memory"]?.intValue ?? 0) + UInt64(summary["plugged-memory"]?.intValue ?? 0)
+        let dimms: [(id: String, size: UInt64)] = devices.compactMap { d in
+            guard let data = d["data"], let id = data["id"]?.stringValue, let size = data["size"]?.intValue else { return nil }
+            return (id, UInt64(size))
+        }
+        if bytes > current {
+            let add = bytes - current
+            var n = 0
+            while dimms.contains(where: { $0.id == "dimm\(n)" }) { n += 1 }
+            do {
+                _ = try await qmp.execute("object-add", arguments: [
+                    "qom-type": "memory-backend-ram", "id": .string("mem-dimm\(n)"), "size": .int(Int(add))], timeout: timeout)
+            } catch {
+                throw InstanceError.from(error, doing: "adding \(add) bytes of RAM to VM \(name)")
+            }
+            do {
+                _ = try await qmp.execute("device_add", arguments: [
+                    "driver": "pc-dimm", "id": .string("dimm\(n)"), "memdev": .string("mem-dimm\(n)")], timeout: timeout)
+            } catch {
+                _ = try? await qmp.execute("object-del", arguments: ["id": .string("mem-dimm\(n)")], timeout: timeout)
+                throw InstanceError.from(error, doing: "hot-plugging a DIMM into VM \(name) (are memory.max and slots set, and is the size a multiple of 2 MiB?)")
+            }
+        } else if bytes < current {
+            var remove = current - bytes
+            var chosen: [String] = []
+            for d in dimms.sorted(by: { $0.size > $1.size }) where d.size <= remove {
+                chosen.append(d.id)
+                remove -= d.size
+            }
+            guard remove == 0 else {
+                throw InstanceError(code: .unsupported, message: "VM \(name): RAM shrinks live only by whole hot-plugged DIMMs; none add up to \(current - bytes) bytes")
+            }
+            for id in chosen {
+                let memdev = devices.first { $0["data"]?["id"]?.stringValue == id }?["data"]?["memdev"]?.stringValue
+                let cleanup = memdev.map { [QMPStep("object-del", ["id": .string(String($0.split(separator: "/").last ?? ""))])] } ?? []
+                try await unplug(HotplugSteps(deviceID: id, cleanup: cleanup), wait: wait, timeout: timeout)
+            }
+        }
+    }
+}
