@@ -285,8 +285,6 @@ struct Mapper {
         let backend: NetworkBackend
         switch n.backend {
         case .user(let u):
-            if u.hostname != nil { unsupported("\(p).user.hostname", "a DHCP host name") }
-            if u.domain != nil { unsupported("\(p).user.domain", "a DHCP search domain") }
             var forwards: [HostForward] = []
             for (i, s) in u.hostfwd.enumerated() {
                 if let f = Self.hostForward(s) {
@@ -297,7 +295,8 @@ struct Mapper {
                 }
             }
             backend = .user(UserNetwork(net: u.net, host: u.host, dns: u.dns, dhcpStart: u.dhcpStart,
-                                        restrict: u.restrict, hostForwards: forwards))
+                                        restrict: u.restrict, hostForwards: forwards, hostname: u.hostname,
+                                        domainName: u.domain))
         case .tap(let t):
             if t.bridge != nil {
                 unsupported("\(p).tap.bridge", "adding a tap to a bridge (use the bridge backend, or a script)")
@@ -411,8 +410,8 @@ struct Mapper {
         case .std: out.video = .vga
         case .virtio: out.video = .virtio
         case .qxl: out.video = .qxl
-        case .cirrus: unsupported("spec.display.video", "video 'cirrus'")
-        case .ramfb: unsupported("spec.display.video", "video 'ramfb'")
+        case .cirrus: out.video = .cirrus
+        case .ramfb: out.video = .ramfb
         }
         return out
     }

@@ -499,9 +499,14 @@ struct MappingNetworkTests {
         #expect(c.networks[0].mac?.isValid == true)
     }
 
-    @Test func userFieldsWithoutCounterpartAreRefused() throws {
-        let e = try mappingError("  networks:\n    - {name: n, user: {hostname: vm1, domain: example.com}}\n")
-        #expect(e.fields == ["spec.networks[0].user.hostname", "spec.networks[0].user.domain"])
+    @Test func dhcpHostNameAndDomainReachTheNetdev() throws {
+        let c = try mapped("  networks:\n    - {name: n, user: {hostname: vm1, domain: example.com}}\n")
+        guard case .user(let u) = c.networks[0].backend else { Issue.record("not a user network"); return }
+        #expect(u.hostname == "vm1")
+        #expect(u.domainName == "example.com")
+        let line = try c.commandLine(LaunchOptions(qmpSocketPath: "/run/q/qmp.sock", runtimeDirectory: "/run/q", accelerator: AcceleratorChoice(accelerator: .tcg, reasons: ["test"])))
+        let netdev = try #require(line.arguments.first { $0.contains("\"type\":\"user\"") })
+        #expect(netdev.contains("\"hostname\":\"vm1\"") && netdev.contains("\"domainname\":\"example.com\""), "\(netdev)")
     }
 
     @Test func tapAndBridge() throws {
@@ -601,9 +606,14 @@ struct MappingDeviceTests {
         #expect(c.display.spice?.imageCompression?.rawValue == m.rawValue)
     }
 
-    @Test func videoWithoutCounterpartIsRefused() throws {
-        #expect(try mappingError("  display: {vnc: {}, video: cirrus}\n").fields == ["spec.display.video"])
-        #expect(try mappingError("  display: {vnc: {}, video: ramfb}\n").fields == ["spec.display.video"])
+    @Test func everyVideoMaps() throws {
+        let cirrus = try mapped("  display: {vnc: {}, video: cirrus}\n")
+        #expect(cirrus.display.video == .cirrus)
+        let ramfb = try mapped("  display: {vnc: {}, video: ramfb}\n")
+        #expect(ramfb.display.video == .ramfb)
+        // ramfb is not a PCI device: no bus or slot on its -device.
+        let line = try ramfb.commandLine(LaunchOptions(qmpSocketPath: "/run/q/qmp.sock", runtimeDirectory: "/run/q", accelerator: AcceleratorChoice(accelerator: .tcg, reasons: ["test"])))
+        #expect(line.arguments.contains("{\"driver\":\"ramfb\",\"id\":\"video0\"}"), "\(line.arguments)")
         #expect(try mapped("  display: {vnc: {}, video: none}\n").display.video == nil)
     }
 

@@ -93,7 +93,7 @@ struct ArgvBuilder {
 
     mutating func planPCI() {
         var reqs: [PCIAllocator.Request] = []
-        if config.display.video != nil { reqs.append(.init(id: "video0", path: "display.video")) }
+        if config.display.video?.isPCI == true { reqs.append(.init(id: "video0", path: "display.video")) }
         if needsSCSI { reqs.append(.init(id: "scsi0", path: "disks")) }
         if needsVirtioSerial { reqs.append(.init(id: "vser0", path: "virtioSerialPorts")) }
         if usbController != nil { reqs.append(.init(id: "usb", path: "usb")) }
@@ -440,6 +440,7 @@ struct ArgvBuilder {
             case .user(let u):
                 nd = JSONObject(["type": "user", "id": netdevID])
                 nd["net"] = u.net; nd["host"] = u.host; nd["dns"] = u.dns; nd["dhcpstart"] = u.dhcpStart
+                nd["hostname"] = u.hostname; nd["domainname"] = u.domainName
                 if u.restrict { nd["restrict"] = true }
                 if !u.hostForwards.isEmpty {
                     nd["hostfwd"] = ArgJSON.array(u.hostForwards.map { JSONObject(["str": $0.qemuString]).json })
@@ -483,7 +484,9 @@ struct ArgvBuilder {
     // MARK: Displays
 
     mutating func displays() {
-        if let v = config.display.video { pciDevice("video0", JSONObject(["driver": v.driver, "id": "video0"])) }
+        if let v = config.display.video {
+            if v.isPCI { pciDevice("video0", JSONObject(["driver": v.driver, "id": "video0"])) } else { opt("-device", JSONObject(["driver": v.driver, "id": "video0"]).rendered) }
+        }
         if let vnc = config.display.vnc {
             var o = QemuOpts()
             switch vnc.listen {

@@ -25,6 +25,10 @@ public enum Video: String, Sendable, Codable, CaseIterable {
     case bochs
     /// `qxl-vga`, for SPICE.
     case qxl
+    /// `cirrus-vga`, for old guests.
+    case cirrus
+    /// `ramfb`: a plain framebuffer in guest RAM, set up by the firmware (not a PCI device).
+    case ramfb
 
     /// The QEMU device driver.
     public var driver: String {
@@ -33,8 +37,13 @@ public enum Video: String, Sendable, Codable, CaseIterable {
         case .virtio: "virtio-vga"
         case .bochs: "bochs-display"
         case .qxl: "qxl-vga"
+        case .cirrus: "cirrus-vga"
+        case .ramfb: "ramfb"
         }
     }
+
+    /// Whether the device sits on the PCI bus (all but ``ramfb``).
+    public var isPCI: Bool { self != .ramfb }
 }
 
 /// A VNC server.

@@ -126,12 +126,17 @@ public struct UserNetwork: Sendable, Codable, Equatable {
     public var restrict: Bool
     /// Host-to-guest port forwards.
     public var hostForwards: [HostForward]
+    /// The host name the built-in DHCP server gives the guest (`hostname`).
+    public var hostname: String?
+    /// The DNS search domain the built-in DHCP server gives the guest (`domainname`).
+    public var domainName: String?
 
     /// Creates user-mode options.
     public init(net: String? = nil, host: String? = nil, dns: String? = nil, dhcpStart: String? = nil,
-                restrict: Bool = false, hostForwards: [HostForward] = []) {
+                restrict: Bool = false, hostForwards: [HostForward] = [], hostname: String? = nil,
+                domainName: String? = nil) {
         self.net = net; self.host = host; self.dns = dns; self.dhcpStart = dhcpStart; self.restrict = restrict
-        self.hostForwards = hostForwards
+        self.hostForwards = hostForwards; self.hostname = hostname; self.domainName = domainName
     }
 }
 
