@@ -8,6 +8,6 @@ struct QemuCtlCommand: AsyncParsableCommand {
         abstract: "Declarative, YAML-driven manager for QEMU virtual machines.",
         version: "0.1.0",
         subcommands: [Apply.self, Diff.self, PlanCommand.self, Get.self, Describe.self, Delete.self, Validate.self, Schema.self,
-                      Console.self, VNC.self, SPICE.self]
+                      Console.self, VNC.self, SPICE.self, Import.self]
     )
 }

@@ -144,6 +144,12 @@ package struct Applier: Sendable {
             throw ApplyError(error.description)
         }
         do { try store.prepare() } catch { throw ApplyError(error.message) }
+        // An adopted VM's socket name is a symlink to the socket it was started with: the
+        // relaunch is qemuctl's own and binds a socket of its own there.
+        let socket = store.layout(vm.name).socketPath
+        if (try? FileManager.default.attributesOfItem(atPath: socket)[.type] as? FileAttributeType) == .typeSymbolicLink {
+            Posix.unlinkFile(socket)
+        }
         var accelerator: AcceleratorChoice? = nil
         if config.machine.accel != .tcg {
             do {
@@ -597,7 +603,8 @@ package struct Applier: Sendable {
         do throws(ApplyError) {
             if force {
                 let layout = store.layout(name)
-                if let pid = layout.runningPID() {
+                let adopted = (try? store.loadRecord(StoredRecord.self, name: name))??.adopted
+                if let pid = layout.runningPID() ?? adopted.flatMap({ $0.matches(pid: $0.pid) ? $0.pid : nil }) {
                     Posix.signal(pid, Posix.sigkill)
                     var gone = false
                     for _ in 0..<500 where !gone {

@@ -71,7 +71,8 @@ package struct Observer: Sendable {
             ObservedVM(name: name, ownership: ownership, liveness: liveness, detail: detail, record: stored?.launch,
                        live: live, restartPending: stored?.restartPending ?? false)
         }
-        let pid = layout.runningPID()
+        let adopted = stored?.adopted
+        let pid = adopted.map { a in a.matches(pid: a.pid) ? a.pid : nil } ?? layout.runningPID()
         let processAlive = pid != nil
         guard Posix.fileExists(layout.socketPath) else {
             if let pid {
@@ -89,7 +90,12 @@ package struct Observer: Sendable {
             return (vm(.gone, "not running (stale socket)"), warning)
         }
         defer { qmp.close() }
-        if let stored, let uuid = Optional(stored.launch.uuid), let peer = qmp.peerPID,
+        if let adopted, let peer = qmp.peerPID, !adopted.matches(pid: peer) {
+            return (ObservedVM(name: name, ownership: .foreign, liveness: .alive,
+                               detail: "the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl adopted (pid \(adopted.pid))",
+                               record: nil, live: nil), warning)
+        }
+        if let stored, adopted == nil, let uuid = Optional(stored.launch.uuid), let peer = qmp.peerPID,
            let argv = Posix.commandLine(of: peer), !argv.contains(where: { $0.contains(uuid) }) {
             // The socket answers, but the QEMU behind it is not the one recorded.
             return (ObservedVM(name: name, ownership: .foreign, liveness: .alive,
@@ -97,7 +103,7 @@ package struct Observer: Sendable {
                                record: nil, live: nil), warning)
         }
         do {
-            let live = try await readLive(qmp, record: stored?.launch)
+            let live = try await readLive(qmp, record: stored?.launch, aliases: adopted?.deviceAliases ?? [:])
             return (vm(.alive, nil, live), warning)
         } catch {
             return (vm(error.code == .timedOut ? .unresponsive : .gone, error.message), warning)
@@ -105,7 +111,8 @@ package struct Observer: Sendable {
     }
 
     /// Reads what QMP can tell.
-    private func readLive(_ qmp: QMPClient, record: LaunchRecord?) async throws(QMPError) -> LiveState {
+    /// - Parameter aliases: For an adopted VM, QEMU's block device names → qemuctl's ids.
+    private func readLive(_ qmp: QMPClient, record: LaunchRecord?, aliases: [String: String] = [:]) async throws(QMPError) -> LiveState {
         // All four in flight at once: QEMU answers them in order without a round
         // trip between them, which matters when many VMs are slow to be scheduled.
         let readsPCI = record.map { Self.mayHotplug($0.spec) } ?? false
@@ -127,7 +134,8 @@ package struct Observer: Sendable {
         var disks: [ObservedDisk] = []
         var cdroms: [ObservedCDROM] = []
         for b in blocks {
-            guard let qdev = b.qdev else { continue }
+            guard let reported = b.qdev else { continue }
+            let qdev = aliases[reported] ?? reported
             let components = qdev.split(separator: "/")
             if let c = components.first(where: { $0.hasPrefix("cd-") }) {
                 cdroms.append(ObservedCDROM(name: String(c.dropFirst(3)), media: b.inserted.map(\.file)))

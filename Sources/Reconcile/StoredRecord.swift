@@ -19,10 +19,14 @@ package struct StoredRecord: Sendable, Hashable, Codable {
     package var startedAt: Double?
     /// The manifest file the VM was last applied from.
     package var source: String?
+    /// Set when `qemuctl import --adopt` took over a QEMU started elsewhere; cleared by the
+    /// next launch (a relaunch is qemuctl's own).
+    package var adopted: Adoption?
 
     /// Creates a record.
     package init(launch: LaunchRecord, restartPending: Bool = false, pid: Int32? = nil, accelerator: String? = nil,
-                 acceleratorReasons: [String] = [], startedAt: Double? = nil, source: String? = nil) {
+                 acceleratorReasons: [String] = [], startedAt: Double? = nil, source: String? = nil, adopted: Adoption? = nil) {
+        self.adopted = adopted
         self.launch = launch
         self.restartPending = restartPending
         self.pid = pid
@@ -30,6 +34,48 @@ package struct StoredRecord: Sendable, Hashable, Codable {
         self.acceleratorReasons = acceleratorReasons
         self.startedAt = startedAt
         self.source = source
+    }
+}
+
+/// How an adopted QEMU (one qemuctl did not launch) is recognised and followed.
+///
+/// Its QMP socket stays where it was; the state directory's `NAME.sock` is a symlink to it,
+/// so everything that connects by name finds it. It is the recorded QEMU when the process
+/// behind the socket has the recorded pid and start time (it need not have a `-uuid`).
+package struct Adoption: Sendable, Hashable, Codable {
+    /// QEMU's process id.
+    package var pid: Int32
+    /// The process's start time (`/proc/PID/stat` field 22, clock ticks since boot), against pid reuse.
+    package var startTime: UInt64?
+    /// The QMP socket QEMU was started with.
+    package var socketPath: String
+    /// QEMU's names of block devices (`query-block` `qdev`) → qemuctl's ids (`disk-NAME`, `cd-NAME`).
+    package var deviceAliases: [String: String]
+    /// When it was adopted (seconds since the Unix epoch).
+    package var adoptedAt: Double
+
+    /// Creates an adoption record.
+    package init(pid: Int32, startTime: UInt64?, socketPath: String, deviceAliases: [String: String], adoptedAt: Double) {
+        self.pid = pid
+        self.startTime = startTime
+        self.socketPath = socketPath
+        self.deviceAliases = deviceAliases
+        self.adoptedAt = adoptedAt
+    }
+
+    /// Whether `pid` is the adopted QEMU, alive (not a zombie) and started when it was.
+    package func matches(pid other: Int32) -> Bool {
+        other == pid && Posix.processExists(pid) && (startTime == nil || Self.startTime(of: pid) == startTime)
+    }
+
+    /// The start time of a process (`/proc/PID/stat` field 22), or `nil`.
+    package static func startTime(of pid: Int32) -> UInt64? {
+        guard let bytes = Posix.readFile("/proc/\(pid)/stat", limit: 4096),
+              let close = bytes.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        // Fields after the command name start at field 3 (state); the start time is field 22.
+        let fields = bytes[(close + 2)...].split(separator: UInt8(ascii: " "))
+        guard fields.count > 19 else { return nil }
+        return UInt64(String(decoding: fields[19], as: UTF8.self))
     }
 }
 

@@ -81,13 +81,13 @@ extension Instance {
 }
 
 /// Reads what matters for attaching out of a QEMU command line.
-struct QEMUCommandLineReader {
+package struct QEMUCommandLineReader {
     /// The unix socket paths of QMP monitors, in command-line order.
-    var qmpSocketPaths: [String] = []
+    package var qmpSocketPaths: [String] = []
     /// The `-name` (guest=) value.
-    var name: String?
+    package var name: String?
 
-    init(arguments argv: [String]) {
+    package init(arguments argv: [String]) {
         var chardevSockets: [String: String] = [:]  // id -> path
         var monitorChardevs: [String] = []
         var i = 1
@@ -134,7 +134,7 @@ struct QEMUCommandLineReader {
 
     /// Splits QEMU's `key=value,key=value` syntax, where `,,` is a literal comma.
     /// An item without `=` has a nil value.
-    static func splitOptions(_ s: String) -> [(key: String, value: String?)] {
+    package static func splitOptions(_ s: String) -> [(key: String, value: String?)] {
         var items: [String] = []
         var current = ""
         var chars = Array(s)[...]

@@ -1,0 +1,126 @@
+import Foundation
+import QMP
+import QemuCtlTestSupport
+import Testing
+
+/// Starts a QEMU by hand (not through qemuctl) as a child of the test, with `args` after
+/// the common ones, and waits until its monitor socket `socket` accepts connections.
+func handStartedQEMU(_ args: [String], socket: String) async throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: Fixtures.qemu)
+    p.arguments = ["-nodefaults", "-no-user-config", "-display", "none"] + args
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    for _ in 0..<1000 {
+        if FileManager.default.fileExists(atPath: socket),
+           (try? await QMPClient.withConnection(to: socket, timeout: .seconds(2)) { _ in true }) == true {
+            return p
+        }
+        if !p.isRunning { throw FixtureError("QEMU exited at start (status \(p.terminationStatus))") }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    throw FixtureError("QEMU's monitor \(socket) did not answer within 10 s")
+}
+
+@Suite(.timeLimit(.minutes(2))) struct ImportTests {
+    @Test func aQEMUWithQmpUnixIsImportedValidatedAdoptedAndThenDiffClean() async throws {
+        let w = try Workspace("im1")
+        defer { w.cleanUp() }
+        let image = w.dir.file("root.qcow2")
+        let made = Process()
+        made.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-img")
+        made.arguments = ["create", "-q", "-f", "qcow2", image, "16M"]
+        try made.run()
+        made.waitUntilExit()
+        let socket = w.dir.file("hand.sock")
+        let port = Int.random(in: 30000..<60000)
+        let qemu = try await handStartedQEMU([
+            "-name", "hand1", "-machine", "q35", "-accel", "tcg", "-m", "96", "-smp", "2",
+            "-qmp", "unix:\(socket),server=on,wait=off",
+            "-blockdev", #"{"driver":"file","node-name":"f0","filename":"\#(image)"}"#,
+            "-blockdev", #"{"driver":"qcow2","node-name":"q0","file":"f0"}"#,
+            "-device", "virtio-blk-pci,drive=q0,id=root",
+            "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:\(port)-:22",
+            "-device", "virtio-net-pci,netdev=n0,id=nic0,mac=52:54:00:aa:bb:01",
+            "-vnc", "none",
+            "-device", "i6300esb,id=wd",  // a watchdog: no manifest field for it
+        ], socket: socket)
+        defer { kill(qemu.processIdentifier, SIGKILL) }
+
+        let imported = try await w.qemuctl("import", "--pid", String(qemu.processIdentifier))
+        #expect(imported.status == 0, "\(imported.err)")
+        #expect(imported.err.contains("qemuctl: warning: -device i6300esb,id=wd is not expressible in a manifest; it will be dropped on the next restart"), "\(imported.err)")
+        for expected in ["name: hand1", "runState: running", "type: q35", "accel: tcg", "count: 2", #"size: "96MiB""#,
+                         "path: \(image)", "format: qcow2", "name: root", "name: nic0", "\"tcp:127.0.0.1:\(port)-:22\"",
+                         #"mac: "52:54:00:aa:bb:01""#, "listen: none", "video: none"] {
+            #expect(imported.out.contains(expected), "missing \(expected) in\n\(imported.out)")
+        }
+        try imported.out.write(toFile: w.dir.file("hand1.yaml"), atomically: true, encoding: .utf8)
+        let valid = try await w.qemuctl("validate", "-f", w.dir.file("hand1.yaml"))
+        #expect(valid.status == 0, "\(valid.out)\(valid.err)")
+
+        // JSON says the same.
+        let json = try await w.qemuctl("import", "--socket", socket, "-o", "json")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any])
+        #expect((object["metadata"] as? [String: Any])?["name"] as? String == "hand1")
+
+        // Before adoption the VM is not qemuctl's; after it, diff is clean and apply a no-op.
+        let adopted = try await w.qemuctl("import", "--socket", socket, "--adopt")
+        #expect(adopted.status == 0, "\(adopted.err)")
+        #expect(adopted.out == imported.out)
+        #expect(adopted.err.contains("adopted hand1"))
+        let diff = try await w.qemuctl("diff", "-f", w.dir.file("hand1.yaml"))
+        #expect(diff.status == 0, "\(diff.out)\(diff.err)")
+        let apply = try await w.qemuctl("apply", "-f", w.dir.file("hand1.yaml"))
+        #expect(apply.status == 0, "\(apply.out)\(apply.err)")
+        #expect(apply.out.contains("No changes"))
+        #expect(qemu.isRunning)
+        let get = try await w.qemuctl("get", "hand1")
+        #expect(get.out.contains("hand1") && get.out.contains("running"), "\(get.out)")
+
+        // A change by hand now shows as drift, like on any managed VM.
+        try await QMPClient.withConnection(to: socket) { try await $0.stop() }
+        let drift = try await w.qemuctl("diff", "-f", w.dir.file("hand1.yaml"))
+        #expect(drift.status == 1)
+        #expect(drift.out.contains("spec.runState: paused -> running"), "\(drift.out)")
+        // A second adoption of the same name is refused.
+        let again = try await w.qemuctl("import", "--socket", socket, "--adopt")
+        #expect(again.status == 1)
+        #expect(again.err.contains("already managed"))
+    }
+
+    @Test func aQEMUWithAChardevMonitorIsFoundByPidAndAdopted() async throws {
+        let w = try Workspace("im2")
+        defer { w.cleanUp() }
+        let socket = w.dir.file("mon.sock")
+        let qemu = try await handStartedQEMU([
+            "-name", "guest=hand2", "-machine", "pc", "-accel", "tcg", "-m", "64", "-S",
+            "-chardev", "socket,id=mon0,path=\(socket),server=on,wait=off",
+            "-mon", "chardev=mon0,mode=control",
+        ], socket: socket)
+        defer { kill(qemu.processIdentifier, SIGKILL) }
+        let imported = try await w.qemuctl("import", "--pid", String(qemu.processIdentifier))
+        #expect(imported.status == 0, "\(imported.err)")
+        #expect(!imported.err.contains("warning"), "\(imported.err)")  // everything it runs is expressible
+        for expected in ["name: hand2", "runState: paused", "type: pc", #"size: "64MiB""#, "dumpGuestCore: true"] {
+            #expect(imported.out.contains(expected), "missing \(expected) in\n\(imported.out)")
+        }
+        #expect(!imported.out.contains("hotplugPorts"))  // pc has no root ports
+        try imported.out.write(toFile: w.dir.file("hand2.yaml"), atomically: true, encoding: .utf8)
+        #expect(try await w.qemuctl("validate", "-f", w.dir.file("hand2.yaml")).status == 0)
+        let adopted = try await w.qemuctl("import", "--pid", String(qemu.processIdentifier), "--adopt")
+        #expect(adopted.status == 0, "\(adopted.err)")
+        let diff = try await w.qemuctl("diff", "-f", w.dir.file("hand2.yaml"))
+        #expect(diff.status == 0, "\(diff.out)\(diff.err)")
+        // The state directory's name links to the hand-made socket, so commands by name reach it.
+        let link = try FileManager.default.destinationOfSymbolicLink(atPath: "\(w.state)/hand2.sock")
+        #expect(link == socket)
+
+        // Not a QEMU, or no monitor on its command line: clear errors.
+        let none = try await w.qemuctl("import", "--pid", String(getpid()))
+        #expect(none.status == 1)
+        #expect(none.err.contains("has no QMP unix socket on its command line"), "\(none.err)")
+    }
+}
