@@ -123,4 +123,34 @@ func handStartedQEMU(_ args: [String], socket: String) async throws -> Process {
         #expect(none.status == 1)
         #expect(none.err.contains("has no QMP unix socket on its command line"), "\(none.err)")
     }
+
+    @Test func whatNoManifestCanExpressIsAWarningAndAnUnlaunchableManifestIsNotAdopted() async throws {
+        let w = try Workspace("im3")
+        defer { w.cleanUp() }
+        let socket = w.dir.file("q.sock")
+        let qemu = try await handStartedQEMU([
+            "-name", "hand3", "-machine", "q35", "-accel", "tcg", "-m", "64", "-no-reboot",
+            "-qmp", "unix:\(socket),server=on,wait=off",
+            "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:0-:22,tftp=\(w.dir.path)",
+            "-device", "e1000,netdev=n0,id=net-lan",
+            "-vnc", "none,share=force-shared",
+        ], socket: socket)
+        defer { kill(qemu.processIdentifier, SIGKILL) }
+        let imported = try await w.qemuctl("import", "--socket", socket)
+        #expect(imported.status == 0, "\(imported.err)")
+        for expected in [
+            "qemuctl: warning: -no-reboot is not expressible in a manifest; it will be dropped on the next restart",
+            "property tftp is not expressible in a manifest; it will be dropped on the next restart",
+            "-vnc none,share=force-shared: property share is not expressible",
+            "qemuctl could not relaunch this VM from the manifest as printed",  // hostfwd to port 0
+        ] {
+            #expect(imported.err.contains(expected), "missing \(expected) in\n\(imported.err)")
+        }
+        #expect(imported.out.contains("name: lan"))  // the NIC's id without qemuctl's net- prefix
+        #expect(imported.out.contains("model: e1000"))
+        let adopt = try await w.qemuctl("import", "--socket", socket, "--adopt")
+        #expect(adopt.status == 1)
+        #expect(adopt.err.contains("spec.networks[0].user.hostfwd[0]"), "\(adopt.err)")
+        #expect(!FileManager.default.fileExists(atPath: "\(w.state)/hand3/record.json"))
+    }
 }

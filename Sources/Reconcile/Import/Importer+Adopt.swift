@@ -58,11 +58,16 @@ extension Importer {
             launch: LaunchRecord(uuid: uuid, labels: loaded.labels, spec: loaded.spec),
             pid: vm.pid, accelerator: vm.accelerator,
             acceleratorReasons: ["\(vm.accelerator): as the adopted QEMU runs (qemuctl import)"],
-            startedAt: Date().timeIntervalSince1970, source: nil,
+            startedAt: Self.processStart(vm.pid)?.timeIntervalSince1970 ?? Date().timeIntervalSince1970, source: nil,
             adopted: Adoption(pid: vm.pid, startTime: Adoption.startTime(of: vm.pid), socketPath: vm.socketPath,
                               deviceAliases: vm.deviceAliases, adoptedAt: Date().timeIntervalSince1970))
         do { try store.saveRecord(record, name: vm.name) } catch { throw ImportError(error.message) }
         store.journal(vm.name, "adopted pid=\(vm.pid) socket=\(vm.socketPath)")
         return loaded
+    }
+
+    /// When a process started: the time its `/proc/PID` directory was made.
+    static func processStart(_ pid: Int32) -> Date? {
+        (try? FileManager.default.attributesOfItem(atPath: "/proc/\(pid)"))?[.modificationDate] as? Date
     }
 }
