@@ -234,6 +234,9 @@ package struct Applier: Sendable {
     private func update(_ plan: VMPlan, desired: VirtualMachine, observed: ObservedVM?, markers: SecretMarkers,
                         log: inout Log) async throws(ApplyError) {
         guard var stored = try loadRecord(plan.name) else { throw ApplyError("no record for \(plan.name)") }
+        // An adopted VM's devices keep the ids they were started with.
+        let aliases = stored.adopted?.deviceAliases ?? [:]
+        func qemuID(_ ours: String) -> String { aliases.first { $0.value == ours }?.key ?? ours }
         let changes = plan.executedChanges
         let instance: Instance?
         let needsQEMU = changes.contains { $0.changeClass == .live }
@@ -265,7 +268,7 @@ package struct Applier: Sendable {
                 guard done.insert("throttle:\(disk)").inserted else { continue }
                 let wanted = desired.spec.disks.first { $0.name == disk }?.throttle
                 do {
-                    try await setThrottle(disk, wanted, instance)
+                    try await setThrottle(disk, wanted, instance, aliases: aliases)
                 } catch let e as InstanceError {
                     throw ApplyError(e.message)
                 } catch let e as ApplyError {
@@ -280,10 +283,10 @@ package struct Applier: Sendable {
                 do {
                     if let media {
                         try await instance.qmp.execute("blockdev-change-medium", arguments: [
-                            "id": .string("cd-\(cd)"), "filename": .string(media), "format": "raw", "read-only-mode": "read-only",
+                            "id": .string(qemuID("cd-\(cd)")), "filename": .string(media), "format": "raw", "read-only-mode": "read-only",
                         ], timeout: timeout)
                     } else {
-                        try await instance.qmp.execute("eject", arguments: ["id": .string("cd-\(cd)"), "force": true], timeout: timeout)
+                        try await instance.qmp.execute("eject", arguments: ["id": .string(qemuID("cd-\(cd)")), "force": true], timeout: timeout)
                     }
                 } catch {
                     throw ApplyError("changing the media of \(cd): \(error)")
@@ -293,7 +296,7 @@ package struct Applier: Sendable {
             } else if let nic = Self.element(path, "spec.networks["), path.hasSuffix(".link") {
                 let up = desired.spec.networks.first { $0.name == nic }?.link != .down
                 do {
-                    try await instance.qmp.execute("set_link", arguments: ["name": .string("net-\(nic)"), "up": .bool(up)], timeout: timeout)
+                    try await instance.qmp.execute("set_link", arguments: ["name": .string(qemuID("net-\(nic)")), "up": .bool(up)], timeout: timeout)
                 } catch {
                     throw ApplyError("setting the link of \(nic): \(error)")
                 }
@@ -520,11 +523,17 @@ package struct Applier: Sendable {
 
     /// Sets a disk's limits where they live (its throttle group, else the block backend), clears
     /// backend limits set by hand on a disk with a group, and reads the result back.
-    private func setThrottle(_ disk: String, _ wanted: VirtualMachineSpec.Disk.Throttle?, _ instance: Instance) async throws {
+    /// - Parameter aliases: For an adopted VM, QEMU's block device names → qemuctl's ids.
+    private func setThrottle(_ disk: String, _ wanted: VirtualMachineSpec.Disk.Throttle?, _ instance: Instance,
+                             aliases: [String: String] = [:]) async throws {
         func find() async throws -> QMPBlockDevice? {
-            try await instance.blockDevices(timeout: timeout).first { $0.qdev?.split(separator: "/").contains("disk-\(disk)"[...]) == true }
+            try await instance.blockDevices(timeout: timeout).first { b in
+                b.qdev.map { aliases[$0] ?? $0 }?.split(separator: "/").contains("disk-\(disk)"[...]) == true
+            }
         }
         guard let block = try await find() else { throw ApplyError("disk \(disk): QEMU has no such disk") }
+        // Instance.setIOThrottle finds a disk by qemuctl's name, or by QEMU's qdev as given.
+        let disk = block.qdev.flatMap { aliases[$0] != nil ? $0 : nil } ?? disk
         let path = ThrottleGroups.objectPath(disk)
         if ThrottleGroups.hasGroup(block) {
             try await instance.qmp.execute("qom-set", arguments: [

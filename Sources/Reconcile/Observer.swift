@@ -129,7 +129,7 @@ package struct Observer: Sendable {
         } catch {
             throw QMPError(code: .protocolViolation, message: "\(error)")
         }
-        let onPorts = readsPCI ? Self.devicesOnHotplugPorts(pci) : []
+        let onPorts = readsPCI ? Set(Self.devicesOnHotplugPorts(pci).map { aliases[$0] ?? $0 }) : []
         let groups = try await groupLimits(qmp, blocks)
         var disks: [ObservedDisk] = []
         var cdroms: [ObservedCDROM] = []
@@ -151,7 +151,7 @@ package struct Observer: Sendable {
         var nics: [ObservedNIC]? = nil
         if readsPCI, let record {
             // The devices tell which NICs exist; QMP cannot report link state, so the record's is trusted.
-            let present = Self.pciDeviceIDs(pci)
+            let present = Set(Self.pciDeviceIDs(pci).map { aliases[$0] ?? $0 })
             var found: [ObservedNIC] = []
             for n in record.spec.networks where present.contains("net-\(n.name)") || n.model.hasPrefix("usb-") {
                 found.append(ObservedNIC(name: n.name, link: n.link, hotplugged: onPorts.contains("net-\(n.name)")))

@@ -80,6 +80,17 @@ func handStartedQEMU(_ args: [String], socket: String) async throws -> Process {
         let get = try await w.qemuctl("get", "hand1")
         #expect(get.out.contains("hand1") && get.out.contains("running"), "\(get.out)")
 
+        // Live changes reach the adopted VM's devices under the ids it was started with.
+        let edited = imported.out
+            .replacingOccurrences(of: "        format: qcow2\n", with: "        format: qcow2\n      throttle: {bps: 10MiB, iops: 100}\n")
+            .replacingOccurrences(of: "      mac: \"52:54:00:aa:bb:01\"\n", with: "      mac: \"52:54:00:aa:bb:01\"\n      link: down\n")
+        try edited.write(toFile: w.dir.file("hand1.yaml"), atomically: true, encoding: .utf8)
+        let live = try await w.qemuctl("apply", "-f", w.dir.file("hand1.yaml"))
+        #expect(live.status == 0, "\(live.out)\(live.err)")
+        let throttle = try await QMPClient.withConnection(to: socket) { try await $0.queryBlock().first?.inserted?.throttle }
+        #expect(throttle?.bps == 10 << 20 && throttle?.iops == 100)
+        #expect(try await w.qemuctl("diff", "-f", w.dir.file("hand1.yaml")).status == 0)
+
         // A change by hand now shows as drift, like on any managed VM.
         try await QMPClient.withConnection(to: socket) { try await $0.stop() }
         let drift = try await w.qemuctl("diff", "-f", w.dir.file("hand1.yaml"))

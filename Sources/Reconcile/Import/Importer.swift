@@ -1,7 +1,7 @@
 import Foundation
 import Manifest
 import QMP
-package import QemuCtl
+import QemuCtl
 
 /// A QEMU started without qemuctl, as `qemuctl import` read it: a manifest that
 /// describes it, the options no manifest can express, and what adoption records.
@@ -255,7 +255,6 @@ private struct Reader {
             case "machine", "M":
                 let p = o.properties(implied: "type")
                 machineType = p["type"]
-                if let a = p["accel"], a != (kvm ? "kvm" : "tcg") && !a.hasPrefix(kvm ? "kvm" : "tcg") { _ = a }
                 if let d = p["dump-guest-core"] { dumpGuestCore = Self.on(d) }
                 dropKeys(o, p.keys(except: ["type", "accel", "dump-guest-core"]))
             case "accel":
@@ -453,7 +452,9 @@ private struct Reader {
                 if path.hasSuffix("/virtio-backend") { path = String(path.dropLast("/virtio-backend".count)) }
                 let type = (try? await q("qom-get", ["path": .string(path), "property": "type"]))?.stringValue ?? ""
                 let drive = b["device"]?.stringValue
-                if let i = anonymous.firstIndex(where: { $0.driver == type && (drive == nil || drive == "" || $0.props["drive"] == drive || true) }) {
+                let node = b["inserted"]?["node-name"]?.stringValue
+                let same = anonymous.indices.filter { anonymous[$0].driver == type }
+                if let i = same.first(where: { i in [drive, node].contains { $0 != nil && $0 != "" && anonymous[i].props["drive"] == $0 } }) ?? same.first {
                     device = anonymous.remove(at: i)
                 } else {
                     device = (type, QEMUOption(name: "drive", value: drive), [])
@@ -544,7 +545,7 @@ private struct Reader {
             let p = o.properties(implied: "file")
             let used = p["id"].map(consumedNodes.contains) ?? false
                 || blocks.contains { $0["inserted"]?["file"]?.stringValue == p["file"] && $0["qdev"] != nil }
-            if used { dropKeys(o, p.keys(except: blockKeys.union(["werror", "rerror"]).subtracting(["werror", "rerror"]))) } else { drop(o, "no guest device uses it") }
+            if used { dropKeys(o, p.keys(except: blockKeys)) } else { drop(o, "no guest device uses it") }
         }
 
         // NICs and their back ends.
@@ -591,6 +592,7 @@ private struct Reader {
             }
             let n = Self.manifestName(p["id"], prefix: "net-", fallback: "net", taken: nicNames)
             nicNames.insert(n)
+            if let id = p["id"], id != "net-\(n)" { aliases[id] = "net-\(n)" }
             var entry: [(String, ManifestDocument)] = [("name", .string(n)), backend]
             let driver = p["driver"] ?? "virtio-net-pci"
             if driver != "virtio-net-pci" { entry.append(("model", .string(driver))) }
