@@ -83,7 +83,7 @@ struct LoaderTests {
             let clock = ContinuousClock()
             var set: ManifestSet? = nil
             let elapsed = clock.measure { set = ManifestLoader().load(paths: [path]) }
-            #expect(elapsed < .milliseconds(200))
+            #expect(elapsed < .seconds(1))  // refused from the size alone; reading 100 MiB would take longer
             expectSingleError(set!, 1, 1, "file is larger than the 4MiB limit (100MiB)")
             #expect(!set!.hasUnreadablePaths)
         }

@@ -125,6 +125,6 @@ struct AcceleratorProbeChoiceTests {
         // Cached: the second probe runs no QEMU.
         let t0 = ContinuousClock.now
         #expect(try await probe.probe(binary: qemu, requested: .auto) == c)
-        #expect(ContinuousClock.now - t0 < .milliseconds(20))
+        #expect(ContinuousClock.now - t0 < .milliseconds(250))  // running QEMU takes longer than this
     }
 }
