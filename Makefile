@@ -1,18 +1,22 @@
 # qemuctl — two commands do everything on a fresh Debian machine:
 #   make demo   installs what is missing, builds, and runs the main job
-#   make test   installs what is missing and runs the full suite
+#   make test   installs what is missing and runs the full suite (then each fuzzer for 60 s)
+#   make fuzz   runs each libFuzzer target for FUZZ_SECONDS (300) seconds
 
 SHELL := /bin/bash
 SWIFT ?= swift
 GUEST_DIR ?= $(CURDIR)/.cache/guest
 export QEMUCTL_GUEST_DIR := $(GUEST_DIR)
+# How long `make fuzz` and `make test` run each fuzz target (both run at once, one per core).
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 60
 
 # Debian packages the build, the tests and the demo need.
 APT_PACKAGES := qemu-system-x86 qemu-utils qemu-block-extra libyaml-dev busybox-static cpio kmod pkg-config
 # Commands whose presence shows a package is installed (same order as above).
 CHECK_FILES := /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/lib/x86_64-linux-gnu/qemu/block-rbd.so /usr/include/yaml.h /bin/busybox /usr/bin/cpio /sbin/depmod /usr/bin/pkg-config
 
-.PHONY: all deps build guest demo test bench clean
+.PHONY: all deps build guest demo test fuzz fuzz-smoke bench clean
 
 all: build
 
@@ -48,6 +52,15 @@ test: deps guest
 	$(SWIFT) build
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	@$(MAKE) --no-print-directory fuzz-smoke
+
+# libFuzzer targets (fuzz-manifest, fuzz-qmp-frames) with address and leak sanitizers, built
+# in .build-fuzz; a crash, leak, timeout or OOM fails the run and leaves the input in fuzz-artifacts/.
+fuzz: deps
+	@SWIFT=$(SWIFT) scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-smoke: deps
+	@SWIFT=$(SWIFT) scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS)
 
 bench: deps guest
 	$(SWIFT) build -c release --product qmp-rtt --product launch --product yaml-bench
@@ -56,4 +69,4 @@ bench: deps guest
 	.build/release/yaml-bench
 
 clean:
-	rm -rf .build .cache
+	rm -rf .build .build-fuzz .cache fuzz-artifacts

@@ -52,6 +52,11 @@ let package = Package(
         .executableTarget(name: "apply-bench", dependencies: ["BenchSupport", "CBenchRaw"], path: "bench/apply"),
         .executableTarget(name: "scale-bench", dependencies: ["BenchSupport", "CBenchRaw"], path: "bench/scale"),
 
+        // MARK: - Fuzzing (make fuzz builds these with libFuzzer; a normal build runs a corpus once)
+        .target(name: "FuzzSupport"),
+        .executableTarget(name: "fuzz-manifest", dependencies: ["Manifest", "FuzzSupport"]),
+        .executableTarget(name: "fuzz-qmp-frames", dependencies: ["QMP", "FuzzSupport"]),
+
         // MARK: - Tests
         .target(name: "QemuCtlTestSupport", dependencies: ["QMP", "QemuCtl", "CSocketShims"], path: "Tests/QemuCtlTestSupport"),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "QemuCtlTestSupport"]),

@@ -82,14 +82,7 @@ package struct ManifestLoader: Sendable {
         let cwd = FileSystem.currentDirectory()
         for path in paths {
             if path == "-" {
-                switch FileSystem.readAll(fd: 0, limit: limits.maxFileBytes, sizeHint: 64 << 10) {
-                case .success(let bytes?):
-                    state.add(bytes: bytes, file: "-", baseDirectory: cwd)
-                case .success(nil):
-                    state.tooLarge(file: "-", size: nil)
-                case .failure(let f):
-                    state.unreadable("-", "cannot read standard input: \(f.message)")
-                }
+                state.addStandardInput(cwd: cwd)
                 continue
             }
             switch FileSystem.info(path) {
@@ -189,14 +182,7 @@ package struct ManifestLoader: Sendable {
                 for job in jobs[(jobs.count * r / runs)..<(jobs.count * (r + 1) / runs)] {
                     switch job {
                     case .stdin:
-                        switch FileSystem.readAll(fd: 0, limit: loader.limits.maxFileBytes, sizeHint: 64 << 10) {
-                        case .success(let bytes?):
-                            part.add(bytes: bytes, file: "-", baseDirectory: cwd)
-                        case .success(nil):
-                            part.tooLarge(file: "-", size: nil)
-                        case .failure(let f):
-                            part.unreadable("-", "cannot read standard input: \(f.message)")
-                        }
+                        part.addStandardInput(cwd: cwd)
                     case .file(let path, let size):
                         part.addFile(path, size: size, cwd: cwd)
                     }
@@ -283,6 +269,18 @@ private struct LoadState {
         case .success(let count?):
             let dir = PathUtilities.resolve(PathUtilities.directory(of: path), against: cwd)
             add(bytes: UnsafeRawBufferPointer(rebasing: buffer[..<count]), file: path, baseDirectory: dir)
+        }
+    }
+
+    /// Reads standard input (a regular file larger than the limit is refused unread).
+    mutating func addStandardInput(cwd: String) {
+        switch FileSystem.readToEnd(fd: 0, limit: loader.limits.maxFileBytes, size: -1, into: &buffer) {
+        case .failure(let f):
+            unreadable("-", "cannot read standard input: \(f.message)")
+        case .success(nil):
+            tooLarge(file: "-", size: nil)
+        case .success(let count?):
+            add(bytes: UnsafeRawBufferPointer(rebasing: buffer[..<count]), file: "-", baseDirectory: cwd)
         }
     }
 

@@ -115,6 +115,7 @@ package struct QMPFrameReader: Sendable {
                         depth -= 1
                         if depth == 0 {
                             let start = frameStart!
+                            if i - start + 1 > maxFrameSize { return .failure(.frameTooLarge(limit: maxFrameSize)) }
                             frameStart = nil
                             return .frame(start, i)
                         }
@@ -122,7 +123,9 @@ package struct QMPFrameReader: Sendable {
                     }
                 }
                 i += 1
-                if let start = frameStart, i - start > maxFrameSize {
+                // `i - start` bytes are scanned and the frame is not finished: it will
+                // have more than `maxFrameSize` once it reaches that many.
+                if let start = frameStart, i - start >= maxFrameSize {
                     return .failure(.frameTooLarge(limit: maxFrameSize))
                 }
             }

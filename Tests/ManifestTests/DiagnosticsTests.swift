@@ -269,7 +269,7 @@ struct DiagnosticsTests {
     @Test func nulByteIsRefused() {
         let bytes: [UInt8] = Array("apiVersion: qemuctl/v1\nkind: Virtual".utf8) + [0] + Array("Machine\n".utf8)
         let set = ManifestLoader().load(bytes: bytes, file: "n.yaml", baseDirectory: "/")
-        expectSingleError(set, 2, 14, "not valid UTF-8: control characters are not allowed at byte offset 36 (0x0)")
+        expectSingleError(set, 2, 14, "not valid UTF-8: control characters are not allowed at byte offset 36 (U+0000)")
     }
 
     @Test func invalidUTF8IsReportedAtTheCharacter() {

@@ -6,7 +6,7 @@ import Testing
         + #"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP"}"# + "\r\n"
         + #"{"return": {"s": "a } \" { [ ] \\"}, "id": 1}"# + "\r\n"
 
-    static func frames(_ reader: inout QMPFrameReader) throws -> [String] {
+    static func frames(_ reader: inout QMPFrameReader) throws(QMPFrameReader.Failure) -> [String] {
         var out: [String] = []
         while let f = try reader.nextFrame() { out.append(String(decoding: f, as: UTF8.self)) }
         return out
@@ -58,6 +58,32 @@ import Testing
         var r = QMPFrameReader(maxFrameSize: 1024)
         r.append(Array(("{\"a\":\"" + String(repeating: "x", count: 2000)).utf8))
         #expect(throws: QMPFrameReader.Failure.frameTooLarge(limit: 1024)) { try r.nextFrame() }
+    }
+
+    /// Found by the fuzz-qmp-frames fuzzer (fuzz/corpus/qmp-frames/regress-frame-one-over-limit):
+    /// a frame of exactly `maxFrameSize + 1` bytes used to pass.
+    @Test func theFrameSizeLimitIsExact() throws {
+        for limit in [1, 2, 3, 30, 1024] {
+            for size in max(2, limit - 1)...(limit + 2) {
+                let frame = "{" + String(repeating: " ", count: size - 2) + "}"
+                for chunk in [1, 7, size] {
+                    var r = QMPFrameReader(maxFrameSize: limit)
+                    var result: Result<[String], QMPFrameReader.Failure> = .success([])
+                    var offset = 0
+                    let bytes = Array(frame.utf8)
+                    while offset < bytes.count, case .success(let got) = result {
+                        r.append(bytes[offset..<min(bytes.count, offset + chunk)])
+                        offset += chunk
+                        result = Result { () throws(QMPFrameReader.Failure) in try got + Self.frames(&r) }
+                    }
+                    if size <= limit {
+                        #expect(result == .success([frame]), "limit \(limit), size \(size), chunk \(chunk)")
+                    } else {
+                        #expect(result == .failure(.frameTooLarge(limit: limit)), "limit \(limit), size \(size), chunk \(chunk)")
+                    }
+                }
+            }
+        }
     }
 
     @Test func compactsItsBufferOnLongStreams() throws {

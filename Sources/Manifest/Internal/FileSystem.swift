@@ -34,33 +34,6 @@ enum FileSystem {
         access(path, F_OK) == 0
     }
 
-    /// Reads a whole file or stream, refusing more than `limit` bytes.
-    /// - Returns: the bytes, or nil with `tooLarge` set when the limit was exceeded.
-    static func readAll(fd: Int32, limit: Int, sizeHint: Int) -> Result<[UInt8]?, Failure> {
-        var buffer = [UInt8](repeating: 0, count: max(min(sizeHint, limit) + 1, 4096))
-        var count = 0
-        while true {
-            if count == buffer.count {
-                if count > limit { return .success(nil) }
-                buffer.append(contentsOf: repeatElement(0, count: buffer.count))
-            }
-            let n = buffer.withUnsafeMutableBytes { raw in
-                read(fd, raw.baseAddress! + count, raw.count - count)
-            }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return .failure(Failure(message: errnoMessage()))
-            }
-            if n == 0 { break }
-            count += n
-            if count > limit { return .success(nil) }
-            // A regular file read up to the size fstat reported: no need for a read that returns 0.
-            if count == sizeHint && count < buffer.count { break }
-        }
-        buffer.removeSubrange(count...)
-        return .success(buffer)
-    }
-
     /// Opens and reads `path` into `buffer` (grown when too small, reused from file to file);
     /// a size of -1 means unknown (asked with fstat). A regular file is read with one `read`.
     /// - Returns: the number of bytes read, or nil when the file is larger than `limit`.
@@ -70,12 +43,24 @@ enum FileSystem {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return .failure(Failure(message: errnoMessage())) }
         defer { close(fd) }
+        return readToEnd(fd: fd, limit: limit, size: size, into: &buffer)
+    }
+
+    /// Reads `fd` to its end into `buffer` (grown when too small), refusing more than `limit`
+    /// bytes. A size of -1 means unknown: fstat tells a regular file's, so one larger than
+    /// `limit` is refused without reading it; a pipe is read until it ends or passes `limit`.
+    /// - Returns: the number of bytes read, or nil when the input is larger than `limit`.
+    static func readToEnd(
+        fd: Int32, limit: Int, size: Int, into buffer: inout UnsafeMutableRawBufferPointer
+    ) -> Result<Int?, Failure> {
         var size = size
         if size < 0 {
             var st = stat()
             guard fstat(fd, &st) == 0 else { return .failure(Failure(message: errnoMessage())) }
-            size = Int(st.st_size)
-            if size > limit { return .success(nil) }
+            if st.st_mode & S_IFMT == S_IFREG {
+                size = Int(st.st_size)
+                if size > limit { return .success(nil) }
+            }
         }
         // One byte more than the size, so a file that grew since is noticed.
         func grow(to n: Int) {
@@ -87,7 +72,7 @@ enum FileSystem {
             }
             buffer = bigger
         }
-        grow(to: max(min(size, limit) + 1, 4096))
+        grow(to: size >= 0 ? max(min(size, limit) + 1, 4096) : 64 << 10)
         var count = 0
         while true {
             if count == buffer.count {

@@ -74,6 +74,9 @@ struct LibYAMLReader {
         var docColumn: Int32 = 1
         var event = yaml_event_t()
         let maxNodes = limits.maxNodes
+        let endsWithBreak = Self.endsWithLineBreak(bytes)
+        /// Where the input ends; computed only for input without a final line break.
+        var end: (Int, Int)? = nil
 
         /// Adds a finished node to its parent, or makes it the document's root.
         func attach(_ node: YAMLNode, count: Int) throws(Stop) {
@@ -96,8 +99,13 @@ struct LibYAMLReader {
                     throw parserError(parser, bytes)
                 }
                 defer { yaml_event_delete(&event) }
-                let line = Int32(truncatingIfNeeded: event.start_mark.line) + 1
-                let column = Int32(truncatingIfNeeded: event.start_mark.column) + 1
+                var line = Int32(truncatingIfNeeded: event.start_mark.line) + 1
+                var column = Int32(truncatingIfNeeded: event.start_mark.column) + 1
+                if column == 1, line > 1, !endsWithBreak {
+                    // Perhaps on the line libyaml adds after a last line without a break.
+                    if end == nil { end = Self.lineAndColumn(ofByte: bytes.count, in: bytes) }
+                    if Int(line) > end!.0 { (line, column) = (Int32(end!.0), Int32(end!.1)) }
+                }
 
                 switch event.type {
                 case YAML_SCALAR_EVENT:
@@ -302,36 +310,110 @@ struct LibYAMLReader {
             (line, column) = Self.lineAndColumn(ofByte: offset, in: bytes)
             message = "not valid UTF-8: \(problem) at byte offset \(offset)"
             if p.problem_value != -1 {
-                message += " (0x\(String(UInt8(truncatingIfNeeded: p.problem_value), radix: 16)))"
+                // An octet for the octet problems; otherwise the character (a surrogate,
+                // a control character, one beyond U+10FFFF), which may not fit in a byte.
+                if problem.contains("octet") {
+                    message += " (0x\(String(UInt8(truncatingIfNeeded: p.problem_value), radix: 16)))"
+                } else {
+                    let hex = String(UInt32(truncatingIfNeeded: p.problem_value), radix: 16, uppercase: true)
+                    message += " (U+\(String(repeating: "0", count: max(0, 4 - hex.count)) + hex))"
+                }
             }
             hint = "manifests must be UTF-8, or UTF-16 with a byte-order mark"
         case YAML_MEMORY_ERROR:
             (line, column) = (1, 1)
             message = "out of memory while reading YAML"
         default:
-            line = Int(p.problem_mark.line) + 1
-            column = Int(p.problem_mark.column) + 1
+            (line, column) = Self.clamp((Int(p.problem_mark.line) + 1, Int(p.problem_mark.column) + 1), to: bytes)
             message = "invalid YAML: \(problem)"
             if let context = p.context {
-                hint = "\(String(cString: context)) started at line \(p.context_mark.line + 1), column \(p.context_mark.column + 1)"
+                let at = Self.clamp((Int(p.context_mark.line) + 1, Int(p.context_mark.column) + 1), to: bytes)
+                hint = "\(String(cString: context)) started at line \(at.line), column \(at.column)"
             }
         }
         return Stop(diagnostic: .init(code: .syntax, at: location(line, column), message, hint: hint))
     }
 
-    /// The 1-based line and column of a byte offset, columns counting UTF-8 scalars.
+    /// The 1-based line and column of the character at byte `offset`, or of the end of the
+    /// input when `offset` is `bytes.count`, counted as libyaml counts its marks: a column is
+    /// a character (UTF-8, or UTF-16 after its byte-order mark); a leading byte-order mark
+    /// takes none; LF, CR, CR LF, NEL, LS and PS each end a line.
     static func lineAndColumn(ofByte offset: Int, in bytes: UnsafeRawBufferPointer) -> (Int, Int) {
+        let end = min(offset, bytes.count)
         var line = 1
         var column = 1
-        for i in 0..<min(offset, bytes.count) {
-            let b = bytes[i]
-            if b == UInt8(ascii: "\n") {
+        var i = 0
+        var utf16BigEndian: Bool? = nil
+        if bytes.count >= 2, bytes[0] == 0xFF, bytes[1] == 0xFE {
+            utf16BigEndian = false
+            i = 2
+        } else if bytes.count >= 2, bytes[0] == 0xFE, bytes[1] == 0xFF {
+            utf16BigEndian = true
+            i = 2
+        } else if bytes.count >= 3, bytes[0] == 0xEF, bytes[1] == 0xBB, bytes[2] == 0xBF {
+            i = 3
+        }
+        var afterCR = false
+        while i < end {
+            // The character at i and its width in bytes.
+            var scalar: UInt32
+            var width: Int
+            if let bigEndian = utf16BigEndian {
+                guard i + 1 < bytes.count else { break }
+                scalar = bigEndian ? UInt32(bytes[i]) << 8 | UInt32(bytes[i + 1]) : UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i])
+                width = (0xD800..<0xDC00).contains(scalar) ? 4 : 2
+            } else {
+                let b = bytes[i]
+                scalar = UInt32(b)
+                width = b < 0xC0 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4
+                if b == 0xC2, i + 1 < bytes.count, bytes[i + 1] == 0x85 {
+                    scalar = 0x85
+                } else if b == 0xE2, i + 2 < bytes.count, bytes[i + 1] == 0x80, bytes[i + 2] & 0xFE == 0xA8 {
+                    scalar = 0x2028
+                }
+            }
+            switch scalar {
+            case 0x0A where afterCR:  // the LF of CR LF: the CR ended the line
+                afterCR = false
+            case 0x0A, 0x0D, 0x85, 0x2028, 0x2029:
                 line += 1
                 column = 1
-            } else if b & 0xC0 != 0x80 {
+                afterCR = scalar == 0x0D
+            default:
                 column += 1
+                afterCR = false
             }
+            i += width
         }
         return (line, column)
+    }
+
+    /// Whether the input's last character is a line break. When it is not, libyaml ends the
+    /// stream with a line break of its own, and marks at the end of the stream (where an
+    /// unclosed `[` is reported, say) point at a line the file does not have.
+    static func endsWithLineBreak(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let n = bytes.count
+        guard n > 0 else { return true }
+        if n >= 2, (bytes[0] == 0xFF && bytes[1] == 0xFE) || (bytes[0] == 0xFE && bytes[1] == 0xFF) {
+            guard n >= 4 else { return n == 2 }
+            let unit = bytes[0] == 0xFE ? UInt16(bytes[n - 2]) << 8 | UInt16(bytes[n - 1]) : UInt16(bytes[n - 1]) << 8 | UInt16(bytes[n - 2])
+            return [0x0A, 0x0D, 0x85, 0x2028, 0x2029].contains(unit)
+        }
+        switch bytes[n - 1] {
+        case 0x0A, 0x0D: return true
+        case 0x85: return n >= 2 && bytes[n - 2] == 0xC2
+        case 0xA8, 0xA9: return n >= 3 && bytes[n - 3] == 0xE2 && bytes[n - 2] == 0x80
+        default: return false
+        }
+    }
+
+    /// `position`, or the end of the input when `position` lies on the line libyaml adds
+    /// below a last line without a line break.
+    static func clamp(
+        _ position: (line: Int, column: Int), to bytes: UnsafeRawBufferPointer
+    ) -> (line: Int, column: Int) {
+        guard position.column == 1, position.line > 1, !endsWithLineBreak(bytes) else { return position }
+        let end = lineAndColumn(ofByte: bytes.count, in: bytes)
+        return position.line > end.0 ? end : position
     }
 }
