@@ -71,6 +71,8 @@ private func runOnce(_ argv: [String], outputPath: String, stdin: Int32?) async 
             }
             posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            // Nothing else of the test process (other tests' pipes and files) reaches the child.
+            closeFrom3(&actions)
             let figures = outputPath + ".measured"
             let full = ["/usr/bin/python3", "-I", "-S", "-c", measurer, figures] + argv
             let cArgs = full.map { strdup($0) } + [nil]
@@ -99,6 +101,20 @@ private func runOnce(_ argv: [String], outputPath: String, stdin: Int32?) async 
             let exit = raw & 0x7F == 0 ? (raw >> 8) & 0xFF : -(raw & 0x7F)
             continuation.resume(returning: ChildRun(status: exit, output: output, wall: wall, peakRSS: kib * 1024))
         }
+    }
+}
+
+/// Adds "close every descriptor from 3 up" to `actions`: glibc's closefrom action (2.34+,
+/// which Swift's Glibc module does not export, hence dlsym), else a close per open descriptor.
+private func closeFrom3(_ actions: inout posix_spawn_file_actions_t) {
+    typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") {
+        _ = unsafeBitCast(symbol, to: CloseFrom.self)(&actions, 3)
+        return
+    }
+    let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    for fd in open.compactMap({ Int32($0) }) where fd >= 3 {
+        posix_spawn_file_actions_addclose(&actions, fd)
     }
 }
 
@@ -270,7 +286,7 @@ struct HostileYAMLTests {
         let (run, runs) = await runMeasured([qemuctl, "validate", "-f", "-"],
                                             outputPath: scratch.path + "/out") {
             var fds: [Int32] = [0, 0]
-            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0 else { return nil }
+            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0 else { return nil }
             let writer = fds[1]
             Thread.detachNewThread {
                 var total = 0
