@@ -137,6 +137,12 @@ package struct Applier: Sendable {
             log.say("recorded (runState: stopped, not started)")
             return
         }
+        try await launch(vm, uuid: uuid, stored: &stored, log: &log)
+    }
+
+    /// Launches `vm` (its spec's run state says running or paused) and records pid,
+    /// accelerator and start time in `stored` before anything else can fail.
+    private func launch(_ vm: VirtualMachine, uuid: String, stored: inout StoredRecord, log: inout Log) async throws(ApplyError) {
         let config: VMConfig
         do {
             config = try VMConfigMapping.config(for: vm, uuid: uuid, socketDirectory: store.directory)
@@ -629,6 +635,35 @@ package struct Applier: Sendable {
                 try await delete(name, observed: nil, log: &log)
             }
             return log.result(.deleted)
+        } catch {
+            log.say("failed: \(error.message)")
+            return log.result(.failed)
+        }
+    }
+
+    /// `qemuctl start`: launches a managed VM that is not running from its launch
+    /// record (the spec it was last launched or applied with), vCPUs running.
+    ///
+    /// The record keeps its spec, labels, secret markers and pending-restart flag; only
+    /// the pid, accelerator and start time change. So a start that contradicts the
+    /// manifest (which says `runState: stopped`) shows as drift in `qemuctl diff`.
+    /// A VM that already runs is left alone and reported ``VMResult/Status/unchanged``.
+    package func startVM(_ name: String) async -> VMResult {
+        var log = Log(name: name, store: store, progress: progress)
+        do throws(ApplyError) {
+            guard var stored = try loadRecord(name) else {
+                throw ApplyError("\(name) is not a VM managed in \(store.directory)")
+            }
+            if let pid = store.layout(name).runningPID() {
+                log.messages.append("already running (pid \(pid))")
+                return log.result(.unchanged)
+            }
+            var spec = stored.launch.spec
+            spec.runState = .running
+            let vm = VirtualMachine(name: name, labels: stored.launch.labels, spec: spec,
+                                    source: SourceLocation(file: stored.source ?? store.recordPath(name), line: 1, column: 1))
+            try await launch(vm, uuid: stored.launch.uuid, stored: &stored, log: &log)
+            return log.result(.created)
         } catch {
             log.say("failed: \(error.message)")
             return log.result(.failed)

@@ -55,7 +55,7 @@ package struct Session: Sendable {
             } catch {
                 problems.append("\(vm.source): error: VM '\(vm.name)': \(error.message)")
             }
-            let socket = store.layout(vm.name).socketPath
+            let socket = store.layout(vm.name).followerSocketPath  // the longer of its two monitor sockets
             if socket.utf8.count > 107 {
                 problems.append("\(vm.source): error: VM '\(vm.name)': its socket path \(socket) is longer than 107 bytes; use a shorter --state-dir")
             }

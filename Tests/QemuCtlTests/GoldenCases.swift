@@ -934,6 +934,26 @@ extension GoldenCase {
             -daemonize
             """#),
         GoldenCase(
+            name: "follower-monitor",
+            config: vm("follow"),
+            launch: LaunchOptions(qmpSocketPath: g("run/qmp.sock"), runtimeDirectory: g("run"),
+                                  accelerator: AcceleratorChoice(accelerator: .tcg), followerSocketPath: g("run/events.sock")),
+            expected: #"""
+            -name guest=follow
+            -no-user-config
+            -nodefaults
+            -machine type=q35
+            -accel tcg
+            -smp cpus=1
+            -m size=512M
+            -display none
+            -chardev socket,id=qmp,path=/tmp/qemuctl-golden/run/qmp.sock,server=on,wait=off
+            -mon chardev=qmp,mode=control
+            -chardev socket,id=qmp-events,path=/tmp/qemuctl-golden/run/events.sock,server=on,wait=off
+            -mon chardev=qmp-events,mode=control
+            -S
+            """#, chardevs: ["qmp-events"]),
+        GoldenCase(
             name: "probed-cpu",
             config: vm("probed") { $0.machine.accel = .auto; $0.cpu.features = ["vmx": false] },
             launch: LaunchOptions(qmpSocketPath: g("run/qmp.sock"), runtimeDirectory: g("run"),

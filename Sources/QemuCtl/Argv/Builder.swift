@@ -28,6 +28,7 @@ extension VMConfig {
         launchCheck.absolutePath("launch.qmpSocketPath", launch.qmpSocketPath)
         launchCheck.absolutePath("launch.runtimeDirectory", launch.runtimeDirectory)
         if let p = launch.pidFile { launchCheck.absolutePath("launch.pidFile", p) }
+        if let p = launch.followerSocketPath { launchCheck.absolutePath("launch.followerSocketPath", p) }
         problems += launchCheck.problems
         if !problems.isEmpty { throw VMConfigError(problems: problems) }
         var b = ArgvBuilder(config: self, launch: launch)
@@ -41,7 +42,7 @@ extension VMConfig {
 }
 
 /// The one place that knows QEMU's option syntax. Internal ids:
-/// chardevs `qmp`, `qga0`, `vdagent0`, `serial-NAME`; devices `disk-NAME`, `cd-NAME`, `net-NAME`, `video0`,
+/// chardevs `qmp`, `qmp-events`, `qga0`, `vdagent0`, `serial-NAME`; devices `disk-NAME`, `cd-NAME`, `net-NAME`, `video0`,
 /// `scsi0`, `vser0`, `usb`, `usbN`, `balloon0`, `rng0-dev`, `sound0`, `sound0-codec`, `hotplugN`; netdevs
 /// `netdev-NAME`; nodes `file-NAME`, `fmt-NAME`, `thr-NAME`, `efi-code(-file)`, `efi-vars(-file)`; objects
 /// `tg-NAME`, `secret-NAME-key|password`, `ram0`, `rng0`; audiodevs `audio0`.
@@ -158,6 +159,12 @@ struct ArgvBuilder {
         qmp.add("id", "qmp"); qmp.add("path", launch.qmpSocketPath); qmp.add("server", "on"); qmp.add("wait", "off")
         opt("-chardev", qmp.rendered)
         opt("-mon", "chardev=qmp,mode=control")
+        if let follower = launch.followerSocketPath {
+            var events = QemuOpts("socket")
+            events.add("id", "qmp-events"); events.add("path", follower); events.add("server", "on"); events.add("wait", "off")
+            opt("-chardev", events.rendered)
+            opt("-mon", "chardev=qmp-events,mode=control")
+        }
         if let p = launch.pidFile { opt("-pidfile", p) }
         if launch.daemonize { opt("-daemonize") }
         if launch.startPaused { opt("-S") }

@@ -16,12 +16,20 @@ public struct LaunchOptions: Sendable, Equatable {
     /// configuration's accelerator is ``AcceleratorMode/auto``; for an explicit accelerator it only supplies
     /// the CPU model when it probed that same accelerator.
     public var accelerator: AcceleratorChoice?
+    /// A second QMP monitor for long-lived followers (`qemuctl events`), or `nil` for none
+    /// (`-chardev socket,id=qmp-events,path=…,server=on,wait=off` + `-mon chardev=qmp-events,mode=control`).
+    ///
+    /// QEMU serves one client at a time on each monitor socket; a follower that holds
+    /// this one never delays a command on ``qmpSocketPath``. Put it in the private
+    /// runtime directory (``RuntimeLayout/followerSocketPath``).
+    public var followerSocketPath: String?
 
     /// Creates launch options.
     public init(qmpSocketPath: String, runtimeDirectory: String, pidFile: String? = nil, daemonize: Bool = false,
-                startPaused: Bool = true, accelerator: AcceleratorChoice? = nil) {
+                startPaused: Bool = true, accelerator: AcceleratorChoice? = nil, followerSocketPath: String? = nil) {
         self.qmpSocketPath = qmpSocketPath; self.runtimeDirectory = runtimeDirectory; self.pidFile = pidFile
         self.daemonize = daemonize; self.startPaused = startPaused; self.accelerator = accelerator
+        self.followerSocketPath = followerSocketPath
     }
 }
 

@@ -81,13 +81,15 @@ extension Instance {
         do {
             commandLine = try config.commandLine(LaunchOptions(
                 qmpSocketPath: layout.socketPath, runtimeDirectory: layout.runtimeDirectory,
-                pidFile: layout.pidFile, daemonize: true, startPaused: true, accelerator: accelerator))
+                pidFile: layout.pidFile, daemonize: true, startPaused: true, accelerator: accelerator,
+                followerSocketPath: layout.followerSocketPath))
             // -S only when there is setup to do before the guest runs (or the caller
             // wants it paused); otherwise QEMU starts the vCPUs itself, one round trip sooner.
             if commandLine.postStartActions.isEmpty && !options.startPaused {
                 commandLine = try config.commandLine(LaunchOptions(
                     qmpSocketPath: layout.socketPath, runtimeDirectory: layout.runtimeDirectory,
-                    pidFile: layout.pidFile, daemonize: true, startPaused: false, accelerator: accelerator))
+                    pidFile: layout.pidFile, daemonize: true, startPaused: false, accelerator: accelerator,
+                    followerSocketPath: layout.followerSocketPath))
             }
         } catch {
             throw InstanceError(code: .invalidConfig, message: "\(error)")
@@ -166,6 +168,9 @@ extension Instance {
         if let pid = layout.runningPID() {
             throw InstanceError(code: .alreadyRunning, message: "VM \(layout.name) is already running (pid \(pid), socket \(layout.socketPath))")
         }
+        // No live QEMU owns the runtime directory (checked above), so a follower
+        // socket left there is stale; QEMU binds a fresh one.
+        Posix.unlinkFile(layout.followerSocketPath)
         guard Posix.fileExists(layout.socketPath) else { return }
         do {
             let probe = try await QMPClient.connect(to: layout.socketPath, timeout: .seconds(2))

@@ -275,6 +275,12 @@ public struct StopOutcome: Sendable, Hashable, CustomStringConvertible {
     /// How long the stop took, from the first step.
     public var duration: Duration
 
+    /// Creates an outcome (for callers that end a VM by other means, e.g. a kill at once).
+    public init(step: Step, duration: Duration) {
+        self.step = step
+        self.duration = duration
+    }
+
     /// "powerdown after 1.2 s".
     public var description: String {
         let ms = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15

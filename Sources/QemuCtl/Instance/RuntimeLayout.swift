@@ -40,6 +40,10 @@ public struct RuntimeLayout: Sendable, Hashable {
     public var consoleSocket: String { runtimeDirectory + "/console.sock" }
     /// The lock an attached console holds, so a second one fails at once instead of waiting.
     public var consoleLock: String { runtimeDirectory + "/console.lock" }
+    /// The second QMP monitor, for long-lived followers such as `qemuctl events`
+    /// (see ``LaunchOptions/followerSocketPath``). Inside the 0700 runtime directory,
+    /// so only this user reaches it; the control socket stays free for commands.
+    public var followerSocketPath: String { runtimeDirectory + "/events.sock" }
 
     /// The largest socket path a unix socket address holds.
     public static let maxSocketPathLength = 107
@@ -55,8 +59,8 @@ public struct RuntimeLayout: Sendable, Hashable {
     /// Problems with the name or path lengths, or `nil` when usable.
     func problem() -> String? {
         if let p = Names.vmNameProblem(name) { return "invalid VM name: \(p)" }
-        if socketPath.utf8.count > Self.maxSocketPathLength {
-            return "socket path \(socketPath) is \(socketPath.utf8.count) bytes; a unix socket path holds at most \(Self.maxSocketPathLength): use a shorter socket directory"
+        for path in [socketPath, followerSocketPath] where path.utf8.count > Self.maxSocketPathLength {
+            return "socket path \(path) is \(path.utf8.count) bytes; a unix socket path holds at most \(Self.maxSocketPathLength): use a shorter socket directory"
         }
         return nil
     }

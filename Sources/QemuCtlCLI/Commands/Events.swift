@@ -1,0 +1,276 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import QMP
+import QemuCtl
+import Reconcile
+import Synchronization
+
+extension QemuCtlCommand {
+    /// `qemuctl events [NAME…]`: follow QMP events as they happen.
+    struct Events: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Follow the QMP events of managed VMs as they happen, one line each.",
+            discussion: """
+                Each line: time (QEMU's timestamp, UTC), VM, event, data. VMs launched while \
+                events runs are picked up (VM_APPEARED) and VMs whose QEMU exits are reported \
+                (VM_GONE); VMs already running when it starts are announced as VM_FOLLOWED \
+                with their run state. --json prints one JSON object per line: \
+                {"time", "timestamp", "vm", "event", "data", "source"}, where source is qemu \
+                for QEMU's events and qemuctl or journal for the lines qemuctl adds.
+
+                events holds only each VM's follower monitor (STATE/NAME/events.sock), never \
+                NAME.sock, so it blocks no other command and no client of yours. A VM launched \
+                before follower monitors existed is followed on NAME.sock instead, with a \
+                warning. One events process per VM at a time: a second waits until the first \
+                lets go of the follower monitor.
+
+                --since-start first replays what qemuctl recorded since each VM's QEMU started: \
+                VM_STARTED (from the launch record) and every journal line since that launch \
+                (apply's changes, qemuctl pause/resume/reset/stop, …) as JOURNAL. QEMU keeps no \
+                event history, so events that happened while nobody followed are not replayed.
+
+                Ends on Ctrl-C (SIGINT), SIGTERM, or when standard output is closed, with exit \
+                status 0.
+                """)
+
+        @OptionGroup var global: GlobalOptions
+
+        @Argument(help: "VM names (default: every VM of the state directory, including ones launched later).",
+                  completion: .vmNames)
+        var names: [String] = []
+
+        @Flag(help: "One JSON object per line.")
+        var json = false
+
+        @Flag(help: "First replay each VM's recorded lifecycle since its QEMU started (launch record and journal).")
+        var sinceStart = false
+
+        func run() async throws {
+            // A closed pipe is noticed by write() failing with EPIPE, not by a signal.
+            signal(SIGPIPE, SIG_IGN)
+            let follower = EventFollower(store: global.store, names: names, json: json, sinceStart: sinceStart,
+                                         deadline: global.deadline)
+            var sources: [any DispatchSourceSignal] = []
+            for sig in [SIGINT, SIGTERM] {
+                signal(sig, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+                source.setEventHandler { follower.requestStop() }
+                source.resume()
+                sources.append(source)
+            }
+            await follower.run()
+            sources.forEach { $0.cancel() }
+        }
+    }
+}
+
+/// Follows the events of the VMs of a state directory: one long-lived connection
+/// per VM on its follower monitor, a rescan of the directory every 200 ms for VMs
+/// that appear, and a printer shared by all.
+final class EventFollower: Sendable {
+    let store: StateStore
+    let names: [String]
+    let json: Bool
+    let sinceStart: Bool
+    let deadline: Duration
+
+    private struct State {
+        var stop = false
+        var stdoutClosed = false
+        /// The QEMU pid each VM is followed at (or was last followed at), by name.
+        var followed: [String: Int32] = [:]
+        var tasks: [String: Task<Void, Never>] = [:]
+        var clients: [String: QMPClient] = [:]
+        var warned: Set<String> = []
+        var nameWidth = 4
+    }
+    private let state = Mutex(State())
+    /// Serialises output lines.
+    private let output = Mutex(())
+
+    init(store: StateStore, names: [String], json: Bool, sinceStart: Bool, deadline: Duration) {
+        self.store = store
+        self.names = names
+        self.json = json
+        self.sinceStart = sinceStart
+        self.deadline = deadline
+    }
+
+    /// Asks ``run()`` to return (from a signal handler's queue).
+    func requestStop() { state.withLock { $0.stop = true } }
+
+    private var shouldStop: Bool {
+        if Terminal.stdoutClosed { state.withLock { $0.stdoutClosed = true } }
+        return state.withLock { $0.stop || $0.stdoutClosed }
+    }
+
+    /// Follows until asked to stop or standard output closes; then closes every connection.
+    func run() async {
+        for name in names where !(Posix.fileExists(store.recordPath(name)) || Posix.fileExists(store.layout(name).socketPath)) {
+            Terminal.warn("no VM named \(name) in \(store.directory) yet; waiting for it to appear")
+        }
+        var first = true
+        while !shouldStop {
+            scan(initial: first)
+            first = false
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+        let (tasks, clients) = state.withLock { s in (Array(s.tasks.values), Array(s.clients.values)) }
+        clients.forEach { $0.close() }
+        tasks.forEach { $0.cancel() }
+        for t in tasks { await t.value }
+    }
+
+    /// Starts following each candidate VM that runs and is not followed yet.
+    private func scan(initial: Bool) {
+        let candidates = names.isEmpty ? VMNames.list(in: store) : names
+        let width = max(4, candidates.map(\.count).max() ?? 0)
+        state.withLock { $0.nameWidth = max($0.nameWidth, width) }
+        for name in candidates {
+            let layout = store.layout(name)
+            let recorded = Posix.fileExists(store.recordPath(name))
+            let pid = layout.runningPID()
+            // A managed VM runs when its pid file names a live QEMU; a VM qemuctl did not
+            // launch (the seed library's) when its socket is there.
+            guard pid != nil || (!recorded && Posix.fileExists(layout.socketPath)) else { continue }
+            let start: Bool = state.withLock { s in
+                guard s.tasks[name] == nil, !s.stop else { return false }
+                if let pid, s.followed[name] == pid { return false }  // its exit was reported; wait for a new QEMU
+                s.followed[name] = pid ?? -1
+                return true
+            }
+            guard start else { continue }
+            let task = Task { await self.follow(name, layout: layout, pid: pid, initial: initial) }
+            state.withLock { s in
+                if s.tasks[name] == nil { s.tasks[name] = task }
+            }
+        }
+    }
+
+    /// Follows one VM until its connection ends.
+    private func follow(_ name: String, layout: RuntimeLayout, pid: Int32?, initial: Bool) async {
+        defer { state.withLock { s in s.tasks[name] = nil; s.clients[name] = nil } }
+        let hasFollower = pid.map { p in
+            Posix.fileExists(layout.followerSocketPath)
+                && Posix.commandLine(of: p)?.contains(where: { $0.contains(layout.followerSocketPath) }) == true
+        } ?? false
+        let socket = hasFollower ? layout.followerSocketPath : layout.socketPath
+        if !hasFollower, state.withLock({ $0.warned.insert("fallback:\(name)").inserted }) {
+            Terminal.warn("VM \(name) has no follower monitor (launched before qemuctl had them, or not by qemuctl); "
+                          + "following it on \(layout.socketPath), which other clients of that socket wait for while events runs")
+            Terminal.hint("relaunch it (`qemuctl stop \(name) && qemuctl start \(name)`) to give it \(name)/events.sock")
+        }
+        let client: QMPClient
+        do {
+            client = try await QMPClient.connect(to: socket, timeout: deadline)
+        } catch {
+            // Not followed after all: let the next scan try again (QEMU may be starting or exiting).
+            state.withLock { s in s.followed[name] = nil }
+            if error.code == .timedOut, state.withLock({ $0.warned.insert("busy:\(name)").inserted }) {
+                Terminal.warn("the monitor \(socket) of VM \(name) is busy (another `qemuctl events` follows it?); retrying")
+            }
+            try? await Task.sleep(for: .milliseconds(300))
+            return
+        }
+        let stopNow: Bool = state.withLock { s in
+            if s.stop { return true }
+            s.clients[name] = client
+            return false
+        }
+        if stopNow { client.close(); return }
+        defer { client.close() }
+        state.withLock { _ = $0.warned.remove("busy:\(name)") }
+        // Subscribe before asking anything, so no event falls between the two.
+        let events = client.events()
+        let status = try? await client.queryStatus(timeout: deadline)
+        let peer = client.peerPID ?? pid
+        if initial && sinceStart { replay(name) }
+        var data: [String: JSONValue] = ["monitor": .string(hasFollower ? "events.sock" : "\(name).sock")]
+        if let peer { data["pid"] = .int(Int(peer)) }
+        if let status { data["status"] = .string(status.status) }
+        emit(vm: name, event: initial ? "VM_FOLLOWED" : "VM_APPEARED", data: .object(data), source: "qemuctl")
+        var reason = "monitor closed"
+        do {
+            for try await e in events {
+                emit(vm: name, event: e.name, data: e.data,
+                     time: Double(e.seconds) + Double(e.microseconds) / 1e6, source: "qemu")
+            }
+        } catch {
+            reason = "\(error)"
+        }
+        if state.withLock({ $0.stop }) || Task.isCancelled { return }
+        // The connection ended: QEMU exited (or closed the monitor).
+        var gone: [String: JSONValue] = ["reason": .string(reason)]
+        if let peer {
+            for _ in 0..<100 where Posix.processExists(peer) { try? await Task.sleep(for: .milliseconds(10)) }
+            gone["pid"] = .int(Int(peer))
+            gone["reason"] = .string(Posix.processExists(peer) ? "monitor closed, QEMU still running" : "QEMU exited")
+        }
+        emit(vm: name, event: "VM_GONE", data: .object(gone), source: "qemuctl")
+    }
+
+    /// `--since-start`: the launch record's start and the journal since the last launch.
+    private func replay(_ name: String) {
+        guard let record = try? store.loadRecord(StoredRecord.self, name: name) else { return }
+        var data: [String: JSONValue] = [:]
+        if let pid = record.pid { data["pid"] = .int(Int(pid)) }
+        if let accel = record.accelerator { data["accelerator"] = .string(accel) }
+        emit(vm: name, event: "VM_STARTED", data: .object(data), time: record.startedAt, source: "journal")
+        guard let text = try? String(contentsOfFile: store.journalPath(name), encoding: .utf8) else { return }
+        let lines = text.split(separator: "\n")
+        let since = lines.lastIndex { $0.contains(" launch uuid=") }.map { lines.index(after: $0) } ?? lines.startIndex
+        let parser = ISO8601DateFormatter()
+        for line in lines[since...] {
+            guard let space = line.firstIndex(of: " ") else { continue }
+            let stamp = parser.date(from: String(line[..<space]))?.timeIntervalSince1970
+            if let stamp, let started = record.startedAt, stamp + 1 < started { continue }
+            emit(vm: name, event: "JOURNAL", data: ["message": .string(String(line[line.index(after: space)...]))],
+                 time: stamp, source: "journal")
+        }
+    }
+
+    /// Prints one line (text or JSON); notes when standard output has gone away.
+    private func emit(vm: String, event: String, data: JSONValue, time: Double? = nil, source: String) {
+        let t = time ?? Date().timeIntervalSince1970
+        let stamp = Self.timestamp(t)
+        let line: String
+        if json {
+            let object: JSONValue = [
+                "time": .string(stamp), "timestamp": .double(t), "vm": .string(vm), "event": .string(event),
+                "data": data, "source": .string(source),
+            ]
+            line = object.description
+        } else {
+            let width = state.withLock { $0.nameWidth }
+            let padded = vm.padding(toLength: max(width, vm.count), withPad: " ", startingAt: 0)
+            let dataText = data.isNull || data == .object([:]) ? "" : data.description
+            let eventText = dataText.isEmpty ? event : event.padding(toLength: max(14, event.count), withPad: " ", startingAt: 0)
+            line = "\(Terminal.paint(stamp, .dim))  \(padded)  \(Terminal.paint(eventText, Self.colour(event)))"
+                + (dataText.isEmpty ? "" : "  " + dataText)
+        }
+        let ok = output.withLock { _ in Terminal.writeLine(line) }
+        if !ok { state.withLock { $0.stdoutClosed = true } }
+    }
+
+    private static func colour(_ event: String) -> Terminal.Colour {
+        switch event {
+        case "RESUME", "VM_APPEARED", "VM_FOLLOWED", "VM_STARTED": .green
+        case "STOP", "SUSPEND", "RESET": .yellow
+        case "SHUTDOWN", "POWERDOWN", "VM_GONE", "GUEST_PANICKED": .red
+        case "JOURNAL": .dim
+        default: .cyan
+        }
+    }
+
+    /// `2026-11-26T00:41:02.123Z`.
+    static func timestamp(_ t: Double) -> String {
+        var seconds = time_t(t.rounded(.down))
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        let ms = Int((t - t.rounded(.down)) * 1000)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        let msText = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(msText)Z"
+    }
+}

@@ -1,0 +1,80 @@
+import ArgumentParser
+import Foundation
+import QMP
+import Reconcile
+
+/// What `pause`, `resume` and `reset` share: names, the lock, one short QMP connection per VM.
+struct RunControlOptions: ParsableArguments {
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "VM names.", completion: .vmNames)
+    var names: [String]
+
+    @Option(help: "Seconds to wait for another qemuctl holding the state directory; 0 fails at once.")
+    var wait: Double = 60
+
+    /// Runs QMP `command` on each VM (under the state directory's lock), then reads
+    /// the run state back and prints `NAME: DONE (QEMU reports STATE)`.
+    func run(command: String, verb: String, done: String) async throws {
+        let store = global.store
+        let access = MonitorAccess(store: store, deadline: global.deadline)
+        try await withLock(store, wait: wait) {
+            try await forEachVM(names) { name throws(OperatorError) in
+                let status = try await access.with(name) { qmp throws(QMPError) in
+                    try await qmp.execute(command, timeout: global.deadline)
+                    return try await qmp.queryStatus(timeout: global.deadline).status
+                }
+                store.journal(name, "\(done) by qemuctl \(verb) (QEMU reports \(status))")
+                print("\(name): \(Terminal.paint(done, .green)) (QEMU reports \(status))")
+            }
+        }
+    }
+}
+
+/// Runs `body` holding the state directory's apply lock; a busy lock after `wait`
+/// seconds is exit status 2 (nothing tried).
+func withLock(_ store: StateStore, wait: Double, _ body: () async throws -> Void) async throws {
+    do {
+        try await store.withApplyLock(wait: .milliseconds(Int(wait * 1000)), onWait: {
+            Terminal.error("qemuctl: another qemuctl is changing \(store.directory); waiting up to \(Int(wait)) s…")
+        }, body)
+    } catch let error as StateError {
+        Terminal.fail(error.message, hint: "another qemuctl (apply, delete, start, stop, …) is running on this state directory; retry when it is done, or pass a longer --wait")
+        throw ExitCode(OperatorExit.usage)
+    }
+}
+
+extension QemuCtlCommand {
+    /// `qemuctl pause NAME…`: QMP `stop`.
+    struct Pause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Pause VMs' vCPUs (QMP stop); the manifest is not changed, so `diff` shows the drift.",
+            discussion: OperatorExit.help)
+
+        @OptionGroup var options: RunControlOptions
+
+        func run() async throws { try await options.run(command: "stop", verb: "pause", done: "paused") }
+    }
+
+    /// `qemuctl resume NAME…`: QMP `cont`.
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Resume paused VMs (QMP cont).",
+            discussion: OperatorExit.help)
+
+        @OptionGroup var options: RunControlOptions
+
+        func run() async throws { try await options.run(command: "cont", verb: "resume", done: "resumed") }
+    }
+
+    /// `qemuctl reset NAME…`: QMP `system_reset`.
+    struct Reset: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Reset VMs as the reset button would (QMP system_reset); a paused VM stays paused.",
+            discussion: OperatorExit.help)
+
+        @OptionGroup var options: RunControlOptions
+
+        func run() async throws { try await options.run(command: "system_reset", verb: "reset", done: "reset") }
+    }
+}

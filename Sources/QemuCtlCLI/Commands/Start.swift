@@ -1,0 +1,54 @@
+import ArgumentParser
+import Foundation
+import QemuCtl
+import Reconcile
+
+extension QemuCtlCommand {
+    /// `qemuctl start NAME…`: launch stopped managed VMs from their launch records.
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Launch managed VMs that are not running, from their launch records.",
+            discussion: """
+                Launches each VM with the spec it was last launched or applied with (kept in \
+                STATE/NAME/record.json), vCPUs running; a VM that already runs is reported and \
+                left alone. The manifest is not consulted: when it says runState: stopped, \
+                `qemuctl diff` shows the started VM as drift.
+
+                \(OperatorExit.help)
+                """)
+
+        @OptionGroup var global: GlobalOptions
+
+        @Argument(help: "VM names.", completion: .vmNames)
+        var names: [String]
+
+        @Option(help: "Seconds to wait for another qemuctl holding the state directory; 0 fails at once.")
+        var wait: Double = 60
+
+        func run() async throws {
+            let store = global.store
+            let access = MonitorAccess(store: store, deadline: global.deadline)
+            let applier = Applier(store: store, timeout: global.deadline)
+            try await withLock(store, wait: wait) {
+                try await forEachVM(names) { name throws(OperatorError) in
+                    _ = try access.layout(name)
+                    guard Posix.fileExists(store.recordPath(name)) else {
+                        throw OperatorError("\(name) has no launch record in \(store.directory): qemuctl did not launch it",
+                                            hint: "VMs are created with `qemuctl apply -f MANIFEST`", status: OperatorExit.notRunning)
+                    }
+                    let result = await applier.startVM(name)
+                    switch result.status {
+                    case .unchanged:
+                        print("\(name): \(result.messages.first ?? "already running")")
+                    case .failed:
+                        throw OperatorError("cannot start \(name): \(result.messages.last.map { $0.hasPrefix("failed: ") ? String($0.dropFirst(8)) : $0 } ?? "unknown error")",
+                                            status: OperatorExit.refused)
+                    default:
+                        print("\(name): \(Terminal.paint("started", .green))")
+                        for m in result.messages { print("    \(m)") }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import ArgumentParser
+import Foundation
+import QMP
+import QemuCtl
+import Reconcile
+
+extension QemuCtlCommand {
+    /// `qemuctl stop NAME…`: the stop ladder.
+    struct Stop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stop VMs by the ladder: ACPI power button, then quit, SIGTERM, SIGKILL. The launch record is kept.",
+            discussion: """
+                Prints the step that ended each VM and how long the stop took. The guest gets \
+                --timeout seconds to power off after the power button; each later step a few \
+                seconds. A paused VM cannot react to the button, so its ladder starts at quit. \
+                --force sends SIGKILL at once (it needs no monitor, so it also ends a QEMU whose \
+                monitor is busy or hung). The VM's record stays: `qemuctl start NAME` launches it \
+                again, and `qemuctl diff` shows the stop as drift while the manifest says running.
+
+                \(OperatorExit.help)
+                """)
+
+        @OptionGroup var state: StateDirOption
+
+        @Argument(help: "VM names.", completion: .vmNames)
+        var names: [String]
+
+        @Option(help: "Seconds the guest may take to power off before the ladder escalates (quit, SIGTERM, SIGKILL).")
+        var timeout: Double = 30
+
+        @Flag(help: "Kill at once (SIGKILL), without asking the guest.")
+        var force = false
+
+        @Option(help: "Seconds to wait for each VM's monitor (connect and each ladder command).")
+        var monitorTimeout: Double = 5
+
+        @Option(help: "Seconds to wait for another qemuctl holding the state directory; 0 fails at once.")
+        var wait: Double = 60
+
+        func validate() throws {
+            if timeout < 0 || monitorTimeout <= 0 { throw ValidationError("--timeout and --monitor-timeout must be positive") }
+        }
+
+        func run() async throws {
+            let store = state.store
+            let deadline = Duration.milliseconds(Int(monitorTimeout * 1000))
+            let access = MonitorAccess(store: store, deadline: deadline)
+            try await withLock(store, wait: wait) {
+                try await forEachVM(names) { name throws(OperatorError) in
+                    let layout = try access.layout(name)
+                    let outcome: StopOutcome
+                    if force {
+                        outcome = try await kill(name, layout)
+                    } else {
+                        guard layout.runningPID() != nil || Posix.fileExists(layout.socketPath) else {
+                            print("\(name): not running")
+                            return
+                        }
+                        let instance: Instance
+                        do throws(InstanceError) {
+                            instance = try await Instance.attach(socketPath: layout.socketPath, timeout: deadline)
+                        } catch {
+                            if error.code == .notFound { print("\(name): not running"); return }
+                            var failure = error.qmp.map { access.failure($0, name: name) }
+                                ?? OperatorError(error.message, status: OperatorExit.refused)
+                            if failure.status == OperatorExit.unresponsive {
+                                failure.hint = (failure.hint.map { $0 + "; " } ?? "") + "`qemuctl stop --force \(name)` kills it without the monitor"
+                            }
+                            throw failure
+                        }
+                        defer { instance.close() }
+                        do throws(InstanceError) {
+                            outcome = try await instance.stop(timeout: .milliseconds(Int(timeout * 1000)), stepTimeout: deadline)
+                        } catch {
+                            throw OperatorError("cannot stop \(name): \(error.message)", status: OperatorExit.refused)
+                        }
+                    }
+                    if outcome.step == .alreadyStopped {
+                        print("\(name): not running")
+                        return
+                    }
+                    store.journal(name, "stopped by qemuctl stop (\(outcome))")
+                    print("\(name): \(Terminal.paint("stopped", .green)) by \(outcome.step.rawValue) after \(Self.text(outcome.duration))")
+                }
+            }
+        }
+
+        /// `--force`: SIGKILL to the pid the runtime directory names, then wait until it is gone.
+        private func kill(_ name: String, _ layout: RuntimeLayout) async throws(OperatorError) -> StopOutcome {
+            let clock = ContinuousClock()
+            let start = clock.now
+            guard let pid = layout.runningPID() else { return StopOutcome(step: .alreadyStopped, duration: .zero) }
+            _ = Posix.signal(pid, Posix.sigkill)
+            while Posix.processExists(pid) {
+                if clock.now - start > .seconds(10) {
+                    throw OperatorError("QEMU of VM \(name) (pid \(pid)) survived SIGKILL for 10 s", status: OperatorExit.refused)
+                }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+            return StopOutcome(step: .sigkill, duration: clock.now - start)
+        }
+
+        /// "53 ms", "1.2 s".
+        static func text(_ d: Duration) -> String {
+            let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+            return ms < 1000 ? "\(Int(ms.rounded())) ms" : String(format: "%.1f s", ms / 1000)
+        }
+    }
+}

@@ -1,0 +1,40 @@
+import ArgumentParser
+import Foundation
+import Reconcile
+
+/// Just `--state-dir`, for commands whose `--timeout` means something else (`stop`).
+struct StateDirOption: ParsableArguments {
+    @Option(name: .customLong("state-dir"),
+            help: "Where VM sockets and state live (env QEMUCTL_STATE_DIR; default /var/run/qemu as root, ~/.cache/qemuctl otherwise).",
+            completion: .directory)
+    var stateDir: String?
+
+    /// The state store these options select.
+    var store: StateStore { StateStore(directory: stateDir ?? StateStore.defaultDirectory()) }
+}
+
+extension CompletionKind {
+    /// The VMs of the state directory (`--state-dir` on the command line being
+    /// completed, else QEMUCTL_STATE_DIR or the default): every name with a launch
+    /// record or a control socket.
+    static var vmNames: CompletionKind {
+        .custom { words, _, prefix in
+            var dir: String? = nil
+            for (i, w) in words.enumerated() {
+                if w == "--state-dir", i + 1 < words.count { dir = words[i + 1] }
+                if w.hasPrefix("--state-dir=") { dir = String(w.dropFirst("--state-dir=".count)) }
+            }
+            return VMNames.list(in: StateStore(directory: dir ?? StateStore.defaultDirectory())).filter { $0.hasPrefix(prefix) }
+        }
+    }
+}
+
+/// Names of the VMs in a state directory.
+enum VMNames {
+    /// Recorded VMs plus any `NAME.sock`, sorted.
+    static func list(in store: StateStore) -> [String] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: store.directory)) ?? []
+        let sockets = entries.filter { $0.hasSuffix(".sock") && !$0.hasPrefix(".") }.map { String($0.dropLast(5)) }
+        return Array(Set(store.recordedNames() + sockets)).sorted()
+    }
+}
