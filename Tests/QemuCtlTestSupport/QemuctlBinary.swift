@@ -73,3 +73,94 @@ public func processExits(_ pid: Int32) async -> Bool {
     }
     return false
 }
+
+extension QemuctlBinary {
+    /// A `qemuctl` that keeps running (e.g. `qemuctl events`), with its output
+    /// collected as it arrives.
+    public final class Background: @unchecked Sendable {
+        private let process: Process
+        private let lock = NSLock()
+        private var outData = Data()
+        private var errData = Data()
+        private let outPipe = Pipe()
+        private let errPipe = Pipe()
+
+        /// Starts `qemuctl ARGUMENTS` with `environment` added.
+        public init(_ arguments: [String], environment: [String: String] = [:]) throws {
+            guard FileManager.default.isExecutableFile(atPath: QemuctlBinary.path) else {
+                throw FixtureError("\(QemuctlBinary.path) is missing: build it with `swift build` (make test does)")
+            }
+            process = Process()
+            process.executableURL = URL(fileURLWithPath: QemuctlBinary.path)
+            process.arguments = arguments
+            var env = ProcessInfo.processInfo.environment
+            env.merge(environment) { _, new in new }
+            process.environment = env
+            process.standardOutput = outPipe
+            process.standardError = errPipe
+            process.standardInput = FileHandle.nullDevice
+            outPipe.fileHandleForReading.readabilityHandler = { [weak self] h in
+                let d = h.availableData
+                guard let self, !d.isEmpty else { return }
+                self.lock.withLock { self.outData.append(d) }
+            }
+            errPipe.fileHandleForReading.readabilityHandler = { [weak self] h in
+                let d = h.availableData
+                guard let self, !d.isEmpty else { return }
+                self.lock.withLock { self.errData.append(d) }
+            }
+            try process.run()
+        }
+
+        /// Standard output so far.
+        public var out: String { lock.withLock { String(decoding: outData, as: UTF8.self) } }
+        /// Standard error so far.
+        public var err: String { lock.withLock { String(decoding: errData, as: UTF8.self) } }
+        /// Standard output so far, as lines.
+        public var lines: [String] { out.split(separator: "\n").map(String.init) }
+
+        /// Waits until a line of standard output satisfies `match`; returns it, or `nil` at the timeout.
+        public func waitForLine(timeout: Duration = .seconds(20), _ match: (String) -> Bool) async -> String? {
+            let clock = ContinuousClock()
+            let end = clock.now + timeout
+            while clock.now < end {
+                if let line = lines.first(where: match) { return line }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            return lines.first(where: match)
+        }
+
+        /// Closes this side's end of the standard output pipe: the process's next
+        /// write (or its check) finds no reader.
+        public func closeStdout() {
+            outPipe.fileHandleForReading.readabilityHandler = nil
+            try? outPipe.fileHandleForReading.close()
+        }
+
+        /// Sends `signal` to the process.
+        public func send(_ signal: Int32) { Foundation.kill(process.processIdentifier, signal) }
+
+        /// The process id.
+        public var pid: Int32 { process.processIdentifier }
+
+        /// Waits for the process to exit; returns its exit status (128 + the signal when a
+        /// signal ended it), or `nil` at the timeout.
+        public func exitStatus(timeout: Duration = .seconds(10)) async -> Int32? {
+            let clock = ContinuousClock()
+            let end = clock.now + timeout
+            while process.isRunning {
+                if clock.now >= end { return nil }
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+            // Killed by a signal: the shell's convention, 128 + the signal.
+            return process.terminationReason == .exit ? process.terminationStatus : 128 + process.terminationStatus
+        }
+
+        /// Kills the process if it still runs.
+        public func kill() {
+            if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        }
+
+        deinit { kill() }
+    }
+}

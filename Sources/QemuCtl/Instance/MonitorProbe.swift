@@ -1,3 +1,5 @@
+import Foundation
+
 /// What the kernel says about a monitor socket and its QEMU, to explain a monitor
 /// that does not answer.
 ///
@@ -32,11 +34,13 @@ package enum MonitorProbe {
     /// `/proc/net/unix` cannot be read.
     package static func acceptedClients(of path: String) -> Int? {
         guard let bytes = Posix.readFile("/proc/net/unix", limit: 64 << 20) else { return nil }
+        // The kernel lists the path the socket was bound to, not a symbolic link to it.
+        let bound = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
         var count = 0
         // "Num RefCount Protocol Flags Type St Inode Path": the path is everything after the 7th field.
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n").dropFirst() {
             let fields = line.split(separator: " ", maxSplits: 7, omittingEmptySubsequences: true)
-            guard fields.count == 8, fields[7] == path[...] else { continue }
+            guard fields.count == 8, fields[7] == path[...] || fields[7] == bound[...] else { continue }
             if fields[5] == "03" && fields[6] != "0" { count += 1 }
         }
         return count

@@ -103,7 +103,7 @@ struct MonitorAccess {
             return OperatorError(
                 "monitor busy (another client holds \(layout.socketPath)): no answer within \(seconds)",
                 hint: "QEMU serves one monitor client at a time: close the other client (a QMP shell, socat, a script) "
-                    + "or retry with a longer --timeout; `qemuctl events` follows \(name)/events.sock and never holds \(name).sock",
+                    + "or retry with a longer --timeout (`qemuctl events` holds \(name).sock only for a VM without \(name)/events.sock)",
                 status: OperatorExit.unresponsive, qmp: error)
         case .stopped(let pid):
             return OperatorError("QEMU of VM \(name) (pid \(pid)) is stopped (SIGSTOP or a debugger) and answers nobody",
