@@ -29,7 +29,8 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
     case cpuFeature
     /// A boot order: drive letters `a`–`p` (`c` disk, `d` CD-ROM, `n` network).
     case bootOrder
-    /// A host network interface name: at most 15 of letters, digits, `_ . -`.
+    /// A host network interface name: at most 15 of letters, digits, `_ . -`, starting with a letter or digit
+    /// (it is passed to tap scripts as an argument, where a leading `-` would read as an option).
     case ifname
     /// `host:port` (host may be empty, or an `[IPv6]` literal).
     case hostPort
@@ -61,7 +62,7 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
         case .hostfwd: #"^(tcp|udp)?:[0-9.]*:[0-9]{1,5}-[0-9.]*:[0-9]{1,5}$"#
         case .cpuFeature: #"^[+-]?[A-Za-z0-9][A-Za-z0-9_.-]*$"#
         case .bootOrder: #"^[a-p]{1,16}$"#
-        case .ifname: #"^[A-Za-z0-9_.-]{1,15}$"#
+        case .ifname: #"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$"#
         case .hostPort: #"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):[0-9]{1,5}$"#
         case .ipv4: #"^[0-9]{1,3}(\.[0-9]{1,3}){3}$"#
         case .ipv4CIDR: #"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$"#
@@ -86,7 +87,7 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
         case .hostfwd: "a port forward [tcp|udp]:[hostaddr]:hostport-[guestaddr]:guestport, like tcp:127.0.0.1:2222-:22"
         case .cpuFeature: "a CPU feature like +avx2 or -x2apic"
         case .bootOrder: "drive letters a to p, like 'cdn'"
-        case .ifname: "an interface name of at most 15 letters, digits, '_', '.', '-'"
+        case .ifname: "an interface name of at most 15 letters, digits, '_', '.', '-', starting with a letter or digit"
         case .hostPort: "HOST:PORT, like 127.0.0.1:5900 or :5900"
         case .ipv4: "an IPv4 address like 10.0.2.2"
         case .ipv4CIDR: "an IPv4 network like 10.0.2.0/24"
@@ -146,7 +147,8 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
         case .bootOrder:
             return !u.isEmpty && u.count <= 16 && u.allSatisfy { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "p") }
         case .ifname:
-            return !u.isEmpty && u.count <= 15 && u.allSatisfy { Self.isAlnum($0) || Self.isNamePunctuation($0) }
+            guard let f = u.first, Self.isAlnum(f), u.count <= 15 else { return false }
+            return u.allSatisfy { Self.isAlnum($0) || Self.isNamePunctuation($0) }
         case .serial:
             return !u.isEmpty && u.count <= 20 && u.allSatisfy { Self.isAlnum($0) || Self.isNamePunctuation($0) }
         case .hostfwd: return Self.isHostfwd(u)
@@ -256,7 +258,9 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
             return body.allSatisfy { Self.isAlnum($0) || "_.-".utf8.contains($0) }
         case .bootOrder:
             return !u.isEmpty && u.count <= 16 && u.allSatisfy { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "p") }
-        case .ifname: return !u.isEmpty && u.count <= 15 && u.allSatisfy { Self.isAlnum($0) || "_.-".utf8.contains($0) }
+        case .ifname:
+            guard let f = s.utf8.first, Self.isAlnum(f), s.utf8.count <= 15 else { return false }
+            return s.utf8.allSatisfy { Self.isAlnum($0) || "_.-".utf8.contains($0) }
         case .hostPort: return Self.isHostPort(s, maxPort: 65535, allowEmptyHost: true)
         case .ipv4: return Self.isIPv4(Substring(s))
         case .ipv4CIDR:

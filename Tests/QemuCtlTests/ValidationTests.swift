@@ -244,3 +244,36 @@ struct ValidationTests {
         #expect(c.display.vnc?.listen == .tcp(host: "", display: 3))
     }
 }
+
+/// Values that a program QEMU hands them to would read as syntax (issue 6, item 2).
+@Suite("Values QEMU's helpers would interpret")
+struct InterpretedValueTests {
+    /// QEMU 7.2 runs a bridge helper whose path holds a space or tab through `/bin/sh -c`.
+    @Test(arguments: ["/usr/lib/qemu/h $(touch /tmp/x)", "/a\tb"])
+    func bridgeHelpersWithWhitespaceAreRefused(_ helper: String) {
+        var c = VMConfig(name: "vm")
+        c.networks = [Network(name: "n", backend: .bridge(BridgeNetwork(bridge: "br0", helper: helper)))]
+        #expect(c.problems().contains { $0.path == "networks[0].bridge.helper" && $0.message.contains("shell") })
+    }
+
+    /// libvdeplug reads `://` (plugin), `[…]` (parameters), quotes and backslashes in its argument.
+    @Test(arguments: ["/run/sw[port=5]", "/run/cmd://touch", "/run/a\"b", "/run/a'b", "/run/a\\b"])
+    func vdeSocketsWithURLSyntaxAreRefused(_ sock: String) {
+        var c = VMConfig(name: "vm")
+        c.networks = [Network(name: "n", backend: .vde(VDENetwork(socket: sock)))]
+        #expect(c.problems().contains { $0.path == "networks[0].vde.socket" && $0.message.contains("plain path") })
+    }
+
+    /// Tap scripts get the interface name as an argument: no leading '-'.
+    @Test func interfaceNamesStartingWithADashAreRefused() {
+        var c = VMConfig(name: "vm")
+        c.networks = [Network(name: "n", backend: .tap(TapNetwork(ifname: "-x"))),
+                      Network(name: "b", backend: .bridge(BridgeNetwork(bridge: "-br")))]
+        let paths = Set(c.problems().map(\.path))
+        #expect(paths.isSuperset(of: ["networks[0].tap.ifname", "networks[1].bridge.bridge"]), "\(paths)")
+        var ok = VMConfig(name: "vm")
+        ok.networks = [Network(name: "n", backend: .vde(VDENetwork(socket: "/run/vde,x=y sw"))),
+                       Network(name: "b", backend: .bridge(BridgeNetwork(bridge: "br-0", helper: "/usr/lib/qemu/qemu-bridge-helper")))]
+        #expect(ok.problems() == [])
+    }
+}

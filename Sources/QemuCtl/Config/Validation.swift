@@ -465,6 +465,11 @@ struct Validator {
             }
         case .vde(let v):
             absolutePath("\(p).vde.socket", v.socket)
+            // libvdeplug reads its argument as a URL: '://' picks a plugin to load, '[…]' adds parameters, quotes
+            // and backslashes are removed. Only a plain path is passed.
+            if v.socket.contains("://") || v.socket.contains(where: { "[]'\"\\".contains($0) }) {
+                add("\(p).vde.socket", "must be a plain path: libvdeplug would read '://', '[', ']', quotes or '\\' in it as plugin or parameter syntax, got \(Names.quoted(v.socket))")
+            }
             if let po = v.port { range("\(p).vde.port", po, 0...65535) }
             if let g = v.group { token("\(p).vde.group", g) }
             if let m = v.mode { range("\(p).vde.mode", m, 0...0o777) }
@@ -473,6 +478,8 @@ struct Validator {
 
     mutating func ifname(_ path: String, _ s: String) {
         token(path, s)
+        // Tap scripts get the name as an argument: a leading '-' would read as an option.
+        if s.hasPrefix("-") { add(path, "must not start with '-', got \(Names.quoted(s))") }
         if s.utf8.count > 15 { add(path, "must be at most 15 characters (IFNAMSIZ), got \(s.utf8.count)") }
     }
 

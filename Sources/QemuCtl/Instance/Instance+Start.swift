@@ -12,14 +12,20 @@ public struct StartOptions: Sendable {
     /// The accelerator and CPU model to use; `nil` runs ``AcceleratorProbe/shared``
     /// for `auto` and `kvm` (see ``Instance/acceleratorChoice``).
     public var accelerator: AcceleratorChoice?
+    /// How long QEMU may take to set the VM up before it detaches (opening images,
+    /// connecting to NBD, VDE or socket back ends). A back end that accepts the
+    /// connection and never answers would otherwise hold the start forever; at the
+    /// deadline QEMU is killed and the start fails.
+    public var launchTimeout: Duration
 
     /// Creates options.
     public init(socketDirectory: String? = nil, startPaused: Bool = false, timeout: Duration = .seconds(10),
-                accelerator: AcceleratorChoice? = nil) {
+                accelerator: AcceleratorChoice? = nil, launchTimeout: Duration = .seconds(60)) {
         self.socketDirectory = socketDirectory
         self.startPaused = startPaused
         self.timeout = timeout
         self.accelerator = accelerator
+        self.launchTimeout = launchTimeout
     }
 }
 
@@ -113,13 +119,21 @@ extension Instance {
         // QEMU's parent (with -daemonize) exits once the VM is set up; wait for it on a
         // thread of its own, not on the cooperative pool, so many starts overlap.
         let arguments = commandLine.arguments
+        let deadline = UInt64(options.launchTimeout.components.seconds) * 1_000_000_000
+            + UInt64(options.launchTimeout.components.attoseconds / 1_000_000_000)
         let result = await withCheckedContinuation { continuation in
             Thread.detachNewThread {
-                continuation.resume(returning: Posix.runCollectingStderr(binary, arguments, environment: minimalEnvironment()))
+                continuation.resume(returning: Posix.runCollectingStderr(
+                    binary, arguments, environment: minimalEnvironment(), deadline: deadline,
+                    // The daemon has written its pid file before it opens back ends: kill it too.
+                    onTimeout: { if let pid = layout.runningPID() { Posix.signal(pid, Posix.sigkill) } }))
             }
         }
         if let spawnError = result.spawnError {
             throw InstanceError(code: .startFailed, message: "cannot start VM \(config.name): \(spawnError)")
+        }
+        if result.timedOut {
+            throw InstanceError(code: .startFailed, message: "QEMU did not finish starting VM \(config.name) within \(options.launchTimeout) (a back end it connects to at start, such as an NBD, VDE or socket server, may not be answering); it was killed")
         }
         guard result.status == 0 else {
             let text = result.stderr.split(separator: "\n").map { $0.trimmingPrefix("\(binary): ") }.joined(separator: "\n")

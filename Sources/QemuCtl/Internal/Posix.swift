@@ -171,9 +171,15 @@ package enum Posix {
     /// /dev/null and stderr into a pipe; waits for it to exit (QEMU with `-daemonize`
     /// exits once the daemon is set up) and returns its status and stderr.
     /// Every descriptor above 2 is closed in the child.
-    package static func runCollectingStderr(_ binary: String, _ arguments: [String], environment: [String]) -> (status: CInt, stderr: String, spawnError: String?) {
+    ///
+    /// With a `deadline` (nanoseconds): when stderr has not reached its end by then, the
+    /// child is killed (SIGKILL) and `timedOut` is true; `onTimeout` runs first, to kill
+    /// what the child may have forked.
+    package static func runCollectingStderr(_ binary: String, _ arguments: [String], environment: [String],
+                                            deadline: UInt64? = nil, onTimeout: () -> Void = {})
+        -> (status: CInt, stderr: String, spawnError: String?, timedOut: Bool) {
         var pipeFDs: [CInt] = [-1, -1]
-        guard cproc_pipe(&pipeFDs) == 0 else { return (-1, "", "pipe: \(errorText(errno))") }
+        guard cproc_pipe(&pipeFDs) == 0 else { return (-1, "", "pipe: \(errorText(errno))", false) }
         let argv = ([binary] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup($0) } + [nil]
         defer {
@@ -185,11 +191,29 @@ package enum Posix {
         close(pipeFDs[1])
         guard rc == 0 else {
             close(pipeFDs[0])
-            return (-1, "", "cannot execute \(binary): \(errorText(rc))")
+            return (-1, "", "cannot execute \(binary): \(errorText(rc))", false)
         }
         var stderrBytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
+        let start = monotonicNanoseconds()
+        var timedOut = false
         while true {
+            if let deadline {
+                let elapsed = monotonicNanoseconds() - start
+                let left = elapsed >= deadline ? 0 : deadline - elapsed
+                var pfd = pollfd(fd: pipeFDs[0], events: Int16(POLLIN), revents: 0)
+                let ready = poll(&pfd, 1, CInt(min(left / 1_000_000 + 1, 1_000)))
+                if ready < 0 && errno == EINTR { continue }
+                if ready == 0 {
+                    if left == 0 {
+                        timedOut = true
+                        onTimeout()
+                        kill(pid, SIGKILL)
+                        break
+                    }
+                    continue
+                }
+            }
             let n = buffer.withUnsafeMutableBytes { read(pipeFDs[0], $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
@@ -199,7 +223,14 @@ package enum Posix {
         var status: CInt = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let exitCode: CInt = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return (exitCode, String(decoding: stderrBytes, as: UTF8.self), nil)
+        return (exitCode, String(decoding: stderrBytes, as: UTF8.self), nil, timedOut)
+    }
+
+    /// CLOCK_MONOTONIC in nanoseconds.
+    package static func monotonicNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
     package static var effectiveUID: UInt32 { geteuid() }
