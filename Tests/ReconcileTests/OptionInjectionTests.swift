@@ -578,7 +578,11 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
                 "\(label): \(ids.sorted())")
         // Character devices: the monitor and the console, nothing else.
         let chardevs = try await qmp.execute("query-chardev").arrayValue ?? []
-        #expect(Set(chardevs.compactMap { $0["label"]?.stringValue }) == ["qmp", "serial-console"], "\(label)")
+        // (The monitors are qemuctl's own: `qmp` and any further `qmp-…` control sockets in the state directory.)
+        let monitors = chardevs.filter { $0["label"]?.stringValue?.hasPrefix("qmp") == true }
+        #expect(monitors.allSatisfy { ($0["filename"]?.stringValue ?? "").contains("unix:\(root)/s/") }, "\(label): \(monitors)")
+        #expect(Set(chardevs.compactMap { $0["label"]?.stringValue }).subtracting(monitors.compactMap { $0["label"]?.stringValue })
+                == ["serial-console"], "\(label)")
         // VNC on the literal socket, with a password; SPICE with its ticket (both read from the literal files).
         let vnc = try await qmp.execute("query-vnc")
         #expect(vnc["family"]?.stringValue == "unix" && vnc["service"]?.stringValue == vncSocket, "\(label): \(vnc)")
