@@ -100,6 +100,9 @@ import Testing
         var imageStat = stat()
         #expect(stat(image, &imageStat) == 0)
         #expect(imageStat.st_mode & 0o777 == 0o600, "the created image is \(String(imageStat.st_mode & 0o777, radix: 8))")
+        // Created in the declared format (qemu-img got -f qcow2): the qcow2 magic.
+        let magic = try #require(FileManager.default.contents(atPath: image)).prefix(4)
+        #expect(Array(magic) == [0x51, 0x46, 0x49, 0xFB])
         // Sockets: QMP, console, guest agent; each in a 0700 directory, none open to others by its own mode either.
         #expect(sockets.contains("\(w.state)/p.sock"))
         #expect(sockets.contains("\(w.state)/p/console.sock"))

@@ -140,6 +140,19 @@ import Testing
         #expect(failed.status != 0)
         #expect(failed.out.contains("missing.raw") || failed.err.contains("missing.raw"), "\(failed.out)\(failed.err)")
         #expect(!failed.out.contains(canary) && !failed.err.contains(canary))
+        // A secret QEMU reads from a file (the iSCSI CHAP password): written into the private runtime directory
+        // for the start, removed when the start fails (no iSCSI target listens on port 1).
+        let chap = w.dir.file("chap.pw")
+        try Self.writeSecret(chap, canary, mode: 0o600)
+        let iscsi = try w.manifest("l", bareVM("l", extra: """
+              disks:
+                - name: lun
+                  iscsi: {portal: "127.0.0.1:1", target: "iqn.2024-01.test:t", user: u, passwordFrom: {file: \(chap)}}
+            """))
+        let noTarget = try await w.qemuctl("apply", "-f", iscsi)
+        #expect(noTarget.status != 0, "\(noTarget.out)")
+        #expect(!noTarget.out.contains(canary) && !noTarget.err.contains(canary))
+        #expect(!FileManager.default.fileExists(atPath: "\(w.state)/l/secret-lun-password"), "the secret file outlived the start")
         let leaked = (FileManager.default.enumerator(atPath: w.state)?.allObjects as? [String] ?? []).filter {
             (FileManager.default.contents(atPath: w.state + "/" + $0)?.range(of: Data(canary.utf8))) != nil
         }
