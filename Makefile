@@ -12,11 +12,11 @@ FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 60
 
 # Debian packages the build, the tests and the demo need.
-APT_PACKAGES := qemu-system-x86 qemu-utils qemu-block-extra libyaml-dev busybox-static cpio kmod pkg-config
+APT_PACKAGES := qemu-system-x86 qemu-utils qemu-block-extra libyaml-dev busybox-static cpio kmod pkg-config groff-base
 # Commands whose presence shows a package is installed (same order as above).
-CHECK_FILES := /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/lib/x86_64-linux-gnu/qemu/block-rbd.so /usr/include/yaml.h /bin/busybox /usr/bin/cpio /sbin/depmod /usr/bin/pkg-config
+CHECK_FILES := /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/lib/x86_64-linux-gnu/qemu/block-rbd.so /usr/include/yaml.h /bin/busybox /usr/bin/cpio /sbin/depmod /usr/bin/pkg-config /usr/bin/groff
 
-.PHONY: all deps build guest demo test fuzz fuzz-smoke bench clean
+.PHONY: all deps build guest demo test fuzz fuzz-smoke bench clean man
 
 all: build
 
@@ -67,6 +67,16 @@ bench: deps guest
 	.build/release/qmp-rtt
 	.build/release/launch
 	.build/release/yaml-bench
+
+# The manual page qemuctl.1: swift-argument-parser's generate-manual plugin (offline: the
+# package is already checked out), or `qemuctl __man` when the plugin cannot run.
+man: build
+	@if $(SWIFT) package --disable-sandbox plugin generate-manual --configuration debug >/dev/null 2>&1 \
+	    && cp .build/plugins/GenerateManual/outputs/QemuCtlCLI/qemuctl.1 qemuctl.1; then \
+	  echo "qemuctl.1 written (generate-manual plugin); read it with: man -l qemuctl.1"; \
+	else \
+	  .build/debug/qemuctl __man > qemuctl.1 && echo "qemuctl.1 written (qemuctl __man); read it with: man -l qemuctl.1"; \
+	fi
 
 clean:
 	rm -rf .build .build-fuzz .cache fuzz-artifacts

@@ -9,7 +9,8 @@ struct QemuCtlCommand: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [Apply.self, Diff.self, PlanCommand.self, Get.self, Describe.self, Delete.self, Validate.self, Schema.self,
                       Console.self, VNC.self, SPICE.self, Import.self,
-                      Start.self, Stop.self, Pause.self, Resume.self, Reset.self, QMPRaw.self, HMP.self, Events.self]
+                      Start.self, Stop.self, Pause.self, Resume.self, Reset.self, QMPRaw.self, HMP.self, Events.self,
+                      Manual.self]
     )
 
     /// Parses and runs the command; usage errors are printed as `qemuctl: error: …`

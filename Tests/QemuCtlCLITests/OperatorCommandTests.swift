@@ -29,6 +29,11 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
         #expect(diff.status == 1)
         #expect(diff.out.contains("spec.runState: paused -> running"), "\(diff.out)")
         #expect(diff.out.contains("drift"))
+        let json = try await w.qemuctl("diff", "-f", vms, "-o", "json")
+        #expect(json.status == 1)
+        let change = try JSONValue(parsing: json.out)["vms"]?[0]?["changes"]?[0]
+        #expect(change?["path"]?.stringValue == "spec.runState")
+        #expect(change?["drift"]?.boolValue == true)
         let resume = try await w.qemuctl("resume", "a")
         #expect(resume.status == 0)
         #expect(resume.out == "a: resumed (QEMU reports running)\n")
@@ -230,6 +235,18 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
             #expect(script.status == 0)
             #expect(script.out.count > 500)
         }
+        // The manual page: every command has a section, and groff renders it without a warning.
+        let man = try await QemuctlBinary.run(["__man"])
+        #expect(man.status == 0)
+        for command in ["apply", "diff", "plan", "get", "describe", "delete", "validate", "schema", "start", "stop",
+                        "pause", "resume", "reset", "qmp", "hmp", "events"] {
+            #expect(man.out.contains("\n.SS \(command)\n"), "no section for \(command)")
+        }
+        #expect(!man.out.contains(".SS __man"))
+        try man.out.write(toFile: dir.file("qemuctl.1"), atomically: true, encoding: .utf8)
+        let groff = try await QemuctlBinary.run(["-man", "-Tutf8", "-ww", "-z", dir.file("qemuctl.1")], executable: "/usr/bin/groff")
+        #expect(groff.status == 0)
+        #expect(groff.err.isEmpty, "\(groff.err)")
         // VM names complete from the state directory.
         let w = try Workspace("comp")
         defer { w.cleanUp() }

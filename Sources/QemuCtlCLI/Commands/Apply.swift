@@ -68,7 +68,7 @@ extension QemuCtlCommand {
                     try await applyLocked(store)
                 }
             } catch let error as StateError {
-                Terminal.fail(error.message)
+                Terminal.fail(error.message, hint: "another qemuctl is changing this state directory; retry when it is done, or pass a longer --wait")
                 throw ExitCode(2)
             }
             if code != 0 { throw ExitCode(code) }
@@ -81,12 +81,13 @@ extension QemuCtlCommand {
             if let planFile {
                 guard let data = FileManager.default.contents(atPath: planFile),
                       let saved = try? JSONDecoder().decode(Plan.self, from: data) else {
-                    Terminal.fail("\(planFile) is not a plan written by `qemuctl plan -o`")
+                    Terminal.fail("\(planFile) is not a plan written by `qemuctl plan -o`", hint: "save one with: qemuctl plan -f MANIFESTS -o \(planFile)")
                     return 2
                 }
                 let report = await session.observer.observe(extraNames: saved.vms.map(\.name))
                 guard saved.isCurrent(for: report.vms) else {
-                    Terminal.fail("the plan in \(planFile) is stale: the VMs changed since it was made; run `qemuctl plan` again")
+                    Terminal.fail("the plan in \(planFile) is stale: the VMs changed since it was made",
+                                  hint: "make a new one with `qemuctl plan -f MANIFESTS -o \(planFile)`, or apply the manifests directly")
                     return 2
                 }
                 plan = saved
@@ -94,7 +95,7 @@ extension QemuCtlCommand {
             } else {
                 do {
                     let result = try await session.plan(paths: file, prune: prune, restart: restart)
-                    for w in result.observed.warnings { Terminal.error("qemuctl: warning: \(w)") }
+                    for w in result.observed.warnings { Terminal.warn(w) }
                     plan = result.plan
                     observed = result.observed.vms
                 } catch {

@@ -36,7 +36,8 @@ extension QemuCtlCommand {
                                           timeout: global.deadline)
                     for name in names {
                         guard FileManager.default.fileExists(atPath: store.recordPath(name)) else {
-                            Terminal.fail("\(name) is not a VM managed in \(store.directory); nothing deleted")
+                            Terminal.fail("\(name) is not a VM managed in \(store.directory); nothing deleted",
+                                          hint: "`qemuctl get` lists the managed VMs; --state-dir selects another state directory")
                             failed += 1
                             continue
                         }
@@ -47,7 +48,7 @@ extension QemuCtlCommand {
                     }
                 }
             } catch let error as StateError {
-                Terminal.fail(error.message)
+                Terminal.fail(error.message, hint: "another qemuctl is changing this state directory; retry when it is done, or pass a longer --wait")
                 throw ExitCode(2)
             }
             if failed > 0 { throw ExitCode(1) }

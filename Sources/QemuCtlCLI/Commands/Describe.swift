@@ -28,9 +28,10 @@ extension QemuCtlCommand {
         func run() async throws {
             let store = global.store
             let (observed, warning) = await Observer(store: store, timeout: global.deadline).observe(name)
-            if let warning { Terminal.error("qemuctl: warning: \(warning)") }
+            if let warning { Terminal.warn(warning) }
             guard let vm = observed, vm.record != nil || vm.liveness != .gone else {
-                Terminal.fail("no VM named \(name) in \(store.directory)")
+                Terminal.fail("no VM named \(name) in \(store.directory)",
+                              hint: "`qemuctl get` lists the VMs there; --state-dir (or QEMUCTL_STATE_DIR) selects another state directory")
                 throw ExitCode(1)
             }
             let stored = try? store.loadRecord(StoredRecord.self, name: name)

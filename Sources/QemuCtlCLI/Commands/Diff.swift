@@ -24,6 +24,14 @@ extension QemuCtlCommand {
         @Flag(help: "Also show managed VMs that no manifest declares (as deletions).")
         var prune = false
 
+        /// Output formats.
+        enum Output: String, ExpressibleByArgument, CaseIterable {
+            case text, json
+        }
+
+        @Option(name: .shortAndLong, help: "text, or json (the plan apply would carry out, as `qemuctl plan --json` prints it).")
+        var output: Output = .text
+
         func validate() throws {
             if file.isEmpty { throw ValidationError("give at least one -f PATH") }
         }
@@ -37,9 +45,12 @@ extension QemuCtlCommand {
                 error.report()
                 throw ExitCode(Plan.diffErrorExitCode)
             }
-            for w in result.observed.warnings { Terminal.error("qemuctl: warning: \(w)") }
-            let renderer = PlanRenderer(color: Terminal.color)
-            print(renderer.render(result.plan), terminator: "")
+            for w in result.observed.warnings { Terminal.warn(w) }
+            if output == .json {
+                try Terminal.json(result.plan)
+            } else {
+                print(PlanRenderer(color: Terminal.color).render(result.plan), terminator: "")
+            }
             let code = result.plan.diffExitCode
             if code != 0 { throw ExitCode(code) }
         }

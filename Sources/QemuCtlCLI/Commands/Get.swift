@@ -80,11 +80,13 @@ extension QemuCtlCommand {
         func run() async throws {
             let store = global.store
             let report = await Observer(store: store, timeout: global.deadline).observe(extraNames: names)
-            for w in report.warnings { Terminal.error("qemuctl: warning: \(w)") }
+            for w in report.warnings { Terminal.warn(w) }
             var vms = report.vms
             if !names.isEmpty {
                 let missing = names.filter { n in !vms.contains { $0.name == n } }
-                for m in missing { Terminal.fail("no VM named \(m) in \(store.directory)") }
+                for m in missing {
+                    Terminal.fail("no VM named \(m) in \(store.directory)", hint: "--state-dir (or QEMUCTL_STATE_DIR) selects another state directory")
+                }
                 vms = vms.filter { names.contains($0.name) }
                 if !missing.isEmpty && vms.isEmpty { throw ExitCode(1) }
             }

@@ -59,7 +59,7 @@ extension QemuCtlCommand {
                 do {
                     try encoder.encode(plan).write(to: URL(fileURLWithPath: out), options: .atomic)
                 } catch {
-                    Terminal.fail("cannot write \(out): \(error.localizedDescription)")
+                    Terminal.fail("cannot write \(out): \(error.localizedDescription)", hint: "check that the directory exists and is writable")
                     throw ExitCode(Plan.planErrorExitCode)
                 }
             }

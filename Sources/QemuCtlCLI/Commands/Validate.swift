@@ -36,7 +36,8 @@ extension QemuCtlCommand {
 
         func run() throws {
             guard !file.isEmpty else {
-                printError("qemuctl validate: give at least one -f PATH (a file, a directory, or - for standard input)")
+                printError("qemuctl: error: give at least one -f PATH")
+                printError("hint: a manifest file, a directory (searched for *.yaml and *.yml), or - for standard input")
                 throw ExitCode(2)
             }
             let set = ManifestLoader(hostFiles: .warn).load(paths: file)
