@@ -13,9 +13,7 @@ struct AcceleratorCache: Sendable {
     init(store: StateStore) { path = store.directory + "/.accelerator-cache.json" }
 
     func choice(binary: String, machineType: String?, requested: AcceleratorMode) async throws(QEMUDiscoveryError) -> AcceleratorChoice {
-        let attributes = try? FileManager.default.attributesOfItem(atPath: binary)
-        let mtime = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        let size = (attributes?[.size] as? NSNumber)?.int64Value ?? 0
+        let (size, mtime) = Posix.sizeAndModificationTime(binary) ?? (0, 0)
         let kvmFD = open("/dev/kvm", O_RDWR | O_CLOEXEC)
         if kvmFD >= 0 { close(kvmFD) }
         let key = "\(binary)|\(size)|\(Int(mtime))|\(machineType ?? "-")|\(requested.rawValue)|kvm=\(kvmFD >= 0)"

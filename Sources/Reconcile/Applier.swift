@@ -153,7 +153,7 @@ package struct Applier: Sendable {
         // An adopted VM's socket name is a symlink to the socket it was started with: the
         // relaunch is qemuctl's own and binds a socket of its own there.
         let socket = store.layout(vm.name).socketPath
-        if (try? FileManager.default.attributesOfItem(atPath: socket)[.type] as? FileAttributeType) == .typeSymbolicLink {
+        if Posix.isSymbolicLink(socket) {
             Posix.unlinkFile(socket)
         }
         var accelerator: AcceleratorChoice? = nil

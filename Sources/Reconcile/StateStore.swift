@@ -86,7 +86,7 @@ package struct StateStore: Sendable {
     package func journal(_ name: String, _ line: String) {
         // Only into an existing runtime directory: a deleted VM's is not recreated.
         guard Posix.fileExists(layout(name).runtimeDirectory) else { return }
-        let stamp = ISO8601DateFormatter().string(from: Date())
+        let stamp = Posix.utcTimestamp()
         Posix.appendLine(journalPath(name), "\(stamp) \(line)")
     }
 

@@ -49,8 +49,7 @@ public final class AcceleratorProbe: Sendable {
                       requested: AcceleratorMode) async throws(QEMUDiscoveryError) -> AcceleratorChoice {
         let x86 = binary.hasSuffix("x86_64") || binary.hasSuffix("i386")
         let machine = machineType ?? (x86 ? "q35" : "virt")
-        let mtime = ((try? FileManager.default.attributesOfItem(atPath: binary))?[.modificationDate] as? Date)?
-            .timeIntervalSince1970 ?? 0
+        let mtime = Double(Posix.sizeAndModificationTime(binary)?.mtime ?? 0)
         let key = Key(path: binary, mtime: mtime, machine: machine, mode: requested)
         if let hit = cache.withLock({ $0[key] }) { return hit }
         let choice = try await run(binary: binary, machine: machine, x86: x86, requested: requested)

@@ -105,6 +105,32 @@ package enum Posix {
 
     package static func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
+    /// Size and modification time (whole seconds) of `path`, following symlinks; `nil` when it
+    /// cannot be stat'ed. (Foundation's `attributesOfItem` also looks up the owner's and group's
+    /// names in the user database, which a hot path does not need.)
+    package static func sizeAndModificationTime(_ path: String) -> (size: Int64, mtime: Int)? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return (Int64(st.st_size), Int(st.st_mtim.tv_sec))
+    }
+
+    /// Whether `path` itself is a symbolic link.
+    package static func isSymbolicLink(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK
+    }
+
+    /// The current time as ISO 8601 UTC, `2026-11-26T00:48:18Z`, from the C library: Foundation's
+    /// date formatters load ICU's time zone data, which costs a short-lived command tens of ms.
+    package static func utcTimestamp() -> String {
+        var now = time(nil)
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+    }
+
     /// Appends `line` and a newline to `path` (created 0600). Not synced: a journal
     /// is a trail for people; records, written with ``writeFileAtomically(_:_:mode:)``,
     /// are what must survive a crash.
