@@ -50,9 +50,14 @@ public struct RuntimeLayout: Sendable, Hashable {
 
     /// The pid of the QEMU that owns this layout: the pid file's process, if it
     /// is alive (not a zombie) and its command line names this socket; else `nil`.
+    ///
+    /// The socket is named in `-chardev socket,…,path=…`, where a comma of the path
+    /// is written `,,`: both spellings are looked for.
     package func runningPID() -> Int32? {
+        let escaped = socketPath.replacing(",", with: ",,")
         guard let pid = Instance.readPIDFile(pidFile), Posix.processExists(pid),
-              Posix.commandLine(of: pid)?.contains(where: { $0.contains(socketPath) }) == true else { return nil }
+              Posix.commandLine(of: pid)?.contains(where: { $0.contains(socketPath) || $0.contains(escaped) }) == true
+        else { return nil }
         return pid
     }
 
