@@ -73,7 +73,7 @@ import Testing
             """))
         #expect(chmod(w.dir.file("vms"), 0o755) == 0)
         let apply = try await QemuctlBinary.run(
-            ["-c", "umask 000; exec \"$0\" \"$@\"", QemuctlBinary.path, "apply", "-f", vms],
+            ["-c", "umask 000; exec \"$0\" \"$@\"", QemuctlBinary.path, "apply", "--timeout", "30", "-f", vms],
             environment: w.env, directory: w.dir.path, executable: "/bin/sh")
         #expect(apply.status == 0, "\(apply.out)\(apply.err)")
         #expect(w.pid("p") != nil)

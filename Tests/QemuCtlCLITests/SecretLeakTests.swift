@@ -54,7 +54,7 @@ import Testing
             try await QemuctlBinary.run(args, environment: env, directory: w.dir.path)
         }
         var outputs: [(String, QemuctlBinary.Run)] = []
-        let apply = try await run("apply", "-f", vms)
+        let apply = try await run("apply", "--timeout", "30", "-f", vms)
         #expect(apply.status == 0, "\(apply.out)\(apply.err)")
         outputs.append(("apply", apply))
         // The passwords are really set: VNC requires password authentication, SPICE a ticket (not vacuous).
@@ -70,7 +70,7 @@ import Testing
                               ("diff", ["diff", "-f", vms]), ("describe f", ["describe", "f"]),
                               ("describe e -o json", ["describe", "e", "-o", "json"]), ("get -o json", ["get", "-o", "json"]),
                               ("get -o yaml", ["get", "-o", "yaml"]), ("validate", ["validate", "-f", vms]),
-                              ("apply again", ["apply", "-f", vms])] {
+                              ("apply again", ["apply", "--timeout", "30", "-f", vms])] {
             let r = try await QemuctlBinary.run(args, environment: env, directory: w.dir.path)
             #expect(r.status == 0 || label == "plan", "\(label): \(r.err)")
             outputs.append((label, r))
@@ -78,7 +78,7 @@ import Testing
         // A live password change (the file's content changes): applied over QMP, reported without the value.
         let newCanary = Self.canary("file2")
         try Self.writeSecret(secretPath, newCanary, mode: 0o600)
-        let change = try await run("apply", "-f", vms)
+        let change = try await run("apply", "--timeout", "30", "-f", vms)
         #expect(change.status == 0, "\(change.err)")
         #expect(change.out.contains("spec.display.vnc.passwordFrom set (sensitive)"), "\(change.out)")
         outputs.append(("apply (password change)", change))
@@ -125,7 +125,7 @@ import Testing
         // Owned by someone else (nobody): refused too.
         try Self.writeSecret(secretPath, canary, mode: 0o600)
         #expect(chown(secretPath, 65534, 65534) == 0)
-        let foreign = try await w.qemuctl("apply", "-f", vms)
+        let foreign = try await w.qemuctl("apply", "--timeout", "30", "-f", vms)
         #expect(foreign.status != 0)
         #expect(foreign.err.contains("secret file \(secretPath) is not owned by this user"), "\(foreign.err)")
         #expect(chown(secretPath, getuid(), getgid()) == 0)
@@ -136,7 +136,7 @@ import Testing
                 - name: gone
                   file: {path: \(w.dir.file("missing.raw")), format: raw}
             """))
-        let failed = try await w.qemuctl("apply", "-f", broken)
+        let failed = try await w.qemuctl("apply", "--timeout", "30", "-f", broken)
         #expect(failed.status != 0)
         #expect(failed.out.contains("missing.raw") || failed.err.contains("missing.raw"), "\(failed.out)\(failed.err)")
         #expect(!failed.out.contains(canary) && !failed.err.contains(canary))
@@ -149,7 +149,7 @@ import Testing
                 - name: lun
                   iscsi: {portal: "127.0.0.1:1", target: "iqn.2024-01.test:t", user: u, passwordFrom: {file: \(chap)}}
             """))
-        let noTarget = try await w.qemuctl("apply", "-f", iscsi)
+        let noTarget = try await w.qemuctl("apply", "--timeout", "30", "-f", iscsi)
         #expect(noTarget.status != 0, "\(noTarget.out)")
         #expect(!noTarget.out.contains(canary) && !noTarget.err.contains(canary))
         #expect(!FileManager.default.fileExists(atPath: "\(w.state)/l/secret-lun-password"), "the secret file outlived the start")

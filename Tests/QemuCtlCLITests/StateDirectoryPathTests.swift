@@ -16,7 +16,7 @@ import Testing
             try await QemuctlBinary.run(args, environment: env, directory: w.dir.path)
         }
         let vms = try w.manifest("c", bareVM("c", extra: "  serial: {log: true}\n"))
-        let apply = try await run("apply", "-f", vms)
+        let apply = try await run("apply", "--timeout", "30", "-f", vms)
         #expect(apply.status == 0, "\(apply.out)\(apply.err)")
         let pid = try #require(Int32(try String(contentsOfFile: "\(state)/c/qemu.pid", encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)))
@@ -28,7 +28,7 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: "\(state)/c/console.sock"))
         #expect(!FileManager.default.fileExists(atPath: w.dir.file("st")), "nothing at the path cut at the comma")
         // qemuctl knows its QEMU: no change on a second apply, and a forced delete kills it.
-        let again = try await run("apply", "-f", vms)
+        let again = try await run("apply", "--timeout", "30", "-f", vms)
         #expect(again.out.contains("No changes"), "\(again.out)\(again.err)")
         let delete = try await run("delete", "--force", "c")
         #expect(delete.status == 0, "\(delete.err)")

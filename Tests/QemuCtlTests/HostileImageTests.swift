@@ -51,7 +51,7 @@ import Testing
         let image = dir.file("over.qcow2")
         try Self.qemuImg(["create", "-q", "-f", "qcow2", "-u", "-b", backing, "-F", "raw", image, "1M"])
         let vm = try await Instance.start(TestVMs.bare("h1", disks: [Disk(name: "root", file: image, format: .qcow2)]),
-                                          options: StartOptions(socketDirectory: dir.file("s"), startPaused: true))
+                                          options: StartOptions(socketDirectory: dir.file("s"), startPaused: true, timeout: .seconds(30)))
         defer { Task { try? await vm.forceStop() } }
         let nodes = try await Self.nodes(vm)
         #expect(Set(nodes.keys) == ["file-root", "fmt-root"], "\(nodes)")
@@ -75,7 +75,7 @@ import Testing
         let image = dir.file("over.qed")
         try Self.qemuImg(["create", "-q", "-f", "qed", "-u", "-b", secret, "-F", "raw", image, "1M"])
         let vm = try await Instance.start(TestVMs.bare("h2", disks: [Disk(name: "root", file: image, format: .qed)]),
-                                          options: StartOptions(socketDirectory: dir.file("s"), startPaused: true))
+                                          options: StartOptions(socketDirectory: dir.file("s"), startPaused: true, timeout: .seconds(30)))
         defer { Task { try? await vm.forceStop() } }
         let nodes = try await Self.nodes(vm)
         #expect(Set(nodes.keys) == ["file-root", "fmt-root"], "\(nodes)")
@@ -92,7 +92,7 @@ import Testing
         let image = dir.file("looks-like.qcow2")
         try Self.qemuImg(["create", "-q", "-f", "qcow2", "-u", "-b", secret, "-F", "raw", image, "1M"])
         let vm = try await Instance.start(TestVMs.bare("h3", disks: [Disk(name: "root", file: image, format: .raw)]),
-                                          options: StartOptions(socketDirectory: dir.file("s"), startPaused: true))
+                                          options: StartOptions(socketDirectory: dir.file("s"), startPaused: true, timeout: .seconds(30)))
         defer { Task { try? await vm.forceStop() } }
         let nodes = try await Self.nodes(vm)
         #expect(Set(nodes.keys) == ["file-root", "fmt-root"], "\(nodes)")
@@ -110,7 +110,7 @@ import Testing
         let start = clock.now
         let error = await #expect(throws: InstanceError.self) {
             try await Instance.start(TestVMs.bare("h4", disks: [Disk(name: "root", file: image, format: .qcow2)]),
-                                     options: StartOptions(socketDirectory: dir.file("s"), startPaused: true))
+                                     options: StartOptions(socketDirectory: dir.file("s"), startPaused: true, timeout: .seconds(30)))
         }
         #expect(error?.code == .startFailed)
         #expect(error?.message.contains("not in qcow2 format") == true, "\(error?.message ?? "")")
@@ -127,7 +127,7 @@ import Testing
         try Self.qemuImg(["create", "-q", "-f", "qcow2", "-o", "data_file=\(secret)", image, "1M"])
         let error = await #expect(throws: InstanceError.self) {
             try await Instance.start(TestVMs.bare("h5", disks: [Disk(name: "root", file: image, format: .qcow2)]),
-                                     options: StartOptions(socketDirectory: dir.file("s"), startPaused: true))
+                                     options: StartOptions(socketDirectory: dir.file("s"), startPaused: true, timeout: .seconds(30)))
         }
         #expect(error?.code == .invalidConfig)
         #expect(error?.message.contains("disk root: the qcow2 image \(image) names an external data file") == true,
@@ -156,14 +156,14 @@ import Testing
             """.write(toFile: descriptor, atomically: true, encoding: .utf8)
         let error = await #expect(throws: InstanceError.self) {
             try await Instance.start(TestVMs.bare("h6", disks: [Disk(name: "root", file: descriptor, format: .vmdk)]),
-                                     options: StartOptions(socketDirectory: dir.file("s"), startPaused: true))
+                                     options: StartOptions(socketDirectory: dir.file("s"), startPaused: true, timeout: .seconds(30)))
         }
         #expect(error?.message.contains("the VMDK image \(descriptor) is a descriptor") == true, "\(error?.message ?? "")")
 
         let sparse = dir.file("sparse.vmdk")
         try Self.qemuImg(["create", "-q", "-f", "vmdk", sparse, "1M"])
         let vm = try await Instance.start(TestVMs.bare("h7", disks: [Disk(name: "root", file: sparse, format: .vmdk)]),
-                                          options: StartOptions(socketDirectory: dir.file("s"), startPaused: true))
+                                          options: StartOptions(socketDirectory: dir.file("s"), startPaused: true, timeout: .seconds(30)))
         defer { Task { try? await vm.forceStop() } }
         let nodes = try await Self.nodes(vm)
         #expect(Set(nodes.keys) == ["file-root", "fmt-root"], "\(nodes)")

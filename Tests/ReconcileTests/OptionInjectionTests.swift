@@ -430,7 +430,7 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             var pending = jobs.makeIterator()
-            for _ in 0..<6 { if let job = pending.next() { group.addTask { try await job() } } }
+            for _ in 0..<4 { if let job = pending.next() { group.addTask { try await job() } } }
             while try await group.next() != nil {
                 if let job = pending.next() { group.addTask { try await job() } }
             }
@@ -674,7 +674,7 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
         var started: Instance? = nil
         var failure = ""
         do {
-            started = try await Instance.start(config, options: StartOptions(socketDirectory: base + "/s", startPaused: true,
+            started = try await Instance.start(config, options: StartOptions(socketDirectory: base + "/s", startPaused: true, timeout: .seconds(30),
                                                                              launchTimeout: .seconds(20)))
         } catch {
             failure = error.message
