@@ -113,6 +113,12 @@ public final class AcceleratorProbe: Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = arguments
+        // Like the VM itself, the probe gets no inherited environment: a secret passed to this process in a
+        // variable must not be readable in the probe's /proc/PID/environ.
+        p.environment = Dictionary(Instance.minimalEnvironment().map { entry -> (String, String) in
+            let eq = entry.firstIndex(of: "=") ?? entry.endIndex
+            return (String(entry[..<eq]), eq == entry.endIndex ? "" : String(entry[entry.index(after: eq)...]))
+        }, uniquingKeysWith: { a, _ in a })
         let output = Pipe(), errors = Pipe()
         p.standardInput = input; p.standardOutput = output; p.standardError = errors
         let exited = AsyncStream<Void>.makeStream()
