@@ -403,6 +403,11 @@ package struct Applier: Sendable {
         one.spec.disks = [disk]
         try await createDisks(one, log: &log)
         let config = try config(for: desired, uuid: uuid)
+        // The same image checks as at launch: nothing the image header names beyond the image is opened.
+        if let d = config.disks.first(where: { $0.name == name }), case .file(let f) = d.backend,
+           let problem = DiskImageCheck.problem(path: f.path, format: f.format) {
+            throw ApplyError("disk \(name): \(problem)")
+        }
         do {
             var port: String? = nil
             var scsiID: Int? = nil
