@@ -510,13 +510,20 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
         #expect(!set.hasErrors, "\(label): \(set.diagnostics.map(\.description))")
         let vm = try #require(set.virtualMachines.first)
         let config = try VMConfigMapping.config(for: vm, uuid: nil, socketDirectory: root + "/s")
-        let instance: Instance
-        do {
-            instance = try await Instance.start(config, options: StartOptions(socketDirectory: root + "/s", startPaused: true, timeout: .seconds(30)))
-        } catch {
-            Issue.record("\(label): the VM did not start: \(error)")
-            return
+        var started: Instance? = nil
+        // A second try only when QEMU started but its monitor stayed silent: a machine starved by the rest of the
+        // suite, not a refusal (QEMU's own refusals fail at once and are not retried).
+        for attempt in 1...2 where started == nil {
+            do {
+                started = try await Instance.start(config, options: StartOptions(socketDirectory: root + "/s", startPaused: true, timeout: .seconds(30)))
+            } catch where attempt == 1 && error.message.contains("did not answer") {
+                continue
+            } catch {
+                Issue.record("\(label): the VM did not start: \(error)")
+                return
+            }
         }
+        let instance = try #require(started)
         defer { Task { try? await instance.forceStop() } }
         let qmp = instance.qmp
 
