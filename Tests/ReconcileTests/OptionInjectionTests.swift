@@ -368,6 +368,33 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
         }
     }
 
+    /// The same refusals through the command line: `qemuctl validate` exits 1 with file:line:col; a value only the
+    /// mapping refuses (a bridge helper QEMU would run through a shell) stops `plan` before anything runs.
+    @Test func theCommandLineReportsRefusalsWithTheirPlace() async throws {
+        let dir = try TempDir("oiv")
+        defer { dir.remove() }
+        let cases: [(path: String, value: String)] = [
+            ("metadata.name", ",snapshot=on,readonly=on"), ("spec.disks[].serial", "a,b"),
+            ("spec.networks[].user.hostfwd[]", "-drive"), ("spec.boot.cmdline", "a\nb"),
+        ]
+        for (i, c) in cases.enumerated() {
+            let field = try #require(fieldCases.first { $0.path == c.path })
+            let (text, line) = manifestText(field, c.value, name: "v\(i)", base: dir.path)
+            let file = dir.file("case\(i).yaml")
+            try text.write(toFile: file, atomically: true, encoding: .utf8)
+            let r = try await QemuctlBinary.run(["validate", "-f", file])
+            #expect(r.status == 1, "\(c.path): \(r.err)")
+            #expect(r.err.contains("\(file):\(line):"), "\(c.path): \(r.err)")
+        }
+        let helper = try #require(fieldCases.first { $0.path == "spec.networks[].bridge.helper" })
+        let file = dir.file("helper.yaml")
+        try manifestText(helper, "h $(touch \(pwnedMarker))", name: "h", base: dir.path).text.write(toFile: file, atomically: true, encoding: .utf8)
+        let plan = try await QemuctlBinary.run(["plan", "--state-dir", dir.file("s"), "-f", file])
+        #expect(plan.status != 0)
+        #expect(plan.err.contains("spec.networks[0].bridge.helper") && plan.err.contains("shell"), "\(plan.err)")
+        #expect(!FileManager.default.fileExists(atPath: pwnedMarker))
+    }
+
     @Test func hostileValuesAreRefusedOrReachQEMUVerbatim() async throws {
         let dir = try TempDir("oi")
         defer { dir.remove() }
