@@ -405,7 +405,7 @@ package struct Applier: Sendable {
         let config = try config(for: desired, uuid: uuid)
         // The same image checks as at launch: nothing the image header names beyond the image is opened.
         if let d = config.disks.first(where: { $0.name == name }), case .file(let f) = d.backend,
-           let problem = DiskImageCheck.problem(path: f.path, format: f.format) {
+           let problem = HostFileCheck.imageProblem(path: f.path, format: f.format) {
             throw ApplyError("disk \(name): \(problem)")
         }
         do {

@@ -170,6 +170,25 @@ import Testing
         #expect(nodes["fmt-root"]?.drv == "vmdk")
     }
 
+    /// A VDE "socket" that is a regular file: libvdeplug would read a switch URL from its first line, and a
+    /// `cmd://` URL runs a command. Refused before QEMU runs.
+    @Test func vdeSocketThatIsARegularFileIsRefused() async throws {
+        let dir = try TempDir("himg")
+        defer { dir.remove() }
+        let marker = dir.file("ran")
+        let file = dir.file("switch")
+        try "cmd://touch \(marker)\n".write(toFile: file, atomically: true, encoding: .utf8)
+        var config = TestVMs.bare("h8")
+        config.networks = [Network(name: "n", backend: .vde(VDENetwork(socket: file)))]
+        let error = await #expect(throws: InstanceError.self) {
+            try await Instance.start(config, options: StartOptions(socketDirectory: dir.file("s"), startPaused: true, timeout: .seconds(30)))
+        }
+        #expect(error?.code == .invalidConfig)
+        #expect(error?.message.contains("network n: \(file) is a regular file") == true, "\(error?.message ?? "")")
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(!FileManager.default.fileExists(atPath: marker), "libvdeplug ran the command")
+    }
+
     /// The header checks on synthetic headers: the feature bit and the VMDK variants decide, nothing else.
     @Test func headerChecksReadTheRightBits() throws {
         let dir = try TempDir("himg")
@@ -181,18 +200,18 @@ import Testing
         }
         var qcow3 = [UInt8](repeating: 0, count: 104)
         qcow3.replaceSubrange(0..<8, with: [0x51, 0x46, 0x49, 0xFB, 0, 0, 0, 3])
-        #expect(DiskImageCheck.problem(path: try write(qcow3), format: .qcow2) == nil)
+        #expect(HostFileCheck.imageProblem(path: try write(qcow3), format: .qcow2) == nil)
         qcow3[79] = 0x04  // incompatible feature bit 2: external data file
-        #expect(DiskImageCheck.problem(path: try write(qcow3), format: .qcow2) != nil)
-        #expect(DiskImageCheck.problem(path: try write(qcow3), format: .raw) == nil)  // declared raw: never parsed
+        #expect(HostFileCheck.imageProblem(path: try write(qcow3), format: .qcow2) != nil)
+        #expect(HostFileCheck.imageProblem(path: try write(qcow3), format: .raw) == nil)  // declared raw: never parsed
         qcow3[79] = 0x03  // dirty + corrupt bits: not this check's business
-        #expect(DiskImageCheck.problem(path: try write(qcow3), format: .qcow2) == nil)
+        #expect(HostFileCheck.imageProblem(path: try write(qcow3), format: .qcow2) == nil)
         var vmdk4 = [UInt8](repeating: 0, count: 512)
         vmdk4.replaceSubrange(0..<4, with: [0x4B, 0x44, 0x4D, 0x56])
         vmdk4[12] = 0x08  // capacity 8 sectors
-        #expect(DiskImageCheck.problem(path: try write(vmdk4), format: .vmdk) == nil)
+        #expect(HostFileCheck.imageProblem(path: try write(vmdk4), format: .vmdk) == nil)
         vmdk4[12] = 0; vmdk4[28] = 1  // capacity 0, embedded descriptor at sector 1
-        #expect(DiskImageCheck.problem(path: try write(vmdk4), format: .vmdk) != nil)
-        #expect(DiskImageCheck.problem(path: dir.file("missing"), format: .qcow2) == nil)  // QEMU reports it
+        #expect(HostFileCheck.imageProblem(path: try write(vmdk4), format: .vmdk) != nil)
+        #expect(HostFileCheck.imageProblem(path: dir.file("missing"), format: .qcow2) == nil)  // QEMU reports it
     }
 }

@@ -43,7 +43,8 @@ extension Instance {
     /// - Secrets are written 0600 into the 0700 runtime directory for QEMU to read
     ///   and deleted once QMP is up; QEMU gets a minimal environment.
     /// - Images whose header names other host files (a qcow2 external data file, a VMDK
-    ///   descriptor's extents) are refused (``DiskImageCheck``); backing files are never opened.
+    ///   descriptor's extents), and a VDE socket that is a regular file (libvdeplug would read
+    ///   a switch URL from it), are refused (``HostFileCheck``); backing files are never opened.
     ///
     /// - Throws: ``InstanceError``.
     public static func start(_ config: VMConfig, options: StartOptions = StartOptions()) async throws(InstanceError) -> Instance {
@@ -52,9 +53,9 @@ extension Instance {
         } catch {
             throw InstanceError(code: .invalidConfig, message: "\(error)")
         }
-        let imageProblems = DiskImageCheck.problems(config)
-        if !imageProblems.isEmpty {
-            throw InstanceError(code: .invalidConfig, message: "VM \(config.name): " + imageProblems.joined(separator: "; "))
+        let hostFileProblems = HostFileCheck.problems(config)
+        if !hostFileProblems.isEmpty {
+            throw InstanceError(code: .invalidConfig, message: "VM \(config.name): " + hostFileProblems.joined(separator: "; "))
         }
         let layout = RuntimeLayout(name: config.name, socketDirectory: options.socketDirectory ?? config.socketDirectory)
         try layout.prepare()

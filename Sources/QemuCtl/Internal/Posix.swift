@@ -105,6 +105,12 @@ package enum Posix {
 
     package static func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
+    /// Whether `path` is a regular file (symbolic links followed).
+    package static func isRegularFile(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+    }
+
     /// Size and modification time (whole seconds) of `path`, following symlinks; `nil` when it
     /// cannot be stat'ed. (Foundation's `attributesOfItem` also looks up the owner's and group's
     /// names in the user database, which a hot path does not need.)

@@ -1,32 +1,39 @@
-/// Checks image files before QEMU opens them, for the references to other host files that an image header can
-/// carry and that `-blockdev` options cannot switch off.
+/// Checks host files before QEMU opens them, for references to other host files that their content can carry and
+/// that QEMU's options cannot switch off.
 ///
 /// The command line already keeps QEMU from following a backing file (`"backing": null`) and never lets it probe
 /// a format (the driver is always the declared one). What is left:
 /// - a qcow2 image whose header names an external data file (`qemu-img create -o data_file=…`): QEMU 7.2 opens
 ///   that file, and there is no option to say "none";
 /// - a VMDK that is a text descriptor (or a sparse header that defers to an embedded descriptor): its extent lines
-///   name arbitrary host files, which QEMU opens.
+///   name arbitrary host files, which QEMU opens;
+/// - a VDE "socket" that is a regular file: libvdeplug reads the switch's URL from its first line (a URL can
+///   name a plugin to load, or a command to run).
 ///
-/// Such images are refused. Files that are missing, unreadable or not of the declared format are not this check's
+/// Such files are refused. Files that are missing, unreadable or not of the declared format are not this check's
 /// business: QEMU refuses them itself with its own message.
-package enum DiskImageCheck {
-    /// Problems with the image files of `config` (disks and CD-ROMs with a file), one sentence each.
+package enum HostFileCheck {
+    /// Problems with the host files of `config` (disks and CD-ROMs with a file, VDE sockets), one sentence each.
     package static func problems(_ config: VMConfig) -> [String] {
         var out: [String] = []
         for d in config.disks {
-            guard case .file(let f) = d.backend, let p = problem(path: f.path, format: f.format) else { continue }
+            guard case .file(let f) = d.backend, let p = imageProblem(path: f.path, format: f.format) else { continue }
             out.append("disk \(d.name): \(p)")
         }
         for cd in config.cdroms {
-            guard let path = cd.path, let p = problem(path: path, format: cd.format) else { continue }
+            guard let path = cd.path, let p = imageProblem(path: path, format: cd.format) else { continue }
             out.append("CD-ROM \(cd.name): \(p)")
+        }
+        for n in config.networks {
+            guard case .vde(let v) = n.backend, Posix.isRegularFile(v.socket) else { continue }
+            out.append("network \(n.name): \(v.socket) is a regular file, from which libvdeplug would read another switch "
+                       + "address; give the switch's socket directory")
         }
         return out
     }
 
     /// Why the image at `path`, declared `format`, must not be opened; `nil` when it may be.
-    package static func problem(path: String, format: DiskFormat) -> String? {
+    package static func imageProblem(path: String, format: DiskFormat) -> String? {
         switch format {
         case .qcow2:
             guard let h = Posix.readFile(path, limit: 512), h.count >= 8, Array(h[0..<4]) == qcow2Magic else { return nil }
