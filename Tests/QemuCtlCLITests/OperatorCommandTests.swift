@@ -221,6 +221,32 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
         #expect(try await w.qemuctl("resume", "b").status == 0)
     }
 
+    @Test func stopEndsAQEMUThatAnswersNobodyWithSignalsButNotOneThatIsBusy() async throws {
+        let w = try Workspace("op7")
+        defer { w.cleanUp() }
+        #expect(try await w.qemuctl("apply", "-f", try w.manifest("h", bareVM("h"))).status == 0)
+        let pid = try #require(w.pid("h"))
+        // A client holds the monitor: stop refuses (the guest would lose its clean shutdown).
+        let user = try await QMPClient.connect(to: "\(w.state)/h.sock")
+        let busy = try await w.qemuctl("stop", "h", "--monitor-timeout", "1")
+        #expect(busy.status == 7)
+        #expect(busy.err.contains("monitor busy"))
+        #expect(busy.err.contains("stop --force h"))
+        #expect(kill(pid, 0) == 0)
+        user.close()
+        // A stopped QEMU answers nobody: the ladder goes on with SIGTERM (pending while
+        // stopped), then SIGKILL, each after --monitor-timeout.
+        kill(pid, SIGSTOP)
+        let t0 = ContinuousClock.now
+        let stop = try await w.qemuctl("stop", "h", "--monitor-timeout", "1")
+        let took = elapsed(since: t0)
+        #expect(stop.status == 0, "\(stop.err)")
+        #expect(stop.out.hasPrefix("h: stopped by SIGKILL after "), "\(stop.out)")
+        #expect(stop.err.contains("is stopped (SIGSTOP or a debugger)"))
+        #expect(took >= 2 && took < 10, "stop took \(took) s")
+        #expect(await processExits(pid))
+    }
+
     @Test func completionScriptsAndManualPage() async throws {
         let bash = try await QemuctlBinary.run(["--generate-completion-script", "bash"])
         #expect(bash.status == 0)

@@ -18,6 +18,9 @@ package enum MonitorProbe {
         case stopped(pid: Int32)
         /// Neither: QEMU's main loop is stuck, or the facts are not available.
         case unresponsive
+
+        /// Whether the verdict is ``busy(clients:)``.
+        package var isBusy: Bool { if case .busy = self { true } else { false } }
     }
 
     /// Explains a monitor at `socketPath` (owned by QEMU `pid`, when known) that gave

@@ -14,7 +14,9 @@ extension QemuCtlCommand {
                 --timeout seconds to power off after the power button; each later step a few \
                 seconds. A paused VM cannot react to the button, so its ladder starts at quit. \
                 --force sends SIGKILL at once (it needs no monitor, so it also ends a QEMU whose \
-                monitor is busy or hung). The VM's record stays: `qemuctl start NAME` launches it \
+                monitor is busy or hung). A QEMU whose monitor answers nobody (stopped or hung, \
+                not busy with another client) gets the ladder's last steps, SIGTERM then SIGKILL; \
+                a monitor busy with another client is reported instead. The VM's record stays: `qemuctl start NAME` launches it \
                 again, and `qemuctl diff` shows the stop as drift while the manifest says running.
 
                 \(OperatorExit.help)
@@ -56,6 +58,7 @@ extension QemuCtlCommand {
                             print("\(name): not running")
                             return
                         }
+                        let start = ContinuousClock.now
                         let instance: Instance
                         do throws(InstanceError) {
                             instance = try await Instance.attach(socketPath: layout.socketPath, timeout: deadline)
@@ -63,6 +66,17 @@ extension QemuCtlCommand {
                             if error.code == .notFound { print("\(name): not running"); return }
                             var failure = error.qmp.map { access.failure($0, name: name) }
                                 ?? OperatorError(error.message, status: OperatorExit.refused)
+                            // A QEMU that answers nobody (stopped or hung, not busy with another
+                            // client) cannot take the power button or quit: the ladder goes on
+                            // with the signals. A busy monitor is reported instead: the guest
+                            // would lose its clean shutdown only because someone holds the socket.
+                            if failure.status == OperatorExit.unresponsive, let pid = layout.runningPID(),
+                               !MonitorProbe.diagnose(socketPath: layout.socketPath, pid: pid).isBusy {
+                                Terminal.warn("\(failure.message); going on with SIGTERM")
+                                outcome = try await signals(name, pid: pid, start: start, stepTimeout: deadline)
+                                report(name, outcome, store: store)
+                                return
+                            }
                             if failure.status == OperatorExit.unresponsive {
                                 failure.hint = (failure.hint.map { $0 + "; " } ?? "") + "`qemuctl stop --force \(name)` kills it without the monitor"
                             }
@@ -75,14 +89,35 @@ extension QemuCtlCommand {
                             throw OperatorError("cannot stop \(name): \(error.message)", status: OperatorExit.refused)
                         }
                     }
-                    if outcome.step == .alreadyStopped {
-                        print("\(name): not running")
-                        return
-                    }
-                    store.journal(name, "stopped by qemuctl stop (\(outcome))")
-                    print("\(name): \(Terminal.paint("stopped", .green)) by \(outcome.step.rawValue) after \(Self.text(outcome.duration))")
+                    report(name, outcome, store: store)
                 }
             }
+        }
+
+        /// Prints (and journals) how the VM ended.
+        private func report(_ name: String, _ outcome: StopOutcome, store: StateStore) {
+            if outcome.step == .alreadyStopped {
+                print("\(name): not running")
+                return
+            }
+            store.journal(name, "stopped by qemuctl stop (\(outcome))")
+            print("\(name): \(Terminal.paint("stopped", .green)) by \(outcome.step.rawValue) after \(Self.text(outcome.duration))")
+        }
+
+        /// The ladder's last steps for a QEMU whose monitor answers nobody: SIGTERM,
+        /// then SIGKILL, each given `stepTimeout`.
+        private func signals(_ name: String, pid: Int32, start: ContinuousClock.Instant,
+                             stepTimeout: Duration) async throws(OperatorError) -> StopOutcome {
+            for (signal, step) in [(Posix.sigterm, StopOutcome.Step.sigterm), (Posix.sigkill, .sigkill)] {
+                _ = Posix.signal(pid, signal)
+                let end = ContinuousClock.now + stepTimeout
+                while Posix.processExists(pid) && ContinuousClock.now < end {
+                    try? await Task.sleep(for: .milliseconds(5))
+                }
+                if !Posix.processExists(pid) { return StopOutcome(step: step, duration: ContinuousClock.now - start) }
+            }
+            throw OperatorError("QEMU of VM \(name) (pid \(pid)) survived SIGKILL for \(MonitorAccess.seconds(stepTimeout))",
+                                status: OperatorExit.refused)
         }
 
         /// `--force`: SIGKILL to the pid the runtime directory names, then wait until it is gone.
