@@ -659,7 +659,7 @@ package struct Applier: Sendable {
             guard var stored = try loadRecord(name) else {
                 throw ApplyError("\(name) is not a VM managed in \(store.directory)")
             }
-            if let pid = store.layout(name).runningPID() {
+            if let pid = store.runningPID(name) {
                 log.messages.append("already running (pid \(pid))")
                 return log.result(.unchanged)
             }

@@ -45,6 +45,16 @@ package struct StateStore: Sendable {
     /// The journal of VM `name`.
     package func journalPath(_ name: String) -> String { layout(name).runtimeDirectory + "/journal.log" }
 
+    /// The pid of VM `name`'s QEMU when it runs: the adopted process for a VM
+    /// imported with `--adopt` (same pid and start time), else the pid file's QEMU
+    /// (``RuntimeLayout/runningPID()``); `nil` when it does not run.
+    package func runningPID(_ name: String) -> Int32? {
+        if let stored = try? loadRecord(StoredRecord.self, name: name), let adopted = stored.adopted {
+            return adopted.matches(pid: adopted.pid) ? adopted.pid : nil
+        }
+        return layout(name).runningPID()
+    }
+
     /// Names of the VMs that have a runtime directory with a launch record, sorted.
     package func recordedNames() -> [String] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []

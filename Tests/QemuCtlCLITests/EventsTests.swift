@@ -151,4 +151,26 @@ func jsonLines(_ p: QemuctlBinary.Background) -> [JSONValue] {
         events.send(SIGINT)
         #expect(await events.exitStatus() == 0)
     }
+
+    @Test func anAdoptedVMIsFollowedOnItsOwnSocketAndStoppedByItsAdoptedPID() async throws {
+        let w = try Workspace("ev6")
+        defer { w.cleanUp() }
+        let socket = w.dir.file("adp.qmp")
+        let qemu = try await handStartedQEMU(["-name", "guest=adp", "-machine", "q35", "-accel", "tcg", "-m", "64",
+                                              "-qmp", "unix:\(socket),server=on,wait=off"], socket: socket)
+        defer { kill(qemu.processIdentifier, SIGKILL) }
+        let adopted = try await w.qemuctl("import", "--pid", String(qemu.processIdentifier), "--adopt")
+        #expect(adopted.status == 0, "\(adopted.err)")
+        let events = try QemuctlBinary.Background(["events", "--json", "adp"], environment: w.env)
+        defer { events.kill() }
+        let followed = try JSONValue(parsing: try #require(await events.waitForLine { $0.contains("VM_FOLLOWED") }, "\(events.err)"))
+        #expect(followed["data"]?["monitor"]?.stringValue == "adp.sock")
+        #expect(followed["data"]?["pid"]?.intValue == Int(qemu.processIdentifier))
+        #expect(events.err.contains("has no follower monitor"))
+        events.send(SIGINT)
+        #expect(await events.exitStatus() == 0)
+        #expect(try await w.qemuctl("start", "adp").out == "adp: already running (pid \(qemu.processIdentifier))\n")
+        let stop = try await w.qemuctl("stop", "--force", "adp")
+        #expect(stop.out.hasPrefix("adp: stopped by SIGKILL after "), "\(stop.out)\(stop.err)")
+    }
 }

@@ -130,9 +130,9 @@ final class EventFollower: Sendable {
         for name in candidates {
             let layout = store.layout(name)
             let recorded = Posix.fileExists(store.recordPath(name))
-            let pid = layout.runningPID()
-            // A managed VM runs when its pid file names a live QEMU; a VM qemuctl did not
-            // launch (the seed library's) when its socket is there.
+            let pid = store.runningPID(name)
+            // A managed VM runs when its pid file (or its adoption record) names a live
+            // QEMU; a VM qemuctl did not launch (the seed library's) when its socket is there.
             guard pid != nil || (!recorded && Posix.fileExists(layout.socketPath)) else { continue }
             let start: Bool = state.withLock { s in
                 guard s.tasks[name] == nil, !s.stop else { return false }

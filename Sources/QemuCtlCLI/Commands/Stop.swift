@@ -52,9 +52,9 @@ extension QemuCtlCommand {
                     let layout = try access.layout(name)
                     let outcome: StopOutcome
                     if force {
-                        outcome = try await kill(name, layout)
+                        outcome = try await kill(name, pid: store.runningPID(name))
                     } else {
-                        guard layout.runningPID() != nil || Posix.fileExists(layout.socketPath) else {
+                        guard store.runningPID(name) != nil || Posix.fileExists(layout.socketPath) else {
                             print("\(name): not running")
                             return
                         }
@@ -70,7 +70,7 @@ extension QemuCtlCommand {
                             // client) cannot take the power button or quit: the ladder goes on
                             // with the signals. A busy monitor is reported instead: the guest
                             // would lose its clean shutdown only because someone holds the socket.
-                            if failure.status == OperatorExit.unresponsive, let pid = layout.runningPID(),
+                            if failure.status == OperatorExit.unresponsive, let pid = store.runningPID(name),
                                !MonitorProbe.diagnose(socketPath: layout.socketPath, pid: pid).isBusy {
                                 Terminal.warn("\(failure.message); going on with SIGTERM")
                                 outcome = try await signals(name, pid: pid, start: start, stepTimeout: deadline)
@@ -120,11 +120,11 @@ extension QemuCtlCommand {
                                 status: OperatorExit.refused)
         }
 
-        /// `--force`: SIGKILL to the pid the runtime directory names, then wait until it is gone.
-        private func kill(_ name: String, _ layout: RuntimeLayout) async throws(OperatorError) -> StopOutcome {
+        /// `--force`: SIGKILL to the VM's QEMU (pid file, or the adopted process), then wait until it is gone.
+        private func kill(_ name: String, pid: Int32?) async throws(OperatorError) -> StopOutcome {
             let clock = ContinuousClock()
             let start = clock.now
-            guard let pid = layout.runningPID() else { return StopOutcome(step: .alreadyStopped, duration: .zero) }
+            guard let pid else { return StopOutcome(step: .alreadyStopped, duration: .zero) }
             _ = Posix.signal(pid, Posix.sigkill)
             while Posix.processExists(pid) {
                 if clock.now - start > .seconds(10) {

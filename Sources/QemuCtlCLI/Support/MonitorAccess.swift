@@ -97,7 +97,7 @@ struct MonitorAccess {
     /// No greeting before the deadline: says whether the monitor is busy, QEMU
     /// stopped, or simply silent.
     private func unanswered(name: String, layout: RuntimeLayout, seconds: String, error: QMPError) -> OperatorError {
-        let pid = layout.runningPID()
+        let pid = store.runningPID(name)
         switch MonitorProbe.diagnose(socketPath: layout.socketPath, pid: pid) {
         case .busy:
             return OperatorError(
