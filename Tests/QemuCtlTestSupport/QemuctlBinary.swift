@@ -35,29 +35,41 @@ public enum QemuctlBinary {
         p.standardOutput = out
         p.standardError = err
         p.standardInput = input
-        final class Box: @unchecked Sendable { var out = Data(), err = Data() }
-        let box = Box()
-        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
-            let group = DispatchGroup()
-            group.enter(); group.enter(); group.enter()
-            p.terminationHandler = { _ in group.leave() }
-            do { try p.run() } catch {
-                continuation.resume(throwing: error)
-                return
-            }
-            DispatchQueue.global().async {
-                box.out = out.fileHandleForReading.readDataToEndOfFile()
-                group.leave()
-            }
-            DispatchQueue.global().async {
-                box.err = err.fileHandleForReading.readDataToEndOfFile()
-                group.leave()
-            }
-            if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-            try? input.fileHandleForWriting.close()
-            group.notify(queue: .global()) { continuation.resume(returning: p.terminationStatus) }
+        // Output is collected by dispatch read sources, never by a thread blocked in
+        // read(): with many programs running at once on a 2-core machine, blocked
+        // reads can take every worker of the global queue, and then nothing (not even
+        // the notice that a child exited) runs.
+        final class Box: @unchecked Sendable {
+            let lock = NSLock()
+            var out = Data(), err = Data(), outDone = false, errDone = false
         }
-        return Run(status: status, out: String(decoding: box.out, as: UTF8.self), err: String(decoding: box.err, as: UTF8.self))
+        let box = Box()
+        out.fileHandleForReading.readabilityHandler = { h in
+            let d = h.availableData
+            box.lock.withLock { if d.isEmpty { box.outDone = true } else { box.out.append(d) } }
+            if d.isEmpty { h.readabilityHandler = nil }
+        }
+        err.fileHandleForReading.readabilityHandler = { h in
+            let d = h.availableData
+            box.lock.withLock { if d.isEmpty { box.errDone = true } else { box.err.append(d) } }
+            if d.isEmpty { h.readabilityHandler = nil }
+        }
+        try p.run()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try? input.fileHandleForWriting.close()
+        while p.isRunning { try await Task.sleep(for: .milliseconds(5)) }
+        // The rest of the output; a descendant that kept the pipes open (a daemon) is
+        // not waited for beyond a moment.
+        let clock = ContinuousClock()
+        let end = clock.now + .seconds(2)
+        while !box.lock.withLock({ box.outDone && box.errDone }) && clock.now < end {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        out.fileHandleForReading.readabilityHandler = nil
+        err.fileHandleForReading.readabilityHandler = nil
+        let status = p.terminationStatus
+        let (outData, errData) = box.lock.withLock { (box.out, box.err) }
+        return Run(status: status, out: String(decoding: outData, as: UTF8.self), err: String(decoding: errData, as: UTF8.self))
     }
 }
 
