@@ -135,9 +135,12 @@ func jsonLines(_ p: QemuctlBinary.Background) -> [JSONValue] {
         try FileManager.default.createDirectory(atPath: w.state, withIntermediateDirectories: true)
         // Started by hand (as the seed library or an older qemuctl did): one monitor only,
         // reachable as STATE/old.sock.
-        let qemu = try QEMUProcess(args: ["-machine", "q35", "-accel", "tcg", "-m", "64", "-name", "old"], paused: false)
-        defer { qemu.kill() }
-        try FileManager.default.createSymbolicLink(atPath: "\(w.state)/old.sock", withDestinationPath: qemu.socketPath)
+        // (Started without blocking a thread of the cooperative pool, unlike QEMUProcess.)
+        let socket = w.dir.file("old.qmp")
+        let qemu = try await handStartedQEMU(["-machine", "q35", "-accel", "tcg", "-m", "64", "-name", "old",
+                                              "-qmp", "unix:\(socket),server=on,wait=off"], socket: socket)
+        defer { kill(qemu.processIdentifier, SIGKILL) }
+        try FileManager.default.createSymbolicLink(atPath: "\(w.state)/old.sock", withDestinationPath: socket)
         let events = try QemuctlBinary.Background(["events", "--json"], environment: w.env)
         defer { events.kill() }
         let followed = await events.waitForLine { $0.contains("VM_FOLLOWED") }
