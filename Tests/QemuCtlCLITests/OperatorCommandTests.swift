@@ -237,6 +237,11 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
         // A stopped QEMU answers nobody: the ladder goes on with SIGTERM (pending while
         // stopped), then SIGKILL, each after --monitor-timeout.
         kill(pid, SIGSTOP)
+        for _ in 0..<500 {
+            let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+            if stat.split(separator: ")").last?.split(separator: " ").first == "T" { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
         let t0 = ContinuousClock.now
         let stop = try await w.qemuctl("stop", "h", "--monitor-timeout", "1")
         let took = elapsed(since: t0)

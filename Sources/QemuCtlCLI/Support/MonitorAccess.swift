@@ -70,7 +70,9 @@ struct MonitorAccess {
         case .connectFailed:
             return notRunning(name)
         case .timedOut:
-            if let command = error.command {
+            // No answer to a command (but the greeting came); `qmp_capabilities` is still
+            // part of connecting, so it gets the diagnosis below.
+            if let command = error.command, command != "qmp_capabilities" {
                 return OperatorError("QEMU of VM \(name) did not answer '\(command)' within \(seconds)",
                                      hint: "retry with a longer --timeout; `qemuctl stop --force \(name)` ends a hung QEMU",
                                      status: OperatorExit.unresponsive, qmp: error)
