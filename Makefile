@@ -62,11 +62,15 @@ fuzz: deps
 fuzz-smoke: deps
 	@SWIFT=$(SWIFT) scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS)
 
+# Release build with the Swift runtime and Foundation linked in: a short-lived command like
+# `qemuctl apply` then starts in ~7 ms instead of ~21 ms (no shared-library loading).
 bench: deps guest
-	$(SWIFT) build -c release --product qmp-rtt --product launch --product yaml-bench
+	$(SWIFT) build -c release --static-swift-stdlib
 	.build/release/qmp-rtt
 	.build/release/launch
 	.build/release/yaml-bench
+	.build/release/apply-bench
+	.build/release/scale-bench
 
 # The manual page qemuctl.1: swift-argument-parser's generate-manual plugin (offline: the
 # package is already checked out), or `qemuctl __man` when the plugin cannot run.
