@@ -14,7 +14,8 @@ extension QemuCtlCommand {
                 Loads every manifest under the paths (nothing happens when any is invalid), reads \
                 the actual state of each VM from QEMU over QMP, plans the difference and carries it \
                 out: launches what should run, applies live changes (run state, disk throttle, CD \
-                media, NIC link, display passwords) and reads each back, and records the rest. A \
+                media, NIC link, display passwords, vCPUs and RAM within their maximum, disks and \
+                NICs hot-plugged into free root ports) and reads each back, and records the rest. A \
                 change that needs a relaunch is left pending unless --restart=if-needed. With a \
                 saved plan (qemuctl plan -o plan.json), applies exactly that plan, and refuses it \
                 when the VMs changed since it was made.
