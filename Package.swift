@@ -61,7 +61,7 @@ let package = Package(
         .target(name: "QemuCtlTestSupport", dependencies: ["QMP", "QemuCtl", "CSocketShims"], path: "Tests/QemuCtlTestSupport"),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "QemuCtlTestSupport"]),
         .testTarget(name: "QemuCtlTests", dependencies: ["QemuCtl", "QMP", "QemuCtlTestSupport"]),
-        .testTarget(name: "ManifestTests", dependencies: ["Manifest"]),
+        .testTarget(name: "ManifestTests", dependencies: ["Manifest", "QemuCtlTestSupport"]),
         .testTarget(name: "ReconcileTests", dependencies: ["Reconcile", "QemuCtlTestSupport"]),
         .testTarget(name: "QemuCtlCLITests", dependencies: ["QemuCtlTestSupport", "QMP"]),
     ]

@@ -1,5 +1,6 @@
 import Foundation
 import Manifest
+import QemuCtlTestSupport
 import Testing
 
 /// The package's root directory, found from this file's path.
@@ -28,7 +29,7 @@ let jsonschemaAvailable: Bool = {
     return p.terminationStatus == 0
 }()
 
-@Suite("Schema and examples")
+@Suite("Schema and examples", .offPool)
 struct SchemaTests {
     @Test func committedSchemaIsTheGeneratedOne() throws {
         let committed = try String(contentsOf: packageRoot.appendingPathComponent("schemas/qemuctl-v1.schema.json"), encoding: .utf8)

@@ -4,7 +4,7 @@ import QemuCtlTestSupport
 import Testing
 
 /// The QMP client against a real `qemu-system-x86_64`.
-@Suite(.timeLimit(.minutes(2))) struct RealQEMUTests {
+@Suite(.timeLimit(.minutes(2)), .offPool) struct RealQEMUTests {
     @Test func greetsNegotiatesAndQueriesStatus() async throws {
         let qemu = try QEMUProcess()
         defer { qemu.kill() }

@@ -5,7 +5,7 @@ import Testing
 
 /// Hot-plugged disks get the launch's image rules (issue 6, item 7): a backing file named in a qcow2 header is
 /// not opened, and an image that names an external data file is refused.
-@Suite(.timeLimit(.minutes(2))) struct HostileImageHotplugTests {
+@Suite(.timeLimit(.minutes(2)), .offPool) struct HostileImageHotplugTests {
     static func qemuImg(_ args: [String]) throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-img")

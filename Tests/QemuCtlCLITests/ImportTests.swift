@@ -24,7 +24,7 @@ func handStartedQEMU(_ args: [String], socket: String) async throws -> Process {
     throw FixtureError("QEMU's monitor \(socket) did not answer within 10 s")
 }
 
-@Suite(.timeLimit(.minutes(2))) struct ImportTests {
+@Suite(.timeLimit(.minutes(2)), .offPool) struct ImportTests {
     @Test func aQEMUWithQmpUnixIsImportedValidatedAdoptedAndThenDiffClean() async throws {
         let w = try Workspace("im1")
         defer { w.cleanUp() }

@@ -6,7 +6,7 @@ import Testing
 /// Under `umask 000`, what qemuctl creates stays private, and a second, unprivileged user can neither reach a
 /// VM's monitor nor read its files (issue 6, item 6). CI runs as root, which this test needs to create and
 /// become that user: anything else is a failure, not a skip.
-@Suite(.timeLimit(.minutes(2))) struct PermissionTests {
+@Suite(.timeLimit(.minutes(2)), .offPool) struct PermissionTests {
     static let otherUser = "qemuctl-test-other"
 
     /// Runs `argv` and returns its status and combined output.

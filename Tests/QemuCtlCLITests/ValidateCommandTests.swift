@@ -1,4 +1,5 @@
 import Foundation
+import QemuCtlTestSupport
 import Testing
 
 /// Runs the built `qemuctl` binary (from `swift build`), feeding `stdin`.
@@ -26,7 +27,7 @@ private let binaryBuilt = FileManager.default.isExecutableFile(
     atPath: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent(".build/debug/qemuctl").path)
 
-@Suite("qemuctl validate and schema", .enabled(if: binaryBuilt, "needs swift build --product qemuctl"))
+@Suite("qemuctl validate and schema", .enabled(if: binaryBuilt, "needs swift build --product qemuctl"), .offPool)
 struct ValidateCommandTests {
     @Test func validExamplesExitZeroWithASummaryPerVM() throws {
         let r = try qemuctl(["validate", "-f", "examples"])

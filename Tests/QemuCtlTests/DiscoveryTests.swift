@@ -1,8 +1,9 @@
 import Foundation
+import QemuCtlTestSupport
 import Testing
 @testable import QemuCtl
 
-@Suite("QEMU discovery and architecture")
+@Suite("QEMU discovery and architecture", .offPool)
 struct DiscoveryTests {
     @Test func goarchMapping() throws {
         let table: [(String, String)] = [
@@ -56,7 +57,7 @@ struct DiscoveryTests {
     }
 }
 
-@Suite("Accelerator probe")
+@Suite("Accelerator probe", .offPool)
 struct AcceleratorProbeChoiceTests {
     @Test func tcgRunsNothing() async throws {
         let c = try await AcceleratorProbe().probe(binary: "/nonexistent/qemu", requested: .tcg)

@@ -6,7 +6,7 @@ import Testing
 
 /// Images whose headers point at other host files: QEMU must open exactly the declared file with exactly the
 /// declared format driver, and nothing the header names (issue 6, item 7).
-@Suite(.timeLimit(.minutes(2))) struct HostileImageTests {
+@Suite(.timeLimit(.minutes(2)), .offPool) struct HostileImageTests {
     /// Runs `qemu-img ARGS` in `dir` and fails the test with its stderr when it fails.
     static func qemuImg(_ args: [String]) throws {
         let p = Process()

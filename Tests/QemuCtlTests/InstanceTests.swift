@@ -52,7 +52,7 @@ func processVanishes(_ pid: Int32) async throws -> Bool {
     return false
 }
 
-@Suite(.timeLimit(.minutes(2))) struct InstanceTests {
+@Suite(.timeLimit(.minutes(2)), .offPool) struct InstanceTests {
     @Test func startsTheGuestAndStopsItGracefullyByThePowerButton() async throws {
         let dir = try TempDir("inst")
         defer { dir.remove() }
@@ -251,7 +251,7 @@ func processVanishes(_ pid: Int32) async throws -> Bool {
     }
 }
 
-@Suite(.timeLimit(.minutes(1))) struct AttachTests {
+@Suite(.timeLimit(.minutes(1)), .offPool) struct AttachTests {
     @Test func attachBySocketLearnsThePIDFromPeerCredentials() async throws {
         let qemu = try QEMUProcess(args: ["-machine", "q35", "-accel", "tcg", "-m", "64", "-name", "guest=by-hand"], paused: false)
         defer { qemu.kill() }
@@ -348,7 +348,7 @@ func processVanishes(_ pid: Int32) async throws -> Bool {
     }
 }
 
-@Suite(.timeLimit(.minutes(1))) struct DisplayHandOffTests {
+@Suite(.timeLimit(.minutes(1)), .offPool) struct DisplayHandOffTests {
     @Test func handsAVNCClientToTheVMWithoutATCPPortAndSetsItsPasswordOverQMP() async throws {
         let dir = try TempDir("vnc")
         defer { dir.remove() }
@@ -381,7 +381,7 @@ func processVanishes(_ pid: Int32) async throws -> Bool {
     }
 }
 
-@Suite(.timeLimit(.minutes(1))) struct InstanceUtilityTests {
+@Suite(.timeLimit(.minutes(1)), .offPool) struct InstanceUtilityTests {
     @Test func sendKeysHMPPasswordsAndEventHandlersThatCallBack() async throws {
         let dir = try TempDir("util")
         defer { dir.remove() }

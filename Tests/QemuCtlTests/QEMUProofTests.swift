@@ -1,11 +1,12 @@
 import Foundation
+import QemuCtlTestSupport
 import Testing
 @testable import QemuCtl
 
 /// Starts the real `qemu-system-x86_64` (tcg, `-S`, `-display none`) with every golden argv and checks over QMP
 /// that the intended devices, block nodes and chardevs exist; backends that need a server we do not run
 /// (RBD, iSCSI, bridge helper, VDE, NBD over TCP) must fail at connecting, not at parsing.
-@Suite("QEMU accepts every golden argv", .serialized, .requiresQEMU)
+@Suite("QEMU accepts every golden argv", .serialized, .requiresQEMU, .offPool)
 struct QEMUProofTests {
     static let qemu = "/usr/bin/qemu-system-x86_64"
 

@@ -348,7 +348,7 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
 
 // MARK: - The test
 
-@Suite(.timeLimit(.minutes(3))) struct OptionInjectionTests {
+@Suite(.timeLimit(.minutes(3)), .offPool) struct OptionInjectionTests {
     /// Every string field of the schema has a row here, and every row is a schema field.
     @Test func everySchemaStringFieldIsCovered() throws {
         let schema = try schemaStringFields()
