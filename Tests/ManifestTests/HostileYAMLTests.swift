@@ -1,4 +1,5 @@
 import Foundation
+import QemuCtlTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -202,7 +203,7 @@ private let paddingChunk: [UInt8] = Array(Array(repeating: paddingLine, count: (
 
 private let utf8Hint = " (manifests must be UTF-8, or UTF-16 with a byte-order mark)"
 
-@Suite("Hostile YAML: refused fast and small (measured in a child process)", .serialized)
+@Suite("Hostile YAML: refused fast and small (measured in a child process)", .serialized, .offPool)
 struct HostileYAMLTests {
     /// The measurement can fail the bound: a child that touches 100 MB measures above it, and
     /// the measuring parent's own share (`true` does nothing) is far below it.

@@ -4,7 +4,7 @@ import QemuCtlTestSupport
 import Testing
 
 /// Faults a real QEMU does not produce on demand, against a scripted peer.
-@Suite(.timeLimit(.minutes(1))) struct FakePeerTests {
+@Suite(.timeLimit(.minutes(1)), .offPool) struct FakePeerTests {
     @Test func wedgedPeerThatNeverGreetsTimesOut() async throws {
         let peer = try FakeQMPPeer { c in c.waitForClose() }
         let start = ContinuousClock.now

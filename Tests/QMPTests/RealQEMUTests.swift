@@ -190,7 +190,7 @@ import Testing
 }
 
 /// Connect-time errors that must be clear and quick.
-@Suite struct ConnectErrorTests {
+@Suite(.offPool) struct ConnectErrorTests {
     @Test func missingSocket() async {
         let error = await #expect(throws: QMPError.self) {
             _ = try await QMPClient.connect(to: "/tmp/qc-does-not-exist/qmp.sock", timeout: .seconds(1))

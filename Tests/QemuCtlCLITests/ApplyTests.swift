@@ -58,7 +58,7 @@ func bareVM(_ name: String, runState: String = "running", extra: String = "") ->
     """
 }
 
-@Suite(.timeLimit(.minutes(2))) struct ApplyTests {
+@Suite(.timeLimit(.minutes(2)), .offPool) struct ApplyTests {
     @Test func createsFromNothingThenASecondApplyChangesNothing() async throws {
         let w = try Workspace("ap1")
         defer { w.cleanUp() }

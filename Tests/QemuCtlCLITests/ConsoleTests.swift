@@ -37,7 +37,7 @@ func waitForPrompt(_ w: Workspace, _ name: String, timeout: Duration = .seconds(
 /// `42` on a line of its own (the guest's answer, not the echo of the command typed).
 func hasAnswer(_ text: String) -> Bool { text.contains("\r\n42\r\n") || text.contains("\n42\r\n") }
 
-@Suite(.serialized, .timeLimit(.minutes(3))) struct ConsoleTests {
+@Suite(.serialized, .timeLimit(.minutes(3)), .offPool) struct ConsoleTests {
     @Test func roundTripThroughTheGuestShellOnAPseudoTerminalThenDetachWithCtrlBracket() async throws {
         let w = try Workspace("co1")
         defer { w.cleanUp() }

@@ -29,7 +29,7 @@ func listeningPort(_ stderr: String) -> Int? {
     return Int(stderr[r].split(separator: ":").last ?? "")
 }
 
-@Suite(.timeLimit(.minutes(2))) struct DisplayHandoffTests {
+@Suite(.timeLimit(.minutes(2)), .offPool) struct DisplayHandoffTests {
     @Test func vncClientsThroughListenAndStdioGetAnRFBHandshake() async throws {
         let w = try Workspace("vn1")
         defer { w.cleanUp() }

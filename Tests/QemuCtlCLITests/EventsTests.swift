@@ -8,7 +8,7 @@ func jsonLines(_ p: QemuctlBinary.Background) -> [JSONValue] {
     p.lines.compactMap { try? JSONValue(parsing: $0) }
 }
 
-@Suite(.serialized, .timeLimit(.minutes(3))) struct EventsTests {
+@Suite(.serialized, .timeLimit(.minutes(3)), .offPool) struct EventsTests {
     @Test func followsStopAndResumeWhileOtherCommandsStayPrompt() async throws {
         let w = try Workspace("ev1")
         defer { w.cleanUp() }

@@ -6,7 +6,7 @@ import Testing
 
 /// Disks and NICs added to and removed from a manifest reach a running q35 VM through its
 /// hot-plug root ports, without a restart; without a free port the change waits for one.
-@Suite(.timeLimit(.minutes(3))) struct HotplugTests {
+@Suite(.timeLimit(.minutes(3)), .offPool) struct HotplugTests {
     /// The test guest (so that the guest can acknowledge an unplug), under TCG.
     func guestVM(_ name: String, _ w: Workspace, ports: Int = 2, extra: String = "") -> String {
         """

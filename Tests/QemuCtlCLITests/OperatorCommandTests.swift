@@ -14,7 +14,7 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
     try await QMPClient.withConnection(to: "\(w.state)/\(name).sock") { try await $0.queryStatus().status }
 }
 
-@Suite(.serialized, .timeLimit(.minutes(3))) struct OperatorCommandTests {
+@Suite(.serialized, .timeLimit(.minutes(3)), .offPool) struct OperatorCommandTests {
     @Test func pauseResumeResetAndThePauseShowsAsDrift() async throws {
         let w = try Workspace("op1")
         defer { w.cleanUp() }

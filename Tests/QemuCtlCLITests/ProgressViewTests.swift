@@ -3,7 +3,7 @@ import QemuCtlTestSupport
 import Testing
 
 /// `apply` draws a live view of the VMs it changes on a terminal, and nothing of it into a pipe.
-@Suite(.timeLimit(.minutes(2))) struct ProgressViewTests {
+@Suite(.timeLimit(.minutes(2)), .offPool) struct ProgressViewTests {
     @Test func aTerminalGetsALiveViewAndAPipeGetsPlainLines() async throws {
         let w = try Workspace("pv")
         defer { w.cleanUp() }

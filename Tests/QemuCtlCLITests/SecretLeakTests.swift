@@ -5,7 +5,7 @@ import Testing
 
 /// Canary secrets given by file and by environment variable never appear anywhere but in QEMU's memory
 /// (issue 6, item 5).
-@Suite(.timeLimit(.minutes(2))) struct SecretLeakTests {
+@Suite(.timeLimit(.minutes(2)), .offPool) struct SecretLeakTests {
     /// A canary that cannot occur by chance.
     static func canary(_ tag: String) -> String { "CANARY-\(tag)-\(UUID().uuidString.prefix(12))" }
 

@@ -6,7 +6,7 @@ import Testing
 /// A state directory whose path holds option syntax (`,` `=` and a space): the sockets and logs QEMU gets are
 /// at the literal paths, and qemuctl still recognises its QEMU (issue 6, item 2: a `,,`-escaped path on QEMU's
 /// command line made `delete --force` miss the running QEMU and orphan it).
-@Suite(.timeLimit(.minutes(2))) struct StateDirectoryPathTests {
+@Suite(.timeLimit(.minutes(2)), .offPool) struct StateDirectoryPathTests {
     @Test func aStateDirectoryWithOptionSyntaxWorksEndToEnd() async throws {
         let w = try Workspace("sdp")
         defer { w.cleanUp() }

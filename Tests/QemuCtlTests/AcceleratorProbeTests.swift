@@ -4,7 +4,7 @@ import QMP
 import QemuCtlTestSupport
 import Testing
 
-@Suite(.timeLimit(.minutes(1))) struct AcceleratorProbeTests {
+@Suite(.timeLimit(.minutes(1)), .offPool) struct AcceleratorProbeTests {
     @Test func withoutKVMAutoFallsBackToTCGAndSaysWhy() async throws {
         let probe = AcceleratorProbe(kvmDevice: "/nonexistent/kvm")
         let choice = try await probe.probe(binary: QemuCtlTestSupport.Fixtures.qemu, requested: .auto)

@@ -5,7 +5,7 @@ import Testing
 
 /// Every QEMU qemuctl runs gets a minimal environment, the accelerator probe's too: a secret given to qemuctl in
 /// a variable (`passwordFrom: {env: …}`) is never in a QEMU's /proc/PID/environ (issue 6, item 5).
-@Suite struct ChildEnvironmentTests {
+@Suite(.offPool) struct ChildEnvironmentTests {
     @Test func theAcceleratorProbeGetsNoInheritedEnvironment() async throws {
         let dir = try TempDir("penv")
         defer { dir.remove() }

@@ -7,7 +7,7 @@ import Testing
 
 /// A back end that accepts QEMU's connection at start and never answers must not hold a start forever
 /// (found by the option-injection test: a VDE "switch" that accepted and stayed silent hung `apply`).
-@Suite(.timeLimit(.minutes(1))) struct StartDeadlineTests {
+@Suite(.timeLimit(.minutes(1)), .offPool) struct StartDeadlineTests {
     @Test func startFailsAtTheLaunchDeadlineAndLeavesNoQEMU() async throws {
         let dir = try TempDir("dl")
         defer { dir.remove() }

@@ -826,7 +826,7 @@ private let guestAvailable = FileManager.default.isExecutableFile(atPath: Fixtur
     && FileManager.default.fileExists(atPath: Fixtures.guestKernel)
     && FileManager.default.fileExists(atPath: Fixtures.guestInitrd)
 
-@Suite("VMConfigMapping: real QEMU", .enabled(if: guestAvailable, "needs qemu-system-x86_64 and the test guest"))
+@Suite("VMConfigMapping: real QEMU", .enabled(if: guestAvailable, "needs qemu-system-x86_64 and the test guest"), .offPool)
 struct MappingQEMUTests {
     /// `examples/hello.yaml`, mapped, boots the test guest under TCG; its console is on a Unix socket in the
     /// runtime directory and logged to `serial.log` there (`spec.serial.log: true`).
