@@ -362,7 +362,7 @@ package struct Applier: Sendable {
                         newSpec.disks.append(d)
                     }
                 } else {
-                    try await unplug(disk: disk, recorded: stored, name: plan.name, instance, log: &log)
+                    try await unplug(.disk(disk), recorded: stored, name: plan.name, instance, log: &log)
                     newSpec.disks.removeAll { $0.name == disk }
                 }
             } else if let nic = Self.element(path, "spec.networks["), path == "spec.networks[\(nic)]" {
@@ -373,7 +373,7 @@ package struct Applier: Sendable {
                         newSpec.networks.append(n)
                     }
                 } else {
-                    try await unplug(network: nic, recorded: stored, name: plan.name, instance, log: &log)
+                    try await unplug(.network(nic), recorded: stored, name: plan.name, instance, log: &log)
                     newSpec.networks.removeAll { $0.name == nic }
                 }
             } else {
@@ -469,40 +469,42 @@ package struct Applier: Sendable {
         }
     }
 
-    /// Unplugs disk `name` (the guest must release a PCI disk); its image is never touched.
-    private func unplug(disk: String, recorded: StoredRecord, name vmName: String, _ instance: Instance,
-                        log: inout Log) async throws(ApplyError) {
-        let plug: HotplugSteps
-        if recorded.launch.spec.disks.contains(where: { $0.name == disk }) {
-            do { plug = try config(for: recordedVM(recorded, vmName), uuid: recorded.launch.uuid).unplug(disk: disk) } catch {
-                throw ApplyError("disk \(disk): \(error)")
-            }
-        } else {
-            plug = HotplugSteps(deviceID: "disk-\(disk)", steps: [], cleanup: [])
-        }
-        log.journal("unplug \(plug.deviceID)")
-        do { try await instance.unplug(plug, wait: stopTimeout, timeout: timeout) } catch {
-            throw ApplyError(error.message + "; retry, or use --restart=if-needed")
-        }
-        log.say("- spec.disks[\(disk)] unplugged (the image is kept)")
+    /// A device an unplug removes: a disk (its image is kept) or a NIC.
+    private enum Unpluggable {
+        case disk(String), network(String)
     }
 
-    /// Unplugs network `name` and removes its backend.
-    private func unplug(network nic: String, recorded: StoredRecord, name vmName: String, _ instance: Instance,
+    /// Unplugs a disk or NIC (the guest must release a PCI device) and removes its backends;
+    /// a disk's image is never touched. A device the record does not know (plugged by hand)
+    /// is unplugged without backend clean-up.
+    private func unplug(_ device: Unpluggable, recorded: StoredRecord, name vmName: String, _ instance: Instance,
                         log: inout Log) async throws(ApplyError) {
-        let plug: HotplugSteps
-        if recorded.launch.spec.networks.contains(where: { $0.name == nic }) {
-            do { plug = try config(for: recordedVM(recorded, vmName), uuid: recorded.launch.uuid).unplug(network: nic) } catch {
-                throw ApplyError("network \(nic): \(error)")
+        let (name, known, fallbackID, what, done): (String, Bool, String, String, String)
+        switch device {
+        case .disk(let d):
+            (name, known, fallbackID, what, done) = (d, recorded.launch.spec.disks.contains { $0.name == d }, "disk-\(d)",
+                                                    "disk", "- spec.disks[\(d)] unplugged (the image is kept)")
+        case .network(let n):
+            (name, known, fallbackID, what, done) = (n, recorded.launch.spec.networks.contains { $0.name == n }, "net-\(n)",
+                                                    "network", "- spec.networks[\(n)] unplugged")
+        }
+        var plug = HotplugSteps(deviceID: fallbackID)
+        if known {
+            do {
+                let config = try config(for: recordedVM(recorded, vmName), uuid: recorded.launch.uuid)
+                switch device {
+                case .disk: plug = try config.unplug(disk: name)
+                case .network: plug = try config.unplug(network: name)
+                }
+            } catch {
+                throw ApplyError("\(what) \(name): \(error)")
             }
-        } else {
-            plug = HotplugSteps(deviceID: "net-\(nic)", steps: [], cleanup: [])
         }
         log.journal("unplug \(plug.deviceID)")
         do { try await instance.unplug(plug, wait: stopTimeout, timeout: timeout) } catch {
             throw ApplyError(error.message + "; retry, or use --restart=if-needed")
         }
-        log.say("- spec.networks[\(nic)] unplugged")
+        log.say(done)
     }
 
     /// The lowest SCSI id no device on `scsi0` uses.
