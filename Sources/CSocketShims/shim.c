@@ -30,10 +30,18 @@ static int fill_addr(struct sockaddr_un *addr, const char *path) {
 }
 
 int csock_unix_connect(const char *path) {
+    return csock_unix_connect_timeout(path, 0);
+}
+
+int csock_unix_connect_timeout(const char *path, long micros) {
     struct sockaddr_un addr;
     if (fill_addr(&addr, path) < 0) return -1;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
+    /* A unix stream connect waits while the listener's queue is full (a stopped or
+       wedged server) for as long as SO_SNDTIMEO allows, then fails with EAGAIN. */
+    struct timeval tv = { .tv_sec = micros / 1000000, .tv_usec = micros % 1000000 };
+    if (micros > 0) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     int rc;
     do {
         rc = connect(fd, (struct sockaddr *)&addr, sizeof(addr));
@@ -43,6 +51,10 @@ int csock_unix_connect(const char *path) {
         close(fd);
         errno = saved;
         return -1;
+    }
+    if (micros > 0) {
+        struct timeval zero = { 0, 0 };
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &zero, sizeof(zero));
     }
     return fd;
 }

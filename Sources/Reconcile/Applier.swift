@@ -110,6 +110,7 @@ package struct Applier: Sendable {
                 let uuid = vm.uuid ?? observed?.record?.uuid
                 log.say("restarting: \(vm.changes.filter { $0.changeClass == .restart }.map(\.path).joined(separator: ", "))")
                 try await stop(vm.name, log: &log)
+                FaultPoint.hit(.restartAfterStop)
                 try await create(desired, uuid: uuid, markers: markers, log: &log)
                 return log.result(.restarted)
             case .update, .restart:
@@ -140,8 +141,17 @@ package struct Applier: Sendable {
         try await launch(vm, uuid: uuid, stored: &stored, log: &log)
     }
 
-    /// Launches `vm` (its spec's run state says running or paused) and records pid,
-    /// accelerator and start time in `stored` before anything else can fail.
+    /// Launches `vm` (its spec's run state says running or paused); `stored` is the
+    /// record as it will be once QEMU is set up, and gets pid, accelerator and start time.
+    ///
+    /// The record on disk says, at every step, only what is true of the QEMU at that
+    /// step, so a crash anywhere leaves the next apply something it can finish:
+    /// 1. before QEMU starts: the spec with every NIC link up (QEMU's launch state) and
+    ///    no secret markers, so whatever QEMU this launch leaves behind is found as
+    ///    managed (its uuid is on its command line) and its links and passwords are
+    ///    planned again (QMP cannot read either back);
+    /// 2. once QEMU runs and its passwords are set: the pid and the secret markers;
+    /// 3. once the links the manifest wants down are down: the spec as given.
     private func launch(_ vm: VirtualMachine, uuid: String, stored: inout StoredRecord, log: inout Log) async throws(ApplyError) {
         let config: VMConfig
         do {
@@ -166,6 +176,14 @@ package struct Applier: Sendable {
                 throw ApplyError("VM \(vm.name): \(error)")
             }
         }
+        // Step 1: recorded before QEMU exists, so no crash can leave a QEMU without a record.
+        let settled = stored.launch
+        for i in stored.launch.spec.networks.indices { stored.launch.spec.networks[i].link = .up }
+        stored.launch.secrets = [:]
+        let previous: StoredRecord?
+        do { previous = try store.loadRecord(StoredRecord.self, name: vm.name) } catch { previous = nil }
+        try save(stored, vm.name)
+        FaultPoint.hit(.beforeSpawn)
         log.journal("launch uuid=\(uuid)")
         let instance: Instance
         do {
@@ -174,23 +192,35 @@ package struct Applier: Sendable {
             instance = try await Instance.start(config, options: StartOptions(
                 socketDirectory: store.directory, startPaused: paused, timeout: timeout, accelerator: accelerator))
         } catch {
+            // QEMU did not start (and Instance.start left none running): put the record back as it was.
+            if let previous { try? store.saveRecord(previous, name: vm.name) } else { Posix.unlinkFile(store.recordPath(vm.name)) }
             throw ApplyError(error.message)
         }
         defer { instance.close() }
+        FaultPoint.hit(.beforeRecord)
+        // Step 2.
         let choice = instance.acceleratorChoice
         stored.pid = instance.pid
         stored.accelerator = instance.accelerator?.rawValue
         stored.acceleratorReasons = choice?.reasons ?? []
         stored.startedAt = Date().timeIntervalSince1970
-        // Record before anything else can fail, so the next apply finds this QEMU.
+        stored.launch.secrets = settled.secrets
         try save(stored, vm.name)
+        FaultPoint.hit(.afterRecord)
         log.say("started (pid \(instance.pid), \(instance.accelerator?.rawValue ?? "?")\(choice.map { " — " + ($0.reasons.last ?? "") } ?? ""))")
-        for nic in VMConfigMapping.nicsWithLinkDown(vm) {
+        let linksDown = VMConfigMapping.nicsWithLinkDown(vm)
+        for nic in linksDown {
             do { try await instance.qmp.execute("set_link", arguments: ["name": .string(nic), "up": false], timeout: timeout) } catch {
                 throw ApplyError("setting the link of \(nic) down: \(error)")
             }
         }
+        if !linksDown.isEmpty {
+            // Step 3.
+            stored.launch.spec = settled.spec
+            try save(stored, vm.name)
+        }
         if vm.spec.runState == .running && instance.state != .running {
+            FaultPoint.hit(.beforeCont)
             do { try await instance.resume(timeout: timeout) } catch { throw ApplyError(error.message) }
         }
         let state: VMState
@@ -199,6 +229,7 @@ package struct Applier: Sendable {
         guard state == want || (want == .prelaunch && state == .paused) else {
             throw ApplyError("started, but QEMU reports \(state) instead of \(want)")
         }
+        FaultPoint.hit(.afterVerify)
         log.journal("running state=\(state)")
     }
 
@@ -231,6 +262,7 @@ package struct Applier: Sendable {
                 let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
                 throw ApplyError("qemu-img could not create disk \(disk.name) at \(path): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
             }
+            FaultPoint.hit(.afterDiskCreate)
             log.say("created disk \(disk.name): \(path) (\(format.rawValue), \(ByteSize.format(size)))")
         }
     }
@@ -243,7 +275,10 @@ package struct Applier: Sendable {
         // An adopted VM's devices keep the ids they were started with.
         let aliases = stored.adopted?.deviceAliases ?? [:]
         func qemuID(_ ours: String) -> String { aliases.first { $0.value == ours }?.key ?? ours }
-        let changes = plan.executedChanges
+        // A VM that must run is continued last, once its links and media are as the manifest says.
+        let resume = desired.spec.runState == .running
+        let changes = plan.executedChanges.filter { !(resume && $0.path == "spec.runState") }
+            + plan.executedChanges.filter { resume && $0.path == "spec.runState" }
         let instance: Instance?
         let needsQEMU = changes.contains { $0.changeClass == .live }
         if needsQEMU {
@@ -606,6 +641,10 @@ package struct Applier: Sendable {
             instance = try await Instance.attach(socketPath: layout.socketPath, timeout: timeout)
         } catch {
             if error.code == .notFound { return }
+            if error.code == .unresponsive {
+                throw ApplyError("VM \(name) is unresponsive (its monitor did not answer within \(timeout)); not stopped. "
+                                 + "Retry when it answers, or `qemuctl delete --force \(name)` kills it")
+            }
             throw ApplyError(error.message)
         }
         defer { instance.close() }
@@ -680,6 +719,7 @@ package struct Applier: Sendable {
     /// Stops the VM and removes its runtime files; disk images are never touched.
     package func delete(_ name: String, observed: ObservedVM?, log: inout Log) async throws(ApplyError) {
         try await stop(name, log: &log)
+        FaultPoint.hit(.deleteAfterStop)
         store.removeRuntimeFiles(name)
         log.say("deleted (disk images kept)")
     }

@@ -57,56 +57,74 @@ package struct Observer: Sendable {
     }
 
     /// Observes one VM; returns the observation and a warning, if any.
+    ///
+    /// An unreadable record is a warning naming the file. When the VM's QEMU is gone,
+    /// that is all (apply launches it again and replaces the file). When a QEMU answers
+    /// on the VM's socket, the VM is reported as not managed, with a recovery hint, and
+    /// is neither changed, pruned nor launched a second time: QMP cannot tell what it was
+    /// launched with, so nothing is guessed.
     package func observe(_ name: String) async -> (ObservedVM?, String?) {
-        var warning: String? = nil
+        var unreadable: String? = nil
         var stored: StoredRecord? = nil
         do {
             stored = try store.loadRecord(StoredRecord.self, name: name)
         } catch {
-            warning = "\(name): \(error)"
+            unreadable = error.message
         }
         let layout = store.layout(name)
         let ownership: ObservedVM.Ownership = stored != nil ? .managed : .foreign
-        func vm(_ liveness: ObservedVM.Liveness, _ detail: String?, _ live: LiveState? = nil) -> ObservedVM {
-            ObservedVM(name: name, ownership: ownership, liveness: liveness, detail: detail, record: stored?.launch,
-                       live: live, restartPending: stored?.restartPending ?? false)
-        }
         let adopted = stored?.adopted
         let pid = adopted.map { a in a.matches(pid: a.pid) ? a.pid : nil } ?? layout.runningPID()
         let processAlive = pid != nil
+        func warning(_ liveness: ObservedVM.Liveness) -> String? {
+            guard let unreadable else { return nil }
+            return liveness == .gone
+                ? "\(name): \(unreadable); its QEMU is not running: apply launches it again and replaces the file"
+                : "\(name): \(unreadable); its QEMU\(pid.map { " (pid \($0))" } ?? "") is left running and untouched"
+        }
+        func vm(_ liveness: ObservedVM.Liveness, _ detail: String?, _ live: LiveState? = nil) -> (ObservedVM?, String?) {
+            var detail = detail
+            if unreadable != nil && liveness != .gone {
+                detail = "its record \(store.recordPath(name)) is unreadable, so qemuctl cannot tell what this QEMU was launched with; "
+                    + "it is left running. To recover: restore the file, or `qemuctl delete \(name)` (stops it; disks are kept) and apply again"
+            }
+            return (ObservedVM(name: name, ownership: ownership, liveness: liveness, detail: detail, record: stored?.launch,
+                               live: live, restartPending: stored?.restartPending ?? false), warning(liveness))
+        }
         guard Posix.fileExists(layout.socketPath) else {
             if let pid {
-                return (vm(.unresponsive, "QEMU (pid \(pid)) runs but its QMP socket \(layout.socketPath) is gone"), warning)
+                return vm(.unresponsive, "QEMU (pid \(pid)) runs but its QMP socket \(layout.socketPath) is gone")
             }
-            return (vm(.gone, stored == nil ? nil : "not running"), warning)
+            return vm(.gone, stored == nil ? nil : "not running")
         }
         let qmp: QMPClient
         do {
             qmp = try await QMPClient.connect(to: layout.socketPath, timeout: timeout)
         } catch {
             if error.code == .timedOut || processAlive {
-                return (vm(.unresponsive, "QMP did not answer within \(timeout): \(error.message)"), warning)
+                return vm(.unresponsive, "unresponsive: QMP did not answer within \(timeout): \(error.message)")
             }
-            return (vm(.gone, "not running (stale socket)"), warning)
+            return vm(.gone, "not running (stale socket)")
         }
         defer { qmp.close() }
         if let adopted, let peer = qmp.peerPID, !adopted.matches(pid: peer) {
             return (ObservedVM(name: name, ownership: .foreign, liveness: .alive,
                                detail: "the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl adopted (pid \(adopted.pid))",
-                               record: nil, live: nil), warning)
+                               record: nil, live: nil), nil)
         }
         if let stored, adopted == nil, let uuid = Optional(stored.launch.uuid), let peer = qmp.peerPID,
            let argv = Posix.commandLine(of: peer), !argv.contains(where: { $0.contains(uuid) }) {
             // The socket answers, but the QEMU behind it is not the one recorded.
             return (ObservedVM(name: name, ownership: .foreign, liveness: .alive,
                                detail: "the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl launched",
-                               record: nil, live: nil), warning)
+                               record: nil, live: nil), nil)
         }
         do {
             let live = try await readLive(qmp, record: stored?.launch, aliases: adopted?.deviceAliases ?? [:])
-            return (vm(.alive, nil, live), warning)
+            return vm(.alive, nil, live)
         } catch {
-            return (vm(error.code == .timedOut ? .unresponsive : .gone, error.message), warning)
+            return vm(error.code == .timedOut ? .unresponsive : .gone,
+                      error.code == .timedOut ? "unresponsive: \(error.message)" : error.message)
         }
     }
 

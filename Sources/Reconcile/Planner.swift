@@ -87,7 +87,8 @@ struct Planner {
         if a.ownership == .foreign {
             return VMPlan(
                 name: d.name, action: .unmanaged,
-                reason: "a QEMU of this name runs that qemuctl did not launch; not touched (qemuctl import adopts it)",
+                reason: a.detail.map { "\($0); not touched" }
+                    ?? "a QEMU of this name runs that qemuctl did not launch; not touched (qemuctl import adopts it)",
                 desired: d)
         }
         switch a.liveness {

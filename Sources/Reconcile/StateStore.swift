@@ -7,11 +7,19 @@ package import QemuCtl
 /// attached by name):
 /// ```
 /// DIR/                  0700
-/// DIR/.apply.lock       serialises apply/delete across processes (flock, dies with its holder)
+/// DIR/.apply.lock       serialises apply/delete across processes (flock, dies with its holder;
+///                       holds the holder's pid so a busy lock can be reported by whom)
 /// DIR/NAME.sock         the VM's QMP socket
 /// DIR/NAME/             0700: record.json, journal.log, qemu.pid, lock, serial.log
 /// ```
-/// Every file is written atomically (temporary file, fsync, rename).
+/// Every file is written atomically (temporary file, fsync, rename, directory fsync):
+/// a crash or a full disk at any moment leaves the old file or the new one. Journals
+/// are appended, not synced, and tolerate a torn last line.
+///
+/// An unreadable record (empty, truncated, garbage) is reported with its path and is
+/// never a crash: a VM whose QEMU is gone is launched again (the file is replaced); a
+/// VM whose QEMU still answers is left running and untouched, with a recovery hint
+/// (see ``Observer``), and never launched a second time.
 package struct StateStore: Sendable {
     /// The directory.
     package let directory: String
@@ -65,8 +73,8 @@ package struct StateStore: Sendable {
 
     /// Reads the record of `name`: `nil` when there is none.
     ///
-    /// - Throws: ``StateError`` naming the file when it exists but cannot be decoded
-    ///   (truncated or garbage): the caller reports it and falls back to what QMP says.
+    /// - Throws: ``StateError`` naming the file when it exists but cannot be read or
+    ///   decoded (empty, truncated, garbage); ``Observer`` says what follows from it.
     package func loadRecord<Record: Decodable>(_ type: Record.Type, name: String) throws(StateError) -> Record? {
         let path = recordPath(name)
         guard Posix.fileExists(path) else { return nil }
@@ -76,7 +84,7 @@ package struct StateStore: Sendable {
         do {
             return try JSONDecoder().decode(Record.self, from: Data(bytes))
         } catch {
-            throw StateError(message: "\(path) is unreadable (\(bytes.isEmpty ? "empty" : "not a valid record")); it is ignored and rebuilt from what QEMU reports")
+            throw StateError(message: "\(path) is unreadable (\(bytes.isEmpty ? "empty" : "truncated or not a valid record"))")
         }
     }
 
@@ -88,16 +96,33 @@ package struct StateStore: Sendable {
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         let data: Data
         do { data = try encoder.encode(record) } catch { throw StateError(message: "cannot encode the record of \(name): \(error)") }
-        if let e = Posix.writeFileAtomically(recordPath(name), Array(data), mode: 0o600) { throw StateError(message: e) }
+        let path = recordPath(name)
+        if let e = Posix.writeFileAtomically(path, Array(data), mode: 0o600, faultPoint: .midStateWrite) {
+            throw StateError(message: e)
+        }
     }
 
-    /// Appends one line to the journal of `name` and syncs it. Failures to journal
-    /// are reported but do not stop the apply: the record is the source of truth.
+    /// Appends one line (`ISO-8601-STAMP TEXT`) to the journal of `name`, unsynced
+    /// (see ``Posix/appendLine(_:_:)``). Failures to journal do not stop the apply:
+    /// the record is the source of truth.
     package func journal(_ name: String, _ line: String) {
         // Only into an existing runtime directory: a deleted VM's is not recreated.
         guard Posix.fileExists(layout(name).runtimeDirectory) else { return }
         let stamp = Posix.utcTimestamp()
         Posix.appendLine(journalPath(name), "\(stamp) \(line)")
+    }
+
+    /// Removes temporary files that a qemuctl killed between writing and renaming a
+    /// state file left behind (the old file is intact beside them). Only the lock
+    /// holder writes state files, so it is the one to sweep.
+    func removeStaleTemporaries() {
+        Posix.removeStaleTemporaries(inDirectory: directory)
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where !entry.hasPrefix(".") {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: directory + "/" + entry, isDirectory: &isDirectory), isDirectory.boolValue {
+                Posix.removeStaleTemporaries(inDirectory: directory + "/" + entry)
+            }
+        }
     }
 
     /// Removes the VM's runtime files (record, journal, pid file, logs, socket).
@@ -109,31 +134,38 @@ package struct StateStore: Sendable {
     }
 
     /// Runs `body` holding the state directory's apply lock (a `flock` that the
-    /// kernel drops when this process dies).
+    /// kernel drops when this process dies, even by SIGKILL).
     ///
     /// - Parameters:
     ///   - wait: How long to wait for another holder; zero fails at once.
-    ///   - onWait: Called once when the lock is busy and this call waits.
-    package func withApplyLock<R>(wait: Duration, onWait: () -> Void, _ body: () async throws -> R) async throws -> R {
+    ///   - onWait: Called once, with the holder's pid when known, when the lock is busy and this call waits.
+    /// - Throws: ``StateError`` naming the holder when the lock stays busy.
+    package func withApplyLock<R>(wait: Duration, onWait: (Int32?) -> Void, _ body: () async throws -> R) async throws -> R {
         try prepare()
         let path = directory + "/.apply.lock"
+        func holder() -> String { Posix.lockHolder(path).map { " (pid \($0))" } ?? "" }
         var (fd, error) = Posix.lockFile(path, wait: false)
         if let error { throw StateError(message: error) }
         if fd < 0 {
             if wait <= .zero {
-                throw StateError(message: "another qemuctl holds the lock on \(directory) (\(path)); retry later or pass --wait")
+                throw StateError(message: "another qemuctl\(holder()) holds the lock on \(directory) (\(path)); retry later or pass --wait SECONDS")
             }
-            onWait()
+            onWait(Posix.lockHolder(path))
             let clock = ContinuousClock()
             let end = clock.now + wait
             while fd < 0 {
-                if clock.now >= end { throw StateError(message: "gave up waiting \(wait) for the lock on \(directory)") }
+                if clock.now >= end {
+                    throw StateError(message: "gave up waiting \(wait) for the lock on \(directory): another qemuctl\(holder()) still holds \(path)")
+                }
                 try await Task.sleep(for: .milliseconds(50))
                 (fd, error) = Posix.lockFile(path, wait: false)
                 if let error { throw StateError(message: error) }
             }
         }
         defer { Posix.closeFD(fd) }
+        Posix.writeLockHolder(fd)
+        removeStaleTemporaries()
+        FaultPoint.hit(.afterLock)
         return try await body()
     }
 }

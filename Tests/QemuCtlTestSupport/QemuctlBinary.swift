@@ -13,6 +13,8 @@ public enum QemuctlBinary {
         public var out: String
         /// Standard error.
         public var err: String
+        /// The signal that ended the process, if one did (SIGKILL from a fault point).
+        public var signal: Int32? = nil
     }
 
     /// Runs `qemuctl ARGUMENTS` with `environment` added, feeding `stdin`; waits for it
@@ -69,7 +71,30 @@ public enum QemuctlBinary {
         err.fileHandleForReading.readabilityHandler = nil
         let status = p.terminationStatus
         let (outData, errData) = box.lock.withLock { (box.out, box.err) }
-        return Run(status: status, out: String(decoding: outData, as: UTF8.self), err: String(decoding: errData, as: UTF8.self))
+        let signal: Int32? = p.terminationReason == .uncaughtSignal ? status : nil
+        return Run(status: status, out: String(decoding: outData, as: UTF8.self), err: String(decoding: errData, as: UTF8.self),
+                   signal: signal)
+    }
+}
+
+/// Runs `path ARGS` and returns its exit status and its output (stdout and stderr
+/// together), waiting on a thread of its own, never on the cooperative pool or
+/// Dispatch's global queue.
+public func runTool(_ path: String, _ args: [String]) async throws -> (Int32, String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    return await withCheckedContinuation { continuation in
+        Thread.detachNewThread {
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            continuation.resume(returning: (p.terminationStatus, String(decoding: data, as: UTF8.self)))
+        }
     }
 }
 

@@ -11,6 +11,11 @@ int csock_unix_path_max(void);
 /// Returns the fd, or -1 with errno set. ENAMETOOLONG when the path does not fit.
 int csock_unix_connect(const char *path);
 
+/// As `csock_unix_connect`, but waits at most `micros` microseconds (0: no limit) while
+/// the listener's queue is full (its server is stopped or not accepting); then -1 with
+/// errno EAGAIN.
+int csock_unix_connect_timeout(const char *path, long micros);
+
 /// Creates a close-on-exec unix socket listening on `path` (which must not exist).
 /// Returns the fd, or -1 with errno set.
 int csock_unix_listen(const char *path, int backlog);

@@ -147,8 +147,15 @@ final class Connection: Sendable {
             return .failure(QMPError(code: .connectFailed, message:
                 "socket path \(path) is \(path.utf8.count) bytes; a unix socket path holds at most \(limit): use a shorter state or socket directory"))
         }
-        let (fd, connectErrno) = Sys.connectUnix(path)
-        if fd < 0 { return .failure(connectError(path: path, errno: connectErrno)) }
+        // Bounded too: a stopped QEMU's listen queue fills up, and a plain connect would then wait forever.
+        let (fd, connectErrno) = Sys.connectUnix(path, timeoutNanos: nanoseconds(timeout))
+        if fd < 0 {
+            if connectErrno == EAGAIN {
+                return .failure(QMPError(code: .timedOut, message:
+                    "\(path) accepted no connection within \(timeout) (its queue is full): QEMU is busy serving another client, or unresponsive (stopped or wedged)"))
+            }
+            return .failure(connectError(path: path, errno: connectErrno))
+        }
         // Receives by a caller holding the read role block for at most the direct
         // window; every other receive and send is MSG_DONTWAIT.
         Sys.setReceiveTimeout(fd, nanoseconds: directWindow)

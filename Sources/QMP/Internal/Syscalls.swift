@@ -30,9 +30,10 @@ func errnoText(_ code: CInt) -> String {
 }
 
 enum Sys {
-    /// Returns the connected fd, or -1 and the errno.
-    static func connectUnix(_ path: String) -> (fd: CInt, errno: CInt) {
-        let fd = csock_unix_connect(path)
+    /// Returns the connected fd, or -1 and the errno (EAGAIN when the listener's queue
+    /// stayed full for `timeoutNanos`).
+    static func connectUnix(_ path: String, timeoutNanos: UInt64) -> (fd: CInt, errno: CInt) {
+        let fd = csock_unix_connect_timeout(path, Int(max(1, timeoutNanos / 1000)))
         return fd >= 0 ? (fd, 0) : (-1, errno)
     }
 

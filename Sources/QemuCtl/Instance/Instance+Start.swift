@@ -143,6 +143,7 @@ extension Instance {
         guard let pid = readPIDFile(layout.pidFile) else {
             throw InstanceError(code: .startFailed, message: "QEMU started VM \(config.name) but wrote no pid file at \(layout.pidFile)")
         }
+        FaultPoint.hit(.afterSpawn)
 
         let qmp: QMPClient
         do {

@@ -48,17 +48,27 @@ public struct RuntimeLayout: Sendable, Hashable {
     /// The largest socket path a unix socket address holds.
     public static let maxSocketPathLength = 107
 
-    /// The pid of the QEMU that owns this layout: the pid file's process, if it
-    /// is alive (not a zombie) and its command line names this socket; else `nil`.
+    /// The pid of the QEMU that owns this layout: the pid file's process, if it is
+    /// alive (not a zombie) and its command line names this socket; when the pid file
+    /// exists but is empty or garbage, the process whose command line names this socket
+    /// (a scan of `/proc`, only then), so a damaged pid file never hides a running
+    /// QEMU; else `nil`.
     ///
     /// The socket is named in `-chardev socket,…,path=…`, where a comma of the path
     /// is written `,,`: both spellings are looked for.
     package func runningPID() -> Int32? {
         let escaped = socketPath.replacing(",", with: ",,")
-        guard let pid = Instance.readPIDFile(pidFile), Posix.processExists(pid),
-              Posix.commandLine(of: pid)?.contains(where: { $0.contains(socketPath) || $0.contains(escaped) }) == true
-        else { return nil }
-        return pid
+        func namesSocket(_ argv: [String]) -> Bool { argv.contains { $0.contains(socketPath) || $0.contains(escaped) } }
+        if let pid = Instance.readPIDFile(pidFile) {
+            if Posix.processExists(pid), let argv = Posix.commandLine(of: pid), namesSocket(argv) { return pid }
+            return nil
+        }
+        guard Posix.fileExists(pidFile) else { return nil }
+        return Posix.processIDs().first { pid in
+            guard pid != Posix.currentPID, Posix.processExists(pid), let argv = Posix.commandLine(of: pid),
+                  argv.first?.contains("qemu") == true else { return false }
+            return namesSocket(argv)
+        }
     }
 
     /// Problems with the name or path lengths, or `nil` when usable.

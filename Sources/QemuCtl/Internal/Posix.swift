@@ -55,37 +55,78 @@ package enum Posix {
         return nil
     }
 
-    /// Writes `bytes` to `path` atomically with mode `mode` (temp file, fsync, rename).
-    package static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: UInt32 = 0o600) -> String? {
+    /// Writes `bytes` to `path` atomically with mode `mode`: a temporary file beside
+    /// it (`PATH.tmp.PID`), fsync, rename over `path`, fsync of the directory. A crash
+    /// or a failed write (disk full, file size limit) at any moment leaves either the
+    /// old file or the new one, never a mix; on failure the temporary file is removed
+    /// and the message says that `path` is unchanged. Returns nil or an error message.
+    ///
+    /// - Parameter faultPoint: The ``FaultPoint`` to pass between the synced
+    ///   temporary file and the rename (state files pass ``FaultPoint/midStateWrite``).
+    package static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: UInt32 = 0o600,
+                                            faultPoint: FaultPoint? = nil) -> String? {
         let temp = path + ".tmp.\(getpid())"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
-        guard fd >= 0 else { return "cannot create \(temp): \(errorText(errno))" }
+        guard fd >= 0 else { return "cannot write \(path): cannot create \(temp): \(errorText(errno)); \(path) is unchanged" }
         _ = fchmod(fd, mode)
+        func fail(_ what: String, _ e: CInt) -> String {
+            close(fd)
+            unlink(temp)
+            return "cannot write \(path): \(what) \(temp) failed: \(errorText(e)); \(path) is unchanged"
+        }
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
             if n < 0 {
                 if errno == EINTR { continue }
-                let e = errno
-                close(fd)
-                unlink(temp)
-                return "cannot write \(temp): \(errorText(e))"
+                return fail("writing", errno)
             }
             offset += n
         }
-        if fsync(fd) != 0 {
+        if fsync(fd) != 0 { return fail("syncing", errno) }
+        if close(fd) != 0 {
             let e = errno
-            close(fd)
             unlink(temp)
-            return "cannot sync \(temp): \(errorText(e))"
+            return "cannot write \(path): closing \(temp) failed: \(errorText(e)); \(path) is unchanged"
         }
-        close(fd)
+        if let faultPoint { FaultPoint.hit(faultPoint) }
         if rename(temp, path) != 0 {
             let e = errno
             unlink(temp)
-            return "cannot rename \(temp) to \(path): \(errorText(e))"
+            return "cannot rename \(temp) to \(path): \(errorText(e)); \(path) is unchanged"
         }
+        syncDirectory(of: path)
         return nil
+    }
+
+    /// Makes a rename in the directory of `path` durable (fsync of the directory).
+    private static func syncDirectory(of path: String) {
+        guard let slash = path.lastIndex(of: "/") else { return }
+        let dir = slash == path.startIndex ? "/" : String(path[..<slash])
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        close(fd)
+    }
+
+    /// Removes the `NAME.tmp.PID` files in `directory` that
+    /// ``writeFileAtomically(_:_:mode:faultPoint:)`` left behind when a process died
+    /// between writing and renaming (their pid no longer runs). Returns their paths.
+    @discardableResult
+    package static func removeStaleTemporaries(inDirectory directory: String) -> [String] {
+        guard let d = opendir(directory) else { return [] }
+        defer { closedir(d) }
+        var removed: [String] = []
+        while let entry = readdir(d) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+            guard parts.count >= 3, parts[parts.count - 2] == "tmp", let pid = Int32(parts[parts.count - 1]),
+                  pid != getpid(), !processExists(pid) else { continue }
+            if unlink(directory + "/" + name) == 0 { removed.append(directory + "/" + name) }
+        }
+        return removed
     }
 
     package static func readFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
@@ -137,14 +178,43 @@ package enum Posix {
             + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
     }
 
-    /// Appends `line` and a newline to `path` (created 0600). Not synced: a journal
-    /// is a trail for people; records, written with ``writeFileAtomically(_:_:mode:)``,
-    /// are what must survive a crash.
+    /// Appends `line` and a newline to `path` (created 0600) in one `write`.
+    ///
+    /// Not synced: a journal is a trail for people; records, written with
+    /// ``writeFileAtomically(_:_:mode:faultPoint:)``, are what must survive a crash.
+    /// (A killed process loses nothing the kernel accepted; only a power cut could.)
+    /// Every complete line is an entry. A last line without a newline is an entry
+    /// whose writer died mid-write (or hit a full disk): readers ignore it, and the
+    /// next append cuts it off first, so a torn entry never merges with the next one.
+    /// Callers serialise appends to one file (qemuctl holds the state directory lock).
     package static func appendLine(_ path: String, _ line: String) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { return }
         defer { close(fd) }
-        let bytes = Array((line + "\n").utf8)
+        var bytes = Array((line + "\n").utf8)
+        var st = stat()
+        if fstat(fd, &st) == 0 && st.st_size > 0 {
+            var last: UInt8 = 0
+            if pread(fd, &last, 1, off_t(st.st_size - 1)) == 1 && last != UInt8(ascii: "\n") {
+                // Find the end of the last complete entry (the torn one is at most a line long).
+                let window = Int(min(st.st_size, 65536))
+                var tail = [UInt8](repeating: 0, count: window)
+                let start = off_t(st.st_size) - off_t(window)
+                let n = tail.withUnsafeMutableBytes { pread(fd, $0.baseAddress, window, start) }
+                if n == window {
+                    let keep = tail.lastIndex(of: UInt8(ascii: "\n")).map { start + off_t($0) + 1 } ?? start
+                    if ftruncate(fd, keep) != 0 { bytes.insert(UInt8(ascii: "\n"), at: 0) }
+                }
+            }
+        }
+        #if DEBUG
+        if FaultPoint.isSelected(.midJournalWrite) {
+            let half = bytes.count / 2
+            _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, half) }
+            FaultPoint.hit(.midJournalWrite)
+            bytes.removeFirst(half)
+        }
+        #endif
         _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     }
 
@@ -167,6 +237,22 @@ package enum Posix {
 
     package static func closeFD(_ fd: CInt) { close(fd) }
 
+    /// Writes this process's id into the lock file held by `fd`, so a process that
+    /// finds the lock busy can name its holder.
+    package static func writeLockHolder(_ fd: CInt) {
+        let bytes = Array("\(getpid())\n".utf8)
+        guard ftruncate(fd, 0) == 0 else { return }
+        _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+    }
+
+    /// The process id written by ``writeLockHolder(_:)`` into the lock file `path`,
+    /// if that process still exists.
+    package static func lockHolder(_ path: String) -> Int32? {
+        guard let bytes = readFile(path, limit: 64),
+              let pid = Int32(trimmed(String(decoding: bytes, as: UTF8.self))), processExists(pid) else { return nil }
+        return pid
+    }
+
     /// Whether a process with this id exists (a zombie counts as gone).
     package static func processExists(_ pid: Int32) -> Bool {
         guard pid > 0 else { return false }
@@ -182,6 +268,23 @@ package enum Posix {
     /// Sends `signal` to `pid`; returns whether it was delivered.
     @discardableResult
     package static func signal(_ pid: Int32, _ signal: Int32) -> Bool { kill(pid, signal) == 0 }
+
+    /// This process's id.
+    package static var currentPID: Int32 { getpid() }
+
+    /// The ids of every process in `/proc`.
+    package static func processIDs() -> [Int32] {
+        guard let d = opendir("/proc") else { return [] }
+        defer { closedir(d) }
+        var out: [Int32] = []
+        while let entry = readdir(d) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if let pid = Int32(name) { out.append(pid) }
+        }
+        return out
+    }
 
     /// The NUL-separated command line of a process.
     package static func commandLine(of pid: Int32) -> [String]? {
@@ -266,6 +369,18 @@ package enum Posix {
     }
 
     package static var effectiveUID: UInt32 { geteuid() }
+
+    /// Writes `text` to standard error, unbuffered.
+    package static func writeStandardError(_ text: String) {
+        let bytes = Array(text.utf8)
+        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+
+    /// Ends the process at once with `status` (no cleanup handlers).
+    package static func exitImmediately(_ status: CInt) -> Never { _exit(status) }
+
+    /// Sends `signal` to this process (a fault point's SIGKILL or SIGSTOP).
+    package static func signalSelf(_ signal: Int32) { _ = kill(getpid(), signal) }
 
     package static let sigkill = SIGKILL
     package static let sigterm = SIGTERM

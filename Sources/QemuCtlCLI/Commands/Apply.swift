@@ -63,8 +63,8 @@ extension QemuCtlCommand {
             let store = global.store
             let code: Int32
             do {
-                code = try await store.withApplyLock(wait: .milliseconds(Int(wait * 1000)), onWait: {
-                    Terminal.error("qemuctl: another qemuctl is changing \(store.directory); waiting up to \(Int(wait)) s…")
+                code = try await store.withApplyLock(wait: .milliseconds(Int(wait * 1000)), onWait: { holder in
+                    Terminal.error("qemuctl: another qemuctl\(holder.map { " (pid \($0))" } ?? "") is changing \(store.directory); waiting up to \(Int(wait)) s…")
                 }) {
                     try await applyLocked(store)
                 }

@@ -29,8 +29,8 @@ extension QemuCtlCommand {
             let store = global.store
             var failed = 0
             do {
-                try await store.withApplyLock(wait: .milliseconds(Int(wait * 1000)), onWait: {
-                    Terminal.error("qemuctl: another qemuctl is changing \(store.directory); waiting…")
+                try await store.withApplyLock(wait: .milliseconds(Int(wait * 1000)), onWait: { holder in
+                    Terminal.error("qemuctl: another qemuctl\(holder.map { " (pid \($0))" } ?? "") is changing \(store.directory); waiting…")
                 }) {
                     let applier = Applier(store: store, stopTimeout: force ? .zero : .milliseconds(Int(stopTimeout * 1000)),
                                           timeout: global.deadline)

@@ -35,8 +35,8 @@ struct RunControlOptions: ParsableArguments {
 /// seconds is exit status 2 (nothing tried).
 func withLock(_ store: StateStore, wait: Double, _ body: () async throws -> Void) async throws {
     do {
-        try await store.withApplyLock(wait: .milliseconds(Int(wait * 1000)), onWait: {
-            Terminal.error("qemuctl: another qemuctl is changing \(store.directory); waiting up to \(Int(wait)) s…")
+        try await store.withApplyLock(wait: .milliseconds(Int(wait * 1000)), onWait: { holder in
+            Terminal.error("qemuctl: another qemuctl\(holder.map { " (pid \($0))" } ?? "") is changing \(store.directory); waiting up to \(Int(wait)) s…")
         }, body)
     } catch let error as StateError {
         Terminal.fail(error.message, hint: "another qemuctl (apply, delete, start, stop, …) is running on this state directory; retry when it is done, or pass a longer --wait")
