@@ -47,12 +47,12 @@ public enum QemuctlBinary {
         }
         let box = Box()
         out.fileHandleForReading.readabilityHandler = { h in
-            let d = h.availableData
+            guard let d = h.readAvailable() else { return }
             box.lock.withLock { if d.isEmpty { box.outDone = true } else { box.out.append(d) } }
             if d.isEmpty { h.readabilityHandler = nil }
         }
         err.fileHandleForReading.readabilityHandler = { h in
-            let d = h.availableData
+            guard let d = h.readAvailable() else { return }
             box.lock.withLock { if d.isEmpty { box.errDone = true } else { box.err.append(d) } }
             if d.isEmpty { h.readabilityHandler = nil }
         }
@@ -74,6 +74,22 @@ public enum QemuctlBinary {
         let signal: Int32? = p.terminationReason == .uncaughtSignal ? status : nil
         return Run(status: status, out: String(decoding: outData, as: UTF8.self), err: String(decoding: errData, as: UTF8.self),
                    signal: signal)
+    }
+}
+
+extension FileHandle {
+    /// What a readability handler can read now: empty at end of file, `nil` when the
+    /// read would block (a spurious wake-up). `availableData` traps on EAGAIN instead,
+    /// which once killed the whole test process.
+    func readAvailable() -> Data? {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fileDescriptor, $0.baseAddress, $0.count) }
+            if n >= 0 { return Data(buffer[0..<n]) }
+            if errno == EINTR { continue }
+            if errno == EAGAIN || errno == EWOULDBLOCK { return nil }
+            return Data()  // an error ends the stream like end of file
+        }
     }
 }
 
@@ -137,12 +153,12 @@ extension QemuctlBinary {
             process.standardError = errPipe
             process.standardInput = FileHandle.nullDevice
             outPipe.fileHandleForReading.readabilityHandler = { [weak self] h in
-                let d = h.availableData
+                guard let d = h.readAvailable() else { return }
                 guard let self, !d.isEmpty else { return }
                 self.lock.withLock { self.outData.append(d) }
             }
             errPipe.fileHandleForReading.readabilityHandler = { [weak self] h in
-                let d = h.availableData
+                guard let d = h.readAvailable() else { return }
                 guard let self, !d.isEmpty else { return }
                 self.lock.withLock { self.errData.append(d) }
             }
