@@ -25,7 +25,7 @@ func processStops(_ pid: Int32) async -> Bool {
 
 /// A wedged QEMU, damaged state files and a full disk: reported clearly, never a crash,
 /// never a second QEMU; apply recovers what it can.
-@Suite(.serialized, .timeLimit(.minutes(5))) struct CrashRecoveryTests {
+@Suite(.serialized, .timeLimit(.minutes(5)), .offPool) struct CrashRecoveryTests {
     /// Every command's deadline (`--timeout`, seconds) and the allowance for a loaded machine on top.
     /// (A hung command would never return; the margin only absorbs a machine loaded by other tests.)
     static let deadline = 2.0
@@ -223,7 +223,7 @@ func processStops(_ pid: Int32) async -> Bool {
 }
 
 /// Concurrent applies on one state directory.
-@Suite(.serialized, .timeLimit(.minutes(3))) struct ConcurrencyTests {
+@Suite(.serialized, .timeLimit(.minutes(3)), .offPool) struct ConcurrencyTests {
     @Test func sixConcurrentAppliesChangeThingsOnce() async throws {
         let w = try Workspace("cc1")
         defer { w.cleanUp() }

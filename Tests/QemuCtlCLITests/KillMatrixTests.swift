@@ -188,7 +188,7 @@ extension Workspace {
     }
 }
 
-@Suite(.timeLimit(.minutes(5))) struct KillMatrixTests {
+@Suite(.timeLimit(.minutes(5)), .offPool) struct KillMatrixTests {
     /// Create-scenario faults that hit after QEMU started and before its link was set down.
     static let diedBeforeSetLink: Set<String> = ["after-spawn", "before-record", "after-record", "mid-state-write:2"]
 
