@@ -37,25 +37,31 @@ public enum QemuctlBinary {
         p.standardOutput = out
         p.standardError = err
         p.standardInput = input
-        // Output is collected by dispatch read sources, never by a thread blocked in
-        // read(): with many programs running at once on a 2-core machine, blocked
-        // reads can take every worker of the global queue, and then nothing (not even
-        // the notice that a child exited) runs.
+        // Output is collected by two threads of their own blocked in read(2): never the
+        // cooperative pool or Dispatch's global queue (about two workers on a 2-core
+        // machine), and no dispatch read sources (closing a pipe whose source was still
+        // being cancelled crashed libdispatch's event loop in a full run).
         final class Box: @unchecked Sendable {
             let lock = NSLock()
             var out = Data(), err = Data(), outDone = false, errDone = false
         }
         let box = Box()
-        out.fileHandleForReading.readabilityHandler = { h in
-            guard let d = h.readAvailable() else { return }
-            box.lock.withLock { if d.isEmpty { box.outDone = true } else { box.out.append(d) } }
-            if d.isEmpty { h.readabilityHandler = nil }
+        func collect(_ pipe: Pipe, _ append: @escaping @Sendable (Data) -> Void) {
+            Thread.detachNewThread {
+                let fd = pipe.fileHandleForReading.fileDescriptor
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+                    if n < 0 && errno == EINTR { continue }
+                    if n <= 0 { break }
+                    append(Data(buffer[0..<n]))
+                }
+                append(Data())
+                withExtendedLifetime(pipe) {}
+            }
         }
-        err.fileHandleForReading.readabilityHandler = { h in
-            guard let d = h.readAvailable() else { return }
-            box.lock.withLock { if d.isEmpty { box.errDone = true } else { box.err.append(d) } }
-            if d.isEmpty { h.readabilityHandler = nil }
-        }
+        collect(out) { d in box.lock.withLock { if d.isEmpty { box.outDone = true } else { box.out.append(d) } } }
+        collect(err) { d in box.lock.withLock { if d.isEmpty { box.errDone = true } else { box.err.append(d) } } }
         try p.run()
         if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
         try? input.fileHandleForWriting.close()
@@ -67,8 +73,6 @@ public enum QemuctlBinary {
         while !box.lock.withLock({ box.outDone && box.errDone }) && clock.now < end {
             try await Task.sleep(for: .milliseconds(5))
         }
-        out.fileHandleForReading.readabilityHandler = nil
-        err.fileHandleForReading.readabilityHandler = nil
         let status = p.terminationStatus
         let (outData, errData) = box.lock.withLock { (box.out, box.err) }
         let signal: Int32? = p.terminationReason == .uncaughtSignal ? status : nil
