@@ -249,29 +249,39 @@ func processStops(_ pid: Int32) async -> Bool {
         defer { w.cleanUp() }
         try w.manifest("l1", bareVM("l1"))
         let vms = try w.manifest("l2", bareVM("l2"))
-        // The holder stops itself right after taking the lock.
-        let holder = try QemuctlBinary.Background(["apply", "-f", vms], environment: w.env.merging(
-            ["QEMUCTL_FAULT": "after-lock", "QEMUCTL_FAULT_ACTION": "stop"]) { _, b in b })
-        #expect(await processStops(holder.pid))
+        // The holder stops itself right after taking the lock (no pipes: only its pid matters).
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: QemuctlBinary.path)
+        holder.arguments = ["apply", "-f", vms]
+        holder.environment = ProcessInfo.processInfo.environment.merging(
+            w.env.merging(["QEMUCTL_FAULT": "after-lock", "QEMUCTL_FAULT_ACTION": "stop"]) { _, b in b }) { _, b in b }
+        holder.standardOutput = FileHandle.nullDevice
+        holder.standardError = FileHandle.nullDevice
+        holder.standardInput = FileHandle.nullDevice
+        try holder.run()
+        let holderPID = holder.processIdentifier
+        #expect(await processStops(holderPID))
 
         let (busy, busyTime) = try await timed { try await w.qemuctl("apply", "-f", vms, "--wait", "0") }
         #expect(busy.status == 2, "\(busy.out)\(busy.err)")
-        #expect(busy.err.contains("another qemuctl (pid \(holder.pid)) holds the lock on \(w.state)"), "\(busy.err)")
+        #expect(busy.err.contains("another qemuctl (pid \(holderPID)) holds the lock on \(w.state)"), "\(busy.err)")
         #expect(busyTime < .seconds(25))
         let busyDelete = try await w.qemuctl("delete", "l1", "--wait", "0")
         #expect(busyDelete.status == 2, "\(busyDelete.err)")
         #expect(w.qemus().isEmpty)
 
         // A waiting apply proceeds as soon as the holder dies.
-        let waiter = try QemuctlBinary.Background(["apply", "-f", vms, "--wait", "60"], environment: w.env)
+        let clock = ContinuousClock()
+        let start = clock.now
+        async let waiting = w.qemuctl("apply", "-f", vms, "--wait", "60")
         try await Task.sleep(for: .milliseconds(500))
-        #expect(kill(holder.pid, SIGKILL) == 0)
-        #expect(await holder.exitStatus() == 128 + SIGKILL)
-        let (status, waitTime) = await timed { await waiter.exitStatus(timeout: .seconds(60)) }
-        let waited = waiter
-        #expect(status == 0, "\(waited.out)\(waited.err)")
-        #expect(waited.err.contains("another qemuctl (pid \(holder.pid)) is changing"), "\(waited.err)")
-        #expect(await waited.waitForLine(timeout: .seconds(5)) { $0.contains("Applied: 2 created") } != nil, "\(waited.out)")
+        #expect(kill(holderPID, SIGKILL) == 0)
+        #expect(await processExits(holderPID))
+        let waited = try await waiting
+        let waitTime = clock.now - start
+        #expect(waited.status == 0, "\(waited.out)\(waited.err)")
+        #expect(waited.err.contains("another qemuctl (pid \(holderPID)) is changing"), "\(waited.err)")
+        #expect(waited.out.contains("Applied: 2 created"), "\(waited.out)")
         #expect(waitTime < .seconds(30))
         #expect(w.qemus(named: "l1").count == 1 && w.qemus(named: "l2").count == 1)
         #expect(try await w.qemuctl("apply", "-f", vms, "--wait", "0").out.contains("No changes"))
