@@ -274,7 +274,8 @@ func processStops(_ pid: Int32) async -> Bool {
         let clock = ContinuousClock()
         let start = clock.now
         async let waiting = w.qemuctl("apply", "-f", vms, "--wait", "60")
-        try await Task.sleep(for: .milliseconds(500))
+        // Give the waiter time to start and find the lock busy (a loaded machine starts processes slowly).
+        try await Task.sleep(for: .seconds(3))
         #expect(kill(holderPID, SIGKILL) == 0)
         #expect(await processExits(holderPID))
         let waited = try await waiting
