@@ -141,6 +141,7 @@ extension QemuctlBinary {
         private var errData = Data()
         private let outPipe = Pipe()
         private let errPipe = Pipe()
+        private var stdoutClosed = false
 
         /// Starts `qemuctl ARGUMENTS` with `environment` added.
         public init(_ arguments: [String], environment: [String: String] = [:]) throws {
@@ -156,17 +157,38 @@ extension QemuctlBinary {
             process.standardOutput = outPipe
             process.standardError = errPipe
             process.standardInput = FileHandle.nullDevice
-            outPipe.fileHandleForReading.readabilityHandler = { [weak self] h in
-                guard let d = h.readAvailable() else { return }
-                guard let self, !d.isEmpty else { return }
+            // Each pipe is drained by a thread of its own with read(2): no dispatch read sources,
+            // whose pipes closed under them crashed libdispatch in full runs.
+            try process.run()
+            Self.pump(outPipe.fileHandleForReading, stop: { [weak self] in self?.lock.withLock { self?.stdoutClosed } ?? true }) { [weak self] d in
+                guard let self else { return }
                 self.lock.withLock { self.outData.append(d) }
             }
-            errPipe.fileHandleForReading.readabilityHandler = { [weak self] h in
-                guard let d = h.readAvailable() else { return }
-                guard let self, !d.isEmpty else { return }
+            Self.pump(errPipe.fileHandleForReading, stop: { false }) { [weak self] d in
+                guard let self else { return }
                 self.lock.withLock { self.errData.append(d) }
             }
-            try process.run()
+        }
+
+        /// Reads `handle` on a thread until end of file, or until `stop()` says so (then closes it).
+        private static func pump(_ handle: FileHandle, stop: @escaping @Sendable () -> Bool, _ append: @escaping @Sendable (Data) -> Void) {
+            let fd = handle.fileDescriptor
+            Thread.detachNewThread {
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    if stop() {
+                        try? handle.close()
+                        return
+                    }
+                    var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                    let ready = poll(&pfd, 1, 50)
+                    if ready == 0 || (ready < 0 && errno == EINTR) { continue }
+                    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+                    if n <= 0 { return }
+                    append(Data(buffer[0..<n]))
+                }
+            }
         }
 
         /// Standard output so far.
@@ -187,11 +209,10 @@ extension QemuctlBinary {
             return lines.first(where: match)
         }
 
-        /// Closes this side's end of the standard output pipe: the process's next
-        /// write (or its check) finds no reader.
+        /// Closes this side's end of the standard output pipe (within ~50 ms, by its reading
+        /// thread): the process's next write (or its check) finds no reader.
         public func closeStdout() {
-            outPipe.fileHandleForReading.readabilityHandler = nil
-            try? outPipe.fileHandleForReading.close()
+            lock.withLock { stdoutClosed = true }
         }
 
         /// Sends `signal` to the process.
