@@ -15,7 +15,7 @@ func shellGuestVM(_ name: String, extra: String = "") -> String {
       boot:
         kernel: \(Fixtures.guestKernel)
         initrd: \(Fixtures.guestInitrd)
-        cmdline: console=ttyS0 quiet panic=-1 cryptomgr.notests guest.shell=1
+        cmdline: console=ttyS0 quiet panic=-1 cryptomgr.notests no_timer_check guest.shell=1
       serial: {log: true}
     \(extra)
     """

@@ -19,7 +19,7 @@ import Testing
           boot:
             kernel: \(Fixtures.guestKernel)
             initrd: \(Fixtures.guestInitrd)
-            cmdline: console=ttyS0 quiet panic=-1 cryptomgr.notests
+            cmdline: console=ttyS0 quiet panic=-1 cryptomgr.notests no_timer_check
           serial: {log: true}
         \(extra)
         """

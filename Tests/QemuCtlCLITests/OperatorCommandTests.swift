@@ -172,7 +172,7 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
               boot:
                 kernel: \(Fixtures.guestKernel)
                 initrd: \(Fixtures.guestInitrd)
-                cmdline: console=ttyS0 quiet panic=-1 cryptomgr.notests
+                cmdline: console=ttyS0 quiet panic=-1 cryptomgr.notests no_timer_check
               serial: {log: true}
             """)
         let apply = try await w.qemuctl("apply", "-f", vms)

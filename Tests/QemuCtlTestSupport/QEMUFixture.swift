@@ -109,7 +109,7 @@ public final class QEMUProcess: @unchecked Sendable {
         return try QEMUProcess(args: [
             "-machine", "q35", "-accel", "tcg", "-m", "256", "-no-reboot",
             "-kernel", Fixtures.guestKernel, "-initrd", Fixtures.guestInitrd,
-            "-append", "console=ttyS0 quiet panic=-1 cryptomgr.notests \(extra)",
+            "-append", "console=ttyS0 quiet panic=-1 cryptomgr.notests no_timer_check \(extra)",
         ], paused: paused, serial: true)
     }
 

@@ -12,7 +12,7 @@ enum TestVMs {
         c.machine = Machine(type: "q35", accel: .tcg)
         c.memory.sizeMiB = 256
         c.boot = Boot(kernel: QemuCtlTestSupport.Fixtures.guestKernel, initrd: QemuCtlTestSupport.Fixtures.guestInitrd,
-                      append: "console=ttyS0 quiet panic=-1 cryptomgr.notests \(cmdline)")
+                      append: "console=ttyS0 quiet panic=-1 cryptomgr.notests no_timer_check \(cmdline)")
         c.serials = [Serial(name: "console", backend: .file(path: dir.file("\(name)-serial.log"), append: true))]
         return c
     }

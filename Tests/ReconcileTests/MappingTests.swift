@@ -145,7 +145,7 @@ struct MappingExampleTests {
         #expect(c.memory.backend == nil)
         #expect(c.boot?.kernel == repoRoot + "/.cache/guest/current/vmlinuz")
         #expect(c.boot?.initrd == repoRoot + "/.cache/guest/current/initrd.img")
-        #expect(c.boot?.append == "console=ttyS0 quiet panic=-1 cryptomgr.notests")
+        #expect(c.boot?.append == "console=ttyS0 quiet panic=-1 cryptomgr.notests no_timer_check")
         #expect(c.serials == [Serial(name: "console", backend: .unix(path: "/run/qc/hello/console.sock", server: true),
                                      logFile: "/run/qc/hello/serial.log")])
         #expect(c.guestAgent)
