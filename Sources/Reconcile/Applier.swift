@@ -364,12 +364,8 @@ package struct Applier: Sendable {
                     try await instance.setCPUCount(count, wait: stopTimeout, timeout: timeout)
                     let read = try await instance.qmp.execute("query-cpus-fast", timeout: timeout).arrayValue?.count
                     guard read == count else { throw ApplyError("spec.cpu.count: \(count) asked, QEMU reports \(read ?? 0) vCPUs") }
-                } catch let e as ApplyError {
-                    throw e
-                } catch let e as InstanceError {
-                    throw ApplyError(e.message)
                 } catch {
-                    throw ApplyError("spec.cpu.count: \(error)")
+                    throw Self.stepError(error, "spec.cpu.count")
                 }
                 newSpec.cpu.count = count
                 log.say("~ spec.cpu.count \(count) (vCPUs hot-plugged, read back)")
@@ -380,12 +376,8 @@ package struct Applier: Sendable {
                     let summary = try await instance.qmp.execute("query-memory-size-summary", timeout: timeout)
                     let read = UInt64((summary["base-memory"]?.intValue ?? 0) + (summary["plugged-memory"]?.intValue ?? 0))
                     guard read == size else { throw ApplyError("spec.memory.size: \(ByteSize.format(size)) asked, QEMU reports \(ByteSize.format(read))") }
-                } catch let e as ApplyError {
-                    throw e
-                } catch let e as InstanceError {
-                    throw ApplyError(e.message)
                 } catch {
-                    throw ApplyError("spec.memory.size: \(error)")
+                    throw Self.stepError(error, "spec.memory.size")
                 }
                 newSpec.memory.size = size
                 log.say("~ spec.memory.size \(ByteSize.format(size)) (memory hot-plugged, read back)")
@@ -460,14 +452,8 @@ package struct Applier: Sendable {
             }
             guard present else { throw ApplyError("disk \(name): hot-plugged, but query-block does not list \(plug.deviceID)") }
             log.say("+ spec.disks[\(name)] hot-plugged (\(port ?? "scsi0, id \(scsiID ?? 0)")) and read back")
-        } catch let e as ApplyError {
-            throw e
-        } catch let e as InstanceError {
-            throw ApplyError(e.message)
-        } catch let e as VMConfigError {
-            throw ApplyError("disk \(name): \(e)")
         } catch {
-            throw ApplyError("disk \(name): \(error)")
+            throw Self.stepError(error, "disk \(name)")
         }
     }
 
@@ -491,16 +477,10 @@ package struct Applier: Sendable {
                 throw ApplyError("network \(name): hot-plugged, but query-pci does not show \(plug.deviceID) on a hot-plug port")
             }
             log.say("+ spec.networks[\(name)] hot-plugged (\(port)) and read back")
-        } catch let e as ApplyError {
-            throw e
-        } catch let e as InstanceError {
-            throw ApplyError(e.message)
         } catch let e as QMPError {
             throw ApplyError("network \(name): \(e.message)")
-        } catch let e as VMConfigError {
-            throw ApplyError("network \(name): \(e)")
         } catch {
-            throw ApplyError("network \(name): \(error)")
+            throw Self.stepError(error, "network \(name)")
         }
     }
 
@@ -732,6 +712,16 @@ package struct Applier: Sendable {
 
     private func save(_ record: StoredRecord, _ name: String) throws(ApplyError) {
         do { try store.saveRecord(record, name: name) } catch { throw ApplyError(error.message) }
+    }
+
+    /// The error of a failed step: an ``ApplyError`` as it is, an ``InstanceError`` by its message
+    /// (which names the VM and what failed), anything else after `context`.
+    static func stepError(_ error: any Error, _ context: String) -> ApplyError {
+        switch error {
+        case let e as ApplyError: e
+        case let e as InstanceError: ApplyError(e.message)
+        default: ApplyError("\(context): \(error)")
+        }
     }
 
     /// `spec.disks[NAME].throttle.bps` → `NAME` for prefix `spec.disks[`.
