@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <spawn.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -146,15 +148,21 @@ int csock_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 
 int cproc_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
-int cproc_spawn(const char *path, char *const argv[], char *const envp[], int stderr_fd, pid_t *pid_out) {
+static int cproc_spawn_with(const char *path, char *const argv[], char *const envp[], int out_fd, int err_fd,
+                            const char *cwd, pid_t *pid_out) {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&actions);
     posix_spawnattr_init(&attr);
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, stderr_fd, 2);
+    if (out_fd >= 0) {
+        posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
+    } else {
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    }
+    posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
     posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    if (cwd) posix_spawn_file_actions_addchdir_np(&actions, cwd);
     sigset_t none, all;
     sigemptyset(&none);
     sigfillset(&all);
@@ -166,3 +174,21 @@ int cproc_spawn(const char *path, char *const argv[], char *const envp[], int st
     posix_spawnattr_destroy(&attr);
     return rc;
 }
+
+static pthread_mutex_t cproc_umask_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int cproc_spawn_detached(const char *path, char *const argv[], char *const envp[], int log_fd, pid_t *pid_out) {
+    // posix_spawn has no umask attribute and the child inherits the parent's: set 077 for
+    // the moment of the spawn (serialised, so concurrent spawns restore the right value).
+    pthread_mutex_lock(&cproc_umask_lock);
+    mode_t old = umask(077);
+    int rc = cproc_spawn_with(path, argv, envp, log_fd, log_fd, "/", pid_out);
+    umask(old);
+    pthread_mutex_unlock(&cproc_umask_lock);
+    return rc;
+}
+
+int cproc_spawn(const char *path, char *const argv[], char *const envp[], int stderr_fd, pid_t *pid_out) {
+    return cproc_spawn_with(path, argv, envp, -1, stderr_fd, NULL, pid_out);
+}
+

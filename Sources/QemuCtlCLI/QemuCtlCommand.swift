@@ -17,7 +17,7 @@ struct QemuCtlCommand: AsyncParsableCommand {
     /// with a hint, and exit with status 2 (1 for `plan`, whose 2 means "changes").
     static func main() async {
         do {
-            var command = try parseAsRoot()
+            var command = try parseCommandLine()
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
@@ -36,6 +36,27 @@ struct QemuCtlCommand: AsyncParsableCommand {
             Terminal.fail(message)
             exit(withError: ExitCode(code.rawValue))
         }
+    }
+
+    /// The commands whose speed is measured (`apply`, `diff`, `plan`, `get`), parsed on their own.
+    ///
+    /// Parsing from the root makes ArgumentParser reflect over every subcommand, which costs
+    /// milliseconds of runtime conformance lookups at each start (measured: 5.5 ms for `apply -f`
+    /// from the root, 3.0 ms for the subcommand alone). A command line that parses as the named
+    /// subcommand alone gives the same value; anything else (help, usage errors) is parsed from the
+    /// root as before, so every message stays the same.
+    static let parsedDirectly: [String: any ParsableCommand.Type] = [
+        "apply": Apply.self, "diff": Diff.self, "plan": PlanCommand.self, "get": Get.self,
+    ]
+
+    /// The command of this process's command line.
+    private static func parseCommandLine() throws -> any ParsableCommand {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if let name = arguments.first, let type = parsedDirectly[name],
+           let command = try? type.parseAsRoot(Array(arguments.dropFirst())) {
+            return command
+        }
+        return try parseAsRoot()
     }
 
     /// `qemuctl SUBCOMMAND` when the command line names one.

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Manifest
 import QMP
 import QemuCtl
@@ -186,11 +187,19 @@ package struct Applier: Sendable {
         FaultPoint.hit(.beforeSpawn)
         log.journal("launch uuid=\(uuid)")
         let instance: Instance
+        var earlyWritten: StoredRecord? = nil
         do {
             // Paused until set up when a NIC's link must go down first or the manifest wants it paused.
             let paused = vm.spec.runState != .running || !VMConfigMapping.nicsWithLinkDown(vm).isEmpty
-            instance = try await Instance.start(config, options: StartOptions(
-                socketDirectory: store.directory, startPaused: paused, timeout: timeout, accelerator: accelerator))
+            // Step 2 for a VM without passwords to set happens while QEMU sets the VM up (it has a
+            // pid from the start): nothing in it waits for QEMU.
+            let early = settled.secrets.isEmpty ? EarlyRecord(store: store, name: vm.name, record: stored) : nil
+            var options = StartOptions(socketDirectory: store.directory, startPaused: paused, timeout: timeout, accelerator: accelerator)
+            if let early {
+                options.onSpawn = { @Sendable (pid: Int32, choice: AcceleratorChoice) -> Void in early.save(pid: pid, choice: choice) }
+            }
+            instance = try await Instance.start(config, options: options)
+            earlyWritten = early?.written
         } catch {
             // QEMU did not start (and Instance.start left none running): put the record back as it was.
             if let previous { try? store.saveRecord(previous, name: vm.name) } else { Posix.unlinkFile(store.recordPath(vm.name)) }
@@ -200,12 +209,13 @@ package struct Applier: Sendable {
         FaultPoint.hit(.beforeRecord)
         // Step 2.
         let choice = instance.acceleratorChoice
-        stored.pid = instance.pid
-        stored.accelerator = instance.accelerator?.rawValue
-        stored.acceleratorReasons = choice?.reasons ?? []
-        stored.startedAt = Date().timeIntervalSince1970
-        stored.launch.secrets = settled.secrets
-        try save(stored, vm.name)
+        if let earlyWritten, earlyWritten.pid == instance.pid {
+            stored = earlyWritten
+        } else {
+            EarlyRecord.fill(&stored, pid: instance.pid, accelerator: instance.accelerator?.rawValue, reasons: choice?.reasons ?? [])
+            stored.launch.secrets = settled.secrets
+            try save(stored, vm.name)
+        }
         FaultPoint.hit(.afterRecord)
         log.say("started (pid \(instance.pid), \(instance.accelerator?.rawValue ?? "?")\(choice.map { " — " + ($0.reasons.last ?? "") } ?? ""))")
         let linksDown = VMConfigMapping.nicsWithLinkDown(vm)
@@ -758,4 +768,37 @@ package struct ApplyError: Error, Sendable, CustomStringConvertible {
     init(_ message: String) { self.message = message }
     /// The message.
     package var description: String { message }
+}
+
+/// Step 2 of a launch written as soon as QEMU has a pid (``StartOptions/onSpawn``), for a VM
+/// with no password to set: the record then says what is true of that QEMU.
+private final class EarlyRecord: Sendable {
+    let store: StateStore
+    let name: String
+    let record: StoredRecord
+    private let done = Mutex<StoredRecord?>(nil)
+
+    init(store: StateStore, name: String, record: StoredRecord) {
+        self.store = store
+        self.name = name
+        self.record = record
+    }
+
+    /// The record as written, or nil if it was not.
+    var written: StoredRecord? { done.withLock { $0 } }
+
+    func save(pid: Int32, choice: AcceleratorChoice) {
+        var r = record
+        Self.fill(&r, pid: pid, accelerator: choice.accelerator.rawValue, reasons: choice.reasons)
+        guard (try? store.saveRecord(r, name: name)) != nil else { return }
+        done.withLock { $0 = r }
+    }
+
+    /// Puts what a running QEMU adds into `record`.
+    static func fill(_ record: inout StoredRecord, pid: Int32, accelerator: String?, reasons: [String]) {
+        record.pid = pid
+        record.accelerator = accelerator
+        record.acceleratorReasons = reasons
+        record.startedAt = Date().timeIntervalSince1970
+    }
 }

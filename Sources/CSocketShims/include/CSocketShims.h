@@ -45,5 +45,9 @@ int cproc_pipe(int fds[2]);
 /// mask, stdin/stdout on /dev/null, stderr on `stderr_fd`, and every other
 /// descriptor closed. Returns 0 and stores the pid, or an errno value.
 int cproc_spawn(const char *path, char *const argv[], char *const envp[], int stderr_fd, pid_t *pid_out);
+/// Like cproc_spawn, for a long-lived child: stdout and stderr both go to `log_fd`,
+/// the child runs in `/` so it keeps no directory busy, with umask 077 so what it creates
+/// (QEMU's sockets) is private whatever this process's umask.
+int cproc_spawn_detached(const char *path, char *const argv[], char *const envp[], int log_fd, pid_t *pid_out);
 
 #endif

@@ -17,20 +17,26 @@ public struct StartOptions: Sendable {
     /// connection and never answers would otherwise hold the start forever; at the
     /// deadline QEMU is killed and the start fails.
     public var launchTimeout: Duration
+    /// Called once QEMU's process exists, with its pid and the accelerator it was given, while
+    /// QEMU is still setting the VM up: a caller records the pid in that time instead of after.
+    /// When the start then fails, QEMU is gone (killed if need be) by the time `start` throws.
+    public var onSpawn: (@Sendable (_ pid: Int32, _ accelerator: AcceleratorChoice) -> Void)?
 
     /// Creates options.
     public init(socketDirectory: String? = nil, startPaused: Bool = false, timeout: Duration = .seconds(10),
-                accelerator: AcceleratorChoice? = nil, launchTimeout: Duration = .seconds(60)) {
+                accelerator: AcceleratorChoice? = nil, launchTimeout: Duration = .seconds(60),
+                onSpawn: (@Sendable (_ pid: Int32, _ accelerator: AcceleratorChoice) -> Void)? = nil) {
         self.socketDirectory = socketDirectory
         self.startPaused = startPaused
         self.timeout = timeout
         self.accelerator = accelerator
         self.launchTimeout = launchTimeout
+        self.onSpawn = onSpawn
     }
 }
 
 extension Instance {
-    /// Starts a VM: QEMU detached (`-daemonize -pidfile`), paused (`-S`) until the
+    /// Starts a VM: QEMU detached (a session of its own, `-pidfile`), paused (`-S`) until the
     /// setup over QMP is done (display passwords), then continued; a VM with
     /// nothing to set up starts running at once.
     ///
@@ -88,14 +94,14 @@ extension Instance {
         do {
             commandLine = try config.commandLine(LaunchOptions(
                 qmpSocketPath: layout.socketPath, runtimeDirectory: layout.runtimeDirectory,
-                pidFile: layout.pidFile, daemonize: true, startPaused: true, accelerator: accelerator,
+                pidFile: layout.pidFile, daemonize: false, startPaused: true, accelerator: accelerator,
                 followerSocketPath: layout.followerSocketPath))
             // -S only when there is setup to do before the guest runs (or the caller
             // wants it paused); otherwise QEMU starts the vCPUs itself, one round trip sooner.
             if commandLine.postStartActions.isEmpty && !options.startPaused {
                 commandLine = try config.commandLine(LaunchOptions(
                     qmpSocketPath: layout.socketPath, runtimeDirectory: layout.runtimeDirectory,
-                    pidFile: layout.pidFile, daemonize: true, startPaused: false, accelerator: accelerator,
+                    pidFile: layout.pidFile, daemonize: false, startPaused: false, accelerator: accelerator,
                     followerSocketPath: layout.followerSocketPath))
             }
         } catch {
@@ -117,44 +123,23 @@ extension Instance {
         }
 
         Posix.unlinkFile(layout.pidFile)
-        // QEMU's parent (with -daemonize) exits once the VM is set up; wait for it on a
-        // thread of its own, not on the cooperative pool, so many starts overlap.
-        let arguments = commandLine.arguments
-        let deadline = UInt64(options.launchTimeout.components.seconds) * 1_000_000_000
-            + UInt64(options.launchTimeout.components.attoseconds / 1_000_000_000)
-        let result = await withCheckedContinuation { continuation in
-            Thread.detachNewThread {
-                continuation.resume(returning: Posix.runCollectingStderr(
-                    binary, arguments, environment: minimalEnvironment(), deadline: deadline,
-                    // The daemon has written its pid file before it opens back ends: kill it too.
-                    onTimeout: { if let pid = layout.runningPID() { Posix.signal(pid, Posix.sigkill) } }))
-            }
+        // QEMU runs as a child in a session of its own (no -daemonize: its double fork and
+        // the wait for its parent cost a few milliseconds), reaped by a thread when it exits.
+        // The QMP socket is connected as soon as QEMU binds it; QEMU answers
+        // qmp_capabilities once the VM is set up, so that answer is the "started" signal.
+        let spawned = Posix.spawnDetached(binary, commandLine.arguments, environment: minimalEnvironment(), logPath: layout.qemuLog)
+        guard let exit = spawned.exit else {
+            throw InstanceError(code: .startFailed, message: "cannot start VM \(config.name): \(spawned.error ?? "spawn failed")")
         }
-        if let spawnError = result.spawnError {
-            throw InstanceError(code: .startFailed, message: "cannot start VM \(config.name): \(spawnError)")
-        }
-        if result.timedOut {
-            throw InstanceError(code: .startFailed, message: "QEMU did not finish starting VM \(config.name) within \(options.launchTimeout) (a back end it connects to at start, such as an NBD, VDE or socket server, may not be answering); it was killed")
-        }
-        guard result.status == 0 else {
-            let text = result.stderr.split(separator: "\n").map { $0.trimmingPrefix("\(binary): ") }.joined(separator: "\n")
-            throw InstanceError(code: .startFailed, message: "QEMU refused to start VM \(config.name) (exit status \(result.status)): \(text.isEmpty ? "no message" : text)")
-        }
-        guard let pid = readPIDFile(layout.pidFile) else {
-            throw InstanceError(code: .startFailed, message: "QEMU started VM \(config.name) but wrote no pid file at \(layout.pidFile)")
-        }
+        let pid = spawned.pid
+        let choice = accelerator ?? AcceleratorChoice(accelerator: commandLine.accelerator, reasons: ["\(commandLine.accelerator.rawValue) requested"])
+        options.onSpawn?(pid, choice)
+        let qmp = try await connectWhileStarting(config.name, layout: layout, binary: binary, exit: exit,
+                                                 launchTimeout: options.launchTimeout)
         FaultPoint.hit(.afterSpawn)
-
-        let qmp: QMPClient
-        do {
-            qmp = try await QMPClient.connect(to: layout.socketPath, timeout: options.timeout)
-        } catch {
-            Posix.signal(pid, Posix.sigkill)
-            throw InstanceError(code: .startFailed, message: "VM \(config.name) started (pid \(pid)) but its QMP socket did not answer: \(error); it was killed")
-        }
         let instance = Instance(name: config.name, socketPath: layout.socketPath, pid: pid, qmp: qmp,
                                 accelerator: commandLine.accelerator, initial: startsPaused ? .prelaunch : .running)
-        instance.setAcceleratorChoice(accelerator ?? AcceleratorChoice(accelerator: commandLine.accelerator, reasons: ["\(commandLine.accelerator.rawValue) requested"]))
+        instance.setAcceleratorChoice(choice)
         do throws(InstanceError) {
             for action in commandLine.postStartActions {
                 let value: String
@@ -177,6 +162,46 @@ extension Instance {
             throw error
         }
         return instance
+    }
+
+    /// Connects to a QEMU that is starting: retries until its QMP socket accepts, then
+    /// negotiates, all within `deadline`. When QEMU exits first, its own message (from
+    /// its log) is the error; at the deadline it is killed.
+    private static func connectWhileStarting(_ name: String, layout: RuntimeLayout, binary: String, exit: ChildExit,
+                                             launchTimeout: Duration) async throws(InstanceError) -> QMPClient {
+        let deadline = ContinuousClock.now + launchTimeout
+        func refused(_ status: Int32) -> InstanceError {
+            let bytes = Posix.readFile(layout.qemuLog, limit: 64 << 10) ?? []
+            let text = String(decoding: bytes, as: UTF8.self).split(separator: "\n")
+                .map { $0.trimmingPrefix("\(binary): ") }.joined(separator: "\n")
+            return InstanceError(code: .startFailed, message: "QEMU refused to start VM \(name) (exit status \(status)): \(text.isEmpty ? "no message" : text)")
+        }
+        func timedOut() -> InstanceError {
+            Posix.signal(exit.pid, Posix.sigkill)
+            return InstanceError(code: .startFailed, message: "QEMU did not finish starting VM \(name) within \(launchTimeout) (a back end it connects to at start, such as an NBD, VDE or socket server, may not be answering); it was killed")
+        }
+        while true {
+            if let status = exit.status { throw refused(status) }
+            let left = ContinuousClock.now.duration(to: deadline)
+            if left <= .zero { throw timedOut() }
+            if Posix.fileExists(layout.socketPath) {
+                do {
+                    return try await QMPClient.connect(to: layout.socketPath, timeout: left)
+                } catch {
+                    // QEMU may be exiting (a back end failed after its monitor was up): give its reaper a moment.
+                    for _ in 0..<200 where exit.status == nil && error.code != .connectFailed {
+                        try? await Task.sleep(for: .milliseconds(5))
+                    }
+                    if let status = exit.status { throw refused(status) }
+                    if error.code == .timedOut { throw timedOut() }
+                    if error.code != .connectFailed {
+                        Posix.signal(exit.pid, Posix.sigkill)
+                        throw InstanceError(code: .startFailed, message: "VM \(name) started (pid \(exit.pid)) but its QMP socket did not answer: \(error); it was killed")
+                    }
+                }
+            }
+            try? await Task.sleep(for: .microseconds(500))
+        }
     }
 
     /// Refuses to start when a live QEMU owns the name; removes a stale socket.

@@ -36,6 +36,9 @@ public struct RuntimeLayout: Sendable, Hashable {
     public var lockFile: String { runtimeDirectory + "/lock" }
     /// The serial console log.
     public var serialLog: String { runtimeDirectory + "/serial.log" }
+    /// QEMU's own standard output and error (warnings, and why it refused to start), 0600,
+    /// started afresh at each launch.
+    public var qemuLog: String { runtimeDirectory + "/qemu.log" }
     /// The serial console's unix socket (a chardev server QEMU listens on; one client at a time).
     public var consoleSocket: String { runtimeDirectory + "/console.sock" }
     /// The lock an attached console holds, so a second one fails at once instead of waiting.

@@ -302,6 +302,29 @@ package enum Posix {
         return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// Starts `binary` as a long-lived child in a session of its own (no terminal signal reaches
+    /// it), in `/`, with umask 077 (QEMU's sockets are private whatever this process's umask),
+    /// with stdin on /dev/null and stdout and stderr written to `logPath` (created
+    /// 0600, truncated). Every descriptor above 2 is closed in the child. The child is reaped by a
+    /// thread of its own when it exits (see ``ChildExit``). Returns the pid, or an error message.
+    package static func spawnDetached(_ binary: String, _ arguments: [String], environment: [String], logPath: String)
+        -> (pid: Int32, exit: ChildExit?, error: String?) {
+        let logFD = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard logFD >= 0 else { return (-1, nil, "cannot open \(logPath): \(errorText(errno))") }
+        defer { close(logFD) }
+        _ = fchmod(logFD, 0o600)
+        let argv = ([binary] + arguments).map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let rc = cproc_spawn_detached(binary, argv, envp, logFD, &pid)
+        guard rc == 0 else { return (-1, nil, "cannot execute \(binary): \(errorText(rc))") }
+        return (pid, ChildExit(reaping: pid), nil)
+    }
+
     /// Runs `binary` with `arguments` and a minimal environment, stdin and stdout on
     /// /dev/null and stderr into a pipe; waits for it to exit (QEMU with `-daemonize`
     /// exits once the daemon is set up) and returns its status and stderr.
