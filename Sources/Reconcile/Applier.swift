@@ -67,6 +67,8 @@ package struct Applier: Sendable {
         }
         let byName = Dictionary(observed.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var results: [VMResult] = []
+        // Off the cooperative pool: each VM's steps make blocking calls (fsync, spawn).
+        await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
         await withTaskGroup(of: VMResult.self) { group in
             var iterator = plan.vms.makeIterator()
             func next() -> Bool {
@@ -80,6 +82,7 @@ package struct Applier: Sendable {
                 results.append(r)
                 _ = next()
             }
+        }
         }
         return results.sorted { $0.name < $1.name }
     }

@@ -38,15 +38,18 @@ package struct Observer: Sendable {
     package func observe(extraNames: [String] = []) async -> Report {
         let names = Array(Set(store.recordedNames() + extraNames)).sorted()
         var results: [(ObservedVM?, String?)] = []
-        await withTaskGroup(of: (ObservedVM?, String?).self) { group in
-            var iterator = names.makeIterator()
-            for _ in 0..<concurrency {
-                guard let name = iterator.next() else { break }
-                group.addTask { await self.observe(name) }
-            }
-            while let r = await group.next() {
-                results.append(r)
-                if let name = iterator.next() { group.addTask { await self.observe(name) } }
+        // Off the cooperative pool: reading records and /proc, and connecting, block.
+        await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
+            await withTaskGroup(of: (ObservedVM?, String?).self) { group in
+                var iterator = names.makeIterator()
+                for _ in 0..<concurrency {
+                    guard let name = iterator.next() else { break }
+                    group.addTask { await self.observe(name) }
+                }
+                while let r = await group.next() {
+                    results.append(r)
+                    if let name = iterator.next() { group.addTask { await self.observe(name) } }
+                }
             }
         }
         let vms = results.compactMap(\.0).filter { vm in

@@ -1,28 +1,10 @@
-import Dispatch
+package import QemuCtl
 public import Testing
 
-/// Runs jobs on Dispatch threads that are not the Swift concurrency cooperative pool.
-///
-/// On a 2-core machine the cooperative pool has two threads. Tests that block a thread (a
-/// synchronous QMP client, `waitUntilExit`, `usleep` while QEMU starts) would otherwise take
-/// both, and every other test's QMP deadline would expire while its task waits for a thread.
-public final class BlockingWorkExecutor: TaskExecutor, @unchecked Sendable {
-    /// The shared executor.
-    public static let shared = BlockingWorkExecutor()
-    // A concurrent queue of its own targets an overcommitting root queue: a blocked job makes
-    // Dispatch start another thread instead of waiting.
-    private let queue = DispatchQueue(label: "qemuctl.tests.blocking", attributes: .concurrent)
-
-    /// Runs `job` on a queue thread.
-    public func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        let executor = asUnownedTaskExecutor()
-        queue.async { job.runSynchronously(on: executor) }
-    }
-}
-
 /// A trait that runs a suite's or test's code on ``BlockingWorkExecutor`` instead of the
-/// cooperative pool: for tests that block threads.
+/// cooperative pool: for tests that block threads (a synchronous QMP client, `waitUntilExit`,
+/// `usleep` while QEMU starts), which on a 2-core machine would otherwise take both pool threads
+/// and make every other test's QMP deadline expire.
 public struct OffPoolTrait: TestTrait, SuiteTrait, TestScoping {
     /// Applies to every test of a suite.
     public var isRecursive: Bool { true }

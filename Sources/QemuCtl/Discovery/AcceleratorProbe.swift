@@ -12,7 +12,8 @@ import Synchronization
 /// - When KVM cannot work, `auto` falls back to TCG (the reasons say why) and an explicit `kvm` throws
 ///   ``QEMUDiscoveryError/Code/acceleratorUnavailable`` with QEMU's own message.
 ///
-/// Results are cached in-process per binary path, its modification time, machine type and mode.
+/// Results are cached in-process per binary path, its modification time, machine type and mode; concurrent
+/// callers share one probe.
 ///
 /// ```swift
 /// let choice = try await AcceleratorProbe.shared.probe(binary: qemu, machineType: "q35", requested: .auto)
@@ -23,7 +24,11 @@ public final class AcceleratorProbe: Sendable {
     public static let shared = AcceleratorProbe()
 
     private struct Key: Hashable { var path: String; var mtime: Double; var machine: String; var mode: AcceleratorMode }
-    private let cache = Mutex<[Key: AcceleratorChoice]>([:])
+    private typealias Outcome = Task<Result<AcceleratorChoice, QEMUDiscoveryError>, Never>
+    /// One probe per key: callers that ask while it runs wait for it (many VMs launched at once
+    /// on a fresh state directory would otherwise each start QEMU to probe). Failures are dropped
+    /// once reported, so a later call tries again.
+    private let cache = Mutex<[Key: Outcome]>([:])
     private let kvmDevice: String
     private let timeout: Duration
 
@@ -51,10 +56,25 @@ public final class AcceleratorProbe: Sendable {
         let machine = machineType ?? (x86 ? "q35" : "virt")
         let mtime = Double(Posix.sizeAndModificationTime(binary)?.mtime ?? 0)
         let key = Key(path: binary, mtime: mtime, machine: machine, mode: requested)
-        if let hit = cache.withLock({ $0[key] }) { return hit }
-        let choice = try await run(binary: binary, machine: machine, x86: x86, requested: requested)
-        cache.withLock { $0[key] = choice }
-        return choice
+        let outcome = cache.withLock { entries in
+            if let running = entries[key] { return running }
+            let started = Outcome {
+                do throws(QEMUDiscoveryError) {
+                    return .success(try await self.run(binary: binary, machine: machine, x86: x86, requested: requested))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            entries[key] = started
+            return started
+        }
+        switch await outcome.value {
+        case .success(let choice):
+            return choice
+        case .failure(let error):
+            cache.withLock { entries in if entries[key] == outcome { entries[key] = nil } }
+            throw error
+        }
     }
 
     private func run(binary: String, machine: String, x86: Bool,
