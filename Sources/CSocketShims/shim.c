@@ -4,8 +4,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <spawn.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -175,17 +178,72 @@ static int cproc_spawn_with(const char *path, char *const argv[], char *const en
     return rc;
 }
 
-static pthread_mutex_t cproc_umask_lock = PTHREAD_MUTEX_INITIALIZER;
+// The child of cproc_spawn_detached: runs on its own stack in the parent's memory
+// (CLONE_VM | CLONE_VFORK, as glibc's posix_spawn does, with the parent suspended until
+// the exec), so it makes only system calls and reports a failure through `err`.
+struct cproc_detached {
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    int null_fd;
+    int log_fd;
+    volatile int err;
+};
+
+static int cproc_detached_child(void *p) {
+    struct cproc_detached *a = p;
+    // Every signal back to its default disposition (the clone has its own copy of the
+    // table), then unblocked: QEMU starts as if from a fresh shell.
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        sigaction(sig, &dfl, NULL);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    if (setsid() < 0) goto fail;
+    umask(077);
+    if (dup2(a->null_fd, 0) < 0 || dup2(a->log_fd, 1) < 0 || dup2(a->log_fd, 2) < 0) goto fail;
+    if (chdir("/") != 0) goto fail;
+    if (close_range(3, ~0U, 0) != 0) goto fail;
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(a->path, a->argv, a->envp);
+fail:
+    a->err = errno ? errno : EINVAL;
+    _exit(127);
+}
 
 int cproc_spawn_detached(const char *path, char *const argv[], char *const envp[], int log_fd, pid_t *pid_out) {
-    // posix_spawn has no umask attribute and the child inherits the parent's: set 077 for
-    // the moment of the spawn (serialised, so concurrent spawns restore the right value).
-    pthread_mutex_lock(&cproc_umask_lock);
-    mode_t old = umask(077);
-    int rc = cproc_spawn_with(path, argv, envp, log_fd, log_fd, "/", pid_out);
-    umask(old);
-    pthread_mutex_unlock(&cproc_umask_lock);
-    return rc;
+    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null_fd < 0) return errno;
+    const size_t stack_size = 64 * 1024;
+    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        int e = errno;
+        close(null_fd);
+        return e;
+    }
+    struct cproc_detached a = { path, argv, envp, null_fd, log_fd, 0 };
+    // No handler of this process may run in the child, which shares its memory.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pid_t pid = clone(cproc_detached_child, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    int e = pid < 0 ? errno : 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    munmap(stack, stack_size);
+    close(null_fd);
+    if (pid < 0) return e;
+    if (a.err != 0) {
+        // The exec failed: the child has exited; reap it and report why.
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        return a.err;
+    }
+    *pid_out = pid;
+    return 0;
 }
 
 int cproc_spawn(const char *path, char *const argv[], char *const envp[], int stderr_fd, pid_t *pid_out) {

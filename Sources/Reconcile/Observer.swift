@@ -1,5 +1,5 @@
 import Foundation
-import Manifest
+package import Manifest
 import QMP
 import QemuCtl
 
@@ -35,7 +35,11 @@ package struct Observer: Sendable {
 
     /// Observes every VM with a record in the state directory, plus `extraNames`
     /// (VMs the manifests declare, which may be running without a record).
-    package func observe(extraNames: [String] = []) async -> Report {
+    ///
+    /// - Parameter desired: The manifests' specs by VM name, when a plan follows: a VM's PCI
+    ///   devices are then read only when its plan can need them (see ``Reads``). A saved plan is
+    ///   checked against an observation made with the same specs.
+    package func observe(extraNames: [String] = [], desired: [String: VirtualMachineSpec] = [:]) async -> Report {
         let names = Array(Set(store.recordedNames() + extraNames)).sorted()
         var results: [(ObservedVM?, String?)] = []
         // Off the cooperative pool: reading records and /proc, and connecting, block.
@@ -44,11 +48,11 @@ package struct Observer: Sendable {
                 var iterator = names.makeIterator()
                 for _ in 0..<concurrency {
                     guard let name = iterator.next() else { break }
-                    group.addTask { await self.observe(name) }
+                    group.addTask { await self.observe(name, desired: desired[name]) }
                 }
                 while let r = await group.next() {
                     results.append(r)
-                    if let name = iterator.next() { group.addTask { await self.observe(name) } }
+                    if let name = iterator.next() { group.addTask { await self.observe(name, desired: desired[name]) } }
                 }
             }
         }
@@ -66,7 +70,7 @@ package struct Observer: Sendable {
     /// on the VM's socket, the VM is reported as not managed, with a recovery hint, and
     /// is neither changed, pruned nor launched a second time: QMP cannot tell what it was
     /// launched with, so nothing is guessed.
-    package func observe(_ name: String) async -> (ObservedVM?, String?) {
+    package func observe(_ name: String, desired: VirtualMachineSpec? = nil) async -> (ObservedVM?, String?) {
         var unreadable: String? = nil
         var stored: StoredRecord? = nil
         do {
@@ -93,6 +97,14 @@ package struct Observer: Sendable {
             }
             return (ObservedVM(name: name, ownership: ownership, liveness: liveness, detail: detail, record: stored?.launch,
                                live: live, restartPending: stored?.restartPending ?? false), warning(liveness))
+        }
+        if let pid, !Posix.fileExists(layout.socketPath), Self.isStarting(layout) {
+            // Launched moments ago (by a qemuctl that may have died since): QEMU binds its socket
+            // early in its start; wait for it within the deadline rather than call it broken.
+            let deadline = ContinuousClock.now + timeout
+            while !Posix.fileExists(layout.socketPath) && Posix.processExists(pid) && ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(10))
+            }
         }
         guard Posix.fileExists(layout.socketPath) else {
             if let pid {
@@ -123,7 +135,8 @@ package struct Observer: Sendable {
                                record: nil, live: nil), nil)
         }
         do {
-            let live = try await readLive(qmp, record: stored?.launch, aliases: adopted?.deviceAliases ?? [:])
+            let live = try await readLive(qmp, reads: Reads(record: stored?.launch, desired: desired), record: stored?.launch,
+                                          aliases: adopted?.deviceAliases ?? [:])
             return vm(.alive, nil, live)
         } catch {
             return vm(error.code == .timedOut ? .unresponsive : .gone,
@@ -131,16 +144,66 @@ package struct Observer: Sendable {
         }
     }
 
+    /// Whether the VM's QEMU was launched within the last minute (its pid file, written at the
+    /// launch, is that young).
+    static func isStarting(_ layout: RuntimeLayout) -> Bool {
+        guard let mtime = Posix.sizeAndModificationTime(layout.pidFile)?.mtime else { return false }
+        return Date().timeIntervalSince1970 - Double(mtime) < 60
+    }
+
+    /// What one observation asks QEMU besides its run state and block devices (always read).
+    ///
+    /// Each query costs QEMU a trip through its main loop, and with many VMs on a busy host that
+    /// trip is what an observation waits for; so a value that cannot have changed since the
+    /// launch is taken from the record (``ObservedVM`` then says so), and PCI devices are read
+    /// only when they can matter.
+    package struct Reads: Sendable, Hashable {
+        /// `query-cpus-fast`: vCPUs can be hot-plugged (`maxCount` above the boot count), or
+        /// there is no record.
+        package var cpus: Bool
+        /// `query-memory-size-summary`: DIMMs can be hot-plugged (`memory.max` above the boot
+        /// size), or there is no record.
+        package var memory: Bool
+        /// `query-pci`, on a machine with hot-plug root ports: the NICs present (drift), free
+        /// ports and which devices were hot-plugged. Read when there is no manifest to plan for
+        /// (get, describe, prune), when the VM has NICs, or when the manifest adds or removes a
+        /// disk or NIC.
+        package var pci: Bool
+
+        /// The reads for a VM launched as `record`, planned towards `desired`.
+        package init(record: LaunchRecord?, desired: VirtualMachineSpec?) {
+            guard let record else {
+                cpus = true; memory = true; pci = false
+                return
+            }
+            let spec = record.spec
+            cpus = spec.cpu.maxCount > (record.bootCPUCount ?? spec.cpu.count)
+            memory = spec.memory.max.map { $0 > (record.bootMemorySize ?? spec.memory.size) } ?? false
+            guard Observer.mayHotplug(spec) else {
+                pci = false
+                return
+            }
+            guard let desired else {
+                pci = true
+                return
+            }
+            pci = !spec.networks.isEmpty
+                || Set(spec.disks.map(\.name)) != Set(desired.disks.map(\.name))
+                || Set(spec.networks.map(\.name)) != Set(desired.networks.map(\.name))
+        }
+    }
+
     /// Reads what QMP can tell.
     /// - Parameter aliases: For an adopted VM, QEMU's block device names → qemuctl's ids.
-    private func readLive(_ qmp: QMPClient, record: LaunchRecord?, aliases: [String: String] = [:]) async throws(QMPError) -> LiveState {
-        // All four in flight at once: QEMU answers them in order without a round
+    private func readLive(_ qmp: QMPClient, reads: Reads, record: LaunchRecord?,
+                          aliases: [String: String] = [:]) async throws(QMPError) -> LiveState {
+        // All in flight at once: QEMU answers them in order without a round
         // trip between them, which matters when many VMs are slow to be scheduled.
-        let readsPCI = record.map { Self.mayHotplug($0.spec) } ?? false
+        let readsPCI = reads.pci
         async let statusReply = qmp.queryStatus(timeout: timeout)
         async let blocksReply = qmp.queryBlock(timeout: timeout)
-        async let cpusReply = qmp.execute("query-cpus-fast", timeout: timeout)
-        async let memoryReply = qmp.execute("query-memory-size-summary", timeout: timeout)
+        async let cpusReply = reads.cpus ? qmp.execute("query-cpus-fast", timeout: timeout) : JSONValue.null
+        async let memoryReply = reads.memory ? qmp.execute("query-memory-size-summary", timeout: timeout) : JSONValue.null
         async let pciReply = readsPCI ? qmp.execute("query-pci", timeout: timeout) : JSONValue.null
         let status: QMP.QMPRunStatus, blocks: [QMPBlockDevice], cpus: JSONValue, memory: JSONValue, pci: JSONValue
         do {
@@ -186,12 +249,14 @@ package struct Observer: Sendable {
         let plugged = memory["plugged-memory"]?.intValue ?? 0
         return LiveState(
             runStatus: QMPRunStatus(rawValue: status.status),
-            cpuCount: cpus.arrayValue?.count,
-            memorySize: UInt64(base + plugged),
+            cpuCount: reads.cpus ? cpus.arrayValue?.count : nil,
+            memorySize: reads.memory ? UInt64(base + plugged) : nil,
             disks: disks.sorted { $0.name < $1.name },
             cdroms: cdroms.sorted { $0.name < $1.name },
             nics: nics,
-            freeHotplugPorts: readsPCI ? Instance.freeHotplugPorts(queryPCI: pci).count : 0)
+            // Not read (nothing in the plan can take a port): unknown, not none.
+            freeHotplugPorts: readsPCI ? Instance.freeHotplugPorts(queryPCI: pci).count
+                : (record.map { Self.mayHotplug($0.spec) } == true ? nil : 0))
     }
 
     /// The limits of the throttle groups of the disks behind a throttle filter, by disk name (one

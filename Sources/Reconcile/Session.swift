@@ -61,7 +61,8 @@ package struct Session: Sendable {
             }
         }
         if !problems.isEmpty { throw .invalid(problems) }
-        let report = await observer.observe(extraNames: set.virtualMachines.map(\.name))
+        let desired = Dictionary(set.virtualMachines.map { ($0.name, $0.spec) }, uniquingKeysWith: { a, _ in a })
+        let report = await observer.observe(extraNames: set.virtualMachines.map(\.name), desired: desired)
         let plan = Reconcile.plan(desired: set.virtualMachines, actual: report.vms, options: options)
         return Result(manifests: set, observed: report, plan: plan)
     }

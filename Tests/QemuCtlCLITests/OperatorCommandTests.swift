@@ -145,7 +145,8 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
         #expect(again.status == 0)
         #expect(again.out == "s: already running (pid \(second))\n")
         // A paused VM cannot react to the button: its ladder starts at quit.
-        #expect(try await w.qemuctl("pause", "s").status == 0)
+        let pause = try await w.qemuctl("pause", "s")
+        #expect(pause.status == 0, "\(pause.out)\(pause.err)")
         let paused = try await w.qemuctl("stop", "s", "--timeout", "30")
         #expect(paused.out.hasPrefix("s: stopped by quit after "), "\(paused.out)")
         #expect(try await w.qemuctl("start", "s").status == 0)

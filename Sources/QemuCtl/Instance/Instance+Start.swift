@@ -132,6 +132,9 @@ extension Instance {
             throw InstanceError(code: .startFailed, message: "cannot start VM \(config.name): \(spawned.error ?? "spawn failed")")
         }
         let pid = spawned.pid
+        // QEMU writes this file itself once it has parsed its options; written now, a qemuctl
+        // killed right after the spawn cannot leave a starting QEMU that the next run misses.
+        _ = Posix.writeFileAtomically(layout.pidFile, Array("\(pid)\n".utf8), mode: 0o600, durable: false)
         let choice = accelerator ?? AcceleratorChoice(accelerator: commandLine.accelerator, reasons: ["\(commandLine.accelerator.rawValue) requested"])
         options.onSpawn?(pid, choice)
         let qmp = try await connectWhileStarting(config.name, layout: layout, binary: binary, exit: exit,

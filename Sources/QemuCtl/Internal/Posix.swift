@@ -63,8 +63,10 @@ package enum Posix {
     ///
     /// - Parameter faultPoint: The ``FaultPoint`` to pass between the synced
     ///   temporary file and the rename (state files pass ``FaultPoint/midStateWrite``).
+    /// - Parameter durable: Sync the file and its directory (default); runtime files that do
+    ///   not outlive the host's uptime (a pid file) skip it.
     package static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: UInt32 = 0o600,
-                                            faultPoint: FaultPoint? = nil) -> String? {
+                                            faultPoint: FaultPoint? = nil, durable: Bool = true) -> String? {
         let temp = path + ".tmp.\(getpid())"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { return "cannot write \(path): cannot create \(temp): \(errorText(errno)); \(path) is unchanged" }
@@ -83,7 +85,7 @@ package enum Posix {
             }
             offset += n
         }
-        if fsync(fd) != 0 { return fail("syncing", errno) }
+        if durable && fsync(fd) != 0 { return fail("syncing", errno) }
         if close(fd) != 0 {
             let e = errno
             unlink(temp)
@@ -95,7 +97,7 @@ package enum Posix {
             unlink(temp)
             return "cannot rename \(temp) to \(path): \(errorText(e)); \(path) is unchanged"
         }
-        syncDirectory(of: path)
+        if durable { syncDirectory(of: path) }
         return nil
     }
 

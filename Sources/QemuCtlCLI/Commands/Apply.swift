@@ -85,7 +85,10 @@ extension QemuCtlCommand {
                     Terminal.fail("\(planFile) is not a plan written by `qemuctl plan -o`", hint: "save one with: qemuctl plan -f MANIFESTS -o \(planFile)")
                     return 2
                 }
-                let report = await session.observer.observe(extraNames: saved.vms.map(\.name))
+                // Observed as `plan` did: with the manifests' specs the plan was made for.
+                let desired = Dictionary(saved.vms.compactMap { vm in vm.desired.map { (vm.name, $0.spec) } },
+                                         uniquingKeysWith: { a, _ in a })
+                let report = await session.observer.observe(extraNames: saved.vms.map(\.name), desired: desired)
                 guard saved.isCurrent(for: report.vms) else {
                     Terminal.fail("the plan in \(planFile) is stale: the VMs changed since it was made",
                                   hint: "make a new one with `qemuctl plan -f MANIFESTS -o \(planFile)`, or apply the manifests directly")
