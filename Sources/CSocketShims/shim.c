@@ -250,3 +250,6 @@ int cproc_spawn(const char *path, char *const argv[], char *const envp[], int st
     return cproc_spawn_with(path, argv, envp, -1, stderr_fd, NULL, pid_out);
 }
 
+int cmem_contains(const void *hay, size_t hay_len, const void *needle, size_t needle_len) {
+    return memmem(hay, hay_len, needle, needle_len) != NULL;
+}

@@ -130,7 +130,7 @@ package struct Observer: Sendable {
                                record: nil, live: nil), nil)
         }
         if let stored, adopted == nil, let uuid = Optional(stored.launch.uuid), let peer = qmp.peerPID,
-           let argv = Posix.commandLine(of: peer), !argv.contains(where: { $0.contains(uuid) }) {
+           Posix.commandLine(of: peer, mentionsAnyOf: [uuid]) == false {
             // The socket answers, but the QEMU behind it is not the one recorded.
             return (ObservedVM(name: name, ownership: .foreign, liveness: .alive,
                                detail: "the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl launched",

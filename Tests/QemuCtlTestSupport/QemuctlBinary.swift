@@ -74,7 +74,13 @@ public enum QemuctlBinary {
             try await Task.sleep(for: .milliseconds(5))
         }
         let status = p.terminationStatus
-        let (outData, errData) = box.lock.withLock { (box.out, box.err) }
+        let (outData, errData, done) = box.lock.withLock { (box.out, box.err, (box.outDone, box.errDone)) }
+        // Closed here, not when Foundation lets go of the Process and its pipes (it may keep
+        // them): a test process that leaks descriptors past 1024 makes Foundation's own
+        // Process monitor, which uses select(2), miss every later child's exit.
+        try? input.fileHandleForReading.close()
+        if done.0 { try? out.fileHandleForReading.close() }
+        if done.1 { try? err.fileHandleForReading.close() }
         let signal: Int32? = p.terminationReason == .uncaughtSignal ? status : nil
         return Run(status: status, out: String(decoding: outData, as: UTF8.self), err: String(decoding: errData, as: UTF8.self),
                    signal: signal)
@@ -112,6 +118,7 @@ public func runTool(_ path: String, _ args: [String]) async throws -> (Int32, St
     return await withCheckedContinuation { continuation in
         Thread.detachNewThread {
             let data = out.fileHandleForReading.readDataToEndOfFile()
+            try? out.fileHandleForReading.close()
             p.waitUntilExit()
             continuation.resume(returning: (p.terminationStatus, String(decoding: data, as: UTF8.self)))
         }

@@ -40,6 +40,8 @@ int csock_eventfd(void);
 
 /// Creates a close-on-exec pipe. Returns 0 or -1 with errno set.
 int cproc_pipe(int fds[2]);
+/// Whether `needle` occurs in `hay` (memmem, which Glibc's Swift overlay does not export).
+int cmem_contains(const void *hay, size_t hay_len, const void *needle, size_t needle_len);
 
 /// Spawns `path` in a new session with default signal handling and an empty signal
 /// mask, stdin/stdout on /dev/null, stderr on `stderr_fd`, and every other

@@ -60,17 +60,16 @@ public struct RuntimeLayout: Sendable, Hashable {
     /// The socket is named in `-chardev socket,…,path=…`, where a comma of the path
     /// is written `,,`: both spellings are looked for.
     package func runningPID() -> Int32? {
-        let escaped = socketPath.replacing(",", with: ",,")
-        func namesSocket(_ argv: [String]) -> Bool { argv.contains { $0.contains(socketPath) || $0.contains(escaped) } }
+        let spellings = [socketPath, socketPath.replacing(",", with: ",,")]
         if let pid = Instance.readPIDFile(pidFile) {
-            if Posix.processExists(pid), let argv = Posix.commandLine(of: pid), namesSocket(argv) { return pid }
+            if Posix.processExists(pid), Posix.commandLine(of: pid, mentionsAnyOf: spellings) == true { return pid }
             return nil
         }
         guard Posix.fileExists(pidFile) else { return nil }
         return Posix.processIDs().first { pid in
             guard pid != Posix.currentPID, Posix.processExists(pid), let argv = Posix.commandLine(of: pid),
                   argv.first?.contains("qemu") == true else { return false }
-            return namesSocket(argv)
+            return Posix.commandLine(of: pid, mentionsAnyOf: spellings) == true
         }
     }
 

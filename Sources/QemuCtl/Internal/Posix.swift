@@ -296,6 +296,21 @@ package enum Posix {
             .map { String(decoding: $0, as: UTF8.self) }
     }
 
+    /// Whether any argument of `pid`'s command line contains one of `needles`; `nil` when the
+    /// command line cannot be read (no such process, or a zombie's empty one). A byte search
+    /// of `/proc/PID/cmdline`: String's generic `contains` was 7 % of the CPU time of a
+    /// `diff` of 50 VMs.
+    package static func commandLine(of pid: Int32, mentionsAnyOf needles: [String]) -> Bool? {
+        guard let bytes = readFile("/proc/\(pid)/cmdline"), !bytes.isEmpty else { return nil }
+        return bytes.withUnsafeBytes { hay in
+            needles.contains { needle in
+                let n = Array(needle.utf8)
+                guard !n.isEmpty else { return true }
+                return n.withUnsafeBytes { cmem_contains(hay.baseAddress, hay.count, $0.baseAddress, $0.count) != 0 }
+            }
+        }
+    }
+
     /// The resolved executable of a process.
     package static func executable(of pid: Int32) -> String? {
         var buffer = [CChar](repeating: 0, count: 4096)
