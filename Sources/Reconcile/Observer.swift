@@ -114,15 +114,26 @@ package struct Observer: Sendable {
             }
             return vm(.gone, stored == nil ? nil : "not running")
         }
-        let qmp: QMPClient
-        do {
-            qmp = try await QMPClient.connect(to: layout.socketPath, timeout: timeout)
-        } catch {
-            if error.code == .timedOut || processAlive {
-                return vm(.unresponsive, "unresponsive: QMP did not answer within \(timeout): \(error.message)")
+        var qmp: QMPClient? = nil
+        let deadline = ContinuousClock.now + timeout
+        while qmp == nil {
+            do {
+                qmp = try await QMPClient.connect(to: layout.socketPath, timeout: ContinuousClock.now.duration(to: deadline))
+            } catch {
+                // QEMU binds its socket a moment before it listens: a QEMU launched moments
+                // ago that refuses the connection is tried again within the deadline.
+                if error.code == .connectFailed, let pid, Posix.processExists(pid), Self.isStarting(layout),
+                   ContinuousClock.now + .milliseconds(10) < deadline {
+                    try? await Task.sleep(for: .milliseconds(10))
+                    continue
+                }
+                if error.code == .timedOut || processAlive {
+                    return vm(.unresponsive, "unresponsive: QMP did not answer within \(timeout): \(error.message)")
+                }
+                return vm(.gone, "not running (stale socket)")
             }
-            return vm(.gone, "not running (stale socket)")
         }
+        guard let qmp else { return vm(.gone, "not running") }
         defer { qmp.close() }
         if let adopted, let peer = qmp.peerPID, !adopted.matches(pid: peer) {
             return (ObservedVM(name: name, ownership: .foreign, liveness: .alive,

@@ -78,7 +78,6 @@ public enum QemuctlBinary {
         // Closed here, not when Foundation lets go of the Process and its pipes (it may keep
         // them): a test process that leaks descriptors past 1024 makes Foundation's own
         // Process monitor, which uses select(2), miss every later child's exit.
-        try? input.fileHandleForReading.close()
         if done.0 { try? out.fileHandleForReading.close() }
         if done.1 { try? err.fileHandleForReading.close() }
         let signal: Int32? = p.terminationReason == .uncaughtSignal ? status : nil
