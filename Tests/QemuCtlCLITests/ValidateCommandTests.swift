@@ -19,8 +19,6 @@ private func qemuctl(_ arguments: [String], stdin: String? = nil) throws -> (sta
     try input.fileHandleForWriting.close()
     let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    try? out.fileHandleForReading.close()
-    try? err.fileHandleForReading.close()
     p.waitUntilExit()
     return (p.terminationStatus, o, e)
 }

@@ -1,3 +1,4 @@
+import CSocketShims
 import Foundation
 
 /// The built `qemuctl` binary (`swift build` puts it in `.build/debug`).
@@ -33,10 +34,19 @@ public enum QemuctlBinary {
         var env = ProcessInfo.processInfo.environment
         env.merge(environment) { _, new in new }
         p.environment = env
-        let out = Pipe(), err = Pipe(), input = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = input
+        // Descriptors of our own (close-on-exec pipes), each closed exactly once by whoever owns
+        // it: Foundation's Pipe kept hundreds of read ends open in a full run, and past 1024
+        // descriptors its select(2)-based Process monitor misses children's exits.
+        var outFDs: [Int32] = [-1, -1], errFDs: [Int32] = [-1, -1], inFDs: [Int32] = [-1, -1]
+        guard cproc_pipe(&outFDs) == 0 else { throw FixtureError("pipe: \(errno)") }
+        guard cproc_pipe(&errFDs) == 0 else { Glibc.close(outFDs[0]); Glibc.close(outFDs[1]); throw FixtureError("pipe: \(errno)") }
+        guard cproc_pipe(&inFDs) == 0 else {
+            for fd in outFDs + errFDs { Glibc.close(fd) }
+            throw FixtureError("pipe: \(errno)")
+        }
+        p.standardOutput = FileHandle(fileDescriptor: outFDs[1], closeOnDealloc: false)
+        p.standardError = FileHandle(fileDescriptor: errFDs[1], closeOnDealloc: false)
+        p.standardInput = FileHandle(fileDescriptor: inFDs[0], closeOnDealloc: false)
         // Output is collected by two threads of their own blocked in read(2): never the
         // cooperative pool or Dispatch's global queue (about two workers on a 2-core
         // machine), and no dispatch read sources (closing a pipe whose source was still
@@ -46,9 +56,8 @@ public enum QemuctlBinary {
             var out = Data(), err = Data(), outDone = false, errDone = false
         }
         let box = Box()
-        func collect(_ pipe: Pipe, _ append: @escaping @Sendable (Data) -> Void) {
+        func collect(_ fd: Int32, _ append: @escaping @Sendable (Data) -> Void) {
             Thread.detachNewThread {
-                let fd = pipe.fileHandleForReading.fileDescriptor
                 var buffer = [UInt8](repeating: 0, count: 65536)
                 while true {
                     let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
@@ -56,15 +65,33 @@ public enum QemuctlBinary {
                     if n <= 0 { break }
                     append(Data(buffer[0..<n]))
                 }
+                Glibc.close(fd)
                 append(Data())
-                withExtendedLifetime(pipe) {}
             }
         }
-        collect(out) { d in box.lock.withLock { if d.isEmpty { box.outDone = true } else { box.out.append(d) } } }
-        collect(err) { d in box.lock.withLock { if d.isEmpty { box.errDone = true } else { box.err.append(d) } } }
-        try p.run()
-        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try? input.fileHandleForWriting.close()
+        do {
+            try p.run()
+        } catch {
+            for fd in outFDs + errFDs + inFDs { Glibc.close(fd) }
+            throw error
+        }
+        // The child has its copies; the parent keeps only its ends.
+        Glibc.close(outFDs[1])
+        Glibc.close(errFDs[1])
+        Glibc.close(inFDs[0])
+        collect(outFDs[0]) { d in box.lock.withLock { if d.isEmpty { box.outDone = true } else { box.out.append(d) } } }
+        collect(errFDs[0]) { d in box.lock.withLock { if d.isEmpty { box.errDone = true } else { box.err.append(d) } } }
+        if let stdin {
+            let bytes = Array(stdin.utf8)
+            var offset = 0
+            while offset < bytes.count {
+                let n = bytes.withUnsafeBytes { Glibc.write(inFDs[1], $0.baseAddress! + offset, $0.count - offset) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                offset += n
+            }
+        }
+        Glibc.close(inFDs[1])
         while p.isRunning { try await Task.sleep(for: .milliseconds(5)) }
         // The rest of the output; a descendant that kept the pipes open (a daemon) is
         // not waited for beyond a moment.
@@ -74,12 +101,7 @@ public enum QemuctlBinary {
             try await Task.sleep(for: .milliseconds(5))
         }
         let status = p.terminationStatus
-        let (outData, errData, done) = box.lock.withLock { (box.out, box.err, (box.outDone, box.errDone)) }
-        // Closed here, not when Foundation lets go of the Process and its pipes (it may keep
-        // them): a test process that leaks descriptors past 1024 makes Foundation's own
-        // Process monitor, which uses select(2), miss every later child's exit.
-        if done.0 { try? out.fileHandleForReading.close() }
-        if done.1 { try? err.fileHandleForReading.close() }
+        let (outData, errData) = box.lock.withLock { (box.out, box.err) }
         let signal: Int32? = p.terminationReason == .uncaughtSignal ? status : nil
         return Run(status: status, out: String(decoding: outData, as: UTF8.self), err: String(decoding: errData, as: UTF8.self),
                    signal: signal)
@@ -117,7 +139,6 @@ public func runTool(_ path: String, _ args: [String]) async throws -> (Int32, St
     return await withCheckedContinuation { continuation in
         Thread.detachNewThread {
             let data = out.fileHandleForReading.readDataToEndOfFile()
-            try? out.fileHandleForReading.close()
             p.waitUntilExit()
             continuation.resume(returning: (p.terminationStatus, String(decoding: data, as: UTF8.self)))
         }
