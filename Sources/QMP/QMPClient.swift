@@ -34,13 +34,6 @@ public final class QMPClient: Sendable {
         connection.close()
     }
 
-    /// Set by code whose tasks run on threads of their own (not the cooperative pool): a call
-    /// then waits for its reply on its own thread, to its deadline, so each reply costs one
-    /// wake-up (the kernel's, of the waiting thread) instead of two (the reader thread's, then
-    /// the task's), which is what a busy host makes expensive. Elsewhere only one caller in
-    /// the process waits that way at a time, and only briefly.
-    @TaskLocal package static var callersMayBlock = false
-
     /// Connects to the QMP socket at `path` and negotiates capabilities.
     ///
     /// - Parameters:

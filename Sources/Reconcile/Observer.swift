@@ -44,7 +44,6 @@ package struct Observer: Sendable {
         var results: [(ObservedVM?, String?)] = []
         // Off the cooperative pool: reading records and /proc, and connecting, block.
         await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
-            await QMPClient.$callersMayBlock.withValue(true) {
             await withTaskGroup(of: (ObservedVM?, String?).self) { group in
                 var iterator = names.makeIterator()
                 for _ in 0..<concurrency {
@@ -55,7 +54,6 @@ package struct Observer: Sendable {
                     results.append(r)
                     if let name = iterator.next() { group.addTask { await self.observe(name, desired: desired[name]) } }
                 }
-            }
             }
         }
         let vms = results.compactMap(\.0).filter { vm in

@@ -164,27 +164,12 @@ final class Connection: Sendable {
             Sys.close(fd)
             return .failure(QMPError(code: .connectFailed, message: "cannot create an eventfd: \(errnoText(currentErrno))"))
         }
-        // qmp_capabilities goes out at once: QEMU greets every client the same way and reads
-        // what the client sent after its greeting, so waiting for the greeting first would only
-        // add a round trip (on a loaded host, a scheduling delay of QEMU's main loop).
-        async let negotiated = connection.call("qmp_capabilities", arguments: nil,
-                                               timeoutNanos: deadline > monotonicNanos() ? deadline - monotonicNanos() : 0,
-                                               passing: nil)
         let greeting: Result<QMPGreeting, QMPError> = await withUnsafeContinuation { continuation in
-            // The call above may have read the greeting already (a caller waiting on its own thread).
-            let early: Result<QMPGreeting, QMPError>? = connection.state.withLock { s in
-                if let g = s.greeting { return .success(g) }
-                if let closed = s.closed {
-                    return .failure(closed.code == .connectionClosed
-                        ? QMPError(code: .protocolViolation, message: "\(path) closed the connection without a QMP greeting: is it a QEMU monitor socket?")
-                        : closed)
-                }
+            connection.state.withLock { s in
                 s.greetingWaiter = continuation
                 s.greetingDeadline = deadline
                 s.wakeAt = min(s.wakeAt, deadline)
-                return nil
             }
-            if let early { continuation.resume(returning: early) }
             if !Sys.startThread({ connection.readLoop() }) {
                 connection.finish(QMPError(code: .connectFailed, message: "cannot start the QMP reader thread"))
             }
@@ -194,7 +179,10 @@ final class Connection: Sendable {
             connection.close()
             return .failure(error)
         case .success(let greeting):
-            switch await negotiated {
+            let now = monotonicNanos()
+            let remaining = deadline > now ? deadline - now : 0
+            let reply = await connection.call("qmp_capabilities", arguments: nil, timeoutNanos: remaining, passing: nil)
+            switch reply {
             case .success: return .success((connection, greeting))
             case .failure(var error):
                 connection.close()
@@ -235,9 +223,8 @@ final class Connection: Sendable {
         // direct window, so only one caller in the whole process does it at a time:
         // a lone sequential caller gets the one-wake-up path; many concurrent callers
         // (e.g. observing 50 VMs) park and share the pool.
-        let mayBlock = QMPClient.callersMayBlock
         let slot = timeoutNanos > Self.directWindow
-            && (mayBlock || Self.directSlot.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged)
+            && Self.directSlot.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
         let (closed, direct): (QMPError?, Bool) = state.withLock { s in
             if let closed = s.closed { return (closed, false) }
             s.pending[id] = Pending(command: command, deadline: deadline, waiter: .direct(nil))
@@ -247,7 +234,7 @@ final class Connection: Sendable {
             }
             return (nil, false)
         }
-        if slot && !direct && !mayBlock { Self.directSlot.store(false, ordering: .releasing) }
+        if slot && !direct { Self.directSlot.store(false, ordering: .releasing) }
         if var closed {
             closed.command = command
             return .failure(closed)
@@ -258,25 +245,23 @@ final class Connection: Sendable {
         }
         if rc != 0 {
             _ = state.withLock { $0.pending.removeValue(forKey: id) }
-            if direct { releaseRole(slot: !mayBlock) }
+            if direct { releaseRole() }
             if rc == ETIMEDOUT {
                 return .failure(QMPError(code: .timedOut, command: command,
                     message: "could not send within the deadline: QEMU is not reading its monitor (unresponsive)"))
             }
             return .failure(QMPError(code: .connectionClosed, command: command, message: "cannot send to \(path): \(errnoText(rc))"))
         }
-        if direct, let reply = directWait(id: id, command: command, deadline: deadline, slot: !mayBlock) {
+        if direct, let reply = directWait(id: id, command: command, deadline: deadline) {
             return reply
         }
         return await park(id: id, command: command)
     }
 
-    /// Holding the read role, waits up to ``directWindow`` (or, when `slot` is false because the
-    /// caller may block, up to the deadline) for the reply to `id`.
+    /// Holding the read role, waits up to ``directWindow`` for the reply to `id`.
     /// Returns `nil` (role released) when the window passes first.
-    private func directWait(id: Int, command: String, deadline: UInt64, slot: Bool) -> Reply? {
-        // Holding the process-wide slot, only for the window; a caller that may block, to the deadline.
-        let until = slot ? min(deadline, monotonicNanos() &+ Self.directWindow) : deadline
+    private func directWait(id: Int, command: String, deadline: UInt64) -> Reply? {
+        let until = min(deadline, monotonicNanos() &+ Self.directWindow)
         while true {
             let done: Reply? = state.withLock { s in
                 if case .direct(let r?) = s.pending[id]?.waiter {
@@ -286,28 +271,18 @@ final class Connection: Sendable {
                 return nil
             }
             if let done {
-                releaseRole(slot: slot)
+                releaseRole()
                 return done
             }
             let now = monotonicNanos()
             if now >= until {
                 if now >= deadline {
                     _ = state.withLock { $0.pending.removeValue(forKey: id) }
-                    releaseRole(slot: slot)
+                    releaseRole()
                     return .failure(timedOut(command))
                 }
-                releaseRole(slot: slot)
+                releaseRole()
                 return nil
-            }
-            if !slot {
-                // Waiting to the deadline: poll for the whole time left rather than wake every window.
-                let (readable, _, pollErr) = Sys.pollRead(fd, wake: -1, timeoutMillis: CInt(min((until - now + 999_999) / 1_000_000, 60_000)))
-                if pollErr != 0 && pollErr != EINTR {
-                    finish(QMPError(code: .connectionClosed, message: "poll on \(path) failed: \(errnoText(pollErr))"))
-                } else if readable, let error = readAndDispatch(wait: false) {
-                    finish(error)
-                }
-                continue
             }
             // A blocking receive (bounded by SO_RCVTIMEO), as a plain C client does:
             // the one thread that waits is the one the kernel wakes.
@@ -317,12 +292,12 @@ final class Connection: Sendable {
         }
     }
 
-    private func releaseRole(slot: Bool) {
+    private func releaseRole() {
         let signal = state.withLock { s in
             s.role = .none
             return s.needsReader || s.closed != nil
         }
-        if slot { Self.directSlot.store(false, ordering: .releasing) }
+        Self.directSlot.store(false, ordering: .releasing)
         if signal { wakeReader() }
     }
 
