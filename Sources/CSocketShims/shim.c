@@ -178,69 +178,69 @@ static int cproc_spawn_with(const char *path, char *const argv[], char *const en
     return rc;
 }
 
-// The child of cproc_spawn_detached: runs on its own stack in the parent's memory
-// (CLONE_VM | CLONE_VFORK, as glibc's posix_spawn does, with the parent suspended until
-// the exec), so it makes only system calls and reports a failure through `err`.
-struct cproc_detached {
-    const char *path;
-    char *const *argv;
-    char *const *envp;
-    int null_fd;
-    int log_fd;
-    volatile int err;
-};
-
-static int cproc_detached_child(void *p) {
-    struct cproc_detached *a = p;
-    // Every signal back to its default disposition (the clone has its own copy of the
-    // table), then unblocked: QEMU starts as if from a fresh shell.
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP) continue;
-        sigaction(sig, &dfl, NULL);
-    }
-    sigset_t none;
-    sigemptyset(&none);
-    if (setsid() < 0) goto fail;
-    umask(077);
-    if (dup2(a->null_fd, 0) < 0 || dup2(a->log_fd, 1) < 0 || dup2(a->log_fd, 2) < 0) goto fail;
-    if (chdir("/") != 0) goto fail;
-    if (close_range(3, ~0U, 0) != 0) goto fail;
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execve(a->path, a->argv, a->envp);
-fail:
-    a->err = errno ? errno : EINVAL;
-    _exit(127);
-}
-
 int cproc_spawn_detached(const char *path, char *const argv[], char *const envp[], int log_fd, pid_t *pid_out) {
+    // fork, not posix_spawn (no umask attribute) nor a CLONE_VM child: the child has its own
+    // copy of everything and makes only async-signal-safe calls before the exec. An exec
+    // failure comes back through a close-on-exec pipe.
     int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null_fd < 0) return errno;
-    const size_t stack_size = 64 * 1024;
-    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) {
         int e = errno;
         close(null_fd);
         return e;
     }
-    struct cproc_detached a = { path, argv, envp, null_fd, log_fd, 0 };
-    // No handler of this process may run in the child, which shares its memory.
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    pid_t pid = clone(cproc_detached_child, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &a);
+    pid_t pid = fork();
+    if (pid == 0) {
+        // Every signal back to its default disposition, then unblocked: QEMU starts as if
+        // from a fresh shell.
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        for (int sig = 1; sig < NSIG; sig++) {
+            if (sig == SIGKILL || sig == SIGSTOP) continue;
+            sigaction(sig, &dfl, NULL);
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        int err = 0;
+        if (setsid() < 0) err = errno;
+        umask(077);
+        if (!err && (dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)) err = errno;
+        if (!err && chdir("/") != 0) err = errno;
+        if (!err) {
+            // Everything above 2 except the report pipe (close-on-exec) goes.
+            if (report[1] > 3) close_range(3, (unsigned)report[1] - 1, 0);
+            close_range(report[1] + 1, ~0U, 0);
+        }
+        if (!err) {
+            pthread_sigmask(SIG_SETMASK, &none, NULL);
+            execve(path, argv, envp);
+            err = errno;
+        }
+        ssize_t w = write(report[1], &err, sizeof err);
+        (void)w;
+        _exit(127);
+    }
     int e = pid < 0 ? errno : 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    munmap(stack, stack_size);
     close(null_fd);
-    if (pid < 0) return e;
-    if (a.err != 0) {
-        // The exec failed: the child has exited; reap it and report why.
+    close(report[1]);
+    if (pid < 0) {
+        close(report[0]);
+        return e;
+    }
+    int child_err = 0;
+    ssize_t n;
+    do { n = read(report[0], &child_err, sizeof child_err); } while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == (ssize_t)sizeof child_err && child_err != 0) {
         int status;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-        return a.err;
+        return child_err;
     }
     *pid_out = pid;
     return 0;
