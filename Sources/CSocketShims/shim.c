@@ -178,72 +178,18 @@ static int cproc_spawn_with(const char *path, char *const argv[], char *const en
     return rc;
 }
 
+static pthread_mutex_t cproc_umask_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int cproc_spawn_detached(const char *path, char *const argv[], char *const envp[], int log_fd, pid_t *pid_out) {
-    // fork, not posix_spawn (no umask attribute) nor a CLONE_VM child: the child has its own
-    // copy of everything and makes only async-signal-safe calls before the exec. An exec
-    // failure comes back through a close-on-exec pipe.
-    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null_fd < 0) return errno;
-    int report[2];
-    if (pipe2(report, O_CLOEXEC) != 0) {
-        int e = errno;
-        close(null_fd);
-        return e;
-    }
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    pid_t pid = fork();
-    if (pid == 0) {
-        // Every signal back to its default disposition, then unblocked: QEMU starts as if
-        // from a fresh shell.
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        for (int sig = 1; sig < NSIG; sig++) {
-            if (sig == SIGKILL || sig == SIGSTOP) continue;
-            sigaction(sig, &dfl, NULL);
-        }
-        sigset_t none;
-        sigemptyset(&none);
-        int err = 0;
-        if (setsid() < 0) err = errno;
-        umask(077);
-        if (!err && (dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0)) err = errno;
-        if (!err && chdir("/") != 0) err = errno;
-        if (!err) {
-            // Everything above 2 except the report pipe (close-on-exec) goes.
-            if (report[1] > 3) close_range(3, (unsigned)report[1] - 1, 0);
-            close_range(report[1] + 1, ~0U, 0);
-        }
-        if (!err) {
-            pthread_sigmask(SIG_SETMASK, &none, NULL);
-            execve(path, argv, envp);
-            err = errno;
-        }
-        ssize_t w = write(report[1], &err, sizeof err);
-        (void)w;
-        _exit(127);
-    }
-    int e = pid < 0 ? errno : 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    close(null_fd);
-    close(report[1]);
-    if (pid < 0) {
-        close(report[0]);
-        return e;
-    }
-    int child_err = 0;
-    ssize_t n;
-    do { n = read(report[0], &child_err, sizeof child_err); } while (n < 0 && errno == EINTR);
-    close(report[0]);
-    if (n == (ssize_t)sizeof child_err && child_err != 0) {
-        int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-        return child_err;
-    }
-    *pid_out = pid;
-    return 0;
+    // posix_spawn has no umask attribute: the process's is set to 077 for the moment of the
+    // spawn, serialised so concurrent spawns restore the right value (for a process whose
+    // threads create files only with explicit modes).
+    pthread_mutex_lock(&cproc_umask_lock);
+    mode_t old_mask = umask(077);
+    int rc = cproc_spawn_with(path, argv, envp, log_fd, log_fd, "/", pid_out);
+    umask(old_mask);
+    pthread_mutex_unlock(&cproc_umask_lock);
+    return rc;
 }
 
 int cproc_spawn(const char *path, char *const argv[], char *const envp[], int stderr_fd, pid_t *pid_out) {

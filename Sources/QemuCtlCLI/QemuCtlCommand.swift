@@ -1,4 +1,5 @@
 import ArgumentParser
+import QemuCtl
 
 /// The `qemuctl` command line.
 @main
@@ -16,6 +17,7 @@ struct QemuCtlCommand: AsyncParsableCommand {
     /// Parses and runs the command; usage errors are printed as `qemuctl: error: …`
     /// with a hint, and exit with status 2 (1 for `plan`, whose 2 means "changes").
     static func main() async {
+        Posix.startQEMUAsChild()
         do {
             var command = try parseCommandLine()
             if var asyncCommand = command as? any AsyncParsableCommand {

@@ -11,7 +11,8 @@ func elapsed(since start: ContinuousClock.Instant) -> Double {
 
 /// The run status QEMU reports for VM `name` of workspace `w`.
 func runStatus(_ w: Workspace, _ name: String) async throws -> String {
-    try await QMPClient.withConnection(to: "\(w.state)/\(name).sock") { try await $0.queryStatus().status }
+    // A generous deadline: what is checked is the state, not how fast a loaded machine answers.
+    try await QMPClient.withConnection(to: "\(w.state)/\(name).sock", timeout: .seconds(20)) { try await $0.queryStatus().status }
 }
 
 @Suite(.serialized, .timeLimit(.minutes(3)), .offPool) struct OperatorCommandTests {

@@ -49,7 +49,8 @@ int cmem_contains(const void *hay, size_t hay_len, const void *needle, size_t ne
 int cproc_spawn(const char *path, char *const argv[], char *const envp[], int stderr_fd, pid_t *pid_out);
 /// Like cproc_spawn, for a long-lived child: stdout and stderr both go to `log_fd`,
 /// the child runs in `/` so it keeps no directory busy, with umask 077 so what it creates
-/// (QEMU's sockets) is private whatever this process's umask.
+/// (QEMU's sockets) is private; the process's umask is 077 for the moment of the spawn (for
+/// a process whose threads create files only with explicit modes).
 int cproc_spawn_detached(const char *path, char *const argv[], char *const envp[], int log_fd, pid_t *pid_out);
 
 #endif

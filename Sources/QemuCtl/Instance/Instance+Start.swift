@@ -36,7 +36,8 @@ public struct StartOptions: Sendable {
 }
 
 extension Instance {
-    /// Starts a VM: QEMU detached (a session of its own, `-pidfile`), paused (`-S`) until the
+    /// Starts a VM: QEMU detached (`-daemonize -pidfile`; in the qemuctl command, a child in a
+    /// session of its own with its output in `qemu.log`), paused (`-S`) until the
     /// setup over QMP is done (display passwords), then continued; a VM with
     /// nothing to set up starts running at once.
     ///
@@ -94,14 +95,14 @@ extension Instance {
         do {
             commandLine = try config.commandLine(LaunchOptions(
                 qmpSocketPath: layout.socketPath, runtimeDirectory: layout.runtimeDirectory,
-                pidFile: layout.pidFile, daemonize: false, startPaused: true, accelerator: accelerator,
+                pidFile: layout.pidFile, daemonize: !Posix.startsQEMUAsChild, startPaused: true, accelerator: accelerator,
                 followerSocketPath: layout.followerSocketPath))
             // -S only when there is setup to do before the guest runs (or the caller
             // wants it paused); otherwise QEMU starts the vCPUs itself, one round trip sooner.
             if commandLine.postStartActions.isEmpty && !options.startPaused {
                 commandLine = try config.commandLine(LaunchOptions(
                     qmpSocketPath: layout.socketPath, runtimeDirectory: layout.runtimeDirectory,
-                    pidFile: layout.pidFile, daemonize: false, startPaused: false, accelerator: accelerator,
+                    pidFile: layout.pidFile, daemonize: !Posix.startsQEMUAsChild, startPaused: false, accelerator: accelerator,
                     followerSocketPath: layout.followerSocketPath))
             }
         } catch {
@@ -123,23 +124,64 @@ extension Instance {
         }
 
         Posix.unlinkFile(layout.pidFile)
-        // QEMU runs as a child in a session of its own (no -daemonize: its double fork and
-        // the wait for its parent cost a few milliseconds), reaped by a thread when it exits.
-        // The QMP socket is connected as soon as QEMU binds it; QEMU answers
-        // qmp_capabilities once the VM is set up, so that answer is the "started" signal.
-        let spawned = Posix.spawnDetached(binary, commandLine.arguments, environment: minimalEnvironment(), logPath: layout.qemuLog)
-        guard let exit = spawned.exit else {
-            throw InstanceError(code: .startFailed, message: "cannot start VM \(config.name): \(spawned.error ?? "spawn failed")")
-        }
-        let pid = spawned.pid
-        // QEMU writes this file itself once it has parsed its options; written now, a qemuctl
-        // killed right after the spawn cannot leave a starting QEMU that the next run misses.
-        _ = Posix.writeFileAtomically(layout.pidFile, Array("\(pid)\n".utf8), mode: 0o600, durable: false)
         let choice = accelerator ?? AcceleratorChoice(accelerator: commandLine.accelerator, reasons: ["\(commandLine.accelerator.rawValue) requested"])
-        options.onSpawn?(pid, choice)
-        let qmp = try await connectWhileStarting(config.name, layout: layout, binary: binary, exit: exit,
+        let pid: Int32
+        let qmp: QMPClient
+        if Posix.startsQEMUAsChild {
+            // The qemuctl command: QEMU runs as its child in a session of its own (no -daemonize:
+            // its double fork and the wait for its parent cost milliseconds), reaped by a thread
+            // when it exits. The QMP socket is connected as soon as QEMU binds it; QEMU answers
+            // qmp_capabilities once the VM is set up, so that answer is the "started" signal.
+            let spawned = Posix.spawnDetached(binary, commandLine.arguments, environment: minimalEnvironment(), logPath: layout.qemuLog)
+            guard let exit = spawned.exit else {
+                throw InstanceError(code: .startFailed, message: "cannot start VM \(config.name): \(spawned.error ?? "spawn failed")")
+            }
+            pid = spawned.pid
+            // QEMU writes this file itself once it has parsed its options; written now, a qemuctl
+            // killed right after the spawn cannot leave a starting QEMU that the next run misses.
+            _ = Posix.writeFileAtomically(layout.pidFile, Array("\(pid)\n".utf8), mode: 0o600, durable: false)
+            options.onSpawn?(pid, choice)
+            qmp = try await connectWhileStarting(config.name, layout: layout, binary: binary, exit: exit,
                                                  launchTimeout: options.launchTimeout)
-        FaultPoint.hit(.afterSpawn)
+            FaultPoint.hit(.afterSpawn)
+        } else {
+            // A library caller: QEMU detaches itself (-daemonize), so it is never a child of this
+            // process (whose other code may not expect children to come and go), and its parent
+            // exits once the VM is set up; waited for on a thread of its own so many starts overlap.
+            let arguments = commandLine.arguments
+            let deadline = UInt64(options.launchTimeout.components.seconds) * 1_000_000_000
+                + UInt64(options.launchTimeout.components.attoseconds / 1_000_000_000)
+            let result = await withCheckedContinuation { continuation in
+                Thread.detachNewThread {
+                    continuation.resume(returning: Posix.runCollectingStderr(
+                        binary, arguments, environment: minimalEnvironment(), deadline: deadline,
+                        // The daemon has written its pid file before it opens back ends: kill it too.
+                        onTimeout: { if let pid = layout.runningPID() { Posix.signal(pid, Posix.sigkill) } }))
+                }
+            }
+            if let spawnError = result.spawnError {
+                throw InstanceError(code: .startFailed, message: "cannot start VM \(config.name): \(spawnError)")
+            }
+            if result.timedOut {
+                throw InstanceError(code: .startFailed, message: "QEMU did not finish starting VM \(config.name) within \(options.launchTimeout) (a back end it connects to at start, such as an NBD, VDE or socket server, may not be answering); it was killed")
+            }
+            guard result.status == 0 else {
+                let text = result.stderr.split(separator: "\n").map { $0.trimmingPrefix("\(binary): ") }.joined(separator: "\n")
+                throw InstanceError(code: .startFailed, message: "QEMU refused to start VM \(config.name) (exit status \(result.status)): \(text.isEmpty ? "no message" : text)")
+            }
+            guard let daemon = readPIDFile(layout.pidFile) else {
+                throw InstanceError(code: .startFailed, message: "QEMU started VM \(config.name) but wrote no pid file at \(layout.pidFile)")
+            }
+            pid = daemon
+            options.onSpawn?(pid, choice)
+            FaultPoint.hit(.afterSpawn)
+            do {
+                qmp = try await QMPClient.connect(to: layout.socketPath, timeout: options.timeout)
+            } catch {
+                Posix.signal(pid, Posix.sigkill)
+                throw InstanceError(code: .startFailed, message: "VM \(config.name) started (pid \(pid)) but its QMP socket did not answer: \(error); it was killed")
+            }
+        }
         let instance = Instance(name: config.name, socketPath: layout.socketPath, pid: pid, qmp: qmp,
                                 accelerator: commandLine.accelerator, initial: startsPaused ? .prelaunch : .running)
         instance.setAcceleratorChoice(choice)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CSocketShims
+import Synchronization
 
 // The only file in QemuCtl that calls process and file-system syscalls directly.
 
@@ -318,6 +319,15 @@ package enum Posix {
         guard n > 0 else { return nil }
         return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
+
+    /// Called once by the qemuctl command, whose every file gets an explicit mode and which
+    /// expects its children: QEMU is then started as a direct child (posix_spawn, with the process
+    /// umask set to 077 around it) instead of daemonizing itself, which is milliseconds faster.
+    /// A library caller's QEMU daemonizes: never its child, and its umask never touched.
+    package static func startQEMUAsChild() { directChild.store(true, ordering: .relaxed) }
+    /// Whether ``startQEMUAsChild()`` was called.
+    package static var startsQEMUAsChild: Bool { directChild.load(ordering: .relaxed) }
+    private static let directChild = Atomic<Bool>(false)
 
     /// Starts `binary` as a long-lived child in a session of its own (no terminal signal reaches
     /// it), in `/`, with umask 077 (QEMU's sockets are private whatever this process's umask),
