@@ -59,13 +59,21 @@ public enum QemuctlBinary {
         func collect(_ fd: Int32, _ append: @escaping @Sendable (Data) -> Void) {
             Thread.detachNewThread {
                 var buffer = [UInt8](repeating: 0, count: 65536)
+                var ours = true
                 while true {
                     let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
                     if n < 0 && errno == EINTR { continue }
+                    if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                        // Made non-blocking under us (a stale descriptor number elsewhere): wait, go on.
+                        var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                        _ = poll(&pfd, 1, 100)
+                        continue
+                    }
+                    if n < 0 && errno == EBADF { ours = false }
                     if n <= 0 { break }
                     append(Data(buffer[0..<n]))
                 }
-                Glibc.close(fd)
+                if ours { Glibc.close(fd) }
                 append(Data())
             }
         }

@@ -73,7 +73,11 @@ public final class Spawned: Sendable {
 
     deinit {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        for fd in Set([inputFD, outputFD, errorFD, slaveFD]) where fd >= 0 { close(fd) }
+        // Each descriptor once: closeInput() may have closed the input already, and closing its
+        // number again would close whatever another test opened since (seen: another test's
+        // pipe read failing with EAGAIN/EBADF inside Foundation).
+        let inputClosed = state.withLock { $0.inputClosed }
+        for fd in Set([inputClosed && slaveFD < 0 ? -1 : inputFD, outputFD, errorFD, slaveFD]) where fd >= 0 { close(fd) }
     }
 
     /// Writes bytes to the program's input.

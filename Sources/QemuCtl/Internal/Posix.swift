@@ -340,16 +340,23 @@ package enum Posix {
         guard logFD >= 0 else { return (-1, nil, "cannot open \(logPath): \(errorText(errno))") }
         defer { close(logFD) }
         _ = fchmod(logFD, 0o600)
+        var pid: pid_t = 0
+        let rc = withCArguments(binary, arguments, environment) { argv, envp in cproc_spawn_detached(binary, argv, envp, logFD, &pid) }
+        guard rc == 0 else { return (-1, nil, "cannot execute \(binary): \(errorText(rc))") }
+        return (pid, ChildExit(reaping: pid), nil)
+    }
+
+    /// Calls `body` with NULL-terminated C arrays of `binary` + `arguments` and of `environment`,
+    /// freed afterwards.
+    private static func withCArguments(_ binary: String, _ arguments: [String], _ environment: [String],
+                                       _ body: ([UnsafeMutablePointer<CChar>?], [UnsafeMutablePointer<CChar>?]) -> CInt) -> CInt {
         let argv = ([binary] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup($0) } + [nil]
         defer {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
-        var pid: pid_t = 0
-        let rc = cproc_spawn_detached(binary, argv, envp, logFD, &pid)
-        guard rc == 0 else { return (-1, nil, "cannot execute \(binary): \(errorText(rc))") }
-        return (pid, ChildExit(reaping: pid), nil)
+        return body(argv, envp)
     }
 
     /// Runs `binary` with `arguments` and a minimal environment, stdin and stdout on
@@ -365,14 +372,8 @@ package enum Posix {
         -> (status: CInt, stderr: String, spawnError: String?, timedOut: Bool) {
         var pipeFDs: [CInt] = [-1, -1]
         guard cproc_pipe(&pipeFDs) == 0 else { return (-1, "", "pipe: \(errorText(errno))", false) }
-        let argv = ([binary] + arguments).map { strdup($0) } + [nil]
-        let envp = environment.map { strdup($0) } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
         var pid: pid_t = 0
-        let rc = cproc_spawn(binary, argv, envp, pipeFDs[1], &pid)
+        let rc = withCArguments(binary, arguments, environment) { argv, envp in cproc_spawn(binary, argv, envp, pipeFDs[1], &pid) }
         close(pipeFDs[1])
         guard rc == 0 else {
             close(pipeFDs[0])
