@@ -94,16 +94,49 @@ public struct QMPIOThrottle: Sendable, Hashable {
     }
 }
 
+extension QMPRunStatus {
+    /// Reads a `query-status` reply.
+    package init(reply r: JSONValue) throws(QMPError) {
+        guard let status = r["status"]?.stringValue else {
+            throw QMPError(code: .protocolViolation, command: "query-status", message: "reply has no status: \(r)")
+        }
+        self.init(status: status, running: r["running"]?.boolValue ?? false)
+    }
+}
+
+extension QMPBlockDevice {
+    /// Reads a `query-block` reply.
+    package static func list(reply r: JSONValue) -> [QMPBlockDevice] {
+        return (r.arrayValue ?? []).map { d in
+            let inserted = d["inserted"].map { i in
+                QMPBlockDevice.Inserted(
+                    nodeName: i["node-name"]?.stringValue,
+                    file: i["file"]?.stringValue ?? "",
+                    driver: i["drv"]?.stringValue ?? "",
+                    readOnly: i["ro"]?.boolValue ?? false,
+                    throttle: QMPIOThrottle(
+                        bps: i["bps"]?.intValue ?? 0, bpsRead: i["bps_rd"]?.intValue ?? 0,
+                        bpsWrite: i["bps_wr"]?.intValue ?? 0, iops: i["iops"]?.intValue ?? 0,
+                        iopsRead: i["iops_rd"]?.intValue ?? 0, iopsWrite: i["iops_wr"]?.intValue ?? 0,
+                        bpsMax: i["bps_max"]?.intValue ?? 0, iopsMax: i["iops_max"]?.intValue ?? 0,
+                        bpsReadMax: i["bps_rd_max"]?.intValue ?? 0, bpsWriteMax: i["bps_wr_max"]?.intValue ?? 0,
+                        iopsReadMax: i["iops_rd_max"]?.intValue ?? 0, iopsWriteMax: i["iops_wr_max"]?.intValue ?? 0,
+                        iopsSize: i["iops_size"]?.intValue ?? 0, burstLength: i["bps_max_length"]?.intValue ?? 1))
+            }
+            return QMPBlockDevice(
+                device: d["device"]?.stringValue ?? "", qdev: d["qdev"]?.stringValue,
+                removable: d["removable"]?.boolValue ?? false, trayOpen: d["tray_open"]?.boolValue,
+                inserted: inserted)
+        }
+    }
+}
+
 extension QMPClient {
     /// Queries the run state of the VM.
     ///
     /// The corresponding QMP command is `query-status`.
     public func queryStatus(timeout: Duration = defaultTimeout) async throws(QMPError) -> QMPRunStatus {
-        let r = try await execute("query-status", timeout: timeout)
-        guard let status = r["status"]?.stringValue else {
-            throw QMPError(code: .protocolViolation, command: "query-status", message: "reply has no status: \(r)")
-        }
-        return QMPRunStatus(status: status, running: r["running"]?.boolValue ?? false)
+        try QMPRunStatus(reply: try await execute("query-status", timeout: timeout))
     }
 
     /// Pauses the vCPUs. The corresponding QMP command is `stop`.
@@ -148,28 +181,7 @@ extension QMPClient {
     /// Lists block devices with their media and throttle values.
     /// The corresponding QMP command is `query-block`.
     public func queryBlock(timeout: Duration = defaultTimeout) async throws(QMPError) -> [QMPBlockDevice] {
-        let r = try await execute("query-block", timeout: timeout)
-        return (r.arrayValue ?? []).map { d in
-            let inserted = d["inserted"].map { i in
-                QMPBlockDevice.Inserted(
-                    nodeName: i["node-name"]?.stringValue,
-                    file: i["file"]?.stringValue ?? "",
-                    driver: i["drv"]?.stringValue ?? "",
-                    readOnly: i["ro"]?.boolValue ?? false,
-                    throttle: QMPIOThrottle(
-                        bps: i["bps"]?.intValue ?? 0, bpsRead: i["bps_rd"]?.intValue ?? 0,
-                        bpsWrite: i["bps_wr"]?.intValue ?? 0, iops: i["iops"]?.intValue ?? 0,
-                        iopsRead: i["iops_rd"]?.intValue ?? 0, iopsWrite: i["iops_wr"]?.intValue ?? 0,
-                        bpsMax: i["bps_max"]?.intValue ?? 0, iopsMax: i["iops_max"]?.intValue ?? 0,
-                        bpsReadMax: i["bps_rd_max"]?.intValue ?? 0, bpsWriteMax: i["bps_wr_max"]?.intValue ?? 0,
-                        iopsReadMax: i["iops_rd_max"]?.intValue ?? 0, iopsWriteMax: i["iops_wr_max"]?.intValue ?? 0,
-                        iopsSize: i["iops_size"]?.intValue ?? 0, burstLength: i["bps_max_length"]?.intValue ?? 1))
-            }
-            return QMPBlockDevice(
-                device: d["device"]?.stringValue ?? "", qdev: d["qdev"]?.stringValue,
-                removable: d["removable"]?.boolValue ?? false, trayOpen: d["tray_open"]?.boolValue,
-                inserted: inserted)
-        }
+        QMPBlockDevice.list(reply: try await execute("query-block", timeout: timeout))
     }
 
     /// Sets (or, with all-zero limits, clears) the I/O throttle of a guest device.

@@ -44,15 +44,24 @@ package struct Observer: Sendable {
         var results: [(ObservedVM?, String?)] = []
         // Off the cooperative pool: reading records and /proc, and connecting, block.
         await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
+            // Records are decoded one after another first: the first decode of each record type
+            // fills the Swift runtime's metadata caches, which fifty threads decoding at once
+            // would each fill on their own (it tripled the decoding time of a 50-VM diff).
+            var records: [String: Result<StoredRecord?, StateError>] = [:]
+            for name in names { records[name] = Result { () throws(StateError) in try store.loadRecord(StoredRecord.self, name: name) } }
             await withTaskGroup(of: (ObservedVM?, String?).self) { group in
                 var iterator = names.makeIterator()
+                func add(_ name: String) {
+                    let record = records[name]
+                    group.addTask { await self.observeOne(name, desired: desired[name], record: record) }
+                }
                 for _ in 0..<concurrency {
                     guard let name = iterator.next() else { break }
-                    group.addTask { await self.observe(name, desired: desired[name]) }
+                    add(name)
                 }
                 while let r = await group.next() {
                     results.append(r)
-                    if let name = iterator.next() { group.addTask { await self.observe(name, desired: desired[name]) } }
+                    if let name = iterator.next() { add(name) }
                 }
             }
         }
@@ -71,17 +80,26 @@ package struct Observer: Sendable {
     /// is neither changed, pruned nor launched a second time: QMP cannot tell what it was
     /// launched with, so nothing is guessed.
     package func observe(_ name: String, desired: VirtualMachineSpec? = nil) async -> (ObservedVM?, String?) {
+        // Off the cooperative pool: reading records and /proc, and talking to QEMU, block.
+        await withTaskExecutorPreference(BlockingWorkExecutor.shared) { await observeOne(name, desired: desired, record: nil) }
+    }
+
+    /// ``observe(_:desired:)`` on the current executor (one that may block).
+    /// - Parameter record: The VM's record as loaded already, or `nil` to load it.
+    private func observeOne(_ name: String, desired: VirtualMachineSpec?,
+                            record: Result<StoredRecord?, StateError>?) async -> (ObservedVM?, String?) {
         var unreadable: String? = nil
         var stored: StoredRecord? = nil
         do {
-            stored = try store.loadRecord(StoredRecord.self, name: name)
+            stored = try (record ?? Result { () throws(StateError) in try store.loadRecord(StoredRecord.self, name: name) }).get()
         } catch {
             unreadable = error.message
         }
         let layout = store.layout(name)
         let ownership: ObservedVM.Ownership = stored != nil ? .managed : .foreign
         let adopted = stored?.adopted
-        let pid = adopted.map { a in a.matches(pid: a.pid) ? a.pid : nil } ?? layout.runningPID()
+        let running = adopted == nil ? layout.runningQEMU() : nil
+        let pid = adopted.map { a in a.matches(pid: a.pid) ? a.pid : nil } ?? running?.pid
         let processAlive = pid != nil
         func warning(_ liveness: ObservedVM.Liveness) -> String? {
             guard let unreadable else { return nil }
@@ -98,29 +116,23 @@ package struct Observer: Sendable {
             return (ObservedVM(name: name, ownership: ownership, liveness: liveness, detail: detail, record: stored?.launch,
                                live: live, restartPending: stored?.restartPending ?? false), warning(liveness))
         }
-        if let pid, !Posix.fileExists(layout.socketPath), Self.isStarting(layout) {
-            // Launched moments ago (by a qemuctl that may have died since): QEMU binds its socket
-            // early in its start; wait for it within the deadline rather than call it broken.
-            let deadline = ContinuousClock.now + timeout
-            while !Posix.fileExists(layout.socketPath) && Posix.processExists(pid) && ContinuousClock.now < deadline {
-                try? await Task.sleep(for: .milliseconds(10))
-            }
-        }
-        guard Posix.fileExists(layout.socketPath) else {
+        // A QEMU launched moments ago (by a qemuctl that may have died since) binds its socket
+        // early in its start and listens a moment later: connecting is retried within the deadline.
+        let starting = pid != nil && Self.isStarting(layout)
+        guard starting || Posix.fileExists(layout.socketPath) else {
             if let pid {
                 return vm(.unresponsive, "QEMU (pid \(pid)) runs but its QMP socket \(layout.socketPath) is gone")
             }
             return vm(.gone, stored == nil ? nil : "not running")
         }
-        var qmp: QMPClient? = nil
+        var qmp: QMPExchange? = nil
         let deadline = ContinuousClock.now + timeout
         while qmp == nil {
             do {
-                qmp = try await QMPClient.connect(to: layout.socketPath, timeout: ContinuousClock.now.duration(to: deadline))
+                // Blocks this thread (one of the blocking-work executor's) for at most the deadline.
+                qmp = try QMPExchange(path: layout.socketPath, timeout: ContinuousClock.now.duration(to: deadline))
             } catch {
-                // QEMU binds its socket a moment before it listens: a QEMU launched moments
-                // ago that refuses the connection is tried again within the deadline.
-                if error.code == .connectFailed, let pid, Posix.processExists(pid), Self.isStarting(layout),
+                if error.code == .connectFailed, starting, let pid, Posix.processExists(pid),
                    ContinuousClock.now + .milliseconds(10) < deadline {
                     try? await Task.sleep(for: .milliseconds(10))
                     continue
@@ -138,15 +150,16 @@ package struct Observer: Sendable {
                                detail: "the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl adopted (pid \(adopted.pid))",
                                record: nil, live: nil), nil)
         }
-        if let stored, adopted == nil, let uuid = Optional(stored.launch.uuid), let peer = qmp.peerPID,
-           Posix.commandLine(of: peer, mentionsAnyOf: [uuid]) == false {
+        if let stored, adopted == nil, let peer = qmp.peerPID,
+           (peer == running?.pid ? Posix.mentionsAnyOf([stored.launch.uuid], commandLine: running!.commandLine)
+                                 : Posix.commandLine(of: peer, mentionsAnyOf: [stored.launch.uuid])) == false {
             // The socket answers, but the QEMU behind it is not the one recorded.
             return (ObservedVM(name: name, ownership: .foreign, liveness: .alive,
                                detail: "the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl launched",
                                record: nil, live: nil), nil)
         }
         do {
-            let live = try await readLive(qmp, reads: Reads(record: stored?.launch, desired: desired), record: stored?.launch,
+            let live = try readLive(qmp, reads: Reads(record: stored?.launch, desired: desired), record: stored?.launch,
                                           aliases: adopted?.deviceAliases ?? [:])
             return vm(.alive, nil, live)
         } catch {
@@ -204,28 +217,23 @@ package struct Observer: Sendable {
         }
     }
 
-    /// Reads what QMP can tell.
+    /// Reads what QMP can tell: one batch of queries, and one more for throttle groups.
     /// - Parameter aliases: For an adopted VM, QEMU's block device names → qemuctl's ids.
-    private func readLive(_ qmp: QMPClient, reads: Reads, record: LaunchRecord?,
-                          aliases: [String: String] = [:]) async throws(QMPError) -> LiveState {
-        // All in flight at once: QEMU answers them in order without a round
-        // trip between them, which matters when many VMs are slow to be scheduled.
+    private func readLive(_ qmp: QMPExchange, reads: Reads, record: LaunchRecord?,
+                          aliases: [String: String] = [:]) throws(QMPError) -> LiveState {
         let readsPCI = reads.pci
-        async let statusReply = qmp.queryStatus(timeout: timeout)
-        async let blocksReply = qmp.queryBlock(timeout: timeout)
-        async let cpusReply = reads.cpus ? qmp.execute("query-cpus-fast", timeout: timeout) : JSONValue.null
-        async let memoryReply = reads.memory ? qmp.execute("query-memory-size-summary", timeout: timeout) : JSONValue.null
-        async let pciReply = readsPCI ? qmp.execute("query-pci", timeout: timeout) : JSONValue.null
-        let status: QMP.QMPRunStatus, blocks: [QMPBlockDevice], cpus: JSONValue, memory: JSONValue, pci: JSONValue
-        do {
-            (status, blocks, cpus, memory, pci) = try await (statusReply, blocksReply, cpusReply, memoryReply, pciReply)
-        } catch let error as QMPError {
-            throw error
-        } catch {
-            throw QMPError(code: .protocolViolation, message: "\(error)")
-        }
+        var commands: [(command: String, arguments: JSONValue?)] = [("query-status", nil), ("query-block", nil)]
+        if reads.cpus { commands.append(("query-cpus-fast", nil)) }
+        if reads.memory { commands.append(("query-memory-size-summary", nil)) }
+        if readsPCI { commands.append(("query-pci", nil)) }
+        var replies = try qmp.run(commands).makeIterator()
+        let status = try QMP.QMPRunStatus(reply: try replies.next()!.get())
+        let blocks = QMPBlockDevice.list(reply: try replies.next()!.get())
+        let cpus = reads.cpus ? try replies.next()!.get() : JSONValue.null
+        let memory = reads.memory ? try replies.next()!.get() : JSONValue.null
+        let pci = readsPCI ? try replies.next()!.get() : JSONValue.null
         let onPorts = readsPCI ? Set(Self.devicesOnHotplugPorts(pci).map { aliases[$0] ?? $0 }) : []
-        let groups = try await groupLimits(qmp, blocks)
+        let groups = try groupLimits(qmp, blocks)
         var disks: [ObservedDisk] = []
         var cdroms: [ObservedCDROM] = []
         for b in blocks {
@@ -271,32 +279,19 @@ package struct Observer: Sendable {
     }
 
     /// The limits of the throttle groups of the disks behind a throttle filter, by disk name (one
-    /// `qom-get` each, all in flight at once).
-    private func groupLimits(_ qmp: QMPClient, _ blocks: [QMPBlockDevice]) async throws(QMPError) -> [String: QMPIOThrottle] {
+    /// `qom-get` each, in one batch).
+    private func groupLimits(_ qmp: QMPExchange, _ blocks: [QMPBlockDevice]) throws(QMPError) -> [String: QMPIOThrottle] {
         let names: [String] = blocks.compactMap { b in
             guard ThrottleGroups.hasGroup(b), let c = b.qdev?.split(separator: "/").first(where: { $0.hasPrefix("disk-") }) else { return nil }
             return String(c.dropFirst(5))
         }
         if names.isEmpty { return [:] }
-        let timeout = self.timeout
-        do {
-            return try await withThrowingTaskGroup(of: (String, QMPIOThrottle).self) { group in
-                for name in names {
-                    group.addTask {
-                        let limits = try await qmp.execute("qom-get", arguments: [
-                            "path": .string(ThrottleGroups.objectPath(name)), "property": "limits"], timeout: timeout)
-                        return (name, ThrottleGroups.limits(limits))
-                    }
-                }
-                var out: [String: QMPIOThrottle] = [:]
-                for try await (name, limits) in group { out[name] = limits }
-                return out
-            }
-        } catch let error as QMPError {
-            throw error
-        } catch {
-            throw QMPError(code: .protocolViolation, message: "\(error)")
-        }
+        let replies = try qmp.run(names.map { name in
+            ("qom-get", ["path": .string(ThrottleGroups.objectPath(name)), "property": "limits"])
+        })
+        var out: [String: QMPIOThrottle] = [:]
+        for (name, reply) in zip(names, replies) { out[name] = ThrottleGroups.limits(try reply.get()) }
+        return out
     }
 
     /// Whether a VM launched with `spec` has hot-plug root ports (q35 with `machine.hotplugPorts` > 0).

@@ -20,14 +20,20 @@ package struct PlanOptions: Sendable, Hashable {
     /// (`spec.display.vnc.passwordFrom`); derived by the caller the same way ``LaunchRecord/secrets``
     /// were. A missing marker means "unknown": only the references are compared then.
     package var secretMarkers: [String: [String: SecretMarker]]
+    /// Whether the plan carries the fingerprint of the observed state (``Plan/actualFingerprint``),
+    /// which a plan needs to be saved or printed as JSON. It costs a canonical encoding of every
+    /// observed VM, so `diff`'s text output and `apply -f` go without (``StateFingerprint/none``).
+    package var fingerprint: Bool
 
     /// Creates options; the defaults are `apply`'s.
     package init(
-        prune: Bool = false, restart: RestartPolicy = .never, secretMarkers: [String: [String: SecretMarker]] = [:]
+        prune: Bool = false, restart: RestartPolicy = .never, secretMarkers: [String: [String: SecretMarker]] = [:],
+        fingerprint: Bool = true
     ) {
         self.prune = prune
         self.restart = restart
         self.secretMarkers = secretMarkers
+        self.fingerprint = fingerprint
     }
 }
 
@@ -49,7 +55,8 @@ package struct Plan: Sendable, Hashable, Codable {
     package var prune: Bool
     /// `--restart` as planned.
     package var restart: PlanOptions.RestartPolicy
-    /// The fingerprint of the observed state the plan was computed from.
+    /// The fingerprint of the observed state the plan was computed from; ``StateFingerprint/none``
+    /// when it was planned without (``PlanOptions/fingerprint``): such a plan is never current.
     package var actualFingerprint: StateFingerprint
     /// One entry per VM, sorted by name. Managed VMs absent from the manifests appear only
     /// when pruning (as deletes).
@@ -82,7 +89,8 @@ package struct Plan: Sendable, Hashable, Codable {
     /// version, and the same fingerprint as the state the plan was computed from. `apply plan.json`
     /// refuses a plan for which this is false ("the VMs changed since the plan was made").
     package func isCurrent(for actual: [ObservedVM]) -> Bool {
-        formatVersion == Plan.currentFormatVersion && actualFingerprint == StateFingerprint(of: actual)
+        formatVersion == Plan.currentFormatVersion && actualFingerprint != .none
+            && actualFingerprint == StateFingerprint(of: actual)
     }
 
     /// Counts by action; each VM is counted once.

@@ -34,7 +34,7 @@ package import Manifest
 ///     were one repeated, the first would win.
 ///   - actual: What observation found on the host, any order.
 ///   - options: `--prune`, `--restart` and the secret markers of the manifests.
-/// - Returns: The plan, with the fingerprint of `actual`.
+/// - Returns: The plan, with the fingerprint of `actual` (unless `options` say otherwise).
 package func plan(desired: [VirtualMachine], actual: [ObservedVM], options: PlanOptions) -> Plan {
     var desiredByName: [String: VirtualMachine] = [:]
     for vm in desired where desiredByName[vm.name] == nil { desiredByName[vm.name] = vm }
@@ -50,7 +50,7 @@ package func plan(desired: [VirtualMachine], actual: [ObservedVM], options: Plan
         }
     }
     return Plan(
-        prune: options.prune, restart: options.restart, actualFingerprint: StateFingerprint(of: actual), vms: vms)
+        prune: options.prune, restart: options.restart, actualFingerprint: options.fingerprint ? StateFingerprint(of: actual) : .none, vms: vms)
 }
 
 // MARK: - Planner

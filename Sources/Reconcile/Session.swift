@@ -37,11 +37,13 @@ package struct Session: Sendable {
     /// Loads `paths` (refusing any invalid manifest before touching anything),
     /// checks that every VM maps onto a QEMU configuration and that its secrets can
     /// be read, observes the host and plans.
-    package func plan(paths: [String], prune: Bool, restart: PlanOptions.RestartPolicy) async throws(Failure) -> Result {
+    /// - Parameter fingerprint: Whether the plan carries the observed state's fingerprint (``PlanOptions/fingerprint``).
+    package func plan(paths: [String], prune: Bool, restart: PlanOptions.RestartPolicy,
+                      fingerprint: Bool = true) async throws(Failure) -> Result {
         let set = ManifestLoader(hostFiles: .ignore).load(paths: paths)
         if set.hasErrors { throw .manifests(set) }
         var problems: [String] = []
-        var options = PlanOptions(prune: prune, restart: restart)
+        var options = PlanOptions(prune: prune, restart: restart, fingerprint: fingerprint)
         let markers: SecretMarkers
         do { markers = try SecretMarkers(store: store) } catch { throw .invalid([error.message]) }
         for vm in set.virtualMachines {

@@ -11,6 +11,9 @@ package struct StateFingerprint: RawRepresentable, Sendable, Hashable, Codable, 
     /// `sha256:` and 64 lower-case hex digits.
     package var rawValue: String
 
+    /// The fingerprint of a plan made without one: matches no observed state.
+    package static let none = StateFingerprint(rawValue: "none")
+
     /// Wraps a fingerprint as read from a plan file.
     package init(rawValue: String) { self.rawValue = rawValue }
 

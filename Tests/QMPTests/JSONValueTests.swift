@@ -55,7 +55,7 @@ import Testing
     }
 
     @Test func encodesCommandsWithIDs() throws {
-        let bytes = Connection.encode(command: "block_set_io_throttle", arguments: ["id": "disk0", "bps": 1024], id: 42)
+        let bytes = Wire.encode(command: "block_set_io_throttle", arguments: ["id": "disk0", "bps": 1024], id: 42)
         let text = String(decoding: bytes, as: UTF8.self)
         #expect(text.hasSuffix("}\r\n"))
         let v = try JSONValue(parsing: String(text.dropLast()))  // "\r\n" is one Character

@@ -1,5 +1,5 @@
 import Foundation
-import QMP
+@testable import QMP
 import QemuCtlTestSupport
 import Testing
 
@@ -17,6 +17,28 @@ import Testing
         #expect(status.running == false)
         let version = try await client.execute("query-version")
         #expect(version["qemu"]?["major"]?.intValue == 7)
+    }
+
+    @Test func exchangeNegotiatesAndPipelinesABatchOnOneThread() async throws {
+        let qemu = try QEMUProcess()
+        defer { qemu.kill() }
+        let x = try QMPExchange(path: qemu.socketPath, timeout: .seconds(10))
+        #expect(x.greeting.version.hasPrefix("7."))
+        #expect(x.peerPID == qemu.pid)
+        // qmp_capabilities goes with this batch: QEMU runs the commands after it in command mode.
+        let replies = try x.run([("query-status", nil), ("query-version", nil), ("no-such-command", nil), ("query-block", nil)])
+        #expect(try QMPRunStatus(reply: replies[0].get()).status == "prelaunch")
+        #expect(try replies[1].get()["qemu"]?["major"]?.intValue == 7)
+        guard case .failure(let error) = replies[2] else {
+            Issue.record("expected QEMU to refuse no-such-command, got \(replies[2])")
+            return
+        }
+        #expect(error.errorClass == "CommandNotFound" && error.command == "no-such-command")
+        #expect(try replies[3].get().arrayValue != nil)
+        // The monitor is free again once the exchange hangs up.
+        x.close()
+        let client = try await QMPClient.connect(to: qemu.socketPath, timeout: .seconds(5))
+        #expect(try await client.queryStatus().status == "prelaunch")
     }
 
     @Test func stopAndContEmitStopAndResumeEvents() async throws {

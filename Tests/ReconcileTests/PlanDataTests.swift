@@ -73,6 +73,17 @@ struct FingerprintTests {
         #expect(after.actualFingerprint == StateFingerprint(of: [changed]))
     }
 
+    @Test func aPlanMadeWithoutAFingerprintIsNeverCurrent() {
+        let actual = [running(Self.web)]
+        let with = plan(desired: [Self.web], actual: actual, options: PlanOptions())
+        let without = plan(desired: [Self.web], actual: actual, options: PlanOptions(fingerprint: false))
+        #expect(with.isCurrent(for: actual))
+        #expect(without.actualFingerprint == .none)
+        #expect(!without.isCurrent(for: actual))
+        // Only the fingerprint differs: the same actions and changes.
+        #expect(without.vms == with.vms)
+    }
+
     @Test func aVMAppearingChangesIt() {
         #expect(StateFingerprint(of: [running(Self.web)]) != StateFingerprint(of: [running(Self.web), running(vm("x"))]))
         #expect(StateFingerprint(of: []) != StateFingerprint(of: [running(Self.web)]))

@@ -1,7 +1,9 @@
 #define _GNU_SOURCE
 #include "CBenchRaw.h"
 
+#include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -99,4 +101,47 @@ long cbench_qmp_rounds(int fd, int with_id, double seconds, long long *latencies
         count++;
     }
     return count;
+}
+
+/* The raw observation client: connects to all `n` sockets at once and, on one thread
+ * with poll(2), reads each greeting, sends qmp_capabilities, reads the reply, sends
+ * query-status and reads its reply: three round trips per socket, all sockets in
+ * flight together. Returns how many completed. */
+int cbench_query_all(const char *const *paths, int n) {
+    enum { GREETING, CAPS, STATUS, DONE, FAILED };
+    struct conn { int fd; int state; size_t have; char buf[4096]; };
+    struct conn *c = calloc((size_t)n, sizeof *c);
+    struct pollfd *p = calloc((size_t)n, sizeof *p);
+    if (!c || !p) { free(c); free(p); return 0; }
+    int open_count = 0;
+    for (int i = 0; i < n; i++) {
+        c[i].fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un a = { .sun_family = AF_UNIX };
+        strncpy(a.sun_path, paths[i], sizeof a.sun_path - 1);
+        if (c[i].fd < 0 || connect(c[i].fd, (struct sockaddr *)&a, sizeof a) != 0) { c[i].state = FAILED; continue; }
+        c[i].state = GREETING;
+        open_count++;
+    }
+    static const char caps[] = "{\"execute\":\"qmp_capabilities\"}\r\n";
+    static const char status[] = "{\"execute\":\"query-status\"}\r\n";
+    while (open_count > 0) {
+        for (int i = 0; i < n; i++) { p[i].fd = c[i].state < DONE ? c[i].fd : -1; p[i].events = POLLIN; p[i].revents = 0; }
+        if (poll(p, (nfds_t)n, 10000) <= 0) break;
+        for (int i = 0; i < n; i++) {
+            if (!p[i].revents) continue;
+            ssize_t r = read(c[i].fd, c[i].buf + c[i].have, sizeof c[i].buf - c[i].have);
+            if (r <= 0) { c[i].state = FAILED; open_count--; continue; }
+            c[i].have += (size_t)r;
+            /* One message per step: QEMU sends nothing unasked before each reply here. */
+            if (!memchr(c[i].buf, '\n', c[i].have)) continue;
+            c[i].have = 0;
+            if (c[i].state == GREETING) { (void)!write(c[i].fd, caps, sizeof caps - 1); c[i].state = CAPS; }
+            else if (c[i].state == CAPS) { (void)!write(c[i].fd, status, sizeof status - 1); c[i].state = STATUS; }
+            else { c[i].state = DONE; open_count--; }
+        }
+    }
+    int done = 0;
+    for (int i = 0; i < n; i++) { if (c[i].state == DONE) done++; if (c[i].fd >= 0) close(c[i].fd); }
+    free(c); free(p);
+    return done;
 }

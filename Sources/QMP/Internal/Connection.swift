@@ -142,19 +142,12 @@ final class Connection: Sendable {
     /// Connects, reads the greeting and negotiates capabilities, all before `deadline`.
     static func open(path: String, timeout: Duration, maxFrameSize: Int) async -> Result<(Connection, QMPGreeting), QMPError> {
         let deadline = monotonicNanos() &+ nanoseconds(timeout)
-        let limit = Int(csockPathMax) - 1
-        if path.utf8.count > limit {
-            return .failure(QMPError(code: .connectFailed, message:
-                "socket path \(path) is \(path.utf8.count) bytes; a unix socket path holds at most \(limit): use a shorter state or socket directory"))
-        }
+        if let problem = Wire.pathProblem(path) { return .failure(problem) }
         // Bounded too: a stopped QEMU's listen queue fills up, and a plain connect would then wait forever.
         let (fd, connectErrno) = Sys.connectUnix(path, timeoutNanos: nanoseconds(timeout))
         if fd < 0 {
-            if connectErrno == EAGAIN {
-                return .failure(QMPError(code: .timedOut, message:
-                    "\(path) accepted no connection within \(timeout) (its queue is full): QEMU is busy serving another client, or unresponsive (stopped or wedged)"))
-            }
-            return .failure(connectError(path: path, errno: connectErrno))
+            if connectErrno == EAGAIN { return .failure(Wire.queueFull(path: path, timeout: timeout)) }
+            return .failure(Wire.connectError(path: path, errno: connectErrno))
         }
         // Receives by a caller holding the read role block for at most the direct
         // window; every other receive and send is MSG_DONTWAIT.
@@ -194,23 +187,6 @@ final class Connection: Sendable {
         }
     }
 
-    private static var csockPathMax: CInt { CSocketPathMax.value }
-
-    static func connectError(path: String, errno e: CInt) -> QMPError {
-        let text = errnoText(e)
-        let message: String
-        switch e {
-        case ENOENT: message = "no QMP socket at \(path) (\(text)): is the VM running, and is this its socket path?"
-        case ECONNREFUSED: message = "nothing is listening on \(path) (\(text)): the socket is stale (its QEMU exited) or not a QEMU monitor"
-        case EACCES, EPERM: message = "permission denied connecting to \(path): run as the user who owns the VM"
-        case ENOTSOCK: message = "\(path) is not a unix socket"
-        case ENAMETOOLONG: message = "socket path \(path) is too long for a unix socket: use a shorter directory"
-        case EAGAIN: message = "the monitor socket \(path) has no room for another client: try again later"
-        default: message = "cannot connect to \(path): \(text)"
-        }
-        return QMPError(code: .connectFailed, message: message)
-    }
-
     // MARK: - Calls
 
     func nextID() -> Int { ids.wrappingAdd(1, ordering: .relaxed).oldValue }
@@ -239,7 +215,7 @@ final class Connection: Sendable {
             closed.command = command
             return .failure(closed)
         }
-        let frame = Self.encode(command: command, arguments: arguments, id: id)
+        let frame = Wire.encode(command: command, arguments: arguments, id: id)
         let rc: CInt = fds.withLock { f in
             f.writable && !f.closed ? Sys.writeAll(self.fd, frame, passing: fd, deadline: deadline) : EPIPE
         }
@@ -334,25 +310,7 @@ final class Connection: Sendable {
         }
     }
 
-    private func timedOut(_ command: String) -> QMPError {
-        QMPError(code: .timedOut, command: command,
-                 message: "no reply from \(path) before the deadline: QEMU is unresponsive (stopped or wedged) or the monitor is busy")
-    }
-
-    static func encode(command: String, arguments: JSONValue?, id: Int) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(48 + command.utf8.count)
-        out.append(contentsOf: #"{"execute":"#.utf8)
-        JSONWriter.writeString(command, into: &out)
-        if let arguments {
-            out.append(contentsOf: #","arguments":"#.utf8)
-            JSONWriter.write(arguments, into: &out)
-        }
-        out.append(contentsOf: #","id":"#.utf8)
-        out.append(contentsOf: String(id).utf8)
-        out.append(contentsOf: "}\r\n".utf8)
-        return out
-    }
+    private func timedOut(_ command: String) -> QMPError { Wire.timedOut(command, path: path) }
 
     // MARK: - Events
 
@@ -446,7 +404,7 @@ final class Connection: Sendable {
             let closing = state.withLock { $0.closing }
             return closing
                 ? QMPError(code: .connectionClosed, message: "the QMP connection to \(path) was closed by this client")
-                : QMPError(code: .connectionClosed, message: "QEMU closed the monitor connection \(path) (the VM exited or another program closed it)")
+                : Wire.closedByPeer(path: path)
         }
         if n < 0 {
             let e = currentErrno
@@ -459,13 +417,7 @@ final class Connection: Sendable {
                 if let error = handle(frame: frame) { return error }
             }
         } catch {
-            switch error {
-            case .unexpectedByte(let b, let offset):
-                return QMPError(code: .protocolViolation, message:
-                    "\(path) sent data that is not QMP (byte \(JSONParser.show(b)) at offset \(offset)): is this a QEMU monitor socket?")
-            case .frameTooLarge(let limit):
-                return QMPError(code: .protocolViolation, message: "\(path) sent a message larger than \(limit) bytes; refusing it")
-            }
+            return Wire.framingError(error, path: path)
         }
         return nil
     }
@@ -500,32 +452,17 @@ final class Connection: Sendable {
         for (command, c) in expired {
             c.resume(returning: .failure(timedOut(command)))
         }
-        greetingWaiter?.resume(returning: .failure(QMPError(
-            code: .timedOut,
-            message: "no QMP greeting from \(path) before the deadline: the monitor is busy serving another client, or QEMU is unresponsive")))
+        greetingWaiter?.resume(returning: .failure(Wire.greetingTimedOut(path: path)))
     }
 
     /// Dispatches one frame; returns an error when the connection must close.
     private func handle(frame: ArraySlice<UInt8>) -> QMPError? {
-        let value: JSONValue
-        do {
-            value = try JSONValue(parsing: frame)
-        } catch {
-            return QMPError(code: .protocolViolation, message: "\(path) sent invalid JSON (\(error)): is this a QEMU monitor socket?")
-        }
-        guard case .object(let message) = value else {
-            return QMPError(code: .protocolViolation, message: "\(path) sent a JSON value that is not an object")
-        }
-        if let event = message["event"]?.stringValue {
-            let timestamp = message["timestamp"]
-            deliver(QMPEvent(
-                name: event, data: message["data"] ?? .null,
-                seconds: timestamp?["seconds"]?.intValue ?? 0,
-                microseconds: timestamp?["microseconds"]?.intValue ?? 0))
-            return nil
-        }
-        if message["return"] != nil || message["error"] != nil {
-            let explicitID = message["id"]?.intValue
+        switch Wire.decode(frame: frame, path: path) {
+        case .failure(let error):
+            return error
+        case .success(.event(let event)):
+            deliver(event)
+        case .success(.reply(let explicitID, let result)):
             let resume: (UnsafeContinuation<Reply, Never>, Reply)? = state.withLock { s in
                 var id = explicitID
                 if id == nil {
@@ -534,37 +471,21 @@ final class Connection: Sendable {
                     id = s.pending.filter { if case .direct(_?) = $0.value.waiter { return false }; return true }.keys.min()
                 }
                 guard let id, let p = s.pending[id] else { return nil }  // a late reply: dropped
-                let reply: Reply
-                if let error = message["error"] {
-                    reply = .failure(QMPError(
-                        code: .commandFailed, command: p.command,
-                        errorClass: error["class"]?.stringValue ?? "GenericError",
-                        message: error["desc"]?.stringValue ?? "\(error)"))
-                } else {
-                    reply = .success(message["return"]!)
-                }
+                let reply = result.mapError { $0.qmpError(command: p.command) }
                 return s.complete(id, reply).map { ($0, reply) }
             }
             if let (continuation, reply) = resume {
                 continuation.resume(returning: reply)
             }
-            return nil
-        }
-        if let qmp = message["QMP"] {
-            let version = qmp["version"]?["qemu"]
-            let greeting = QMPGreeting(
-                version: [version?["major"], version?["minor"], version?["micro"]].map { "\($0?.intValue ?? 0)" }.joined(separator: "."),
-                package: qmp["version"]?["package"]?.stringValue ?? "",
-                capabilities: qmp["capabilities"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+        case .success(.greeting(let greeting)):
             let waiter: UnsafeContinuation<Result<QMPGreeting, QMPError>, Never>? = state.withLock { s in
                 s.greeting = greeting
                 defer { s.greetingWaiter = nil }
                 return s.greetingWaiter
             }
             waiter?.resume(returning: .success(greeting))
-            return nil
         }
-        return QMPError(code: .protocolViolation, message: "\(path) sent a message that is not QMP: \(value)")
+        return nil
     }
 
     /// Adds a tap; if the connection is closed already, `closed` runs at once.
@@ -625,8 +546,7 @@ final class Connection: Sendable {
             c.resume(returning: .failure(error))
         }
         waiter?.resume(returning: .failure(reason.code == .connectionClosed
-            ? QMPError(code: .protocolViolation, message: "\(path) closed the connection without a QMP greeting: is it a QEMU monitor socket?")
-            : reason))
+            ? Wire.noGreeting(path: path) : reason))
         for t in taps { t.closed(reason) }
         for s in subscribers {
             if closing { s.continuation.finish() } else { s.continuation.finish(throwing: reason) }

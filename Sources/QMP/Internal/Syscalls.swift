@@ -139,6 +139,12 @@ enum Sys {
     }
 }
 
+/// Starts a detached POSIX thread running `body` (cheaper than Foundation's `Thread`, which
+/// also builds an object and a run-loop context per thread); returns whether it started.
+package func startDetachedThread(_ body: @escaping @Sendable () -> Void) -> Bool {
+    Sys.startThread(body)
+}
+
 enum CSocketPathMax {
     static let value: CInt = csock_unix_path_max()
 }

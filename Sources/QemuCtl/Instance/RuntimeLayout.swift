@@ -59,18 +59,26 @@ public struct RuntimeLayout: Sendable, Hashable {
     ///
     /// The socket is named in `-chardev socket,…,path=…`, where a comma of the path
     /// is written `,,`: both spellings are looked for.
-    package func runningPID() -> Int32? {
+    package func runningPID() -> Int32? { runningQEMU()?.pid }
+
+    /// ``runningPID()`` and the command line it was recognised by (`/proc/PID/cmdline`'s bytes),
+    /// for callers that check more of it.
+    package func runningQEMU() -> (pid: Int32, commandLine: [UInt8])? {
         let spellings = [socketPath, socketPath.replacing(",", with: ",,")]
         if let pid = Instance.readPIDFile(pidFile) {
-            if Posix.processExists(pid), Posix.commandLine(of: pid, mentionsAnyOf: spellings) == true { return pid }
-            return nil
+            // A process that is gone has no cmdline file, a zombie an empty one.
+            guard let argv = Posix.readFile("/proc/\(pid)/cmdline"), !argv.isEmpty,
+                  Posix.mentionsAnyOf(spellings, commandLine: argv) else { return nil }
+            return (pid, argv)
         }
         guard Posix.fileExists(pidFile) else { return nil }
-        return Posix.processIDs().first { pid in
-            guard pid != Posix.currentPID, Posix.processExists(pid), let argv = Posix.commandLine(of: pid),
-                  argv.first?.contains("qemu") == true else { return false }
-            return Posix.commandLine(of: pid, mentionsAnyOf: spellings) == true
+        for pid in Posix.processIDs() where pid != Posix.currentPID {
+            guard let argv = Posix.readFile("/proc/\(pid)/cmdline"), !argv.isEmpty,
+                  String(decoding: argv.prefix { $0 != 0 }, as: UTF8.self).contains("qemu"),
+                  Posix.mentionsAnyOf(spellings, commandLine: argv) else { continue }
+            return (pid, argv)
         }
+        return nil
     }
 
     /// Problems with the name or path lengths, or `nil` when usable.

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
+import QMP
 
 /// Runs jobs on threads of its own, outside the Swift concurrency cooperative pool.
 ///
@@ -49,7 +49,14 @@ package final class BlockingWorkExecutor: TaskExecutor, @unchecked Sendable {
         if start { threads += 1 }
         pthread_cond_signal(&cond)
         pthread_mutex_unlock(&mutex)
-        if start { Thread.detachNewThread { [self] in work() } }
+        if start && !startDetachedThread({ [self] in work() }) {
+            // No thread could start (the process is at its limit): the existing ones take the job.
+            pthread_mutex_lock(&mutex)
+            threads -= 1
+            let none = threads == 0
+            pthread_mutex_unlock(&mutex)
+            if none { fatalError("BlockingWorkExecutor: cannot start a thread") }
+        }
     }
 
     private func work() {

@@ -136,15 +136,21 @@ package enum Posix {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
+        // Sized by the file when it says (files in /proc say 0): a record, a pid file or a command
+        // line is read with one small buffer, not a zeroed 64 KiB one per call.
+        var st = stat()
+        let size = fstat(fd, &st) == 0 ? Int(st.st_size) : 0
+        let chunk = min(max(size + 1, 4096), 1 << 16)
         var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while out.count < limit {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            out += buffer[0..<n]
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: chunk) { buffer -> [UInt8] in
+            while out.count < limit {
+                let n = read(fd, buffer.baseAddress, min(chunk, limit - out.count))
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[0..<n]))
+            }
+            return out
         }
-        return out
     }
 
     package static func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
@@ -303,7 +309,13 @@ package enum Posix {
     /// `diff` of 50 VMs.
     package static func commandLine(of pid: Int32, mentionsAnyOf needles: [String]) -> Bool? {
         guard let bytes = readFile("/proc/\(pid)/cmdline"), !bytes.isEmpty else { return nil }
-        return bytes.withUnsafeBytes { hay in
+        return mentionsAnyOf(needles, commandLine: bytes)
+    }
+
+    /// Whether a command line as `/proc/PID/cmdline` holds it (arguments NUL-separated) contains
+    /// one of `needles`.
+    package static func mentionsAnyOf(_ needles: [String], commandLine bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { hay in
             needles.contains { needle in
                 let n = Array(needle.utf8)
                 guard !n.isEmpty else { return true }

@@ -98,7 +98,7 @@ extension QemuCtlCommand {
                 observed = report.vms
             } else {
                 do {
-                    let result = try await session.plan(paths: file, prune: prune, restart: restart)
+                    let result = try await session.plan(paths: file, prune: prune, restart: restart, fingerprint: false)
                     for w in result.observed.warnings { Terminal.warn(w) }
                     plan = result.plan
                     observed = result.observed.vms

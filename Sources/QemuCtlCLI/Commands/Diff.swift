@@ -40,7 +40,7 @@ extension QemuCtlCommand {
             let session = Session(store: global.store, timeout: global.deadline)
             let result: Session.Result
             do {
-                result = try await session.plan(paths: file, prune: prune, restart: .never)
+                result = try await session.plan(paths: file, prune: prune, restart: .never, fingerprint: output == .json)
             } catch {
                 error.report()
                 throw ExitCode(Plan.diffErrorExitCode)

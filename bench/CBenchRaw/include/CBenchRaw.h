@@ -19,6 +19,11 @@ long cbench_qmp_rounds(int fd, int with_id, double seconds, long long *latencies
 /// Sends query-status and returns 1 when the VM is running, 0 when not, -1 on error.
 int cbench_qmp_is_running(int fd);
 
+/// The raw observation client: connects to all `n` QMP sockets at once and, on one
+/// thread with poll(2), negotiates capabilities and asks `query-status` on each.
+/// Returns how many completed.
+int cbench_query_all(const char *const *paths, int n);
+
 /// Monotonic clock in nanoseconds.
 long long cbench_now_ns(void);
 
