@@ -2,161 +2,234 @@
 import Glibc
 #endif
 
-/// A short, blocking QMP conversation on the calling thread: connect, read the greeting,
-/// then send batches of commands pipelined (all written at once, replies matched by id),
-/// every step within one deadline.
+/// Short QMP conversations with many monitors at once, all on the calling thread: each
+/// connects, reads QEMU's greeting, then sends batches of commands pipelined (written at
+/// once, replies matched by id) until it has what it wants, and hangs up; one `poll(2)`
+/// loop serves every connection, and one deadline bounds them all.
 ///
-/// For code that asks a monitor a few questions and hangs up, from a thread it may block
-/// (observing many VMs, each from a thread of its own): no reader thread, no task hops, and
-/// `qmp_capabilities` travels with the first batch, so a status query costs two round trips
-/// (greeting, batch) as a plain C client's would. Events that arrive meanwhile are ignored.
-/// ``QMPClient`` is the client for everything else.
-package final class QMPExchange {
-    /// The socket path.
-    package let path: String
-    /// The greeting QEMU sent.
-    package let greeting: QMPGreeting
-    /// The peer's process id, read with `SO_PEERCRED` at connect time.
-    package let peerPID: Int32?
+/// For code that asks many monitors a few questions (observing fifty VMs): no thread per
+/// connection or per VM, no task hops; `qmp_capabilities` travels with the first batch, so
+/// a status query costs two round trips (greeting, batch). Events that arrive meanwhile
+/// are ignored. ``QMPClient`` is the client for everything else.
+package enum QMPExchange {
+    /// One command of a batch.
+    package typealias Command = (command: String, arguments: JSONValue?)
+    /// One command's result: QEMU's `return` value, or its error as
+    /// ``QMPError/Code-swift.struct/commandFailed``.
+    package typealias Reply = Result<JSONValue, QMPError>
 
-    private var fd: CInt
-    private let deadline: UInt64
-    private let timeout: Duration
-    private var framer: QMPFrameReader
-    private var buffer = [UInt8](repeating: 0, count: 16 * 1024)
-    private var negotiated = false
-    private var nextID = 1
-    private var broken: QMPError? = nil
+    /// What to say to one monitor.
+    package struct Conversation {
+        /// The socket path.
+        package var path: String
+        /// Asked when a connection is refused or the socket is missing: whether to try again
+        /// (in 10 ms, within the deadline), for a QEMU that is still starting.
+        package var retryRefused: () -> Bool = { false }
+        /// Called with the greeting and the peer's pid (`SO_PEERCRED`): the first batch, or
+        /// `nil` to hang up at once.
+        package var start: (QMPGreeting, Int32?) -> [Command]?
+        /// Called with each batch's replies, in order: the next batch, or `nil` when done.
+        package var next: ([Reply]) -> [Command]? = { _ in nil }
 
-    /// Connects to `path` and reads QEMU's greeting; `timeout` bounds this and every later
-    /// ``run(_:)`` together.
-    ///
-    /// - Throws: ``QMPError`` as ``QMPClient/connect(to:timeout:maxFrameSize:)`` does.
-    package init(path: String, timeout: Duration, maxFrameSize: Int = 16 << 20) throws(QMPError) {
-        if let problem = Wire.pathProblem(path) { throw problem }
-        self.path = path
-        self.timeout = timeout
-        self.deadline = monotonicNanos() &+ nanoseconds(timeout)
-        let (fd, connectErrno) = Sys.connectUnix(path, timeoutNanos: nanoseconds(timeout))
-        if fd < 0 {
-            throw connectErrno == EAGAIN ? Wire.queueFull(path: path, timeout: timeout)
-                : Wire.connectError(path: path, errno: connectErrno)
-        }
-        self.fd = fd
-        self.framer = QMPFrameReader(maxFrameSize: maxFrameSize)
-        self.peerPID = Sys.peerCredentials(fd).map { Int32($0.pid) }
-        var greeting: QMPGreeting? = nil
-        while greeting == nil {
-            switch Self.next(fd: fd, framer: &framer, buffer: &buffer, deadline: deadline, path: path) {
-            case .failure(let error):
-                Sys.close(fd)
-                throw error.code == .timedOut ? Wire.greetingTimedOut(path: path)
-                    : error.code == .connectionClosed ? Wire.noGreeting(path: path) : error
-            case .success(.greeting(let g)):
-                greeting = g
-            case .success:
-                continue  // nothing else comes before the greeting; tolerated as QMPClient does
-            }
-        }
-        self.greeting = greeting!
-    }
-
-    deinit { close() }
-
-    /// Sends `commands` at once (after `qmp_capabilities`, the first time) and waits for
-    /// every reply. Returns one result per command, in order: QEMU's `return` value, or its
-    /// error as ``QMPError/Code-swift.struct/commandFailed``.
-    ///
-    /// - Throws: ``QMPError`` when the conversation itself fails: `timedOut` at the deadline,
-    ///   `connectionClosed`, `protocolViolation`; the exchange is unusable afterwards.
-    package func run(_ commands: [(command: String, arguments: JSONValue?)]) throws(QMPError) -> [Result<JSONValue, QMPError>] {
-        if let broken { throw broken }
-        guard fd >= 0 else { throw QMPError(code: .connectionClosed, message: "the QMP connection to \(path) was closed by this client") }
-        var batch: [(id: Int, command: String)] = []
-        var bytes: [UInt8] = []
-        if !negotiated {
-            batch.append((nextID, "qmp_capabilities"))
-            bytes += Wire.encode(command: "qmp_capabilities", arguments: nil, id: nextID)
-            nextID += 1
-        }
-        for c in commands {
-            batch.append((nextID, c.command))
-            bytes += Wire.encode(command: c.command, arguments: c.arguments, id: nextID)
-            nextID += 1
-        }
-        let rc = Sys.writeAll(fd, bytes, passing: nil, deadline: deadline)
-        if rc != 0 {
-            throw fail(rc == ETIMEDOUT
-                ? QMPError(code: .timedOut, command: batch.first?.command,
-                           message: "could not send within the deadline: QEMU is not reading its monitor (unresponsive)")
-                : QMPError(code: .connectionClosed, command: batch.first?.command, message: "cannot send to \(path): \(errnoText(rc))"))
-        }
-        var results: [Int: Result<JSONValue, QMPError>] = [:]
-        while results.count < batch.count {
-            switch Self.next(fd: fd, framer: &framer, buffer: &buffer, deadline: deadline, path: path) {
-            case .failure(var error):
-                error.command = batch.first { results[$0.id] == nil }?.command
-                if error.code == .timedOut, let command = error.command { error = Wire.timedOut(command, path: path) }
-                throw fail(error)
-            case .success(.reply(let explicitID, let result)):
-                // An id-less error answers input QEMU could not parse: the oldest unanswered command.
-                guard let entry = batch.first(where: { entry in explicitID.map { $0 == entry.id } ?? (results[entry.id] == nil) }),
-                      results[entry.id] == nil else { continue }
-                results[entry.id] = result.mapError { $0.qmpError(command: entry.command) }
-            case .success:
-                continue  // events (and a repeated greeting) are not this exchange's business
-            }
-        }
-        if !negotiated {
-            negotiated = true
-            if case .failure(var error) = results[batch[0].id]! {
-                if error.code == .commandFailed { error.message = "qmp_capabilities was refused: \(error.message)" }
-                throw fail(error)
-            }
-            return batch.dropFirst().map { results[$0.id]! }
-        }
-        return batch.map { results[$0.id]! }
-    }
-
-    /// Closes the connection. Calling it again does nothing.
-    package func close() {
-        if fd >= 0 {
-            Sys.close(fd)
-            fd = -1
+        /// A conversation with the monitor at `path`.
+        package init(path: String, start: @escaping (QMPGreeting, Int32?) -> [Command]?) {
+            self.path = path
+            self.start = start
         }
     }
 
-    private func fail(_ error: QMPError) -> QMPError {
-        broken = error
-        close()
-        return error
-    }
-
-    /// Reads until the next complete message, or the deadline.
-    private static func next(fd: CInt, framer: inout QMPFrameReader, buffer: inout [UInt8], deadline: UInt64, path: String) -> Result<Wire.Message, QMPError> {
+    /// Runs `conversations` together until each is done, failed or the deadline passes.
+    /// Returns, per conversation, `nil` when it ran to its end, else why it stopped:
+    /// `connectFailed`, `timedOut` (no greeting, no reply, or a listen queue that stayed
+    /// full), `connectionClosed` or `protocolViolation`.
+    package static func run(_ conversations: [Conversation], timeout: Duration,
+                            maxFrameSize: Int = 16 << 20) -> [QMPError?] {
+        let deadline = monotonicNanos() &+ nanoseconds(timeout)
+        let talks = conversations.map { Talk($0, maxFrameSize: maxFrameSize) }
+        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+        var fds: [pollfd] = []
+        var polled: [Talk] = []
         while true {
-            do {
-                if let frame = try framer.nextFrame() { return Wire.decode(frame: frame, path: path) }
-            } catch {
-                return .failure(Wire.framingError(error, path: path))
-            }
             let now = monotonicNanos()
-            if now >= deadline {
-                return .failure(QMPError(code: .timedOut, message: "no answer from \(path) before the deadline: QEMU is unresponsive"))
+            var wakeAt = deadline
+            fds.removeAll(keepingCapacity: true)
+            polled.removeAll(keepingCapacity: true)
+            for t in talks where t.outcome == nil {
+                if now >= deadline {
+                    t.fail(t.timeoutError(timeout))
+                    continue
+                }
+                if t.fd < 0 {
+                    if now >= t.connectAt { t.connect(timeout: timeout, now: now) }
+                    if t.outcome == nil && t.fd < 0 { wakeAt = min(wakeAt, t.connectAt) }
+                }
+                if t.fd >= 0 && t.outcome == nil {
+                    fds.append(pollfd(fd: t.fd, events: Int16(POLLIN), revents: 0))
+                    polled.append(t)
+                }
             }
-            let (readable, _, pollErr) = Sys.pollRead(fd, wake: -1, timeoutMillis: CInt(min((deadline - now + 999_999) / 1_000_000, 60_000)))
-            if pollErr != 0 && pollErr != EINTR {
-                return .failure(QMPError(code: .connectionClosed, message: "poll on \(path) failed: \(errnoText(pollErr))"))
+            if talks.allSatisfy({ $0.outcome != nil }) { break }
+            let wait = wakeAt > now ? CInt(min((wakeAt - now + 999_999) / 1_000_000, 60_000)) : 0
+            let rc = poll(&fds, nfds_t(fds.count), wait)
+            if rc < 0 && currentErrno != EINTR {
+                let e = QMPError(code: .connectionClosed, message: "poll failed: \(errnoText(currentErrno))")
+                talks.filter { $0.outcome == nil }.forEach { $0.fail(e) }
+                break
             }
-            guard readable else { continue }
-            let n = buffer.withUnsafeMutableBytes { Sys.receive(fd, into: $0, wait: false) }
-            if n == 0 { return .failure(Wire.closedByPeer(path: path)) }
-            if n < 0 {
-                let e = currentErrno
-                if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { continue }
-                return .failure(QMPError(code: .connectionClosed, message: "reading from \(path) failed: \(errnoText(e))"))
+            guard rc > 0 else { continue }
+            for (i, t) in polled.enumerated() where fds[i].revents != 0 && t.outcome == nil {
+                let n = buffer.withUnsafeMutableBytes { Sys.receive(t.fd, into: $0, wait: false) }
+                if n == 0 {
+                    t.fail(t.greeting == nil ? Wire.noGreeting(path: t.path) : Wire.closedByPeer(path: t.path))
+                } else if n < 0 {
+                    let e = currentErrno
+                    if e != EAGAIN && e != EWOULDBLOCK && e != EINTR {
+                        t.fail(QMPError(code: .connectionClosed, message: "reading from \(t.path) failed: \(errnoText(e))"))
+                    }
+                } else {
+                    buffer.withUnsafeBytes { t.received(UnsafeRawBufferPointer(rebasing: $0[0..<n]), deadline: deadline) }
+                }
             }
-            buffer.withUnsafeBytes { framer.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+        }
+        for t in talks { t.hangUp() }
+        return talks.map { $0.outcome ?? nil }
+    }
+
+    /// The state of one conversation.
+    private final class Talk {
+        let conversation: Conversation
+        var path: String { conversation.path }
+        var fd: CInt = -1
+        var connectAt: UInt64 = 0
+        var framer: QMPFrameReader
+        var greeting: QMPGreeting? = nil
+        var peerPID: Int32? = nil
+        var negotiated = false
+        var nextID = 1
+        var batch: [(id: Int, command: String)] = []
+        var results: [Int: Reply] = [:]
+        /// `.some(nil)`: done; `.some(error)`: failed; `nil`: still talking.
+        var outcome: QMPError?? = nil
+
+        init(_ conversation: Conversation, maxFrameSize: Int) {
+            self.conversation = conversation
+            self.framer = QMPFrameReader(maxFrameSize: maxFrameSize)
+        }
+
+        func connect(timeout: Duration, now: UInt64) {
+            if let problem = Wire.pathProblem(path) { return fail(problem) }
+            // Tries once: a full listen queue answers EAGAIN at once instead of blocking the loop.
+            let (fd, e) = Sys.connectUnix(path, timeoutNanos: 1_000)
+            if fd >= 0 {
+                self.fd = fd
+                peerPID = Sys.peerCredentials(fd).map { Int32($0.pid) }
+                return
+            }
+            if e == EAGAIN || ((e == ECONNREFUSED || e == ENOENT) && conversation.retryRefused()) {
+                connectAt = now &+ 10_000_000
+                lastConnectErrno = e
+                return
+            }
+            fail(Wire.connectError(path: path, errno: e))
+        }
+        var lastConnectErrno: CInt = 0
+
+        /// Why the deadline ended this conversation.
+        func timeoutError(_ timeout: Duration) -> QMPError {
+            if fd < 0 {
+                return lastConnectErrno == EAGAIN ? Wire.queueFull(path: path, timeout: timeout)
+                    : QMPError(code: .timedOut, message: "\(Wire.connectError(path: path, errno: lastConnectErrno).message), until the deadline (\(timeout))")
+            }
+            if greeting == nil { return Wire.greetingTimedOut(path: path) }
+            let waiting = batch.first { results[$0.id] == nil }?.command ?? "qmp_capabilities"
+            return Wire.timedOut(waiting, path: path)
+        }
+
+        func received(_ bytes: UnsafeRawBufferPointer, deadline: UInt64) {
+            framer.append(bytes)
+            while outcome == nil {
+                let frame: ArraySlice<UInt8>
+                do {
+                    guard let f = try framer.nextFrame() else { return }
+                    frame = f
+                } catch {
+                    return fail(Wire.framingError(error, path: path))
+                }
+                switch Wire.decode(frame: frame, path: path) {
+                case .failure(let error):
+                    fail(error)
+                case .success(.greeting(let g)) where greeting == nil:
+                    greeting = g
+                    guard let first = conversation.start(g, peerPID) else { return finish() }
+                    send(first, deadline: deadline)
+                case .success(.reply(let explicitID, let result)):
+                    // An id-less error answers input QEMU could not parse: the oldest unanswered command.
+                    guard let entry = batch.first(where: { entry in explicitID.map { $0 == entry.id } ?? (results[entry.id] == nil) }),
+                          results[entry.id] == nil else { continue }
+                    results[entry.id] = result.mapError { $0.qmpError(command: entry.command) }
+                    if results.count == batch.count { batchAnswered(deadline: deadline) }
+                case .success:
+                    continue  // events (and a repeated greeting) are not this conversation's business
+                }
+            }
+        }
+
+        private func batchAnswered(deadline: UInt64) {
+            var replies = batch.map { results[$0.id]! }
+            if !negotiated {
+                negotiated = true
+                if case .failure(var error) = replies.removeFirst() {
+                    error.message = "qmp_capabilities was refused: \(error.message)"
+                    return fail(error)
+                }
+            }
+            batch = []
+            results = [:]
+            guard let more = conversation.next(replies), !more.isEmpty else { return finish() }
+            send(more, deadline: deadline)
+        }
+
+        private func send(_ commands: [Command], deadline: UInt64) {
+            var bytes: [UInt8] = []
+            if !negotiated {
+                batch.append((nextID, "qmp_capabilities"))
+                bytes += Wire.encode(command: "qmp_capabilities", arguments: nil, id: nextID)
+                nextID += 1
+            }
+            for c in commands {
+                batch.append((nextID, c.command))
+                bytes += Wire.encode(command: c.command, arguments: c.arguments, id: nextID)
+                nextID += 1
+            }
+            if batch.isEmpty { return finish() }
+            let rc = Sys.writeAll(fd, bytes, passing: nil, deadline: deadline)
+            if rc == ETIMEDOUT {
+                fail(QMPError(code: .timedOut, command: batch.first?.command,
+                              message: "could not send within the deadline: QEMU is not reading its monitor (unresponsive)"))
+            } else if rc != 0 {
+                fail(QMPError(code: .connectionClosed, command: batch.first?.command, message: "cannot send to \(path): \(errnoText(rc))"))
+            }
+        }
+
+        private func finish() {
+            outcome = .some(nil)
+            hangUp()
+        }
+
+        func fail(_ error: QMPError) {
+            var error = error
+            if error.command == nil, error.code != .connectFailed, let waiting = batch.first(where: { results[$0.id] == nil }) {
+                error.command = waiting.command
+            }
+            outcome = .some(error)
+            hangUp()
+        }
+
+        func hangUp() {
+            if fd >= 0 {
+                Sys.close(fd)
+                fd = -1
+            }
         }
     }
 }

@@ -41,29 +41,9 @@ package struct Observer: Sendable {
     ///   checked against an observation made with the same specs.
     package func observe(extraNames: [String] = [], desired: [String: VirtualMachineSpec] = [:]) async -> Report {
         let names = Array(Set(store.recordedNames() + extraNames)).sorted()
-        var results: [(ObservedVM?, String?)] = []
-        // Off the cooperative pool: reading records and /proc, and connecting, block.
-        await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
-            // Records are decoded one after another first: the first decode of each record type
-            // fills the Swift runtime's metadata caches, which fifty threads decoding at once
-            // would each fill on their own (it tripled the decoding time of a 50-VM diff).
-            var records: [String: Result<StoredRecord?, StateError>] = [:]
-            for name in names { records[name] = Result { () throws(StateError) in try store.loadRecord(StoredRecord.self, name: name) } }
-            await withTaskGroup(of: (ObservedVM?, String?).self) { group in
-                var iterator = names.makeIterator()
-                func add(_ name: String) {
-                    let record = records[name]
-                    group.addTask { await self.observeOne(name, desired: desired[name], record: record) }
-                }
-                for _ in 0..<concurrency {
-                    guard let name = iterator.next() else { break }
-                    add(name)
-                }
-                while let r = await group.next() {
-                    results.append(r)
-                    if let name = iterator.next() { add(name) }
-                }
-            }
+        // Off the cooperative pool: reading records and /proc, and the poll loop, block.
+        let results = await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
+            observeAll(names.map { ($0, desired[$0]) })
         }
         let vms = results.compactMap(\.0).filter { vm in
             // A name the manifests declare that has neither a record nor a QEMU is simply absent.
@@ -80,91 +60,173 @@ package struct Observer: Sendable {
     /// is neither changed, pruned nor launched a second time: QMP cannot tell what it was
     /// launched with, so nothing is guessed.
     package func observe(_ name: String, desired: VirtualMachineSpec? = nil) async -> (ObservedVM?, String?) {
-        // Off the cooperative pool: reading records and /proc, and talking to QEMU, block.
-        await withTaskExecutorPreference(BlockingWorkExecutor.shared) { await observeOne(name, desired: desired, record: nil) }
+        await withTaskExecutorPreference(BlockingWorkExecutor.shared) { observeAll([(name, desired)])[0] }
     }
 
-    /// ``observe(_:desired:)`` on the current executor (one that may block).
-    /// - Parameter record: The VM's record as loaded already, or `nil` to load it.
-    private func observeOne(_ name: String, desired: VirtualMachineSpec?,
-                            record: Result<StoredRecord?, StateError>?) async -> (ObservedVM?, String?) {
-        var unreadable: String? = nil
-        var stored: StoredRecord? = nil
-        do {
-            stored = try (record ?? Result { () throws(StateError) in try store.loadRecord(StoredRecord.self, name: name) }).get()
-        } catch {
-            unreadable = error.message
+    /// Observes `vms` on the calling thread: what the state directory and `/proc` tell, one VM
+    /// after another (CPU work: threads would only contend), then every QEMU's monitor at once
+    /// (``QMPExchange``, `concurrency` connections at a time, one deadline each round).
+    private func observeAll(_ vms: [(name: String, desired: VirtualMachineSpec?)]) -> [(ObservedVM?, String?)] {
+        let probes = vms.map { Probe(observer: self, name: $0.name, desired: $0.desired) }
+        let talking = probes.filter { $0.result == nil }
+        var start = 0
+        while start < talking.count {
+            let round = talking[start..<min(start + concurrency, talking.count)]
+            let errors = QMPExchange.run(round.map { $0.conversation() }, timeout: timeout)
+            for (probe, error) in zip(round, errors) { probe.ended(error) }
+            start += concurrency
         }
-        let layout = store.layout(name)
-        let ownership: ObservedVM.Ownership = stored != nil ? .managed : .foreign
-        let adopted = stored?.adopted
-        let running = adopted == nil ? layout.runningQEMU() : nil
-        let pid = adopted.map { a in a.matches(pid: a.pid) ? a.pid : nil } ?? running?.pid
-        let processAlive = pid != nil
+        return probes.map { $0.result ?? ($0.vm(.gone, "not running")) }
+    }
+
+    /// One VM's observation in progress.
+    private final class Probe {
+        let observer: Observer
+        let name: String
+        let desired: VirtualMachineSpec?
+        let layout: RuntimeLayout
+        var stored: StoredRecord? = nil
+        var unreadable: String? = nil
+        let running: (pid: Int32, commandLine: [UInt8])?
+        let pid: Int32?
+        let starting: Bool
+        /// The outcome, once known.
+        var result: (ObservedVM?, String?)? = nil
+        /// Whether QEMU greeted (errors after it are read errors, not connect errors).
+        var greeted = false
+        var status: QMP.QMPRunStatus? = nil
+        var blocks: [QMPBlockDevice] = []
+        var cpus = JSONValue.null, memory = JSONValue.null, pci = JSONValue.null
+        var groupNames: [String] = []
+        var groups: [String: QMPIOThrottle] = [:]
+        var readError: QMPError? = nil
+
+        var reads: Reads { Reads(record: stored?.launch, desired: desired) }
+
+        init(observer: Observer, name: String, desired: VirtualMachineSpec?) {
+            self.observer = observer
+            self.name = name
+            self.desired = desired
+            layout = observer.store.layout(name)
+            do {
+                stored = try observer.store.loadRecord(StoredRecord.self, name: name)
+            } catch {
+                unreadable = error.message
+            }
+            let adopted = stored?.adopted
+            running = adopted == nil ? layout.runningQEMU() : nil
+            pid = adopted.map { a in a.matches(pid: a.pid) ? a.pid : nil } ?? running?.pid
+            // A QEMU launched moments ago (by a qemuctl that may have died since) binds its socket
+            // early in its start and listens a moment later: connecting is retried within the deadline.
+            starting = pid != nil && Observer.isStarting(layout)
+            if !starting && !Posix.fileExists(layout.socketPath) {
+                if let pid {
+                    result = vm(.unresponsive, "QEMU (pid \(pid)) runs but its QMP socket \(layout.socketPath) is gone")
+                } else {
+                    result = vm(.gone, stored == nil ? nil : "not running")
+                }
+            }
+        }
+
         func warning(_ liveness: ObservedVM.Liveness) -> String? {
             guard let unreadable else { return nil }
             return liveness == .gone
                 ? "\(name): \(unreadable); its QEMU is not running: apply launches it again and replaces the file"
                 : "\(name): \(unreadable); its QEMU\(pid.map { " (pid \($0))" } ?? "") is left running and untouched"
         }
+
         func vm(_ liveness: ObservedVM.Liveness, _ detail: String?, _ live: LiveState? = nil) -> (ObservedVM?, String?) {
             var detail = detail
             if unreadable != nil && liveness != .gone {
-                detail = "its record \(store.recordPath(name)) is unreadable, so qemuctl cannot tell what this QEMU was launched with; "
+                detail = "its record \(observer.store.recordPath(name)) is unreadable, so qemuctl cannot tell what this QEMU was launched with; "
                     + "it is left running. To recover: restore the file, or `qemuctl delete \(name)` (stops it; disks are kept) and apply again"
             }
-            return (ObservedVM(name: name, ownership: ownership, liveness: liveness, detail: detail, record: stored?.launch,
-                               live: live, restartPending: stored?.restartPending ?? false), warning(liveness))
+            return (ObservedVM(name: name, ownership: stored != nil ? .managed : .foreign, liveness: liveness, detail: detail,
+                               record: stored?.launch, live: live, restartPending: stored?.restartPending ?? false), warning(liveness))
         }
-        // A QEMU launched moments ago (by a qemuctl that may have died since) binds its socket
-        // early in its start and listens a moment later: connecting is retried within the deadline.
-        let starting = pid != nil && Self.isStarting(layout)
-        guard starting || Posix.fileExists(layout.socketPath) else {
-            if let pid {
-                return vm(.unresponsive, "QEMU (pid \(pid)) runs but its QMP socket \(layout.socketPath) is gone")
-            }
-            return vm(.gone, stored == nil ? nil : "not running")
+
+        func foreign(_ detail: String) -> (ObservedVM?, String?) {
+            (ObservedVM(name: name, ownership: .foreign, liveness: .alive, detail: detail, record: nil, live: nil), nil)
         }
-        var qmp: QMPExchange? = nil
-        let deadline = ContinuousClock.now + timeout
-        while qmp == nil {
-            do {
-                // Blocks this thread (one of the blocking-work executor's) for at most the deadline.
-                qmp = try QMPExchange(path: layout.socketPath, timeout: ContinuousClock.now.duration(to: deadline))
-            } catch {
-                if error.code == .connectFailed, starting, let pid, Posix.processExists(pid),
-                   ContinuousClock.now + .milliseconds(10) < deadline {
-                    try? await Task.sleep(for: .milliseconds(10))
-                    continue
+
+        /// What to ask this VM's QEMU: the peer checks, then one batch of queries, then the
+        /// throttle groups' limits when its disks have groups.
+        func conversation() -> QMPExchange.Conversation {
+            var c = QMPExchange.Conversation(path: layout.socketPath) { [self] _, peer in
+                greeted = true
+                if let adopted = stored?.adopted, let peer, !adopted.matches(pid: peer) {
+                    result = foreign("the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl adopted (pid \(adopted.pid))")
+                    return nil
                 }
-                if error.code == .timedOut || processAlive {
-                    return vm(.unresponsive, "unresponsive: QMP did not answer within \(timeout): \(error.message)")
+                if let stored, stored.adopted == nil, let peer,
+                   (peer == running?.pid ? Posix.mentionsAnyOf([stored.launch.uuid], commandLine: running!.commandLine)
+                                         : Posix.commandLine(of: peer, mentionsAnyOf: [stored.launch.uuid])) == false {
+                    // The socket answers, but the QEMU behind it is not the one recorded.
+                    result = foreign("the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl launched")
+                    return nil
                 }
-                return vm(.gone, "not running (stale socket)")
+                let reads = self.reads
+                var commands: [QMPExchange.Command] = [("query-status", nil), ("query-block", nil)]
+                if reads.cpus { commands.append(("query-cpus-fast", nil)) }
+                if reads.memory { commands.append(("query-memory-size-summary", nil)) }
+                if reads.pci { commands.append(("query-pci", nil)) }
+                return commands
             }
+            if starting, let pid {
+                c.retryRefused = { Posix.processExists(pid) }
+            }
+            c.next = { [self] replies in
+                do throws(QMPError) {
+                    if status == nil {
+                        let reads = self.reads
+                        var it = replies.makeIterator()
+                        status = try QMP.QMPRunStatus(reply: try it.next()!.get())
+                        blocks = QMPBlockDevice.list(reply: try it.next()!.get())
+                        if reads.cpus { cpus = try it.next()!.get() }
+                        if reads.memory { memory = try it.next()!.get() }
+                        if reads.pci { pci = try it.next()!.get() }
+                        groupNames = blocks.compactMap { b in
+                            guard ThrottleGroups.hasGroup(b),
+                                  let c = b.qdev?.split(separator: "/").first(where: { $0.hasPrefix("disk-") }) else { return nil }
+                            return String(c.dropFirst(5))
+                        }
+                        if groupNames.isEmpty { return nil }
+                        return groupNames.map { name in
+                            ("qom-get", ["path": .string(ThrottleGroups.objectPath(name)), "property": "limits"])
+                        }
+                    }
+                    for (name, reply) in zip(groupNames, replies) { groups[name] = ThrottleGroups.limits(try reply.get()) }
+                } catch {
+                    readError = error
+                }
+                return nil
+            }
+            return c
         }
-        guard let qmp else { return vm(.gone, "not running") }
-        defer { qmp.close() }
-        if let adopted, let peer = qmp.peerPID, !adopted.matches(pid: peer) {
-            return (ObservedVM(name: name, ownership: .foreign, liveness: .alive,
-                               detail: "the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl adopted (pid \(adopted.pid))",
-                               record: nil, live: nil), nil)
-        }
-        if let stored, adopted == nil, let peer = qmp.peerPID,
-           (peer == running?.pid ? Posix.mentionsAnyOf([stored.launch.uuid], commandLine: running!.commandLine)
-                                 : Posix.commandLine(of: peer, mentionsAnyOf: [stored.launch.uuid])) == false {
-            // The socket answers, but the QEMU behind it is not the one recorded.
-            return (ObservedVM(name: name, ownership: .foreign, liveness: .alive,
-                               detail: "the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl launched",
-                               record: nil, live: nil), nil)
-        }
-        do {
-            let live = try readLive(qmp, reads: Reads(record: stored?.launch, desired: desired), record: stored?.launch,
-                                          aliases: adopted?.deviceAliases ?? [:])
-            return vm(.alive, nil, live)
-        } catch {
-            return vm(error.code == .timedOut ? .unresponsive : .gone,
-                      error.code == .timedOut ? "unresponsive: \(error.message)" : error.message)
+
+        /// The conversation ended: `error` is why it stopped early, if it did.
+        func ended(_ error: QMPError?) {
+            guard result == nil else { return }  // decided during the conversation (not the QEMU recorded)
+            if let error, !greeted {
+                if error.code == .timedOut || pid != nil {
+                    result = vm(.unresponsive, "unresponsive: QMP did not answer within \(observer.timeout): \(error.message)")
+                } else {
+                    result = vm(.gone, "not running (stale socket)")
+                }
+                return
+            }
+            if let error = error ?? readError {
+                result = vm(error.code == .timedOut ? .unresponsive : .gone,
+                            error.code == .timedOut ? "unresponsive: \(error.message)" : error.message)
+                return
+            }
+            guard let status else {
+                result = vm(.gone, "not running")
+                return
+            }
+            result = vm(.alive, nil, Observer.liveState(
+                status: status, blocks: blocks, cpus: cpus, memory: memory, pci: pci, groups: groups, reads: reads,
+                record: stored?.launch, aliases: stored?.adopted?.deviceAliases ?? [:]))
         }
     }
 
@@ -217,23 +279,13 @@ package struct Observer: Sendable {
         }
     }
 
-    /// Reads what QMP can tell: one batch of queries, and one more for throttle groups.
+    /// The live state from QEMU's replies.
     /// - Parameter aliases: For an adopted VM, QEMU's block device names → qemuctl's ids.
-    private func readLive(_ qmp: QMPExchange, reads: Reads, record: LaunchRecord?,
-                          aliases: [String: String] = [:]) throws(QMPError) -> LiveState {
+    static func liveState(status: QMP.QMPRunStatus, blocks: [QMPBlockDevice], cpus: JSONValue, memory: JSONValue, pci: JSONValue,
+                          groups: [String: QMPIOThrottle], reads: Reads, record: LaunchRecord?,
+                          aliases: [String: String]) -> LiveState {
         let readsPCI = reads.pci
-        var commands: [(command: String, arguments: JSONValue?)] = [("query-status", nil), ("query-block", nil)]
-        if reads.cpus { commands.append(("query-cpus-fast", nil)) }
-        if reads.memory { commands.append(("query-memory-size-summary", nil)) }
-        if readsPCI { commands.append(("query-pci", nil)) }
-        var replies = try qmp.run(commands).makeIterator()
-        let status = try QMP.QMPRunStatus(reply: try replies.next()!.get())
-        let blocks = QMPBlockDevice.list(reply: try replies.next()!.get())
-        let cpus = reads.cpus ? try replies.next()!.get() : JSONValue.null
-        let memory = reads.memory ? try replies.next()!.get() : JSONValue.null
-        let pci = readsPCI ? try replies.next()!.get() : JSONValue.null
         let onPorts = readsPCI ? Set(Self.devicesOnHotplugPorts(pci).map { aliases[$0] ?? $0 }) : []
-        let groups = try groupLimits(qmp, blocks)
         var disks: [ObservedDisk] = []
         var cdroms: [ObservedCDROM] = []
         for b in blocks {
@@ -276,22 +328,6 @@ package struct Observer: Sendable {
             // Not read (nothing in the plan can take a port): unknown, not none.
             freeHotplugPorts: readsPCI ? Instance.freeHotplugPorts(queryPCI: pci).count
                 : (record.map { Self.mayHotplug($0.spec) } == true ? nil : 0))
-    }
-
-    /// The limits of the throttle groups of the disks behind a throttle filter, by disk name (one
-    /// `qom-get` each, in one batch).
-    private func groupLimits(_ qmp: QMPExchange, _ blocks: [QMPBlockDevice]) throws(QMPError) -> [String: QMPIOThrottle] {
-        let names: [String] = blocks.compactMap { b in
-            guard ThrottleGroups.hasGroup(b), let c = b.qdev?.split(separator: "/").first(where: { $0.hasPrefix("disk-") }) else { return nil }
-            return String(c.dropFirst(5))
-        }
-        if names.isEmpty { return [:] }
-        let replies = try qmp.run(names.map { name in
-            ("qom-get", ["path": .string(ThrottleGroups.objectPath(name)), "property": "limits"])
-        })
-        var out: [String: QMPIOThrottle] = [:]
-        for (name, reply) in zip(names, replies) { out[name] = ThrottleGroups.limits(try reply.get()) }
-        return out
     }
 
     /// Whether a VM launched with `spec` has hot-plug root ports (q35 with `machine.hotplugPorts` > 0).

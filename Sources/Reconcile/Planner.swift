@@ -255,11 +255,19 @@ struct Diff {
     }
 
     func changes() -> [FieldChange] {
+        let runState = runStateChange()
+        // The common case, a VM that matches its manifest, without flattening three specs: every
+        // field below is a function of the labels, the spec and the secret markers, so when those
+        // are equal nothing below can differ.
+        if desired.labels == record.labels && desired.spec == actualSpec && unknownDisks.isEmpty && unknownNICs.isEmpty
+            && desiredSecrets.allSatisfy({ record.secrets[$0.key] == $0.value }) {
+            return runState.map { [$0] } ?? []
+        }
+        var out: [FieldChange] = []
         let want = FlatSpec(labels: desired.labels, spec: desired.spec, secrets: desiredSecrets)
         let have = FlatSpec(labels: record.labels, spec: actualSpec, secrets: record.secrets)
         let recorded = FlatSpec(labels: record.labels, spec: record.spec, secrets: record.secrets)
         let recordedLeaves = recorded.leavesByPath
-        var out: [FieldChange] = []
 
         // metadata.labels: the union of keys, sorted.
         let haveLabels = Dictionary(uniqueKeysWithValues: have.labels.map { ($0.path, $0) })
@@ -270,20 +278,7 @@ struct Diff {
                 out.append(change(path, w, h, recordedLeaves))
             }
         }
-
-        // spec.runState, against QMP's status.
-        if !live.runStatus.satisfies(desired.spec.runState) {
-            let s = live.runStatus
-            let reason: String = switch desired.spec.runState {
-            case .running: s.needsReset ? "guest is \(s.rawValue): reset and resume" : "resume"
-            case .paused: s.needsReset ? "guest is \(s.rawValue): reset and pause" : "pause"
-            case .stopped: "shut down (graceful stop)"
-            }
-            out.append(FieldChange(
-                path: "spec.runState", operation: .modify, old: s.rawValue, new: desired.spec.runState.rawValue,
-                declaredClass: Planner.declaredClass("spec.runState"), reason: reason,
-                drift: !s.satisfies(record.spec.runState)))
-        }
+        if let runState { out.append(runState) }
 
         var budget = Hotplug(diff: self)
         var changedGroups: Set<String> = []
@@ -302,6 +297,23 @@ struct Diff {
             }
         }
         return out
+    }
+
+    /// spec.runState, against QMP's status.
+    private func runStateChange() -> FieldChange? {
+        guard !live.runStatus.satisfies(desired.spec.runState) else { return nil }
+        do {
+            let s = live.runStatus
+            let reason: String = switch desired.spec.runState {
+            case .running: s.needsReset ? "guest is \(s.rawValue): reset and resume" : "resume"
+            case .paused: s.needsReset ? "guest is \(s.rawValue): reset and pause" : "pause"
+            case .stopped: "shut down (graceful stop)"
+            }
+            return FieldChange(
+                path: "spec.runState", operation: .modify, old: s.rawValue, new: desired.spec.runState.rawValue,
+                declaredClass: Planner.declaredClass("spec.runState"), reason: reason,
+                drift: !s.satisfies(record.spec.runState))
+        }
     }
 
     /// A change of one scalar field, with the bound and backend rules applied.

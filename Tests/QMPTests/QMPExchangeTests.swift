@@ -6,6 +6,38 @@ import Testing
 /// The blocking one-connection exchange (the observer's client), against a scripted peer for
 /// what a real QEMU does not do on demand; `RealQEMUTests` covers it against QEMU.
 @Suite(.timeLimit(.minutes(1)), .offPool) struct QMPExchangeTests {
+    /// What one conversation saw.
+    final class Transcript {
+        var greeting: QMPGreeting? = nil
+        var peer: Int32? = nil
+        var replies: [[QMPExchange.Reply]] = []
+        var error: QMPError? = nil
+    }
+
+    /// Sends `batches` one after another to the monitor at `path`.
+    static func converse(_ path: String, _ batches: [[QMPExchange.Command]], timeout: Duration = .seconds(10)) -> Transcript {
+        converseAll([(path, batches)], timeout: timeout)[0]
+    }
+
+    /// Runs several conversations together.
+    static func converseAll(_ talks: [(String, [[QMPExchange.Command]])], timeout: Duration = .seconds(10)) -> [Transcript] {
+        let transcripts = talks.map { _ in Transcript() }
+        let conversations = zip(talks, transcripts).map { talk, t in
+            var c = QMPExchange.Conversation(path: talk.0) { greeting, peer in
+                t.greeting = greeting
+                t.peer = peer
+                return talk.1.first
+            }
+            c.next = { replies in
+                t.replies.append(replies)
+                return t.replies.count < talk.1.count ? talk.1[t.replies.count] : nil
+            }
+            return c
+        }
+        for (t, e) in zip(transcripts, QMPExchange.run(conversations, timeout: timeout)) { t.error = e }
+        return transcripts
+    }
+
     @Test func capabilitiesTravelWithTheFirstBatchAndRepliesComeBackInOrder() throws {
         let peer = try FakeQMPPeer { c in
             c.greet()
@@ -24,21 +56,20 @@ import Testing
             c.send(#"{"error": {"class": "DeviceNotFound", "desc": "no such device"}, "id": \#(next.id)}"# + "\r\n")
             c.waitForClose()
         }
-        let x = try QMPExchange(path: peer.socketPath, timeout: .seconds(10))
-        #expect(x.greeting.version == "7.2.0")
-        #expect(x.peerPID == getpid())
-        let replies = try x.run([("query-status", nil), ("query-block", nil)])
-        #expect(replies.count == 2)
-        #expect(try QMPRunStatus(reply: replies[0].get()).status == "running")
-        #expect(try replies[1].get().arrayValue?.isEmpty == true)
+        let t = Self.converse(peer.socketPath, [[("query-status", nil), ("query-block", nil)], [("device_del", ["id": "nic9"])]])
+        #expect(t.error == nil)
+        #expect(t.greeting?.version == "7.2.0")
+        #expect(t.peer == getpid())
+        #expect(t.replies.count == 2 && t.replies.first?.count == 2)
+        guard t.replies.count == 2 else { return }
+        #expect(try QMPRunStatus(reply: t.replies[0][0].get()).status == "running")
+        #expect(try t.replies[0][1].get().arrayValue?.isEmpty == true)
         // A later batch does not negotiate again; QEMU's error is that command's result.
-        let second = try x.run([("device_del", ["id": "nic9"])])
-        guard case .failure(let error) = second[0] else {
-            Issue.record("expected QEMU's error, got \(second[0])")
+        guard case .failure(let error) = t.replies[1][0] else {
+            Issue.record("expected QEMU's error, got \(t.replies[1][0])")
             return
         }
         #expect(error.code == .commandFailed && error.errorClass == "DeviceNotFound" && error.command == "device_del")
-        x.close()
         #expect(peer.waitForScript())
     }
 
@@ -48,20 +79,22 @@ import Testing
             c.waitForClose()
         }
         let start = ContinuousClock.now
-        let x = try QMPExchange(path: peer.socketPath, timeout: .milliseconds(300))
-        let error = #expect(throws: QMPError.self) { _ = try x.run([("query-status", nil)]) }
-        #expect(error?.code == .timedOut)
-        #expect(error?.command == "qmp_capabilities")
-        #expect(ContinuousClock.now - start < .seconds(10))
-        // Unusable afterwards, and says why.
-        #expect((#expect(throws: QMPError.self) { _ = try x.run([("query-status", nil)]) })?.code == .timedOut)
+        let t = Self.converse(peer.socketPath, [[("query-status", nil)]], timeout: .milliseconds(300))
+        #expect(t.greeting != nil)
+        #expect(t.error?.code == .timedOut)
+        #expect(t.error?.command == "qmp_capabilities")
+        #expect(t.error?.message.contains("no reply") == true)
+        #expect(t.replies.isEmpty)
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed >= .milliseconds(290) && elapsed < .seconds(10))
     }
 
     @Test func wedgedPeerThatNeverGreetsTimesOut() throws {
         let peer = try FakeQMPPeer { c in c.waitForClose() }
-        let error = #expect(throws: QMPError.self) { _ = try QMPExchange(path: peer.socketPath, timeout: .milliseconds(200)) }
-        #expect(error?.code == .timedOut)
-        #expect(error?.message.contains("no QMP greeting") == true)
+        let t = Self.converse(peer.socketPath, [[("query-status", nil)]], timeout: .milliseconds(200))
+        #expect(t.error?.code == .timedOut)
+        #expect(t.error?.message.contains("no QMP greeting") == true)
+        #expect(t.greeting == nil)
     }
 
     @Test func garbageIsAProtocolViolation() throws {
@@ -69,9 +102,9 @@ import Testing
             c.send("SSH-2.0-OpenSSH_9.2\r\n")
             c.waitForClose()
         }
-        let error = #expect(throws: QMPError.self) { _ = try QMPExchange(path: peer.socketPath, timeout: .seconds(10)) }
-        #expect(error?.code == .protocolViolation)
-        #expect(error?.message.contains("not QMP") == true)
+        let t = Self.converse(peer.socketPath, [[("query-status", nil)]])
+        #expect(t.error?.code == .protocolViolation)
+        #expect(t.error?.message.contains("not QMP") == true)
     }
 
     @Test func peerClosingMidBatchIsConnectionClosed() throws {
@@ -80,10 +113,9 @@ import Testing
             _ = c.readCommand()
             c.close()
         }
-        let x = try QMPExchange(path: peer.socketPath, timeout: .seconds(10))
-        let error = #expect(throws: QMPError.self) { _ = try x.run([("query-status", nil)]) }
-        #expect(error?.code == .connectionClosed)
-        #expect(error?.message.contains("closed the monitor connection") == true)
+        let t = Self.converse(peer.socketPath, [[("query-status", nil)]])
+        #expect(t.error?.code == .connectionClosed)
+        #expect(t.error?.message.contains("closed the monitor connection") == true)
     }
 
     @Test func idLessErrorAnswersTheOldestUnansweredCommand() throws {
@@ -98,10 +130,10 @@ import Testing
             _ = a
             c.waitForClose()
         }
-        let x = try QMPExchange(path: peer.socketPath, timeout: .seconds(10))
-        let replies = try x.run([("first", nil), ("second", nil)])
-        guard case .failure(let error) = replies[0] else {
-            Issue.record("expected the id-less error on the first command, got \(replies[0])")
+        let t = Self.converse(peer.socketPath, [[("first", nil), ("second", nil)]])
+        #expect(t.error == nil)
+        guard let replies = t.replies.first, replies.count == 2, case .failure(let error) = replies[0] else {
+            Issue.record("expected the id-less error on the first command, got \(t.replies)")
             return
         }
         #expect(error.command == "first" && error.message.contains("JSON parse error"))
@@ -111,8 +143,59 @@ import Testing
     @Test func noSocketIsConnectFailed() throws {
         let dir = try TempDir("exchange")
         defer { dir.remove() }
-        let error = #expect(throws: QMPError.self) { _ = try QMPExchange(path: dir.file("none.sock"), timeout: .seconds(1)) }
-        #expect(error?.code == .connectFailed)
-        #expect(error?.message.contains("no QMP socket") == true)
+        let t = Self.converse(dir.file("none.sock"), [[("query-status", nil)]], timeout: .seconds(1))
+        #expect(t.error?.code == .connectFailed)
+        #expect(t.error?.message.contains("no QMP socket") == true)
+    }
+
+    @Test func oneSlowMonitorDoesNotHoldUpTheOthers() throws {
+        let silent = try FakeQMPPeer { c in
+            c.greet()
+            c.waitForClose()
+        }
+        let quick = try (0..<3).map { _ in
+            try FakeQMPPeer { c in
+                c.greet()
+                let caps = c.readCommand()
+                let q = c.readCommand()
+                c.send(#"{"return": {}, "id": \#(caps.id)}"# + "\r\n")
+                c.send(#"{"return": {"status": "paused", "running": false}, "id": \#(q.id)}"# + "\r\n")
+                c.waitForClose()
+            }
+        }
+        let start = ContinuousClock.now
+        let all = Self.converseAll(([silent] + quick).map { ($0.socketPath, [[("query-status", nil)]]) }, timeout: .milliseconds(500))
+        #expect(all[0].error?.code == .timedOut)
+        for t in all.dropFirst() {
+            #expect(t.error == nil)
+            #expect(try t.replies.first.map { try QMPRunStatus(reply: $0[0].get()).status } == "paused")
+        }
+        #expect(ContinuousClock.now - start < .seconds(10))
+    }
+
+    @Test func aStartingMonitorIsRetriedUntilItListens() throws {
+        let dir = try TempDir("exchange")
+        defer { dir.remove() }
+        let path = dir.file("late.sock")
+        // The socket appears 200 ms after the conversation starts.
+        let late = Thread {
+            usleep(200_000)
+            _ = try? FakeQMPPeer(at: path) { c in
+                c.greet()
+                let caps = c.readCommand()
+                let q = c.readCommand()
+                c.send(#"{"return": {}, "id": \#(caps.id)}"# + "\r\n")
+                c.send(#"{"return": {"status": "running", "running": true}, "id": \#(q.id)}"# + "\r\n")
+                c.waitForClose()
+            }.waitForScript()
+        }
+        late.start()
+        var c = QMPExchange.Conversation(path: path) { _, _ in [("query-status", nil)] }
+        c.retryRefused = { true }
+        var got: [QMPExchange.Reply] = []
+        c.next = { replies in got = replies; return nil }
+        let errors = QMPExchange.run([c], timeout: .seconds(10))
+        #expect(errors.count == 1 && errors[0] == nil)
+        #expect(try got.first.map { try QMPRunStatus(reply: $0.get()).running } == true)
     }
 }

@@ -22,21 +22,28 @@ import Testing
     @Test func exchangeNegotiatesAndPipelinesABatchOnOneThread() async throws {
         let qemu = try QEMUProcess()
         defer { qemu.kill() }
-        let x = try QMPExchange(path: qemu.socketPath, timeout: .seconds(10))
-        #expect(x.greeting.version.hasPrefix("7."))
-        #expect(x.peerPID == qemu.pid)
-        // qmp_capabilities goes with this batch: QEMU runs the commands after it in command mode.
-        let replies = try x.run([("query-status", nil), ("query-version", nil), ("no-such-command", nil), ("query-block", nil)])
-        #expect(try QMPRunStatus(reply: replies[0].get()).status == "prelaunch")
-        #expect(try replies[1].get()["qemu"]?["major"]?.intValue == 7)
-        guard case .failure(let error) = replies[2] else {
-            Issue.record("expected QEMU to refuse no-such-command, got \(replies[2])")
+        // qmp_capabilities goes with the first batch: QEMU runs the commands after it in command mode.
+        let t = QMPExchangeTests.converse(qemu.socketPath, [
+            [("query-status", nil), ("query-version", nil), ("no-such-command", nil), ("query-block", nil)],
+            [("query-name", nil)],
+        ])
+        #expect(t.error == nil)
+        #expect(t.greeting?.version.hasPrefix("7.") == true)
+        #expect(t.peer == qemu.pid)
+        guard t.replies.count == 2, t.replies[0].count == 4 else {
+            Issue.record("expected two batches of replies, got \(t.replies)")
+            return
+        }
+        #expect(try QMPRunStatus(reply: t.replies[0][0].get()).status == "prelaunch")
+        #expect(try t.replies[0][1].get()["qemu"]?["major"]?.intValue == 7)
+        guard case .failure(let error) = t.replies[0][2] else {
+            Issue.record("expected QEMU to refuse no-such-command, got \(t.replies[0][2])")
             return
         }
         #expect(error.errorClass == "CommandNotFound" && error.command == "no-such-command")
-        #expect(try replies[3].get().arrayValue != nil)
+        #expect(try t.replies[0][3].get().arrayValue != nil)
+        #expect(try t.replies[1][0].get().objectValue != nil)
         // The monitor is free again once the exchange hangs up.
-        x.close()
         let client = try await QMPClient.connect(to: qemu.socketPath, timeout: .seconds(5))
         #expect(try await client.queryStatus().status == "prelaunch")
     }

@@ -22,10 +22,11 @@ public final class FakeQMPPeer: @unchecked Sendable {
     private let listenFD: Int32
     private let finished = DispatchSemaphore(value: 0)
 
-    /// Starts listening and runs `script` on the first accepted connection.
-    public init(_ script: @escaping @Sendable (Conn) -> Void) throws {
+    /// Starts listening (on `path`, or a socket in a temporary directory) and runs `script` on
+    /// the first accepted connection.
+    public init(at path: String? = nil, _ script: @escaping @Sendable (Conn) -> Void) throws {
         dir = try TempDir("fake")
-        socketPath = dir.file("qmp.sock")
+        socketPath = path ?? dir.file("qmp.sock")
         listenFD = csock_unix_listen(socketPath, 8)
         guard listenFD >= 0 else { throw FixtureError("listen on \(socketPath) failed: errno \(errno)") }
         let fd = listenFD
