@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// Short QMP conversations with many monitors at once, all on the calling thread: each
 /// connects, reads QEMU's greeting, then sends batches of commands pipelined (written at
@@ -38,14 +39,56 @@ package enum QMPExchange {
         }
     }
 
+    /// Connections opened ahead of a ``run(_:timeout:maxFrameSize:preconnected:whileConnecting:)``,
+    /// so that the QEMUs prepare their greetings while the caller does other work. A run takes
+    /// the connection of a conversation's path from here instead of connecting; the ones no run
+    /// takes are closed with this object.
+    package final class Preconnected: @unchecked Sendable {
+        private let lock = Mutex<[String: CInt]>([:])
+
+        /// Connects to each of `paths` now (once; a path that refuses or whose listen queue is
+        /// full is left to the run).
+        package init(paths: [String]) {
+            var fds: [String: CInt] = [:]
+            for path in paths where Wire.pathProblem(path) == nil {
+                let (fd, _) = Sys.connectUnix(path, timeoutNanos: 1_000)
+                if fd >= 0 { fds[path] = fd }
+            }
+            lock.withLock { $0 = fds }
+        }
+
+        /// Takes the connection to `path`, if one was opened.
+        func take(_ path: String) -> CInt? {
+            lock.withLock { $0.removeValue(forKey: path) }
+        }
+
+        deinit {
+            lock.withLock { fds in fds.values.forEach(Sys.close) }
+        }
+    }
+
     /// Runs `conversations` together until each is done, failed or the deadline passes.
     /// Returns, per conversation, `nil` when it ran to its end, else why it stopped:
     /// `connectFailed`, `timedOut` (no greeting, no reply, or a listen queue that stayed
     /// full), `connectionClosed` or `protocolViolation`.
-    package static func run(_ conversations: [Conversation], timeout: Duration,
-                            maxFrameSize: Int = 16 << 20) -> [QMPError?] {
+    ///
+    /// - Parameters:
+    ///   - preconnected: Connections opened earlier, taken by path.
+    ///   - whileConnecting: Runs once every connection has been opened, before any is read: work
+    ///     done here overlaps with the QEMUs preparing their greetings.
+    package static func run(_ conversations: [Conversation], timeout: Duration, maxFrameSize: Int = 16 << 20,
+                            preconnected: Preconnected? = nil, whileConnecting: () -> Void = {}) -> [QMPError?] {
         let deadline = monotonicNanos() &+ nanoseconds(timeout)
         let talks = conversations.map { Talk($0, maxFrameSize: maxFrameSize) }
+        let now = monotonicNanos()
+        for t in talks {
+            if let fd = preconnected?.take(t.path) {
+                t.adopt(fd)
+            } else {
+                t.connect(timeout: timeout, now: now)
+            }
+        }
+        whileConnecting()
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
         var fds: [pollfd] = []
         var polled: [Talk] = []
@@ -116,15 +159,16 @@ package enum QMPExchange {
             self.framer = QMPFrameReader(maxFrameSize: maxFrameSize)
         }
 
+        func adopt(_ fd: CInt) {
+            self.fd = fd
+            peerPID = Sys.peerCredentials(fd).map { Int32($0.pid) }
+        }
+
         func connect(timeout: Duration, now: UInt64) {
             if let problem = Wire.pathProblem(path) { return fail(problem) }
             // Tries once: a full listen queue answers EAGAIN at once instead of blocking the loop.
             let (fd, e) = Sys.connectUnix(path, timeoutNanos: 1_000)
-            if fd >= 0 {
-                self.fd = fd
-                peerPID = Sys.peerCredentials(fd).map { Int32($0.pid) }
-                return
-            }
+            if fd >= 0 { return adopt(fd) }
             if e == EAGAIN || ((e == ECONNREFUSED || e == ENOENT) && conversation.retryRefused()) {
                 connectAt = now &+ 10_000_000
                 lastConnectErrno = e

@@ -1,6 +1,6 @@
 import Foundation
 package import Manifest
-import QMP
+package import QMP
 import QemuCtl
 
 /// Reads the actual state of managed VMs: from the running QEMU over QMP, with the
@@ -39,11 +39,14 @@ package struct Observer: Sendable {
     /// - Parameter desired: The manifests' specs by VM name, when a plan follows: a VM's PCI
     ///   devices are then read only when its plan can need them (see ``Reads``). A saved plan is
     ///   checked against an observation made with the same specs.
-    package func observe(extraNames: [String] = [], desired: [String: VirtualMachineSpec] = [:]) async -> Report {
+    /// - Parameter preconnected: Connections opened by ``preconnect()`` while the caller loaded
+    ///   the manifests.
+    package func observe(extraNames: [String] = [], desired: [String: VirtualMachineSpec] = [:],
+                         preconnected: QMPExchange.Preconnected? = nil) async -> Report {
         let names = Array(Set(store.recordedNames() + extraNames)).sorted()
         // Off the cooperative pool: reading records and /proc, and the poll loop, block.
         let results = await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
-            observeAll(names.map { ($0, desired[$0]) })
+            observeAll(names.map { ($0, desired[$0]) }, preconnected: preconnected)
         }
         let vms = results.compactMap(\.0).filter { vm in
             // A name the manifests declare that has neither a record nor a QEMU is simply absent.
@@ -60,19 +63,31 @@ package struct Observer: Sendable {
     /// is neither changed, pruned nor launched a second time: QMP cannot tell what it was
     /// launched with, so nothing is guessed.
     package func observe(_ name: String, desired: VirtualMachineSpec? = nil) async -> (ObservedVM?, String?) {
-        await withTaskExecutorPreference(BlockingWorkExecutor.shared) { observeAll([(name, desired)])[0] }
+        await withTaskExecutorPreference(BlockingWorkExecutor.shared) { observeAll([(name, desired)], preconnected: nil)[0] }
     }
 
-    /// Observes `vms` on the calling thread: what the state directory and `/proc` tell, one VM
-    /// after another (CPU work: threads would only contend), then every QEMU's monitor at once
-    /// (``QMPExchange``, `concurrency` connections at a time, one deadline each round).
-    private func observeAll(_ vms: [(name: String, desired: VirtualMachineSpec?)]) -> [(ObservedVM?, String?)] {
+    /// Connects to the monitor of every VM with a record now, so that the QEMUs prepare their
+    /// greetings while the caller loads manifests; pass the result to
+    /// ``observe(extraNames:desired:preconnected:)``. Connecting changes nothing in a VM.
+    package func preconnect() -> QMPExchange.Preconnected {
+        QMPExchange.Preconnected(paths: store.recordedNames().map { store.layout($0).socketPath })
+    }
+
+    /// Observes `vms` on the calling thread, talking to every QEMU's monitor at once
+    /// (``QMPExchange``, `concurrency` connections at a time, one deadline each round). What the
+    /// state directory and `/proc` tell is read one VM after another (CPU work: threads would only
+    /// contend) while the QEMUs answer the connections with their greetings.
+    private func observeAll(_ vms: [(name: String, desired: VirtualMachineSpec?)],
+                            preconnected: QMPExchange.Preconnected?) -> [(ObservedVM?, String?)] {
         let probes = vms.map { Probe(observer: self, name: $0.name, desired: $0.desired) }
+        // Without a socket only the record and /proc can tell: gone, broken, or starting (retried).
+        for probe in probes where !probe.socketExists { probe.prepare() }
         let talking = probes.filter { $0.result == nil }
         var start = 0
         while start < talking.count {
             let round = talking[start..<min(start + concurrency, talking.count)]
-            let errors = QMPExchange.run(round.map { $0.conversation() }, timeout: timeout)
+            let errors = QMPExchange.run(round.map { $0.conversation() }, timeout: timeout, preconnected: preconnected,
+                                         whileConnecting: { round.forEach { $0.prepare() } })
             for (probe, error) in zip(round, errors) { probe.ended(error) }
             start += concurrency
         }
@@ -85,11 +100,14 @@ package struct Observer: Sendable {
         let name: String
         let desired: VirtualMachineSpec?
         let layout: RuntimeLayout
+        let socketExists: Bool
+        /// Whether ``prepare()`` ran.
+        var prepared = false
         var stored: StoredRecord? = nil
         var unreadable: String? = nil
-        let running: (pid: Int32, commandLine: [UInt8])?
-        let pid: Int32?
-        let starting: Bool
+        var running: (pid: Int32, commandLine: [UInt8])? = nil
+        var pid: Int32? = nil
+        var starting = false
         /// The outcome, once known.
         var result: (ObservedVM?, String?)? = nil
         /// Whether QEMU greeted (errors after it are read errors, not connect errors).
@@ -108,6 +126,14 @@ package struct Observer: Sendable {
             self.name = name
             self.desired = desired
             layout = observer.store.layout(name)
+            socketExists = Posix.fileExists(layout.socketPath)
+        }
+
+        /// Reads the record and finds the VM's QEMU in `/proc` (once); decides the outcome when
+        /// there is no socket to talk to.
+        func prepare() {
+            guard !prepared else { return }
+            prepared = true
             do {
                 stored = try observer.store.loadRecord(StoredRecord.self, name: name)
             } catch {
@@ -119,7 +145,7 @@ package struct Observer: Sendable {
             // A QEMU launched moments ago (by a qemuctl that may have died since) binds its socket
             // early in its start and listens a moment later: connecting is retried within the deadline.
             starting = pid != nil && Observer.isStarting(layout)
-            if !starting && !Posix.fileExists(layout.socketPath) {
+            if !starting && !socketExists {
                 if let pid {
                     result = vm(.unresponsive, "QEMU (pid \(pid)) runs but its QMP socket \(layout.socketPath) is gone")
                 } else {
@@ -153,6 +179,7 @@ package struct Observer: Sendable {
         /// throttle groups' limits when its disks have groups.
         func conversation() -> QMPExchange.Conversation {
             var c = QMPExchange.Conversation(path: layout.socketPath) { [self] _, peer in
+                prepare()
                 greeted = true
                 if let adopted = stored?.adopted, let peer, !adopted.matches(pid: peer) {
                     result = foreign("the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl adopted (pid \(adopted.pid))")
@@ -172,8 +199,9 @@ package struct Observer: Sendable {
                 if reads.pci { commands.append(("query-pci", nil)) }
                 return commands
             }
-            if starting, let pid {
-                c.retryRefused = { Posix.processExists(pid) }
+            c.retryRefused = { [self] in
+                prepare()
+                return starting && pid.map(Posix.processExists) == true
             }
             c.next = { [self] replies in
                 do throws(QMPError) {
@@ -206,6 +234,7 @@ package struct Observer: Sendable {
 
         /// The conversation ended: `error` is why it stopped early, if it did.
         func ended(_ error: QMPError?) {
+            prepare()
             guard result == nil else { return }  // decided during the conversation (not the QEMU recorded)
             if let error, !greeted {
                 if error.code == .timedOut || pid != nil {

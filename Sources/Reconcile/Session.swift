@@ -40,6 +40,8 @@ package struct Session: Sendable {
     /// - Parameter fingerprint: Whether the plan carries the observed state's fingerprint (``PlanOptions/fingerprint``).
     package func plan(paths: [String], prune: Bool, restart: PlanOptions.RestartPolicy,
                       fingerprint: Bool = true) async throws(Failure) -> Result {
+        // The QEMUs greet while the manifests load.
+        let preconnected = observer.preconnect()
         let set = ManifestLoader(hostFiles: .ignore).load(paths: paths)
         if set.hasErrors { throw .manifests(set) }
         var problems: [String] = []
@@ -64,7 +66,8 @@ package struct Session: Sendable {
         }
         if !problems.isEmpty { throw .invalid(problems) }
         let desired = Dictionary(set.virtualMachines.map { ($0.name, $0.spec) }, uniquingKeysWith: { a, _ in a })
-        let report = await observer.observe(extraNames: set.virtualMachines.map(\.name), desired: desired)
+        let report = await observer.observe(extraNames: set.virtualMachines.map(\.name), desired: desired,
+                                            preconnected: preconnected)
         let plan = Reconcile.plan(desired: set.virtualMachines, actual: report.vms, options: options)
         return Result(manifests: set, observed: report, plan: plan)
     }

@@ -198,4 +198,31 @@ import Testing
         #expect(errors.count == 1 && errors[0] == nil)
         #expect(try got.first.map { try QMPRunStatus(reply: $0.get()).running } == true)
     }
+
+    @Test func aConnectionOpenedAheadIsUsedAndAnUnusedOneIsClosed() throws {
+        // Each scripted peer accepts one connection only: a second connect would never be greeted.
+        let used = try FakeQMPPeer { c in
+            c.greet()
+            let caps = c.readCommand()
+            let q = c.readCommand()
+            c.send(#"{"return": {}, "id": \#(caps.id)}"# + "\r\n")
+            c.send(#"{"return": {"status": "running", "running": true}, "id": \#(q.id)}"# + "\r\n")
+            c.waitForClose()
+        }
+        let unused = try FakeQMPPeer { c in
+            c.greet()
+            c.waitForClose()
+        }
+        var pre: QMPExchange.Preconnected? = QMPExchange.Preconnected(paths: [used.socketPath, unused.socketPath])
+        var c = QMPExchange.Conversation(path: used.socketPath) { _, _ in [("query-status", nil)] }
+        var got: [QMPExchange.Reply] = []
+        c.next = { replies in got = replies; return nil }
+        let errors = QMPExchange.run([c], timeout: .seconds(3), preconnected: pre)
+        #expect(errors.count == 1 && errors[0] == nil)
+        #expect(try got.first.map { try QMPRunStatus(reply: $0.get()).running } == true)
+        #expect(used.waitForScript())
+        // The connection no run took is closed with the object.
+        pre = nil
+        #expect(unused.waitForScript(seconds: 5))
+    }
 }
