@@ -123,7 +123,7 @@ public final class AcceleratorProbe: Sendable {
     private func trial(binary: String, arguments: [String]) async throws(QEMUDiscoveryError) -> (ok: Bool, message: String) {
         // QMP commands come from a file, not a pipe: a QEMU that aborts early must not SIGPIPE this process.
         let script = NSTemporaryDirectory() + "/qemuctl-probe-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).qmp"
-        FileManager.default.createFile(atPath: script,
+        _ = FileManager.default.createFile(atPath: script,
             contents: Data("{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"quit\"}\n".utf8))
         defer { try? FileManager.default.removeItem(atPath: script) }
         guard let input = FileHandle(forReadingAtPath: script) else {
