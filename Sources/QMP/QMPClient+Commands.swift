@@ -107,7 +107,7 @@ extension QMPRunStatus {
 extension QMPBlockDevice {
     /// Reads a `query-block` reply.
     package static func list(reply r: JSONValue) -> [QMPBlockDevice] {
-        return (r.arrayValue ?? []).map { d in
+        (r.arrayValue ?? []).map { d in
             let inserted = d["inserted"].map { i in
                 QMPBlockDevice.Inserted(
                     nodeName: i["node-name"]?.stringValue,

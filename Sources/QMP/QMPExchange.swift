@@ -143,7 +143,10 @@ package enum QMPExchange {
         let conversation: Conversation
         var path: String { conversation.path }
         var fd: CInt = -1
+        /// When to try connecting again (a full listen queue, or a QEMU still starting).
         var connectAt: UInt64 = 0
+        /// Why the last connect failed, for the error at the deadline.
+        var lastConnectErrno: CInt = 0
         var framer: QMPFrameReader
         var greeting: QMPGreeting? = nil
         var peerPID: Int32? = nil
@@ -176,7 +179,6 @@ package enum QMPExchange {
             }
             fail(Wire.connectError(path: path, errno: e))
         }
-        var lastConnectErrno: CInt = 0
 
         /// Why the deadline ended this conversation.
         func timeoutError(_ timeout: Duration) -> QMPError {
