@@ -16,8 +16,10 @@ long long cbench_now_ns(void) {
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static char buf[65536];
-static size_t have = 0;
+/* Per thread: bench/scale waits for many QEMUs at once from several threads (a shared
+ * buffer let one thread consume another's replies, and a run hung in read). */
+static __thread char buf[65536];
+static __thread size_t have = 0;
 
 /* Reads one line (up to \n) into the static buffer; returns its length or -1. */
 static long read_line(int fd) {
