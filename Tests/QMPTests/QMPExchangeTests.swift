@@ -38,6 +38,19 @@ import Testing
         return transcripts
     }
 
+    /// A peer that greets, takes `qmp_capabilities` and one query pipelined, and answers both
+    /// (the query with a `query-status` reply of `status`).
+    static func statusPeer(at path: String? = nil, _ status: String = "running") throws -> FakeQMPPeer {
+        try FakeQMPPeer(at: path) { c in
+            c.greet()
+            let caps = c.readCommand()
+            let q = c.readCommand()
+            c.send(#"{"return": {}, "id": \#(caps.id)}"# + "\r\n")
+            c.send(#"{"return": {"status": "\#(status)", "running": \#(status == "running")}, "id": \#(q.id)}"# + "\r\n")
+            c.waitForClose()
+        }
+    }
+
     @Test func capabilitiesTravelWithTheFirstBatchAndRepliesComeBackInOrder() throws {
         let peer = try FakeQMPPeer { c in
             c.greet()
@@ -153,16 +166,7 @@ import Testing
             c.greet()
             c.waitForClose()
         }
-        let quick = try (0..<3).map { _ in
-            try FakeQMPPeer { c in
-                c.greet()
-                let caps = c.readCommand()
-                let q = c.readCommand()
-                c.send(#"{"return": {}, "id": \#(caps.id)}"# + "\r\n")
-                c.send(#"{"return": {"status": "paused", "running": false}, "id": \#(q.id)}"# + "\r\n")
-                c.waitForClose()
-            }
-        }
+        let quick = try (0..<3).map { _ in try Self.statusPeer("paused") }
         let start = ContinuousClock.now
         let all = Self.converseAll(([silent] + quick).map { ($0.socketPath, [[("query-status", nil)]]) }, timeout: .milliseconds(500))
         #expect(all[0].error?.code == .timedOut)
@@ -180,14 +184,7 @@ import Testing
         // The socket appears 200 ms after the conversation starts.
         let late = Thread {
             usleep(200_000)
-            _ = try? FakeQMPPeer(at: path) { c in
-                c.greet()
-                let caps = c.readCommand()
-                let q = c.readCommand()
-                c.send(#"{"return": {}, "id": \#(caps.id)}"# + "\r\n")
-                c.send(#"{"return": {"status": "running", "running": true}, "id": \#(q.id)}"# + "\r\n")
-                c.waitForClose()
-            }.waitForScript()
+            _ = try? Self.statusPeer(at: path).waitForScript()
         }
         late.start()
         var c = QMPExchange.Conversation(path: path) { _, _ in [("query-status", nil)] }
@@ -201,14 +198,7 @@ import Testing
 
     @Test func aConnectionOpenedAheadIsUsedAndAnUnusedOneIsClosed() throws {
         // Each scripted peer accepts one connection only: a second connect would never be greeted.
-        let used = try FakeQMPPeer { c in
-            c.greet()
-            let caps = c.readCommand()
-            let q = c.readCommand()
-            c.send(#"{"return": {}, "id": \#(caps.id)}"# + "\r\n")
-            c.send(#"{"return": {"status": "running", "running": true}, "id": \#(q.id)}"# + "\r\n")
-            c.waitForClose()
-        }
+        let used = try Self.statusPeer()
         let unused = try FakeQMPPeer { c in
             c.greet()
             c.waitForClose()
