@@ -67,41 +67,56 @@ package enum QMPExchange {
         }
     }
 
-    /// Runs `conversations` together until each is done, failed or the deadline passes.
-    /// Returns, per conversation, `nil` when it ran to its end, else why it stopped:
-    /// `connectFailed`, `timedOut` (no greeting, no reply, or a listen queue that stayed
+    /// Runs `conversations` together until each is done, failed or past its deadline (`timeout`
+    /// from its start). Returns, per conversation, `nil` when it ran to its end, else why it
+    /// stopped: `connectFailed`, `timedOut` (no greeting, no reply, or a listen queue that stayed
     /// full), `connectionClosed` or `protocolViolation`.
     ///
     /// - Parameters:
-    ///   - preconnected: Connections opened earlier, taken by path.
-    ///   - whileConnecting: Runs once every connection has been opened, before any is read: work
+    ///   - maxOpen: How many conversations hold a connection at once; the next starts when one
+    ///     ends (a wedged monitor holds up only its own slot, for its deadline).
+    ///   - preconnected: Connections opened earlier, taken by path (those start at once).
+    ///   - whileConnecting: Runs once the first connections are open, before any is read: work
     ///     done here overlaps with the QEMUs preparing their greetings.
-    package static func run(_ conversations: [Conversation], timeout: Duration, maxFrameSize: Int = 16 << 20,
-                            preconnected: Preconnected? = nil, whileConnecting: () -> Void = {}) -> [QMPError?] {
-        let deadline = monotonicNanos() &+ nanoseconds(timeout)
+    package static func run(_ conversations: [Conversation], timeout: Duration, maxOpen: Int = .max,
+                            maxFrameSize: Int = 16 << 20, preconnected: Preconnected? = nil,
+                            whileConnecting: () -> Void = {}) -> [QMPError?] {
         let talks = conversations.map { Talk($0, maxFrameSize: maxFrameSize) }
-        let now = monotonicNanos()
+        let span = nanoseconds(timeout)
+        var open = 0
+        var now = monotonicNanos()
         for t in talks {
             if let fd = preconnected?.take(t.path) {
+                t.start(at: now, span: span)
                 t.adopt(fd)
-            } else {
-                t.connect(timeout: timeout, now: now)
+                open += 1
             }
         }
+        /// Starts conversations while slots are free.
+        func fill(_ now: UInt64) {
+            for t in talks where open < maxOpen && !t.started {
+                t.start(at: now, span: span)
+                t.connect(timeout: timeout, now: now)
+                if t.outcome == nil { open += 1 }
+            }
+        }
+        fill(now)
         whileConnecting()
         var buffer = [UInt8](repeating: 0, count: 16 * 1024)
         var fds: [pollfd] = []
         var polled: [Talk] = []
         while true {
-            let now = monotonicNanos()
-            var wakeAt = deadline
+            now = monotonicNanos()
+            fill(now)
+            var wakeAt = UInt64.max
             fds.removeAll(keepingCapacity: true)
             polled.removeAll(keepingCapacity: true)
-            for t in talks where t.outcome == nil {
-                if now >= deadline {
+            for t in talks where t.started && t.outcome == nil {
+                if now >= t.deadline {
                     t.fail(t.timeoutError(timeout))
                     continue
                 }
+                wakeAt = min(wakeAt, t.deadline)
                 if t.fd < 0 {
                     if now >= t.connectAt { t.connect(timeout: timeout, now: now) }
                     if t.outcome == nil && t.fd < 0 { wakeAt = min(wakeAt, t.connectAt) }
@@ -111,7 +126,9 @@ package enum QMPExchange {
                     polled.append(t)
                 }
             }
-            if talks.allSatisfy({ $0.outcome != nil }) { break }
+            open = talks.count { $0.started && $0.outcome == nil }
+            if open == 0 && talks.allSatisfy(\.started) { break }
+            if open < maxOpen && !talks.allSatisfy(\.started) { continue }  // a slot freed: start the next
             let wait = wakeAt > now ? CInt(min((wakeAt - now + 999_999) / 1_000_000, 60_000)) : 0
             let rc = poll(&fds, nfds_t(fds.count), wait)
             if rc < 0 && currentErrno != EINTR {
@@ -130,7 +147,7 @@ package enum QMPExchange {
                         t.fail(QMPError(code: .connectionClosed, message: "reading from \(t.path) failed: \(errnoText(e))"))
                     }
                 } else {
-                    buffer.withUnsafeBytes { t.received(UnsafeRawBufferPointer(rebasing: $0[0..<n]), deadline: deadline) }
+                    buffer.withUnsafeBytes { t.received(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
                 }
             }
         }
@@ -143,6 +160,10 @@ package enum QMPExchange {
         let conversation: Conversation
         var path: String { conversation.path }
         var fd: CInt = -1
+        /// Whether the conversation has begun (holds or seeks a connection).
+        var started = false
+        /// When it must have ended.
+        var deadline: UInt64 = .max
         /// When to try connecting again (a full listen queue, or a QEMU still starting).
         var connectAt: UInt64 = 0
         /// Why the last connect failed, for the error at the deadline.
@@ -160,6 +181,11 @@ package enum QMPExchange {
         init(_ conversation: Conversation, maxFrameSize: Int) {
             self.conversation = conversation
             self.framer = QMPFrameReader(maxFrameSize: maxFrameSize)
+        }
+
+        func start(at now: UInt64, span: UInt64) {
+            started = true
+            deadline = now &+ span
         }
 
         func adopt(_ fd: CInt) {
@@ -191,7 +217,7 @@ package enum QMPExchange {
             return Wire.timedOut(waiting, path: path)
         }
 
-        func received(_ bytes: UnsafeRawBufferPointer, deadline: UInt64) {
+        func received(_ bytes: UnsafeRawBufferPointer) {
             framer.append(bytes)
             while outcome == nil {
                 let frame: ArraySlice<UInt8>
@@ -207,20 +233,20 @@ package enum QMPExchange {
                 case .success(.greeting(let g)) where greeting == nil:
                     greeting = g
                     guard let first = conversation.start(g, peerPID) else { return finish() }
-                    send(first, deadline: deadline)
+                    send(first)
                 case .success(.reply(let explicitID, let result)):
                     // An id-less error answers input QEMU could not parse: the oldest unanswered command.
                     guard let entry = batch.first(where: { entry in explicitID.map { $0 == entry.id } ?? (results[entry.id] == nil) }),
                           results[entry.id] == nil else { continue }
                     results[entry.id] = result.mapError { $0.qmpError(command: entry.command) }
-                    if results.count == batch.count { batchAnswered(deadline: deadline) }
+                    if results.count == batch.count { batchAnswered() }
                 case .success:
                     continue  // events (and a repeated greeting) are not this conversation's business
                 }
             }
         }
 
-        private func batchAnswered(deadline: UInt64) {
+        private func batchAnswered() {
             var replies = batch.map { results[$0.id]! }
             if !negotiated {
                 negotiated = true
@@ -232,10 +258,10 @@ package enum QMPExchange {
             batch = []
             results = [:]
             guard let more = conversation.next(replies), !more.isEmpty else { return finish() }
-            send(more, deadline: deadline)
+            send(more)
         }
 
-        private func send(_ commands: [Command], deadline: UInt64) {
+        private func send(_ commands: [Command]) {
             var bytes: [UInt8] = []
             if !negotiated {
                 batch.append((nextID, "qmp_capabilities"))

@@ -74,7 +74,7 @@ package struct Observer: Sendable {
     }
 
     /// Observes `vms` on the calling thread, talking to every QEMU's monitor at once
-    /// (``QMPExchange``, `concurrency` connections at a time, one deadline each round). What the
+    /// (``QMPExchange``, at most `concurrency` connections open, each with its deadline). What the
     /// state directory and `/proc` tell is read one VM after another (CPU work: threads would only
     /// contend) while the QEMUs answer the connections with their greetings.
     private func observeAll(_ vms: [(name: String, desired: VirtualMachineSpec?)],
@@ -83,14 +83,9 @@ package struct Observer: Sendable {
         // Without a socket only the record and /proc can tell: gone, broken, or starting (retried).
         for probe in probes where !probe.socketExists { probe.prepare() }
         let talking = probes.filter { $0.result == nil }
-        var start = 0
-        while start < talking.count {
-            let round = talking[start..<min(start + concurrency, talking.count)]
-            let errors = QMPExchange.run(round.map { $0.conversation() }, timeout: timeout, preconnected: preconnected,
-                                         whileConnecting: { round.forEach { $0.prepare() } })
-            for (probe, error) in zip(round, errors) { probe.ended(error) }
-            start += concurrency
-        }
+        let errors = QMPExchange.run(talking.map { $0.conversation() }, timeout: timeout, maxOpen: concurrency,
+                                     preconnected: preconnected, whileConnecting: { talking.forEach { $0.prepare() } })
+        for (probe, error) in zip(talking, errors) { probe.ended(error) }
         return probes.map { $0.result ?? ($0.vm(.gone, "not running")) }
     }
 

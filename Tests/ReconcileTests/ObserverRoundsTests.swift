@@ -1,0 +1,66 @@
+import Foundation
+import QMP
+import QemuCtl
+@testable import Reconcile
+import QemuCtlTestSupport
+import Testing
+
+/// The observer against scripted monitors, for what end-to-end tests with real VMs do not reach:
+/// more VMs than connections at once, connections opened ahead, one silent monitor.
+/// (Observation of real QEMUs is covered end to end in QemuCtlCLITests.)
+@Suite(.timeLimit(.minutes(1)), .offPool) struct ObserverRoundsTests {
+    /// A monitor that answers every query the observer sends for a VM without a record.
+    static func monitor(at path: String, vcpus: Int) throws -> FakeQMPPeer {
+        try FakeQMPPeer(at: path) { c in
+            c.greet()
+            while let command = c.readCommandIfAny() {
+                let reply: String
+                switch command.name {
+                case "query-status": reply = #"{"status": "running", "singlestep": false, "running": true}"#
+                case "query-block": reply = "[]"
+                case "query-cpus-fast": reply = "[" + Array(repeating: #"{"cpu-index": 0}"#, count: vcpus).joined(separator: ",") + "]"
+                case "query-memory-size-summary": reply = #"{"base-memory": 67108864}"#
+                default: reply = "{}"
+                }
+                c.send(#"{"return": \#(reply), "id": \#(command.id)}"# + "\r\n")
+            }
+        }
+    }
+
+    @Test func moreVMsThanConnectionsAtOnceShareTheSlots() async throws {
+        let dir = try TempDir("observer")
+        defer { dir.remove() }
+        let store = StateStore(directory: dir.path)
+        let names = (1...5).map { "vm\($0)" }
+        let monitors = try names.enumerated().map { i, name in try Self.monitor(at: store.layout(name).socketPath, vcpus: i + 1) }
+        // Two silent monitors, sorted first and last: each holds a slot until its deadline.
+        let silent = try ["a-quiet", "z-quiet"].map { name in
+            try FakeQMPPeer(at: store.layout(name).socketPath) { c in
+                c.greet()
+                c.waitForClose()
+            }
+        }
+        let observer = Observer(store: store, timeout: .milliseconds(700), concurrency: 2)
+        // Three of them connected ahead, as plan/diff/apply do before loading manifests.
+        let early = QMPExchange.Preconnected(paths: names.prefix(3).map { store.layout($0).socketPath })
+        let start = ContinuousClock.now
+        let report = await observer.observe(extraNames: names + ["a-quiet", "z-quiet"], preconnected: early)
+        let elapsed = ContinuousClock.now - start
+        #expect(report.vms.map(\.name) == ["a-quiet"] + names + ["z-quiet"])  // sorted by name
+        for (i, vm) in report.vms.dropFirst().prefix(5).enumerated() {
+            #expect(vm.liveness == .alive && vm.ownership == .foreign)
+            #expect(vm.live?.runStatus.rawValue == "running")
+            #expect(vm.live?.cpuCount == i + 1)
+            #expect(vm.live?.memorySize == 64 << 20)
+        }
+        for vm in [report.vms.first, report.vms.last] {
+            #expect(vm?.liveness == .unresponsive)
+            #expect(vm?.detail?.contains("unresponsive") == true)
+        }
+        // The second silent one started as soon as the answering ones freed the other slot, not
+        // after the first silent one's deadline: both deadlines ran side by side.
+        #expect(elapsed >= .milliseconds(690) && elapsed < .milliseconds(1300))
+        for m in monitors { #expect(m.waitForScript()) }
+        _ = silent
+    }
+}
