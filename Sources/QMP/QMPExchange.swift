@@ -6,7 +6,7 @@ import Synchronization
 /// Short QMP conversations with many monitors at once, all on the calling thread: each
 /// connects, reads QEMU's greeting, then sends batches of commands pipelined (written at
 /// once, replies matched by id) until it has what it wants, and hangs up; one `poll(2)`
-/// loop serves every connection, and one deadline bounds them all.
+/// loop serves every connection, each within a deadline of its own.
 ///
 /// For code that asks many monitors a few questions (observing fifty VMs): no thread per
 /// connection or per VM, no task hops; `qmp_capabilities` travels with the first batch, so
@@ -275,12 +275,7 @@ package enum QMPExchange {
             }
             if batch.isEmpty { return finish() }
             let rc = Sys.writeAll(fd, bytes, passing: nil, deadline: deadline)
-            if rc == ETIMEDOUT {
-                fail(QMPError(code: .timedOut, command: batch.first?.command,
-                              message: "could not send within the deadline: QEMU is not reading its monitor (unresponsive)"))
-            } else if rc != 0 {
-                fail(QMPError(code: .connectionClosed, command: batch.first?.command, message: "cannot send to \(path): \(errnoText(rc))"))
-            }
+            if rc != 0 { fail(Wire.sendFailed(rc, command: batch.first?.command, path: path)) }
         }
 
         private func finish() {

@@ -222,11 +222,7 @@ final class Connection: Sendable {
         if rc != 0 {
             _ = state.withLock { $0.pending.removeValue(forKey: id) }
             if direct { releaseRole() }
-            if rc == ETIMEDOUT {
-                return .failure(QMPError(code: .timedOut, command: command,
-                    message: "could not send within the deadline: QEMU is not reading its monitor (unresponsive)"))
-            }
-            return .failure(QMPError(code: .connectionClosed, command: command, message: "cannot send to \(path): \(errnoText(rc))"))
+            return .failure(Wire.sendFailed(rc, command: command, path: path))
         }
         if direct, let reply = directWait(id: id, command: command, deadline: deadline) {
             return reply

@@ -64,6 +64,14 @@ enum Wire {
         }
     }
 
+    /// The error for a command that could not be written (`Sys.writeAll`'s errno; ETIMEDOUT at the deadline).
+    static func sendFailed(_ rc: CInt, command: String?, path: String) -> QMPError {
+        rc == ETIMEDOUT
+            ? QMPError(code: .timedOut, command: command,
+                       message: "could not send within the deadline: QEMU is not reading its monitor (unresponsive)")
+            : QMPError(code: .connectionClosed, command: command, message: "cannot send to \(path): \(errnoText(rc))")
+    }
+
     /// The error for a connection QEMU closed.
     static func closedByPeer(path: String) -> QMPError {
         QMPError(code: .connectionClosed, message: "QEMU closed the monitor connection \(path) (the VM exited or another program closed it)")

@@ -66,14 +66,12 @@ public struct RuntimeLayout: Sendable, Hashable {
     package func runningQEMU() -> (pid: Int32, commandLine: [UInt8])? {
         let spellings = [socketPath, socketPath.replacing(",", with: ",,")]
         if let pid = Instance.readPIDFile(pidFile) {
-            // A process that is gone has no cmdline file, a zombie an empty one.
-            guard let argv = Posix.readFile("/proc/\(pid)/cmdline"), !argv.isEmpty,
-                  Posix.mentionsAnyOf(spellings, commandLine: argv) else { return nil }
+            guard let argv = Posix.commandLineBytes(of: pid), Posix.mentionsAnyOf(spellings, commandLine: argv) else { return nil }
             return (pid, argv)
         }
         guard Posix.fileExists(pidFile) else { return nil }
         for pid in Posix.processIDs() where pid != Posix.currentPID {
-            guard let argv = Posix.readFile("/proc/\(pid)/cmdline"), !argv.isEmpty,
+            guard let argv = Posix.commandLineBytes(of: pid),
                   String(decoding: argv.prefix { $0 != 0 }, as: UTF8.self).contains("qemu"),
                   Posix.mentionsAnyOf(spellings, commandLine: argv) else { continue }
             return (pid, argv)

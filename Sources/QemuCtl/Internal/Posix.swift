@@ -308,8 +308,14 @@ package enum Posix {
     /// of `/proc/PID/cmdline`: String's generic `contains` was 7 % of the CPU time of a
     /// `diff` of 50 VMs.
     package static func commandLine(of pid: Int32, mentionsAnyOf needles: [String]) -> Bool? {
+        commandLineBytes(of: pid).map { mentionsAnyOf(needles, commandLine: $0) }
+    }
+
+    /// `/proc/PID/cmdline` as it is (arguments NUL-separated); `nil` when there is no such process
+    /// (no file) or it is a zombie (an empty one).
+    package static func commandLineBytes(of pid: Int32) -> [UInt8]? {
         guard let bytes = readFile("/proc/\(pid)/cmdline"), !bytes.isEmpty else { return nil }
-        return mentionsAnyOf(needles, commandLine: bytes)
+        return bytes
     }
 
     /// Whether a command line as `/proc/PID/cmdline` holds it (arguments NUL-separated) contains
