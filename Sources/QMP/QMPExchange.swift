@@ -9,9 +9,11 @@ import Synchronization
 /// loop serves every connection, each within a deadline of its own.
 ///
 /// For code that asks many monitors a few questions (observing fifty VMs): no thread per
-/// connection or per VM, no task hops; `qmp_capabilities` travels with the first batch, so
-/// a status query costs two round trips (greeting, batch). Events that arrive meanwhile
-/// are ignored. ``QMPClient`` is the client for everything else.
+/// connection or per VM, no task hops. A conversation's ``Conversation/opening`` queries
+/// are written with `qmp_capabilities` right after `connect(2)`, before the greeting has
+/// arrived (QEMU reads them once it has greeted), so they cost QEMU's answer and no round
+/// trip of ours; the first batch follows the greeting. Events that arrive meanwhile are
+/// ignored. ``QMPClient`` is the client for everything else.
 package enum QMPExchange {
     /// One command of a batch.
     package typealias Command = (command: String, arguments: JSONValue?)
@@ -26,8 +28,12 @@ package enum QMPExchange {
         /// Asked when a connection is refused or the socket is missing: whether to try again
         /// (in 10 ms, within the deadline), for a QEMU that is still starting.
         package var retryRefused: () -> Bool = { false }
-        /// Called with the greeting and the peer's pid (`SO_PEERCRED`): the first batch, or
-        /// `nil` to hang up at once.
+        /// Commands written with `qmp_capabilities` as soon as the connection is open, before
+        /// the greeting is read and ``start`` has checked the peer: read-only queries only.
+        /// Their replies come first in the first batch's.
+        package var opening: [Command] = []
+        /// Called with the greeting and the peer's pid (`SO_PEERCRED`): the commands the
+        /// first batch adds to the ``opening`` (may be none), or `nil` to hang up at once.
         package var start: (QMPGreeting, Int32?) -> [Command]?
         /// Called with each batch's replies, in order: the next batch, or `nil` when done.
         package var next: ([Reply]) -> [Command]? = { _ in nil }
@@ -40,30 +46,50 @@ package enum QMPExchange {
     }
 
     /// Connections opened ahead of a ``run(_:timeout:maxFrameSize:preconnected:whileConnecting:)``,
-    /// so that the QEMUs prepare their greetings while the caller does other work. A run takes
-    /// the connection of a conversation's path from here instead of connecting; the ones no run
-    /// takes are closed with this object.
+    /// each with an opening already written, so that the QEMUs greet and answer while the caller
+    /// does other work. A run takes the connection of a conversation's path from here instead of
+    /// connecting, when the conversation's ``Conversation/opening`` is this one's; the ones no
+    /// run takes are closed with this object.
     package final class Preconnected: @unchecked Sendable {
         private let lock = Mutex<[String: CInt]>([:])
+        /// `qmp_capabilities` and the opening, as written to each connection.
+        let openingBytes: [UInt8]
 
         /// Connects to each of `paths` now (once; a path that refuses or whose listen queue is
-        /// full is left to the run).
-        package init(paths: [String]) {
+        /// full is left to the run) and writes `opening` (read-only queries) to each.
+        package init(paths: [String], opening: [Command] = []) {
+            openingBytes = QMPExchange.openingBytes(opening)
             var fds: [String: CInt] = [:]
             for path in paths where Wire.pathProblem(path) == nil {
                 let (fd, _) = Sys.connectUnix(path, timeoutNanos: 1_000)
-                if fd >= 0 { fds[path] = fd }
+                guard fd >= 0 else { continue }
+                // The socket buffer takes these few hundred bytes at once; a failed write leaves the path to the run.
+                if openingBytes.isEmpty || Sys.writeAll(fd, openingBytes, passing: nil, deadline: monotonicNanos() &+ 100_000_000) == 0 {
+                    fds[path] = fd
+                } else {
+                    Sys.close(fd)
+                }
             }
             lock.withLock { $0 = fds }
         }
 
-        /// Takes the connection to `path`, if one was opened.
-        func take(_ path: String) -> CInt? {
-            lock.withLock { $0.removeValue(forKey: path) }
+        /// Takes the connection to `path`, if one was opened with `opening` written.
+        func take(_ path: String, opening: [UInt8]) -> CInt? {
+            guard opening == openingBytes else { return nil }
+            return lock.withLock { $0.removeValue(forKey: path) }
         }
 
         deinit {
             lock.withLock { fds in fds.values.forEach(Sys.close) }
+        }
+    }
+
+    /// `qmp_capabilities` (id 1) and `opening` (ids from 2) as written right after connecting;
+    /// nothing when there is no opening (the capabilities then go with the first batch).
+    static func openingBytes(_ opening: [Command]) -> [UInt8] {
+        guard !opening.isEmpty else { return [] }
+        return ([("qmp_capabilities", nil)] + opening).enumerated().flatMap { i, c in
+            Wire.encode(command: c.command, arguments: c.arguments, id: i + 1)
         }
     }
 
@@ -86,9 +112,10 @@ package enum QMPExchange {
         var open = 0
         var now = monotonicNanos()
         for t in talks {
-            if let fd = preconnected?.take(t.path) {
+            if let fd = preconnected?.take(t.path, opening: t.openingBytes) {
                 t.start(at: now, span: span)
                 t.adopt(fd)
+                t.openingWritten()
                 open += 1
             }
         }
@@ -172,6 +199,7 @@ package enum QMPExchange {
         var greeting: QMPGreeting? = nil
         var peerPID: Int32? = nil
         var negotiated = false
+        var capabilitiesSent = false
         var nextID = 1
         var batch: [(id: Int, command: String)] = []
         var results: [Int: Reply] = [:]
@@ -181,6 +209,17 @@ package enum QMPExchange {
         init(_ conversation: Conversation, maxFrameSize: Int) {
             self.conversation = conversation
             self.framer = QMPFrameReader(maxFrameSize: maxFrameSize)
+        }
+
+        /// `qmp_capabilities` and the opening, as written right after connecting (empty without an opening).
+        var openingBytes: [UInt8] { QMPExchange.openingBytes(conversation.opening) }
+
+        /// The opening went out (here or ahead of the run): its commands await replies.
+        func openingWritten() {
+            guard !conversation.opening.isEmpty else { return }
+            capabilitiesSent = true
+            batch = [(1, "qmp_capabilities")] + conversation.opening.enumerated().map { ($0.offset + 2, $0.element.command) }
+            nextID = batch.count + 1
         }
 
         func start(at now: UInt64, span: UInt64) {
@@ -197,7 +236,11 @@ package enum QMPExchange {
             if let problem = Wire.pathProblem(path) { return fail(problem) }
             // Tries once: a full listen queue answers EAGAIN at once instead of blocking the loop.
             let (fd, e) = Sys.connectUnix(path, timeoutNanos: 1_000)
-            if fd >= 0 { return adopt(fd) }
+            if fd >= 0 {
+                adopt(fd)
+                if !conversation.opening.isEmpty { send(conversation.opening) }
+                return
+            }
             if e == EAGAIN || ((e == ECONNREFUSED || e == ENOENT) && conversation.retryRefused()) {
                 connectAt = now &+ 10_000_000
                 lastConnectErrno = e
@@ -233,7 +276,7 @@ package enum QMPExchange {
                 case .success(.greeting(let g)) where greeting == nil:
                     greeting = g
                     guard let first = conversation.start(g, peerPID) else { return finish() }
-                    send(first)
+                    if !first.isEmpty || batch.isEmpty { send(first) }
                 case .success(.reply(let explicitID, let result)):
                     // An id-less error answers input QEMU could not parse: the oldest unanswered command.
                     guard let entry = batch.first(where: { entry in explicitID.map { $0 == entry.id } ?? (results[entry.id] == nil) }),
@@ -263,7 +306,8 @@ package enum QMPExchange {
 
         private func send(_ commands: [Command]) {
             var bytes: [UInt8] = []
-            if !negotiated {
+            if !capabilitiesSent {
+                capabilitiesSent = true
                 batch.append((nextID, "qmp_capabilities"))
                 bytes += Wire.encode(command: "qmp_capabilities", arguments: nil, id: nextID)
                 nextID += 1

@@ -39,14 +39,14 @@ package struct Observer: Sendable {
     /// - Parameter desired: The manifests' specs by VM name, when a plan follows: a VM's PCI
     ///   devices are then read only when its plan can need them (see ``Reads``). A saved plan is
     ///   checked against an observation made with the same specs.
-    /// - Parameter preconnected: Connections opened by ``preconnect()`` while the caller loaded
-    ///   the manifests.
+    /// - Parameter preconnected: Connections opened by ``preconnect(_:)`` while the caller loaded
+    ///   the manifests; its VMs stand for the recorded ones.
     package func observe(extraNames: [String] = [], desired: [String: VirtualMachineSpec] = [:],
-                         preconnected: QMPExchange.Preconnected? = nil) async -> Report {
-        let names = Array(Set(store.recordedNames() + extraNames)).sorted()
+                         preconnected: Preconnection? = nil) async -> Report {
+        let names = Array(Set((preconnected?.names ?? store.recordedNames()) + extraNames)).sorted()
         // Off the cooperative pool: reading records and /proc, and the poll loop, block.
         let results = await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
-            observeAll(names.map { ($0, desired[$0]) }, preconnected: preconnected)
+            observeAll(names.map { ($0, desired[$0]) }, preconnected: preconnected?.connections)
         }
         let vms = results.compactMap(\.0).filter { vm in
             // A name the manifests declare that has neither a record nor a QEMU is simply absent.
@@ -66,11 +66,26 @@ package struct Observer: Sendable {
         await withTaskExecutorPreference(BlockingWorkExecutor.shared) { observeAll([(name, desired)], preconnected: nil)[0] }
     }
 
-    /// Connects to the monitor of every VM with a record now, so that the QEMUs prepare their
-    /// greetings while the caller loads manifests; pass the result to
-    /// ``observe(extraNames:desired:preconnected:)``. Connecting changes nothing in a VM.
-    package func preconnect() -> QMPExchange.Preconnected {
-        QMPExchange.Preconnected(paths: store.recordedNames().map { store.layout($0).socketPath })
+    /// The queries every observation starts with, written as soon as a monitor's connection is
+    /// open (before its peer is checked: they only read).
+    static let opening: [QMPExchange.Command] = [("query-status", nil), ("query-block", nil)]
+
+    /// Connections opened ahead of an observation, and the VMs they were opened for.
+    package struct Preconnection: Sendable {
+        /// The VMs connected to (or tried).
+        package var names: [String]
+        /// The connections, each with the opening queries written.
+        var connections: QMPExchange.Preconnected
+    }
+
+    /// Connects to the monitor of each of `names` (by default every VM with a record) now and
+    /// sends the opening queries, so that the QEMUs greet and answer while the caller loads
+    /// manifests; pass the result to ``observe(extraNames:desired:preconnected:)``. Connecting
+    /// and the queries change nothing in a VM.
+    package func preconnect(_ names: [String]? = nil) -> Preconnection {
+        let names = names ?? store.recordedNames()
+        return Preconnection(names: names, connections: QMPExchange.Preconnected(
+            paths: names.map { store.layout($0).socketPath }, opening: Observer.opening))
     }
 
     /// Observes `vms` on the calling thread, talking to every QEMU's monitor at once
@@ -170,8 +185,10 @@ package struct Observer: Sendable {
             (ObservedVM(name: name, ownership: .foreign, liveness: .alive, detail: detail, record: nil, live: nil), nil)
         }
 
-        /// What to ask this VM's QEMU: the peer checks, then one batch of queries, then the
-        /// throttle groups' limits when its disks have groups.
+        /// What to ask this VM's QEMU: the opening queries (status, block devices) as soon as
+        /// connected; at the greeting the peer checks and the queries the record and manifest
+        /// call for (CPUs, memory, PCI), answered with the opening's; then the throttle groups'
+        /// limits when its disks have groups.
         func conversation() -> QMPExchange.Conversation {
             var c = QMPExchange.Conversation(path: layout.socketPath) { [self] _, peer in
                 prepare()
@@ -188,12 +205,13 @@ package struct Observer: Sendable {
                     return nil
                 }
                 let reads = self.reads
-                var commands: [QMPExchange.Command] = [("query-status", nil), ("query-block", nil)]
+                var commands: [QMPExchange.Command] = []  // after the opening's status and block queries
                 if reads.cpus { commands.append(("query-cpus-fast", nil)) }
                 if reads.memory { commands.append(("query-memory-size-summary", nil)) }
                 if reads.pci { commands.append(("query-pci", nil)) }
                 return commands
             }
+            c.opening = Observer.opening
             c.retryRefused = { [self] in
                 prepare()
                 return starting && pid.map(Posix.processExists) == true

@@ -215,4 +215,103 @@ import Testing
         pre = nil
         #expect(unused.waitForScript(seconds: 5))
     }
+
+    @Test func theOpeningIsWrittenBeforeTheGreetingAndAnsweredWithTheFirstBatch() throws {
+        let peer = try FakeQMPPeer { c in
+            // Reads the opening before greeting: it was written right after connect(2).
+            let caps = c.readCommand()
+            let status = c.readCommand()
+            guard caps.name == "qmp_capabilities", status.name == "query-status" else { return }
+            c.greet()
+            let cpus = c.readCommand()  // what the greeting's callback added
+            guard cpus.name == "query-cpus-fast" else { return }
+            c.send(#"{"return": {}, "id": \#(caps.id)}"# + "\r\n")
+            c.send(#"{"return": [{"cpu-index": 0}], "id": \#(cpus.id)}"# + "\r\n")
+            c.send(#"{"return": {"status": "paused", "running": false}, "id": \#(status.id)}"# + "\r\n")
+            c.waitForClose()
+        }
+        var c = QMPExchange.Conversation(path: peer.socketPath) { _, _ in [("query-cpus-fast", nil)] }
+        c.opening = [("query-status", nil)]
+        var got: [QMPExchange.Reply] = []
+        c.next = { replies in got = replies; return nil }
+        let errors = QMPExchange.run([c], timeout: .seconds(5))
+        #expect(errors.count == 1 && errors[0] == nil)
+        #expect(peer.waitForScript())
+        // The opening's reply first, then the batch's, each matched by id.
+        #expect(got.count == 2)
+        guard got.count == 2 else { return }
+        #expect(try QMPRunStatus(reply: got[0].get()).status == "paused")
+        #expect(try got[1].get().arrayValue?.count == 1)
+    }
+
+    @Test func anOpeningAloneIsOneBatchAndAHangUpAtTheGreetingDropsIt() throws {
+        let answered = try FakeQMPPeer { c in
+            let caps = c.readCommand()
+            let status = c.readCommand()
+            c.greet()
+            c.send(#"{"return": {}, "id": \#(caps.id)}"# + "\r\n")
+            c.send(#"{"return": {"status": "running", "running": true}, "id": \#(status.id)}"# + "\r\n")
+            c.waitForClose()
+        }
+        // The greeting's callback refuses this peer: the conversation ends there, unanswered.
+        let refused = try FakeQMPPeer { c in
+            _ = c.readCommand()
+            _ = c.readCommand()
+            c.greet()
+            c.waitForClose()
+        }
+        var calls = 0
+        let conversations = [answered.socketPath, refused.socketPath].map { path in
+            var c = QMPExchange.Conversation(path: path) { _, _ in path == refused.socketPath ? nil : [] }
+            c.opening = [("query-status", nil)]
+            c.next = { replies in
+                calls += 1
+                #expect(replies.count == 1)
+                #expect((try? QMPRunStatus(reply: replies[0].get()).running) == true)
+                return nil
+            }
+            return c
+        }
+        let start = ContinuousClock.now
+        let errors = QMPExchange.run(conversations, timeout: .seconds(5))
+        #expect(errors.count == 2 && errors.allSatisfy { $0 == nil })
+        #expect(calls == 1)
+        #expect(ContinuousClock.now - start < .seconds(2))  // the refused one hung up, no deadline waited
+        #expect(answered.waitForScript() && refused.waitForScript())
+    }
+
+    @Test func aConnectionOpenedAheadWithTheOpeningIsUsedOnlyByAConversationWithTheSameOpening() throws {
+        let opening: [QMPExchange.Command] = [("query-status", nil)]
+        // Preconnected: the opening arrives before the greeting, and no second connection comes.
+        let same = try FakeQMPPeer { c in
+            let caps = c.readCommand()
+            let status = c.readCommand()
+            c.greet()
+            c.send(#"{"return": {}, "id": \#(caps.id)}"# + "\r\n")
+            c.send(#"{"return": {"status": "running", "running": true}, "id": \#(status.id)}"# + "\r\n")
+            c.waitForClose()
+        }
+        var pre: QMPExchange.Preconnected? = QMPExchange.Preconnected(paths: [same.socketPath], opening: opening)
+        var c = QMPExchange.Conversation(path: same.socketPath) { _, _ in [] }
+        c.opening = opening
+        var got: [QMPExchange.Reply] = []
+        c.next = { replies in got = replies; return nil }
+        #expect(QMPExchange.run([c], timeout: .seconds(3), preconnected: pre).map { $0 == nil } == [true])
+        #expect(try got.first.map { try QMPRunStatus(reply: $0.get()).running } == true)
+        #expect(same.waitForScript())
+        // A connection is taken only by a conversation whose opening is the one written to it.
+        let other = try FakeQMPPeer { c in
+            guard c.readCommand().name == "qmp_capabilities", c.readCommand().name == "query-status" else { return }
+            c.greet()
+            c.waitForClose()
+        }
+        pre = QMPExchange.Preconnected(paths: [other.socketPath], opening: opening)
+        #expect(pre?.take(other.socketPath, opening: QMPExchange.openingBytes([("query-block", nil)])) == nil)
+        let taken = pre?.take(other.socketPath, opening: QMPExchange.openingBytes(opening))
+        #expect(taken != nil)
+        #expect(pre?.take(other.socketPath, opening: QMPExchange.openingBytes(opening)) == nil)  // once
+        pre = nil
+        if let taken { close(taken) }  // the peer had the opening on it, then the close
+        #expect(other.waitForScript())
+    }
 }

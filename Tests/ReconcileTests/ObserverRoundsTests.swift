@@ -42,7 +42,7 @@ import Testing
         }
         let observer = Observer(store: store, timeout: .milliseconds(700), concurrency: 2)
         // Three of them connected ahead, as plan/diff/apply do before loading manifests.
-        let early = QMPExchange.Preconnected(paths: names.prefix(3).map { store.layout($0).socketPath })
+        let early = observer.preconnect(Array(names.prefix(3)))
         let start = ContinuousClock.now
         let report = await observer.observe(extraNames: names + ["a-quiet", "z-quiet"], preconnected: early)
         let elapsed = ContinuousClock.now - start
