@@ -151,13 +151,17 @@ int csock_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 
 int cproc_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
-static int cproc_spawn_with(const char *path, char *const argv[], char *const envp[], int out_fd, int err_fd,
+static int cproc_spawn_with(const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd, int err_fd,
                             const char *cwd, pid_t *pid_out) {
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&actions);
     posix_spawnattr_init(&attr);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    if (in_fd >= 0) {
+        posix_spawn_file_actions_adddup2(&actions, in_fd, 0);
+    } else {
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    }
     if (out_fd >= 0) {
         posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
     } else {
@@ -186,14 +190,15 @@ int cproc_spawn_detached(const char *path, char *const argv[], char *const envp[
     // threads create files only with explicit modes).
     pthread_mutex_lock(&cproc_umask_lock);
     mode_t old_mask = umask(077);
-    int rc = cproc_spawn_with(path, argv, envp, log_fd, log_fd, "/", pid_out);
+    int rc = cproc_spawn_with(path, argv, envp, -1, log_fd, log_fd, "/", pid_out);
     umask(old_mask);
     pthread_mutex_unlock(&cproc_umask_lock);
     return rc;
 }
 
-int cproc_spawn(const char *path, char *const argv[], char *const envp[], int stderr_fd, pid_t *pid_out) {
-    return cproc_spawn_with(path, argv, envp, -1, stderr_fd, NULL, pid_out);
+int cproc_spawn(const char *path, char *const argv[], char *const envp[], int stdin_fd, int stdout_fd, int stderr_fd,
+                pid_t *pid_out) {
+    return cproc_spawn_with(path, argv, envp, stdin_fd, stdout_fd, stderr_fd, NULL, pid_out);
 }
 
 int cmem_contains(const void *hay, size_t hay_len, const void *needle, size_t needle_len) {

@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import Manifest
 import QMP
@@ -258,22 +265,18 @@ package struct Applier: Sendable {
             let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
             if let e = Posix.makeMissingDirectories(dir) { throw ApplyError("cannot create disk \(disk.name): \(e)") }
             if let e = Posix.createEmptyFile(path, mode: 0o600) { throw ApplyError("cannot create disk \(disk.name): \(e)") }
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: Posix.fileExists(qemuImg) ? qemuImg : "/usr/bin/qemu-img")
-            p.arguments = ["create", "-q", "-f", format.rawValue, path, String(size)]
-            p.environment = ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
-            let errors = Pipe()
-            p.standardError = errors
-            p.standardOutput = FileHandle.nullDevice
-            do { try p.run() } catch {
-                Posix.unlinkFile(path)
-                throw ApplyError("cannot run qemu-img: \(error)")
+            let binary = Posix.fileExists(qemuImg) ? qemuImg : "/usr/bin/qemu-img"
+            let result = await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
+                Posix.run(binary, ["create", "-q", "-f", format.rawValue, path, String(size)],
+                          environment: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
             }
-            p.waitUntilExit()
-            if p.terminationStatus != 0 {
+            if let spawnError = result.spawnError {
                 Posix.unlinkFile(path)
-                let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                throw ApplyError("qemu-img could not create disk \(disk.name) at \(path): \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+                throw ApplyError("cannot run qemu-img: \(spawnError)")
+            }
+            if result.status != 0 {
+                Posix.unlinkFile(path)
+                throw ApplyError("qemu-img could not create disk \(disk.name) at \(path): \(Posix.trimmed(result.stderr))")
             }
             FaultPoint.hit(.afterDiskCreate)
             log.say("created disk \(disk.name): \(path) (\(format.rawValue), \(ByteSize.format(size)))")

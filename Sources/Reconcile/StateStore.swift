@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 package import QemuCtl
 
 /// The state directory: where each managed VM's socket and private files live.
@@ -118,8 +125,7 @@ package struct StateStore: Sendable {
     func removeStaleTemporaries() {
         Posix.removeStaleTemporaries(inDirectory: directory)
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where !entry.hasPrefix(".") {
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: directory + "/" + entry, isDirectory: &isDirectory), isDirectory.boolValue {
+            if Posix.isDirectory(directory + "/" + entry) {
                 Posix.removeStaleTemporaries(inDirectory: directory + "/" + entry)
             }
         }

@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import QemuCtl
 package import Manifest
 
@@ -126,11 +133,9 @@ package struct SecretMarkers: Sendable {
             }
             return v
         case .file(let file):
-            guard let attributes = try? FileManager.default.attributesOfItem(atPath: file) else {
+            guard let (owner, mode) = Posix.ownerAndMode(file) else {
                 throw StateError(message: "\(field): cannot read secret file \(file)")
             }
-            let mode = (attributes[.posixPermissions] as? Int) ?? 0
-            let owner = (attributes[.ownerAccountID] as? NSNumber)?.uint32Value ?? UInt32.max
             if owner != Posix.effectiveUID {
                 throw StateError(message: "\(field): secret file \(file) is not owned by this user; refusing to use it")
             }

@@ -11,4 +11,36 @@ import Testing
         #expect(ours == before || ours == after, "\(ours) vs \(before)…\(after)")
         #expect(ours.count == 20 && ours.hasSuffix("Z"))
     }
+
+    @Test func aWrittenTimestampParsesBackAsFoundationReadsIt() {
+        let text = Posix.utcTimestamp()
+        let parsed = Posix.parseUTCTimestamp(text)
+        #expect(parsed == ISO8601DateFormatter().date(from: text)?.timeIntervalSince1970)
+        #expect(Posix.parseUTCTimestamp("2026-11-26T07:32:17Z") == 1_795_678_337)
+        for bad in ["", "2026-11-26 07:32:17Z", "2026-11-26T07:32:17", "2026-1x-26T07:32:17Z", "2026-11-26T07:32:17Z "] {
+            #expect(Posix.parseUTCTimestamp(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func runFeedsInputAndCollectsBothStreams() {
+        // The child reads its input, echoes it on stdout and writes a line on stderr; more
+        // than a pipe buffer of stderr while stdout is also open must not hang.
+        let r = Posix.run("/bin/sh", ["-c", "cat; head -c 100000 /dev/zero | tr '\\0' e >&2; exit 3"],
+                          environment: ["PATH=/usr/bin:/bin"], input: Array("hello\n".utf8), collectOutput: true,
+                          deadline: 10_000_000_000)
+        #expect(r.spawnError == nil && !r.timedOut)
+        #expect(r.status == 3)
+        #expect(r.stdout == "hello\n")
+        #expect(r.stderr.utf8.count == 100_000 && r.stderr.allSatisfy { $0 == "e" })
+    }
+
+    @Test func runKillsAChildPastItsDeadlineAndReportsASpawnFailure() {
+        let start = ContinuousClock.now
+        let r = Posix.run("/bin/sleep", ["5"], environment: [], deadline: 200_000_000)
+        #expect(r.timedOut && r.status == 128 + 9)
+        #expect(ContinuousClock.now - start < .seconds(3))
+        let missing = Posix.run("/nonexistent/qemu-img", [], environment: [])
+        #expect(missing.spawnError?.contains("cannot execute /nonexistent/qemu-img") == true)
+        #expect(missing.status == -1)
+    }
 }

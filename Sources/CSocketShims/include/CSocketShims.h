@@ -44,9 +44,11 @@ int cproc_pipe(int fds[2]);
 int cmem_contains(const void *hay, size_t hay_len, const void *needle, size_t needle_len);
 
 /// Spawns `path` in a new session with default signal handling and an empty signal
-/// mask, stdin/stdout on /dev/null, stderr on `stderr_fd`, and every other
-/// descriptor closed. Returns 0 and stores the pid, or an errno value.
-int cproc_spawn(const char *path, char *const argv[], char *const envp[], int stderr_fd, pid_t *pid_out);
+/// mask, stdin on `stdin_fd` and stdout on `stdout_fd` (each /dev/null when -1), stderr
+/// on `stderr_fd`, and every other descriptor closed. Returns 0 and stores the pid, or
+/// an errno value.
+int cproc_spawn(const char *path, char *const argv[], char *const envp[], int stdin_fd, int stdout_fd, int stderr_fd,
+                pid_t *pid_out);
 /// Like cproc_spawn, for a long-lived child: stdout and stderr both go to `log_fd`,
 /// the child runs in `/` so it keeps no directory busy, with umask 077 so what it creates
 /// (QEMU's sockets) is private; the process's umask is 077 for the moment of the spawn (for

@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One problem found in a ``VMConfig``, naming the field it is about.
 public struct ConfigProblem: Sendable, Hashable, CustomStringConvertible {
@@ -420,7 +427,7 @@ struct Validator {
         switch n.backend {
         case .user(let u):
             for (k, v) in [("net", u.net), ("host", u.host), ("dns", u.dns), ("dhcpStart", u.dhcpStart)] {
-                if let v { host("\(p).user.\(k)", v.replacingOccurrences(of: "/", with: "")) }
+                if let v { host("\(p).user.\(k)", v.replacing("/", with: "")) }
             }
             for (i, f) in u.hostForwards.enumerated() {
                 let fp = "\(p).user.hostForwards[\(i)]"

@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// Finds the accelerator and CPU model that work with one QEMU binary on this host, and says why.
@@ -121,46 +128,24 @@ public final class AcceleratorProbe: Sendable {
 
     /// Starts QEMU paused with QMP on stdin/stdout, asks it to quit, and reports whether it got that far.
     private func trial(binary: String, arguments: [String]) async throws(QEMUDiscoveryError) -> (ok: Bool, message: String) {
-        // QMP commands come from a file, not a pipe: a QEMU that aborts early must not SIGPIPE this process.
-        let script = NSTemporaryDirectory() + "/qemuctl-probe-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).qmp"
-        _ = FileManager.default.createFile(atPath: script,
-            contents: Data("{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"quit\"}\n".utf8))
-        defer { try? FileManager.default.removeItem(atPath: script) }
-        guard let input = FileHandle(forReadingAtPath: script) else {
-            throw QEMUDiscoveryError(code: .probeFailed, message: "cannot create the probe script \(script)")
-        }
-        defer { try? input.close() }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = arguments
+        let timeout = UInt64(self.timeout.components.seconds) * 1_000_000_000 + UInt64(self.timeout.components.attoseconds / 1_000_000_000)
         // Like the VM itself, the probe gets no inherited environment: a secret passed to this process in a
-        // variable must not be readable in the probe's /proc/PID/environ.
-        p.environment = Dictionary(Instance.minimalEnvironment().map { entry -> (String, String) in
-            let eq = entry.firstIndex(of: "=") ?? entry.endIndex
-            return (String(entry[..<eq]), eq == entry.endIndex ? "" : String(entry[entry.index(after: eq)...]))
-        }, uniquingKeysWith: { a, _ in a })
-        let output = Pipe(), errors = Pipe()
-        p.standardInput = input; p.standardOutput = output; p.standardError = errors
-        let exited = AsyncStream<Void>.makeStream()
-        p.terminationHandler = { _ in exited.continuation.yield(); exited.continuation.finish() }
-        do { try p.run() } catch {
-            throw QEMUDiscoveryError(code: .probeFailed, message: "cannot run \(binary): \(error)")
+        // variable must not be readable in the probe's /proc/PID/environ. The QMP commands are in the pipe
+        // before QEMU starts: one that aborts early cannot make this process's write fail.
+        let r = await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
+            Posix.run(binary, arguments, environment: Instance.minimalEnvironment(),
+                      input: Array("{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"quit\"}\n".utf8),
+                      collectOutput: true, deadline: timeout)
         }
-        let pid = p.processIdentifier
-        let timeout = self.timeout
-        let killer = Task {
-            try await Task.sleep(for: timeout)
-            kill(pid, SIGKILL)
+        if let spawnError = r.spawnError {
+            throw QEMUDiscoveryError(code: .probeFailed, message: "cannot run \(binary): \(spawnError)")
         }
-        for await _ in exited.stream {}
-        killer.cancel()
-        let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let ok = p.terminationReason == .exit && p.terminationStatus == 0 && out.contains("\"return\"")
-        let firstErrorLine = err.split(separator: "\n").first { $0.contains("error") || $0.contains("Assertion") }
-            ?? err.split(separator: "\n").first
-        let message = ok ? "" : (firstErrorLine.map(String.init)
-            ?? "exit \(p.terminationReason == .uncaughtSignal ? "by signal " : "")\(p.terminationStatus)")
-        return (ok, message.trimmingCharacters(in: .whitespaces))
+        let ok = !r.timedOut && r.status == 0 && r.stdout.contains("\"return\"")
+        if ok { return (true, "") }
+        let firstErrorLine = r.stderr.split(separator: "\n").first { $0.contains("error") || $0.contains("Assertion") }
+            ?? r.stderr.split(separator: "\n").first
+        let message = r.timedOut ? "did not answer within \(self.timeout); killed"
+            : firstErrorLine.map(String.init) ?? (r.status > 128 ? "exit by signal \(r.status - 128)" : "exit \(r.status)")
+        return (false, Posix.trimmed(message))
     }
 }

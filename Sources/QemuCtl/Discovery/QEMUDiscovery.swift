@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The error thrown when no usable QEMU, architecture or accelerator can be found.
 public struct QEMUDiscoveryError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -74,15 +81,8 @@ public enum QEMUDiscovery: Sendable {
     public static func findBinary(arch: QEMUArch = .host, configuredPath: String? = nil,
                                   environment: [String: String]? = nil) throws(QEMUDiscoveryError) -> String {
         let env = environment ?? ProcessInfo.processInfo.environment
-        let fm = FileManager.default
-        let list = candidates(arch: arch, configuredPath: configuredPath, pathVariable: env["PATH"]) { p in
-            var dir: ObjCBool = false
-            return fm.fileExists(atPath: p, isDirectory: &dir) && dir.boolValue
-        }
-        for c in list {
-            var dir: ObjCBool = false
-            if fm.fileExists(atPath: c, isDirectory: &dir), !dir.boolValue, fm.isExecutableFile(atPath: c) { return c }
-        }
+        let list = candidates(arch: arch, configuredPath: configuredPath, pathVariable: env["PATH"], isDirectory: Posix.isDirectory)
+        for c in list where Posix.isExecutableFile(c) { return c }
         throw QEMUDiscoveryError(code: .binaryNotFound,
                                  message: "QEMU binary not found: \(arch.binaryName) (searched: \(list.joined(separator: ", ")))")
     }

@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import QMP
 
 /// How ``Instance/start(_:options:)`` launches a VM.
@@ -151,13 +158,10 @@ extension Instance {
             let arguments = commandLine.arguments
             let deadline = UInt64(options.launchTimeout.components.seconds) * 1_000_000_000
                 + UInt64(options.launchTimeout.components.attoseconds / 1_000_000_000)
-            let result = await withCheckedContinuation { continuation in
-                Thread.detachNewThread {
-                    continuation.resume(returning: Posix.runCollectingStderr(
-                        binary, arguments, environment: minimalEnvironment(), deadline: deadline,
-                        // The daemon has written its pid file before it opens back ends: kill it too.
-                        onTimeout: { if let pid = layout.runningPID() { Posix.signal(pid, Posix.sigkill) } }))
-                }
+            let result = await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
+                Posix.run(binary, arguments, environment: minimalEnvironment(), deadline: deadline,
+                          // The daemon has written its pid file before it opens back ends: kill it too.
+                          onTimeout: { if let pid = layout.runningPID() { Posix.signal(pid, Posix.sigkill) } })
             }
             if let spawnError = result.spawnError {
                 throw InstanceError(code: .startFailed, message: "cannot start VM \(config.name): \(spawnError)")

@@ -1,7 +1,12 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import QMP
 import Synchronization
 
 /// The exit of a child process, reaped by a thread of its own as soon as it happens, so
@@ -15,7 +20,8 @@ package final class ChildExit: Sendable {
     /// Starts the reaping thread for `pid`, a child of this process.
     init(reaping pid: Int32) {
         self.pid = pid
-        Thread.detachNewThread { [self] in
+        // Without a thread (the process is at its limit) the status stays unknown.
+        _ = startDetachedThread { [self] in
             var status: Int32 = 0
             var rc: Int32
             repeat { rc = waitpid(pid, &status, 0) } while rc < 0 && errno == EINTR

@@ -155,6 +155,25 @@ package enum Posix {
 
     package static func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
+    /// The owner's uid and the permission bits (`0o777`) of `path`, following symlinks; `nil`
+    /// when it cannot be stat'ed.
+    package static func ownerAndMode(_ path: String) -> (uid: UInt32, mode: Int)? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return (st.st_uid, Int(st.st_mode & 0o777))
+    }
+
+    /// Whether `path` is a directory (symbolic links followed).
+    package static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// Whether `path` is a regular file this process may execute (symbolic links followed).
+    package static func isExecutableFile(_ path: String) -> Bool {
+        isRegularFile(path) && access(path, X_OK) == 0
+    }
+
     /// Whether `path` is a regular file (symbolic links followed).
     package static func isRegularFile(_ path: String) -> Bool {
         var st = stat()
@@ -185,6 +204,27 @@ package enum Posix {
         func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
         return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
             + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+    }
+
+    /// The time ``utcTimestamp()`` wrote (`2026-11-26T07:32:17Z`), in seconds since the epoch.
+    package static func parseUTCTimestamp(_ text: String) -> Double? {
+        let u = Array(text.utf8)
+        guard u.count == 20, u[4] == UInt8(ascii: "-"), u[7] == UInt8(ascii: "-"), u[10] == UInt8(ascii: "T"),
+              u[13] == UInt8(ascii: ":"), u[16] == UInt8(ascii: ":"), u[19] == UInt8(ascii: "Z") else { return nil }
+        func number(_ at: Int, _ digits: Int) -> Int32? {
+            var v: Int32 = 0
+            for c in u[at..<at + digits] {
+                guard c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") else { return nil }
+                v = v * 10 + Int32(c - UInt8(ascii: "0"))
+            }
+            return v
+        }
+        guard let year = number(0, 4), let month = number(5, 2), let day = number(8, 2),
+              let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2) else { return nil }
+        var parts = tm()
+        parts.tm_year = year - 1900; parts.tm_mon = month - 1; parts.tm_mday = day
+        parts.tm_hour = hour; parts.tm_min = minute; parts.tm_sec = second
+        return Double(timegm(&parts))
     }
 
     /// Appends `line` and a newline to `path` (created 0600) in one `write`.
@@ -377,57 +417,98 @@ package enum Posix {
         return body(argv, envp)
     }
 
-    /// Runs `binary` with `arguments` and a minimal environment, stdin and stdout on
-    /// /dev/null and stderr into a pipe; waits for it to exit (QEMU with `-daemonize`
-    /// exits once the daemon is set up) and returns its status and stderr.
-    /// Every descriptor above 2 is closed in the child.
+    /// What ``run(_:_:environment:input:collectOutput:deadline:onTimeout:)`` saw.
+    package struct RunResult: Sendable {
+        /// The exit code, 128 + N when signal N ended the child, -1 when it never ran.
+        package var status: CInt
+        /// Standard output (when collected; at most 1 MiB).
+        package var stdout: String
+        /// Standard error (at most 1 MiB).
+        package var stderr: String
+        /// Why the child could not be started, if it was not.
+        package var spawnError: String?
+        /// Whether the deadline passed and the child was killed.
+        package var timedOut: Bool
+    }
+
+    /// Runs `binary` with `arguments` and `environment` (a minimal one, from the callers), stdin
+    /// fed `input` (else /dev/null), stdout collected when `collectOutput` (else /dev/null) and
+    /// stderr collected; waits for it to exit (QEMU with `-daemonize` exits once the daemon is
+    /// set up). Every descriptor above 2 is closed in the child, which runs in a session of its own.
     ///
-    /// With a `deadline` (nanoseconds): when stderr has not reached its end by then, the
-    /// child is killed (SIGKILL) and `timedOut` is true; `onTimeout` runs first, to kill
+    /// `input` is written to a pipe before the child starts and the pipe closed (it must fit the
+    /// pipe's buffer, 64 KiB): a child that exits early cannot make this process's write fail.
+    ///
+    /// With a `deadline` (nanoseconds from the start): when the output has not reached its end by
+    /// then, the child is killed (SIGKILL) and `timedOut` is true; `onTimeout` runs first, to kill
     /// what the child may have forked.
-    package static func runCollectingStderr(_ binary: String, _ arguments: [String], environment: [String],
-                                            deadline: UInt64? = nil, onTimeout: () -> Void = {})
-        -> (status: CInt, stderr: String, spawnError: String?, timedOut: Bool) {
-        var pipeFDs: [CInt] = [-1, -1]
-        guard cproc_pipe(&pipeFDs) == 0 else { return (-1, "", "pipe: \(errorText(errno))", false) }
-        var pid: pid_t = 0
-        let rc = withCArguments(binary, arguments, environment) { argv, envp in cproc_spawn(binary, argv, envp, pipeFDs[1], &pid) }
-        close(pipeFDs[1])
-        guard rc == 0 else {
-            close(pipeFDs[0])
-            return (-1, "", "cannot execute \(binary): \(errorText(rc))", false)
+    package static func run(_ binary: String, _ arguments: [String], environment: [String], input: [UInt8]? = nil,
+                            collectOutput: Bool = false, deadline: UInt64? = nil, onTimeout: () -> Void = {}) -> RunResult {
+        func failed(_ message: String, closing fds: [CInt]) -> RunResult {
+            fds.filter { $0 >= 0 }.forEach { _ = close($0) }
+            return RunResult(status: -1, stdout: "", stderr: "", spawnError: message, timedOut: false)
         }
-        var stderrBytes: [UInt8] = []
+        var errPipe: [CInt] = [-1, -1], outPipe: [CInt] = [-1, -1], inPipe: [CInt] = [-1, -1]
+        guard cproc_pipe(&errPipe) == 0 else { return failed("pipe: \(errorText(errno))", closing: []) }
+        if collectOutput && cproc_pipe(&outPipe) != 0 { return failed("pipe: \(errorText(errno))", closing: errPipe) }
+        if let input {
+            guard input.count <= 65_536, cproc_pipe(&inPipe) == 0 else {
+                return failed("pipe for the input: \(errorText(errno))", closing: errPipe + outPipe)
+            }
+            let written = input.withUnsafeBytes { write(inPipe[1], $0.baseAddress, $0.count) }
+            close(inPipe[1])
+            inPipe[1] = -1
+            if written != input.count { return failed("writing the input: \(errorText(errno))", closing: errPipe + outPipe + inPipe) }
+        }
+        var pid: pid_t = 0
+        let rc = withCArguments(binary, arguments, environment) { argv, envp in
+            cproc_spawn(binary, argv, envp, inPipe[0], outPipe[1], errPipe[1], &pid)
+        }
+        for fd in [errPipe[1], outPipe[1], inPipe[0]] where fd >= 0 { close(fd) }
+        guard rc == 0 else { return failed("cannot execute \(binary): \(errorText(rc))", closing: [errPipe[0], outPipe[0]]) }
+        // Both pipes are read until their end: a child that fills one while this waits on the other would hang.
+        var open: [(fd: CInt, bytes: [UInt8])] = [(errPipe[0], [])] + (collectOutput ? [(outPipe[0], [])] : [])
+        var collected: [CInt: [UInt8]] = [:]
         var buffer = [UInt8](repeating: 0, count: 4096)
         let start = monotonicNanoseconds()
         var timedOut = false
-        while true {
+        while !open.isEmpty {
+            var waitMillis: CInt = -1
             if let deadline {
                 let elapsed = monotonicNanoseconds() - start
-                let left = elapsed >= deadline ? 0 : deadline - elapsed
-                var pfd = pollfd(fd: pipeFDs[0], events: Int16(POLLIN), revents: 0)
-                let ready = poll(&pfd, 1, CInt(min(left / 1_000_000 + 1, 1_000)))
-                if ready < 0 && errno == EINTR { continue }
-                if ready == 0 {
-                    if left == 0 {
-                        timedOut = true
-                        onTimeout()
-                        kill(pid, SIGKILL)
-                        break
-                    }
-                    continue
+                if elapsed >= deadline {
+                    timedOut = true
+                    onTimeout()
+                    kill(pid, SIGKILL)
+                    break
+                }
+                waitMillis = CInt(min((deadline - elapsed) / 1_000_000 + 1, 1_000))
+            }
+            var fds = open.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+            let ready = poll(&fds, nfds_t(fds.count), waitMillis)
+            if ready < 0 && errno != EINTR { break }
+            guard ready > 0 else { continue }
+            for i in fds.indices.reversed() where fds[i].revents != 0 {
+                let n = buffer.withUnsafeMutableBytes { read(open[i].fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 {
+                    collected[open[i].fd] = open[i].bytes
+                    close(open[i].fd)
+                    open.remove(at: i)
+                } else if open[i].bytes.count < 1 << 20 {
+                    open[i].bytes += buffer[0..<n]
                 }
             }
-            let n = buffer.withUnsafeMutableBytes { read(pipeFDs[0], $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            if stderrBytes.count < 1 << 20 { stderrBytes += buffer[0..<n] }
         }
-        close(pipeFDs[0])
+        for o in open {
+            collected[o.fd] = o.bytes
+            close(o.fd)
+        }
         var status: CInt = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let exitCode: CInt = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return (exitCode, String(decoding: stderrBytes, as: UTF8.self), nil, timedOut)
+        return RunResult(status: exitCode, stdout: String(decoding: collected[outPipe[0]] ?? [], as: UTF8.self),
+                         stderr: String(decoding: collected[errPipe[0]] ?? [], as: UTF8.self), spawnError: nil, timedOut: timedOut)
     }
 
     /// CLOCK_MONOTONIC in nanoseconds.
@@ -438,6 +519,21 @@ package enum Posix {
     }
 
     package static var effectiveUID: UInt32 { geteuid() }
+
+    /// Writes the first `count` bytes of `bytes` to `fd`, retrying short writes; returns an
+    /// error text or `nil`.
+    package static func writeAll(_ fd: Int32, _ bytes: [UInt8], count: Int) -> String? {
+        var offset = 0
+        while offset < count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, count - offset) }
+            if n < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                return errorText(errno)
+            }
+            offset += n
+        }
+        return nil
+    }
 
     /// Writes `text` to standard error, unbuffered.
     package static func writeStandardError(_ text: String) {

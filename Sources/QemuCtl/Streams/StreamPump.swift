@@ -89,7 +89,7 @@ package struct StreamPump: Sendable {
                 let n = buffer.withUnsafeMutableBytes { read(socket, $0.baseAddress, $0.count) }
                 if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
                 if n <= 0 { return .peerClosed }
-                if let e = Self.writeAll(output, buffer, count: n) { return .failed("writing the output: \(e)") }
+                if let e = Posix.writeAll(output, buffer, count: n) { return .failed("writing the output: \(e)") }
             }
             if inputOpen, fds[1].revents != 0 {
                 let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
@@ -101,25 +101,12 @@ package struct StreamPump: Sendable {
                     count = at
                     escaped = true
                 }
-                if count > 0, let e = Self.writeAll(socket, buffer, count: count) { return .failed("writing the socket: \(e)") }
+                if count > 0, let e = Posix.writeAll(socket, buffer, count: count) { return .failed("writing the socket: \(e)") }
                 if escaped { return .escape }
             }
         }
     }
 
-    /// Writes `count` bytes of `bytes`; returns an error text or `nil`.
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8], count: Int) -> String? {
-        var offset = 0
-        while offset < count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, count - offset) }
-            if n < 0 {
-                if errno == EINTR || errno == EAGAIN { continue }
-                return String(cString: strerror(errno))
-            }
-            offset += n
-        }
-        return nil
-    }
 }
 
 /// A plain thread for blocking work (Foundation is not needed for it).

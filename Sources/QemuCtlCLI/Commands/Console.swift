@@ -1,5 +1,12 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import QemuCtl
 import Reconcile
 
@@ -93,17 +100,23 @@ extension QemuCtlCommand {
         }
 
         private func printLog(_ layout: RuntimeLayout) throws {
-            guard let handle = FileHandle(forReadingAtPath: layout.serialLog) else {
-                if FileManager.default.fileExists(atPath: layout.runtimeDirectory) {
+            let fd = open(layout.serialLog, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                if Posix.fileExists(layout.runtimeDirectory) {
                     Terminal.fail("VM \(name) keeps no serial log: set spec.serial.log: true in its manifest (a restart-class change)")
                 } else {
                     Terminal.fail("no VM named \(name) in \(global.store.directory)")
                 }
                 throw ExitCode(1)
             }
-            defer { try? handle.close() }
-            while let chunk = try handle.read(upToCount: 1 << 16), !chunk.isEmpty {
-                FileHandle.standardOutput.write(chunk)
+            defer { close(fd) }
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 { throw ValidationError("reading \(layout.serialLog) failed: \(Posix.errorText(errno))") }
+                if n == 0 { return }
+                if Posix.writeAll(1, buffer, count: n) != nil { return }  // stdout closed (a pager quit): stop quietly
             }
         }
     }

@@ -1,6 +1,13 @@
 import ArgumentParser
 import Dispatch
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import QMP
 import QemuCtl
 import Reconcile
@@ -220,10 +227,9 @@ final class EventFollower: Sendable {
         guard let text = try? String(contentsOfFile: store.journalPath(name), encoding: .utf8) else { return }
         let lines = text.split(separator: "\n")
         let since = lines.lastIndex { $0.contains(" launch uuid=") }.map { lines.index(after: $0) } ?? lines.startIndex
-        let parser = ISO8601DateFormatter()
         for line in lines[since...] {
             guard let space = line.firstIndex(of: " ") else { continue }
-            let stamp = parser.date(from: String(line[..<space]))?.timeIntervalSince1970
+            let stamp = Posix.parseUTCTimestamp(String(line[..<space]))
             if let stamp, let started = record.startedAt, stamp + 1 < started { continue }
             emit(vm: name, event: "JOURNAL", data: ["message": .string(String(line[line.index(after: space)...]))],
                  time: stamp, source: "journal")
@@ -243,9 +249,9 @@ final class EventFollower: Sendable {
             line = object.description
         } else {
             let width = state.withLock { $0.nameWidth }
-            let padded = vm.padding(toLength: max(width, vm.count), withPad: " ", startingAt: 0)
+            let padded = Terminal.padded(vm, width)
             let dataText = data.isNull || data == .object([:]) ? "" : data.description
-            let eventText = dataText.isEmpty ? event : event.padding(toLength: max(14, event.count), withPad: " ", startingAt: 0)
+            let eventText = dataText.isEmpty ? event : Terminal.padded(event, 14)
             line = "\(Terminal.paint(stamp, .dim))  \(padded)  \(Terminal.paint(eventText, Self.colour(event)))"
                 + (dataText.isEmpty ? "" : "  " + dataText)
         }

@@ -1,5 +1,12 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension QemuCtlCommand {
     /// `qemuctl __man`: the manual page (roff), rendered from the command configuration.
@@ -77,7 +84,10 @@ extension QemuCtlCommand {
             for u in s.unicodeScalars {
                 if u == "\\" { t += "\\e" }
                 else if u.isASCII { t.unicodeScalars.append(u) }
-                else { t += "\\[u" + String(String(u.value, radix: 16, uppercase: true).reversed()).padding(toLength: 4, withPad: "0", startingAt: 0).reversed() + "]" }
+                else {
+                    let hex = String(u.value, radix: 16, uppercase: true)
+                    t += "\\[u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex + "]"
+                }
             }
             if t.hasPrefix(".") || t.hasPrefix("'") { t = "\\&" + t }
             return t

@@ -1,5 +1,12 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import Manifest
 import Reconcile
 
@@ -59,7 +66,7 @@ extension QemuCtlCommand {
                 do {
                     try encoder.encode(plan).write(to: URL(fileURLWithPath: out), options: .atomic)
                 } catch {
-                    Terminal.fail("cannot write \(out): \(error.localizedDescription)", hint: "check that the directory exists and is writable")
+                    Terminal.fail("cannot write \(out): \(error)", hint: "check that the directory exists and is writable")
                     throw ExitCode(Plan.planErrorExitCode)
                 }
             }

@@ -1,5 +1,12 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import QMP
 import Reconcile
 
@@ -126,7 +133,7 @@ extension QemuCtlCommand {
                 error.report()
                 throw ExitCode(error.status)
             }
-            let clean = text.replacingOccurrences(of: "\r\n", with: "\n")
+            let clean = text.replacing("\r\n", with: "\n")
             switch output {
             case .json: print(JSONText.pretty(["output": .string(clean)]))
             case .text: print(clean, terminator: clean.isEmpty || clean.hasSuffix("\n") ? "" : "\n")

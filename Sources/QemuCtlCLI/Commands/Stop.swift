@@ -1,5 +1,12 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import QMP
 import QemuCtl
 import Reconcile
@@ -138,7 +145,7 @@ extension QemuCtlCommand {
         /// "53 ms", "1.2 s".
         static func text(_ d: Duration) -> String {
             let ms = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
-            return ms < 1000 ? "\(Int(ms.rounded())) ms" : String(format: "%.1f s", ms / 1000)
+            return ms < 1000 ? "\(Int(ms.rounded())) ms" : "\(Terminal.oneDecimal(ms / 1000)) s"
         }
     }
 }

@@ -1,5 +1,12 @@
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import QemuCtl
 import Reconcile
 
@@ -96,7 +103,7 @@ struct HandoffOptions: ParsableArguments {
             do {
                 try await DisplayHandoff.hand(client, to: display, vm: name, socketPath: layout.socketPath, timeout: global.deadline)
                 let ms = Double((clock.now - start).components.attoseconds) / 1e15 + Double((clock.now - start).components.seconds) * 1000
-                Terminal.error("client handed to \(name) (\(String(format: "%.1f", ms)) ms)")
+                Terminal.error("client handed to \(name) (\(Terminal.oneDecimal(ms)) ms)")
             } catch {
                 Terminal.error("qemuctl: error: \(error.message)")
             }
@@ -107,13 +114,6 @@ struct HandoffOptions: ParsableArguments {
 
     /// Runs blocking work on a thread of its own.
     private static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws(InstanceError) -> T) async throws(InstanceError) -> T {
-        let result: Result<T, InstanceError> = await withCheckedContinuation { continuation in
-            Thread.detachNewThread {
-                do throws(InstanceError) { continuation.resume(returning: .success(try body())) } catch {
-                    continuation.resume(returning: .failure(error))
-                }
-            }
-        }
-        return try result.get()
+        try await withTaskExecutorPreference(BlockingWorkExecutor.shared) { () async throws(InstanceError) -> T in try body() }
     }
 }

@@ -1,7 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Synchronization
 
 /// The live view `apply` draws on a terminal while it works: one line per VM being changed,
@@ -91,7 +95,7 @@ final class ProgressView: Sendable {
             var lines: [String] = []
             for r in shown {
                 let mark = r.outcome.map { $0 == "failed" ? "✗" : "✓" } ?? Self.spinner[s.frame % Self.spinner.count]
-                let name = r.name.count > nameWidth ? String(r.name.prefix(nameWidth)) : r.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0)
+                let name = r.name.count > nameWidth ? String(r.name.prefix(nameWidth)) : Terminal.padded(r.name, nameWidth)
                 lines.append("\(mark) \(name)  \(r.outcome ?? r.message)")
             }
             lines.append("\(done)/\(s.rows.count) VMs done")

@@ -1,7 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Where output goes and how it looks: colour only on a terminal, and never with `NO_COLOR`.
 enum Terminal {
@@ -75,12 +79,23 @@ enum Terminal {
         return p.revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0
     }
 
+    /// `text` followed by spaces up to `width` characters (never cut).
+    static func padded(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
+    }
+
+    /// `value` with one decimal, as `%.1f` prints it.
+    static func oneDecimal(_ value: Double) -> String {
+        let tenths = Int((abs(value) * 10).rounded())
+        return (value < 0 && tenths > 0 ? "-" : "") + "\(tenths / 10).\(tenths % 10)"
+    }
+
     /// Aligned columns, two spaces apart.
     static func table(_ header: [String], _ rows: [[String]]) -> String {
         let all = [header] + rows
         let widths = header.indices.map { i in all.map { $0[i].count }.max() ?? 0 }
         return all.map { row in
-            row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+            row.enumerated().map { i, cell in i == row.count - 1 ? cell : padded(cell, widths[i]) }
                 .joined(separator: "  ")
         }.joined(separator: "\n") + "\n"
     }

@@ -1,4 +1,11 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import Manifest
 import QMP
 import QemuCtl
@@ -440,7 +447,7 @@ private struct Reader {
             }
             if qdev.hasPrefix("/machine/unattached/") && !noDefaults { continue }  // QEMU's defaults: warned above
             let id: String? = {
-                if let r = qdev.range(of: "/machine/peripheral/") {
+                if let r = qdev.firstRange(of: "/machine/peripheral/") {
                     return qdev[r.upperBound...].split(separator: "/").first.map(String.init)
                 }
                 return qdev.contains("/") ? nil : qdev
