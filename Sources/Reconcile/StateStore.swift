@@ -84,8 +84,8 @@ package struct StateStore: Sendable {
     ///   decoded (empty, truncated, garbage); ``Observer`` says what follows from it.
     package func loadRecord<Record: Decodable>(_ type: Record.Type, name: String) throws(StateError) -> Record? {
         let path = recordPath(name)
-        guard Posix.fileExists(path) else { return nil }
         guard let bytes = Posix.readFile(path, limit: 16 << 20) else {
+            if !Posix.fileExists(path) { return nil }
             throw StateError(message: "cannot read \(path)")
         }
         do {

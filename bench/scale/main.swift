@@ -1,9 +1,11 @@
 // bench/scale: N VMs at once. (1) `qemuctl apply` of N manifests vs N raw QEMUs
 // launched in parallel, each to running; (2) `qemuctl diff` of the N running VMs vs
-// a raw client that connects to all N sockets at once and queries each (C, poll(2)); and
-// qemuctl's peak RSS. Usage: scale [--vms N] [--parallel P] [--rounds R]
-// (2) runs both sides against the same N VMs (the ones qemuctl launched), alternating
-// which goes first, R rounds; the figures are medians. Each side thus meets the same
+// a raw client that connects to all N sockets at once and queries each (C, poll(2)), run
+// two ways: as a program of its own (bench/raw-query, compiled here with the C compiler;
+// it pays exec, loading and exit as the qemuctl command does) and as a call inside this
+// process (no process at all); and qemuctl's peak RSS. Usage: scale [--vms N] [--parallel P] [--rounds R]
+// (2) runs the three against the same N VMs (the ones qemuctl launched), rotating which
+// goes first, R rounds; the figures are medians. Each side thus meets the same
 // QEMUs in the same state: QEMUs qemuctl launches run in sessions of their own, which
 // the kernel's autogroup scheduling treats differently from children of this process.
 // --parallel defaults to N: qemuctl launches as many at once as the raw side does.
@@ -38,6 +40,16 @@ for i in 0..<count {
     try RawQEMU.manifest("vm\(i)", accel: accel).write(toFile: "\(base)/vms/vm\(i).yaml", atomically: true, encoding: .utf8)
 }
 let env = ["QEMUCTL_STATE_DIR": base + "/state"]
+
+// The raw client as a program: plain C, libc only.
+let benchDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().path
+let rawQuery = base + "/raw-query"
+guard let cc = ["/usr/bin/cc", "/usr/bin/gcc", "/opt/swift/usr/bin/clang"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }),
+      RawQEMU.measure(cc, ["-O2", "-I", benchDir + "/CBenchRaw/include", "-o", rawQuery, benchDir + "/raw-query/main.c", benchDir + "/CBenchRaw/raw.c"]).status == 0 else {
+    print("scale: cannot compile \(benchDir)/raw-query/main.c with the C compiler")
+    try? FileManager.default.removeItem(atPath: base)
+    exit(1)
+}
 
 /// Runs qemuctl and returns (status, wall ms, peak RSS KiB).
 func qemuctlRun(_ args: [String]) -> (Int32, Double, Int) {
@@ -80,13 +92,19 @@ func rawQueryAll(base: String, count: Int) -> Double {
     return ms
 }
 
-// (2) the raw client and `qemuctl diff` of the N running VMs, alternating.
-var rawQueries: [Double] = [], diffs: [Double] = []
+// (2) the raw client (in this process, and as a program) and `qemuctl diff` of the N running VMs, rotating.
+var rawQueries: [Double] = [], rawPrograms: [Double] = [], diffs: [Double] = []
 var diffRSS = 0
+let sockets = (0..<count).map { "\(base)/state/vm\($0).sock" }
 for round in 0..<rounds {
-    for side in (round % 2 == 0 ? [0, 1] : [1, 0]) {
+    let order = [0, 1, 2]
+    for side in order[(round % 3)...] + order[..<(round % 3)] {
         if side == 0 {
             rawQueries.append(rawQueryAll(base: base, count: count))
+        } else if side == 1 {
+            let r = RawQEMU.measure(rawQuery, sockets)
+            precondition(r.status == 0, "raw-query failed: \(r.status)")
+            rawPrograms.append(r.ms)
         } else {
             let (status, ms, rss) = qemuctlRun(["diff", "-f", base + "/vms"])
             precondition(status == 0, "qemuctl diff reported differences or failed: \(status)")
@@ -95,12 +113,13 @@ for round in 0..<rounds {
         }
     }
 }
-let rawQueryMs = RawQEMU.median(rawQueries), diffMs = RawQEMU.median(diffs)
+let rawQueryMs = RawQEMU.median(rawQueries), rawProgramMs = RawQEMU.median(rawPrograms), diffMs = RawQEMU.median(diffs)
 _ = qemuctlRun(["delete", "--force"] + (0..<count).map { "vm\($0)" })
 
 print(String(format: "launch %d VMs: raw parallel %.0f ms, qemuctl apply %.0f ms (ratio %.2f), apply peak RSS %.1f MB",
              count, rawLaunch, applyMs, applyMs / rawLaunch, Double(applyRSS) / 1024))
-print(String(format: "observe %d running VMs (medians of %d alternating rounds): raw concurrent query-status %.0f ms, qemuctl diff %.0f ms (ratio %.2f), diff peak RSS %.1f MB",
-             count, rounds, rawQueryMs, diffMs, diffMs / rawQueryMs, Double(diffRSS) / 1024))
-print("  rounds (raw / diff, ms): " + zip(rawQueries, diffs).map { String(format: "%.0f/%.0f", $0, $1) }.joined(separator: " "))
+print(String(format: "observe %d running VMs (medians of %d rotating rounds): qemuctl diff %.0f ms; raw client as a program %.0f ms (ratio %.2f), inside this process %.0f ms (ratio %.2f); diff peak RSS %.1f MB",
+             count, rounds, diffMs, rawProgramMs, diffMs / rawProgramMs, rawQueryMs, diffMs / rawQueryMs, Double(diffRSS) / 1024))
+print("  rounds (raw program / raw in-process / diff, ms): "
+      + (0..<rounds).map { String(format: "%.0f/%.0f/%.0f", rawPrograms[$0], rawQueries[$0], diffs[$0]) }.joined(separator: " "))
 print(String(format: "ratio: %.2f", applyMs / rawLaunch))
