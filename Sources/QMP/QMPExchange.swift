@@ -52,6 +52,7 @@ package enum QMPExchange {
     /// run takes are closed with this object.
     package final class Preconnected: @unchecked Sendable {
         private let lock = Mutex<[String: CInt]>([:])
+        private let claimed = Mutex(false)
         /// `qmp_capabilities` and the opening, as written to each connection.
         let openingBytes: [UInt8]
 
@@ -71,6 +72,14 @@ package enum QMPExchange {
                 }
             }
             lock.withLock { $0 = fds }
+        }
+
+        /// Whether this is the first claim: for a holder handing the connections to one user.
+        package func claim() -> Bool {
+            claimed.withLock { c in
+                defer { c = true }
+                return !c
+            }
         }
 
         /// Takes the connection to `path`, if one was opened with `opening` written.

@@ -79,6 +79,8 @@ package struct Observer: Sendable {
 
     /// Connections opened ahead of an observation, and the VMs they were opened for.
     package struct Preconnection: Sendable {
+        /// The state directory of the VMs.
+        package var directory: String
         /// The VMs connected to (or tried).
         package var names: [String]
         /// The connections, each with the opening queries written.
@@ -91,8 +93,19 @@ package struct Observer: Sendable {
     /// and the queries change nothing in a VM.
     package func preconnect(_ names: [String]? = nil) -> Preconnection {
         let names = names ?? store.recordedNames()
-        return Preconnection(names: names, connections: QMPExchange.Preconnected(
+        return Preconnection(directory: store.directory, names: names, connections: QMPExchange.Preconnected(
             paths: names.map { store.layout($0).socketPath }, opening: Observer.opening))
+    }
+
+    /// Connections opened when the process started, before its command line was parsed (`diff`
+    /// and `plan`: see `QemuCtlCommand`), so that the QEMUs answer meanwhile. A ``Session`` takes
+    /// them, once, when they were opened in its state directory.
+    @TaskLocal package static var early: Preconnection? = nil
+
+    /// ``early``, when it was opened in this observer's state directory and not taken before.
+    func takeEarly() -> Preconnection? {
+        guard let early = Observer.early, early.directory == store.directory, early.connections.claim() else { return nil }
+        return early
     }
 
     /// Observes `vms` on the calling thread, talking to every QEMU's monitor at once

@@ -48,7 +48,7 @@ package struct Session: Sendable {
     package func plan(paths: [String], prune: Bool, restart: PlanOptions.RestartPolicy,
                       fingerprint: Bool = true) async throws(Failure) -> Result {
         // The QEMUs greet while the manifests load.
-        let preconnected = observer.preconnect()
+        let preconnected = observer.takeEarly() ?? observer.preconnect()
         let set = ManifestLoader(hostFiles: .ignore).load(paths: paths)
         if set.hasErrors { throw .manifests(set) }
         var problems: [String] = []

@@ -63,4 +63,23 @@ import Testing
         for m in monitors { #expect(m.waitForScript()) }
         _ = silent
     }
+
+    @Test func connectionsOpenedAtStartAreTakenOnceAndOnlyInTheirStateDirectory() async throws {
+        let dir = try TempDir("early")
+        defer { dir.remove() }
+        let store = StateStore(directory: dir.path)
+        // A monitor that expects one connection only: the one opened early, with the opening on it.
+        let monitor = try Self.monitor(at: store.layout("vm1").socketPath, vcpus: 2)
+        let observer = Observer(store: store, timeout: .seconds(5))
+        let early = observer.preconnect(["vm1"])
+        await Observer.$early.withValue(early) {
+            #expect(Observer(store: StateStore(directory: dir.path + "/other")).takeEarly() == nil)
+            let taken = observer.takeEarly()
+            #expect(taken?.directory == dir.path && taken?.names == ["vm1"])
+            #expect(observer.takeEarly() == nil)  // once
+            let report = await observer.observe(extraNames: ["vm1"], preconnected: taken)
+            #expect(report.vms.first?.live?.cpuCount == 2)
+        }
+        #expect(monitor.waitForScript())
+    }
 }
