@@ -33,8 +33,9 @@ package struct StateStore: Sendable {
 
     /// `$QEMUCTL_STATE_DIR`, else the library's default socket directory
     /// (`/var/run/qemu` as root, the user cache directory otherwise).
-    package static func defaultDirectory(environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
-        if let d = environment["QEMUCTL_STATE_DIR"], !d.isEmpty { return d }
+    package static func defaultDirectory(environment: [String: String]? = nil) -> String {
+        // One variable: getenv, not a dictionary of the whole environment.
+        if let d = environment.map({ $0["QEMUCTL_STATE_DIR"] }) ?? Posix.environmentValue("QEMUCTL_STATE_DIR"), !d.isEmpty { return d }
         return RuntimeLayout.defaultSocketDirectory
     }
 

@@ -128,7 +128,7 @@ package struct SecretMarkers: Sendable {
     package static func read(_ reference: SecretReference, path field: String) throws(StateError) -> String {
         switch reference {
         case .env(let name):
-            guard let v = ProcessInfo.processInfo.environment[name] else {
+            guard let v = Posix.environmentValue(name) else {
                 throw StateError(message: "\(field): environment variable \(name) is not set")
             }
             return v

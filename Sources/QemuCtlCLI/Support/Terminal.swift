@@ -6,6 +6,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import QemuCtl
 
 /// Where output goes and how it looks: colour only on a terminal, and never with `NO_COLOR`.
 enum Terminal {
@@ -13,7 +14,7 @@ enum Terminal {
     static var isTTY: Bool { isatty(1) == 1 }
 
     /// Whether to colour standard output.
-    static var color: Bool { isTTY && ProcessInfo.processInfo.environment["NO_COLOR"] == nil }
+    static var color: Bool { isTTY && Posix.environmentValue("NO_COLOR") == nil }
 
     /// Writes one line to standard error.
     static func error(_ line: String) {
