@@ -20,7 +20,7 @@ import Foundation
 
 var count = 50
 var parallel: Int? = nil
-var rounds = 5
+var rounds = 9
 var it = CommandLine.arguments.dropFirst().makeIterator()
 while let a = it.next() {
     switch a {
