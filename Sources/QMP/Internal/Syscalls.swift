@@ -13,7 +13,7 @@ func monotonicNanos() -> UInt64 {
 }
 
 /// Nanoseconds in a `Duration`, saturating, never negative.
-func nanoseconds(_ d: Duration) -> UInt64 {
+package func nanoseconds(_ d: Duration) -> UInt64 {
     let (s, atto) = d.components
     if s < 0 { return 0 }
     let (ns, o) = UInt64(s).multipliedReportingOverflow(by: 1_000_000_000)

@@ -6,6 +6,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import QMP
 import Synchronization
 
 /// Finds the accelerator and CPU model that work with one QEMU binary on this host, and says why.
@@ -128,7 +129,7 @@ public final class AcceleratorProbe: Sendable {
 
     /// Starts QEMU paused with QMP on stdin/stdout, asks it to quit, and reports whether it got that far.
     private func trial(binary: String, arguments: [String]) async throws(QEMUDiscoveryError) -> (ok: Bool, message: String) {
-        let timeout = UInt64(self.timeout.components.seconds) * 1_000_000_000 + UInt64(self.timeout.components.attoseconds / 1_000_000_000)
+        let timeout = nanoseconds(self.timeout)
         // Like the VM itself, the probe gets no inherited environment: a secret passed to this process in a
         // variable must not be readable in the probe's /proc/PID/environ. The QMP commands are in the pipe
         // before QEMU starts: one that aborts early cannot make this process's write fail.

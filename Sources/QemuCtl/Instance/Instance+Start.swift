@@ -156,8 +156,7 @@ extension Instance {
             // process (whose other code may not expect children to come and go), and its parent
             // exits once the VM is set up; waited for on a thread of its own so many starts overlap.
             let arguments = commandLine.arguments
-            let deadline = UInt64(options.launchTimeout.components.seconds) * 1_000_000_000
-                + UInt64(options.launchTimeout.components.attoseconds / 1_000_000_000)
+            let deadline = nanoseconds(options.launchTimeout)
             let result = await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
                 Posix.run(binary, arguments, environment: minimalEnvironment(), deadline: deadline,
                           // The daemon has written its pid file before it opens back ends: kill it too.
