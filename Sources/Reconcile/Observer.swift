@@ -133,6 +133,8 @@ package struct Observer: Sendable {
         let socketExists: Bool
         /// Whether ``prepare()`` ran.
         var prepared = false
+        /// Whether ``locate()`` ran.
+        var located = false
         var stored: StoredRecord? = nil
         var unreadable: String? = nil
         var running: (pid: Int32, commandLine: [UInt8])? = nil
@@ -159,8 +161,8 @@ package struct Observer: Sendable {
             socketExists = Posix.fileExists(layout.socketPath)
         }
 
-        /// Reads the record and finds the VM's QEMU in `/proc` (once); decides the outcome when
-        /// there is no socket to talk to.
+        /// Reads the record (once); when there is no socket to talk to, also finds the VM's QEMU
+        /// and decides the outcome.
         func prepare() {
             guard !prepared else { return }
             prepared = true
@@ -169,13 +171,9 @@ package struct Observer: Sendable {
             } catch {
                 unreadable = error.message
             }
-            let adopted = stored?.adopted
-            running = adopted == nil ? layout.runningQEMU() : nil
-            pid = adopted.map { a in a.matches(pid: a.pid) ? a.pid : nil } ?? running?.pid
-            // A QEMU launched moments ago (by a qemuctl that may have died since) binds its socket
-            // early in its start and listens a moment later: connecting is retried within the deadline.
-            starting = pid != nil && Observer.isStarting(layout)
-            if !starting && !socketExists {
+            guard !socketExists else { return }
+            locate()
+            if !starting {
                 if let pid {
                     result = vm(.unresponsive, "QEMU (pid \(pid)) runs but its QMP socket \(layout.socketPath) is gone")
                 } else {
@@ -184,8 +182,24 @@ package struct Observer: Sendable {
             }
         }
 
+        /// Finds the VM's QEMU in `/proc` by its pid file (once), and whether it was launched moments
+        /// ago. Needed only when its monitor does not answer, or to name its pid: a monitor that
+        /// answers is checked by its peer's pid and command line.
+        func locate() {
+            guard !located else { return }
+            located = true
+            prepare()
+            let adopted = stored?.adopted
+            running = adopted == nil ? layout.runningQEMU() : nil
+            pid = adopted.map { a in a.matches(pid: a.pid) ? a.pid : nil } ?? running?.pid
+            // A QEMU launched moments ago (by a qemuctl that may have died since) binds its socket
+            // early in its start and listens a moment later: connecting is retried within the deadline.
+            starting = pid != nil && Observer.isStarting(layout)
+        }
+
         func warning(_ liveness: ObservedVM.Liveness) -> String? {
             guard let unreadable else { return nil }
+            locate()
             return liveness == .gone
                 ? "\(name): \(unreadable); its QEMU is not running: apply launches it again and replaces the file"
                 : "\(name): \(unreadable); its QEMU\(pid.map { " (pid \($0))" } ?? "") is left running and untouched"
@@ -233,7 +247,7 @@ package struct Observer: Sendable {
             }
             c.opening = Observer.opening
             c.retryRefused = { [self] in
-                prepare()
+                locate()
                 return starting && pid.map(Posix.processExists) == true
             }
             c.next = { [self] replies in
@@ -270,6 +284,7 @@ package struct Observer: Sendable {
             prepare()
             guard result == nil else { return }  // decided during the conversation (not the QEMU recorded)
             if let error, !greeted {
+                locate()
                 if error.code == .timedOut || pid != nil {
                     result = vm(.unresponsive, "unresponsive: QMP did not answer within \(observer.timeout): \(error.message)")
                 } else {

@@ -64,7 +64,8 @@ public struct RuntimeLayout: Sendable, Hashable {
     /// ``runningPID()`` and the command line it was recognised by (`/proc/PID/cmdline`'s bytes),
     /// for callers that check more of it.
     package func runningQEMU() -> (pid: Int32, commandLine: [UInt8])? {
-        let spellings = [socketPath, socketPath.replacing(",", with: ",,")]
+        // QEMU's option syntax doubles a comma in a path: both spellings match (no comma, one spelling).
+        let spellings = socketPath.utf8.contains(UInt8(ascii: ",")) ? [socketPath, socketPath.replacing(",", with: ",,")] : [socketPath]
         if let pid = Instance.readPIDFile(pidFile) {
             guard let argv = Posix.commandLineBytes(of: pid), Posix.mentionsAnyOf(spellings, commandLine: argv) else { return nil }
             return (pid, argv)
