@@ -74,6 +74,9 @@ package enum QMPExchange {
             lock.withLock { $0 = fds }
         }
 
+        /// How many connections are held (opened and not taken).
+        package var count: Int { lock.withLock { $0.count } }
+
         /// Whether this is the first claim: for a holder handing the connections to one user.
         package func claim() -> Bool {
             claimed.withLock { c in

@@ -87,14 +87,16 @@ package struct Observer: Sendable {
         var connections: QMPExchange.Preconnected
     }
 
-    /// Connects to the monitor of each of `names` (by default every VM with a record) now and
+    /// Connects to the monitor of each of `names` (by default every VM with a record; at most
+    /// ``concurrency`` of them, the first by name, as the observation starts them: a large state
+    /// directory must not use up the process's descriptors before the manifests are read) now and
     /// sends the opening queries, so that the QEMUs greet and answer while the caller loads
     /// manifests; pass the result to ``observe(extraNames:desired:preconnected:)``. Connecting
     /// and the queries change nothing in a VM.
     package func preconnect(_ names: [String]? = nil) -> Preconnection {
         let names = names ?? store.recordedNames()
         return Preconnection(directory: store.directory, names: names, connections: QMPExchange.Preconnected(
-            paths: names.map { store.layout($0).socketPath }, opening: Observer.opening))
+            paths: names.sorted().prefix(concurrency).map { store.layout($0).socketPath }, opening: Observer.opening))
     }
 
     /// Connections opened when the process started, before its command line was parsed (`diff`

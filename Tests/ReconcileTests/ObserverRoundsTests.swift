@@ -41,8 +41,10 @@ import Testing
             }
         }
         let observer = Observer(store: store, timeout: .milliseconds(700), concurrency: 2)
-        // Three of them connected ahead, as plan/diff/apply do before loading manifests.
+        // Connected ahead, as plan/diff/apply do before loading manifests: no more than the
+        // observation holds at once (the first two by name).
         let early = observer.preconnect(Array(names.prefix(3)))
+        #expect(early.names == Array(names.prefix(3)) && early.connections.count == 2)
         let start = ContinuousClock.now
         let report = await observer.observe(extraNames: names + ["a-quiet", "z-quiet"], preconnected: early)
         let elapsed = ContinuousClock.now - start
