@@ -1,6 +1,7 @@
 import Foundation
 import QMP
 import QemuCtlTestSupport
+import Synchronization
 import Testing
 
 /// The JSON lines of a background `qemuctl events --json`.
@@ -177,5 +178,43 @@ func jsonLines(_ p: QemuctlBinary.Background) -> [JSONValue] {
         #expect(try await w.qemuctl("start", "adp").out == "adp: already running (pid \(qemu.processIdentifier))\n")
         let stop = try await w.qemuctl("stop", "--force", "adp")
         #expect(stop.out.hasPrefix("adp: stopped by SIGKILL after "), "\(stop.out)\(stop.err)")
+    }
+
+    @Test func aFollowerMonitorNotCreatedYetIsWaitedForAndTheMainOneLeftAlone() async throws {
+        let w = try Workspace("ev-early")
+        defer { w.cleanUp() }
+        let dir = w.state + "/vm"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let mainPath = w.state + "/vm.sock", followerPath = dir + "/events.sock"
+        // A stand-in for a QEMU a moment into its start: its command line names both monitors (as
+        // qemuctl launches it), its pid file is written, and only the main monitor listens yet.
+        let qemu = Process()
+        qemu.executableURL = URL(fileURLWithPath: "/bin/sh")
+        qemu.arguments = ["-c", "sleep 30", mainPath, followerPath]
+        try qemu.run()
+        defer { qemu.terminate() }
+        try "\(qemu.processIdentifier)\n".write(toFile: dir + "/qemu.pid", atomically: true, encoding: .utf8)
+        let mainTaken = Mutex(false)
+        let main = try FakeQMPPeer(at: mainPath) { c in
+            mainTaken.withLock { $0 = true }
+            c.greet()
+            c.waitForClose()
+        }
+        let events = try QemuctlBinary.Background(["events", "vm"], environment: w.env)
+        defer { events.kill() }
+        try await Task.sleep(for: .milliseconds(800))
+        #expect(!mainTaken.withLock { $0 }, "events took the main monitor: \(events.out)\(events.err)")
+        // The follower monitor appears: it is followed.
+        let follower = try FakeQMPPeer(at: followerPath) { c in
+            c.greet()
+            while let command = c.readCommandIfAny() {
+                let reply = command.name == "query-status" ? #"{"status": "running", "running": true}"# : "{}"
+                c.send(#"{"return": \#(reply), "id": \#(command.id)}"# + "\r\n")
+            }
+        }
+        let line = await events.waitForLine(timeout: .seconds(10)) { $0.contains("vm") && $0.contains("\"monitor\":\"events.sock\"") }
+        #expect(line != nil, "\(events.out)\(events.err)")
+        #expect(!mainTaken.withLock { $0 })
+        _ = (main, follower)
     }
 }

@@ -158,10 +158,16 @@ final class EventFollower: Sendable {
     /// Follows one VM until its connection ends.
     private func follow(_ name: String, layout: RuntimeLayout, pid: Int32?, initial: Bool) async {
         defer { state.withLock { s in s.tasks[name] = nil; s.clients[name] = nil } }
-        let hasFollower = pid.map { p in
-            Posix.fileExists(layout.followerSocketPath)
-                && Posix.commandLine(of: p)?.contains(where: { $0.contains(layout.followerSocketPath) }) == true
-        } ?? false
+        // Whether the QEMU was launched with a follower monitor is in its command line, not in whether
+        // the socket exists yet: a QEMU seconds old may not have created it, and following it on its
+        // main monitor instead would hold that monitor for as long as events runs.
+        let commandLine = pid.flatMap { Posix.commandLine(of: $0) }
+        if pid != nil && commandLine == nil {
+            // Exited, or not readable yet: the next scan looks again.
+            state.withLock { s in s.followed[name] = nil }
+            return
+        }
+        let hasFollower = commandLine?.contains(where: { $0.contains(layout.followerSocketPath) }) == true
         let socket = hasFollower ? layout.followerSocketPath : layout.socketPath
         if !hasFollower, state.withLock({ $0.warned.insert("fallback:\(name)").inserted }) {
             Terminal.warn("VM \(name) has no follower monitor (launched before qemuctl had them, or not by qemuctl); "
