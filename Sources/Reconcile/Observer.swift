@@ -188,9 +188,9 @@ package struct Observer: Sendable {
         /// ago. Needed only when its monitor does not answer, or to name its pid: a monitor that
         /// answers is checked by its peer's pid and command line.
         func locate() {
+            prepare()  // the record first (without a socket, prepare calls this itself)
             guard !located else { return }
             located = true
-            prepare()
             let adopted = stored?.adopted
             running = adopted == nil ? layout.runningQEMU() : nil
             pid = adopted.map { a in a.matches(pid: a.pid) ? a.pid : nil } ?? running?.pid
