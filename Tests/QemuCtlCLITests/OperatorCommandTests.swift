@@ -123,6 +123,9 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
         let took = elapsed(since: t0)
         #expect(stop.status == 0, "\(stop.err)")
         #expect(stop.out.hasPrefix("s: stopped by quit after "), "\(stop.out)")
+        // Over a second: seconds with one decimal ("1.0 s"), the time the ladder took.
+        let shown = stop.out.firstMatch(of: /after (\d+)\.(\d) s/).map { Double("\($0.1).\($0.2)")! }
+        #expect(shown.map { $0 >= 1 && $0 <= took + 0.1 } == true, "\(stop.out)")
         #expect(took >= 1 && took < 10, "stop took \(took) s")
         #expect(await processExits(first))
         #expect(try await w.qemuctl("stop", "s").out == "s: not running\n")
