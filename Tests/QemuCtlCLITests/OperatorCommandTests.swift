@@ -279,6 +279,9 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
             #expect(man.out.contains("\n.SS \(command)\n"), "no section for \(command)")
         }
         #expect(!man.out.contains(".SS __man"))
+        // Text beyond ASCII is written as roff's \[uXXXX] (the help's "…"), none of it raw.
+        #expect(man.out.contains("\\[u2026]"))
+        #expect(man.out.unicodeScalars.allSatisfy { $0.isASCII })
         try man.out.write(toFile: dir.file("qemuctl.1"), atomically: true, encoding: .utf8)
         let groff = try await QemuctlBinary.run(["-man", "-Tutf8", "-ww", "-z", dir.file("qemuctl.1")], executable: "/usr/bin/groff")
         #expect(groff.status == 0)
