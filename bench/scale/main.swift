@@ -122,4 +122,9 @@ print(String(format: "observe %d running VMs (medians of %d rotating rounds): qe
              count, rounds, diffMs, rawProgramMs, diffMs / rawProgramMs, rawQueryMs, diffMs / rawQueryMs, Double(diffRSS) / 1024))
 print("  rounds (raw program / raw in-process / diff, ms): "
       + (0..<rounds).map { String(format: "%.0f/%.0f/%.0f", rawPrograms[$0], rawQueries[$0], diffs[$0]) }.joined(separator: " "))
+// The load of freshly booted guests falls over the rounds; within a round the three run moments
+// apart, so the median of the per-round ratios follows that drift less than the ratio of medians.
+print(String(format: "  per-round ratios, median: diff / raw program %.2f, diff / raw in-process %.2f",
+             RawQEMU.median((0..<rounds).map { diffs[$0] / rawPrograms[$0] }),
+             RawQEMU.median((0..<rounds).map { diffs[$0] / rawQueries[$0] })))
 print(String(format: "ratio: %.2f", applyMs / rawLaunch))
