@@ -219,6 +219,11 @@ func bareVM(_ name: String, runState: String = "running", extra: String = "") ->
         #expect(planned.status == 2)
         let json = try String(contentsOfFile: w.dir.file("plan.json"), encoding: .utf8)
         #expect(json.contains("spec.runState"))
+        // A plan file that cannot be written: the path and the system's reason, exit 1.
+        let unwritable = try await w.qemuctl("plan", "-f", vms, "-o", w.dir.file("missing/plan.json"))
+        #expect(unwritable.status == 1)
+        #expect(unwritable.err.contains("cannot write \(w.dir.file("missing/plan.json"))"), "\(unwritable.err)")
+        #expect(unwritable.err.contains("No such file or directory"), "\(unwritable.err)")
         // The state changes behind the plan's back.
         try await QMPClient.withConnection(to: "\(w.state)/s.sock") { try await $0.stop() }
         let stale = try await w.qemuctl("apply", w.dir.file("plan.json"))

@@ -8,6 +8,7 @@ import Foundation
 import Glibc
 #endif
 import Manifest
+import QemuCtl
 import Reconcile
 
 extension QemuCtlCommand {
@@ -63,10 +64,10 @@ extension QemuCtlCommand {
             if let out {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                do {
-                    try encoder.encode(plan).write(to: URL(fileURLWithPath: out), options: .atomic)
-                } catch {
-                    Terminal.fail("cannot write \(out): \(error)", hint: "check that the directory exists and is writable")
+                // Written like the state files: a temporary file, synced, renamed (readable by others, as a
+                // plan carries no secret).
+                if let problem = Posix.writeFileAtomically(out, Array(try encoder.encode(plan)), mode: 0o644) {
+                    Terminal.fail(problem, hint: "check that the directory exists and is writable")
                     throw ExitCode(Plan.planErrorExitCode)
                 }
             }
