@@ -96,13 +96,16 @@ package enum QMPExchange {
         }
     }
 
-    /// `qmp_capabilities` (id 1) and `opening` (ids from 2) as written right after connecting;
-    /// nothing when there is no opening (the capabilities then go with the first batch).
-    static func openingBytes(_ opening: [Command]) -> [UInt8] {
+    /// `qmp_capabilities` (id 1) and `opening` (ids from 2), the commands written right after
+    /// connecting; none when there is no opening (the capabilities then go with the first batch).
+    static func numberedOpening(_ opening: [Command]) -> [(id: Int, command: Command)] {
         guard !opening.isEmpty else { return [] }
-        return ([("qmp_capabilities", nil)] + opening).enumerated().flatMap { i, c in
-            Wire.encode(command: c.command, arguments: c.arguments, id: i + 1)
-        }
+        return ([("qmp_capabilities", nil)] + opening).enumerated().map { ($0.offset + 1, $0.element) }
+    }
+
+    /// ``numberedOpening(_:)`` as written.
+    static func openingBytes(_ opening: [Command]) -> [UInt8] {
+        numberedOpening(opening).flatMap { Wire.encode(command: $0.command.command, arguments: $0.command.arguments, id: $0.id) }
     }
 
     /// Runs `conversations` together until each is done, failed or past its deadline (`timeout`
@@ -228,9 +231,10 @@ package enum QMPExchange {
 
         /// The opening went out (here or ahead of the run): its commands await replies.
         func openingWritten() {
-            guard !conversation.opening.isEmpty else { return }
+            let numbered = QMPExchange.numberedOpening(conversation.opening)
+            guard !numbered.isEmpty else { return }
             capabilitiesSent = true
-            batch = [(1, "qmp_capabilities")] + conversation.opening.enumerated().map { ($0.offset + 2, $0.element.command) }
+            batch = numbered.map { ($0.id, $0.command.command) }
             nextID = batch.count + 1
         }
 
