@@ -55,8 +55,8 @@ extension Importer {
                 if Posix.fileExists(layout.socketPath) || existing != nil {
                     throw ImportError("\(layout.socketPath) already exists; another VM uses the name \(vm.name)")
                 }
-                do { try FileManager.default.createSymbolicLink(atPath: layout.socketPath, withDestinationPath: vm.socketPath) } catch {
-                    throw ImportError("cannot link \(layout.socketPath) to \(vm.socketPath): \(error)")
+                if symlink(vm.socketPath, layout.socketPath) != 0 {
+                    throw ImportError("cannot link \(layout.socketPath) to \(vm.socketPath): \(Posix.errorText(errno))")
                 }
             }
         }
