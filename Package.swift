@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 import PackageDescription
 
 let package = Package(
@@ -76,6 +76,9 @@ for target in package.targets where [.regular, .executable, .test].contains(targ
     settings.append(.enableUpcomingFeature("MemberImportVisibility"))
     settings.append(.enableUpcomingFeature("InternalImportsByDefault"))
     settings.append(.enableUpcomingFeature("NonisolatedNonsendingByDefault"))
-    settings.append(.unsafeFlags(["-Xfrontend", "-require-explicit-sendable"]))
+    // Public declarations say whether they are Sendable (the `ExplicitSendable` diagnostic group, off by
+    // default). A warning-control setting, not an unsafe flag: packages that depend on this one by
+    // version can build it (SwiftPM ignores warning settings of remote dependencies).
+    settings.append(.treatWarning("ExplicitSendable", as: .warning))
     target.swiftSettings = settings
 }
