@@ -11,7 +11,8 @@ import Glibc
 #endif
 
 func fail(_ message: String) -> Never {
-    fputs("vmstatus: \(message)\n", stderr)
+    let line = "vmstatus: \(message)\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
     exit(1)
 }
 
