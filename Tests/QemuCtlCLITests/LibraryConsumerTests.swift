@@ -56,7 +56,7 @@ struct LibraryConsumerTests {
         (status, output) = try await runTool(binary, ["vm1", "--dir", sockets, "--throttle", "data", "2097152"])
         #expect(status == 0, "\(output)")
         #expect(output.contains("vm1: prelaunch (pid \(qemu.pid))"), "\(output)")
-        #expect(output.contains("disk-data: null-co, bps limit 2097152"), "\(output)")
+        #expect(output.contains("/machine/peripheral/disk-data/virtio-backend: null-co, bps limit 2097152"), "\(output)")
 
         // Read back by our own client, not by the program under test.
         let client = try await QMPClient.connect(to: qemu.socketPath)
