@@ -1,4 +1,5 @@
 import ArgumentParser
+import Manifest
 import QemuCtl
 import Reconcile
 
@@ -8,12 +9,28 @@ struct QemuCtlCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "qemuctl",
         abstract: "Declarative, YAML-driven manager for QEMU virtual machines.",
-        version: "0.1.0",
-        subcommands: [Apply.self, Diff.self, PlanCommand.self, Get.self, Describe.self, Delete.self, Validate.self, Schema.self,
-                      Console.self, VNC.self, SPICE.self, Import.self,
-                      Start.self, Stop.self, Pause.self, Resume.self, Reset.self, QMPRaw.self, HMP.self, Events.self,
-                      Manual.self]
+        discussion: """
+            Every command works on one state directory: --state-dir DIR, else $QEMUCTL_STATE_DIR, else \
+            /var/run/qemu as root and ~/.cache/qemuctl otherwise. `qemuctl COMMAND --help` shows a \
+            command's options and examples.
+            """,
+        version: QemuCtlCommand.version,
+        subcommands: [Manual.self],
+        groupedSubcommands: [
+            CommandGroup(name: "Declarative", subcommands: [
+                Apply.self, Diff.self, PlanCommand.self, Validate.self, Schema.self, Import.self,
+            ]),
+            CommandGroup(name: "Operations", subcommands: [
+                Start.self, Stop.self, Pause.self, Resume.self, Reset.self, Delete.self,
+            ]),
+            CommandGroup(name: "Access", subcommands: [Console.self, VNC.self, SPICE.self, QMPRaw.self, HMP.self]),
+            CommandGroup(name: "Inspection", subcommands: [Get.self, Describe.self, Events.self]),
+            CommandGroup(name: "Other", subcommands: [Version.self, Completion.self]),
+        ]
     )
+
+    /// The version `qemuctl version` and `--version` print.
+    static let version = "0.1.0"
 
     /// Parses and runs the command; usage errors are printed as `qemuctl: error: …`
     /// with a hint, and exit with status 2 (1 for `plan`, whose 2 means "changes").
@@ -24,6 +41,11 @@ struct QemuCtlCommand: AsyncParsableCommand {
 
     /// Parses the command line and runs the command, or prints why not and exits.
     private static func runCommandLine() async {
+        if let unknown = unknownVerb() {
+            let hint = unknown.suggestion.map { "did you mean `qemuctl \($0)`?" } ?? "see `qemuctl --help` for the commands"
+            Terminal.fail("unknown command '\(unknown.word)'", hint: hint)
+            exit(withError: ExitCode(2))
+        }
         do {
             var command = try parseCommandLine()
             if var asyncCommand = command as? any AsyncParsableCommand {
@@ -86,9 +108,18 @@ struct QemuCtlCommand: AsyncParsableCommand {
         return try parseAsRoot()
     }
 
+    /// The command line's first word when it is neither an option nor a command (kubectl's
+    /// "unknown command"), with the nearest command name.
+    private static func unknownVerb() -> (word: String, suggestion: String?)? {
+        guard let first = CommandLine.arguments.dropFirst().first, !first.hasPrefix("-"), parsedDirectly[first] == nil else { return nil }
+        let names = configuration.subcommands.map { $0._commandName }
+        if names.contains(first) || first == "help" { return nil }
+        return (first, Spelling.nearest(to: first, among: names.filter { !$0.hasPrefix("_") }))
+    }
+
     /// `qemuctl SUBCOMMAND` when the command line names one.
     private static func usageCommand() -> String {
-        let names = configuration.subcommands.compactMap { $0.configuration.commandName ?? String(describing: $0).lowercased() }
+        let names = configuration.subcommands.map { $0._commandName }
         if let first = CommandLine.arguments.dropFirst().first, names.contains(first) { return "qemuctl \(first)" }
         return "qemuctl"
     }
