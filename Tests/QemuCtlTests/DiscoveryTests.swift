@@ -44,12 +44,30 @@ struct DiscoveryTests {
         #expect(try QEMUDiscovery.findBinary(goarch: "riscv64", environment: ["PATH": dir]) == bin)
     }
 
-    @Test func notFoundSaysSo() {
+    @Test func notFoundSaysSoAndNamesThePackage() {
         let error = #expect(throws: QEMUDiscoveryError.self) {
-            try QEMUDiscovery.findBinary(arch: .mips64, configuredPath: "/nonexistent", environment: ["PATH": "/nonexistent2"])
+            try QEMUDiscovery.findBinary(arch: .mips64, environment: ["PATH": "/nonexistent2"])
         }
         #expect(error?.code == .binaryNotFound)
-        #expect(error?.message.hasPrefix("QEMU binary not found: qemu-system-mips64 (searched: /nonexistent, /nonexistent2/qemu-system-mips64") == true)
+        #expect(error?.message.hasPrefix("QEMU binary not found: qemu-system-mips64 (searched: /nonexistent2/qemu-system-mips64") == true)
+        #expect(error?.message.contains("the package qemu-system-mips (apt-get install qemu-system-mips), or name a binary with spec.emulator") == true,
+                "\(error?.message ?? "")")
+        let arm = #expect(throws: QEMUDiscoveryError.self) { try QEMUDiscovery.findBinary(arch: .arm64, environment: ["PATH": "/nonexistent2"]) }
+        #expect(arm?.message.contains("qemu-system-arm") == true)
+    }
+
+    @Test(.requiresQEMU) func aConfiguredEmulatorIsAPinNeverAFallback() {
+        // /usr/bin/qemu-system-x86_64 exists and is on PATH: a missing pinned path must still fail.
+        let file = #expect(throws: QEMUDiscoveryError.self) {
+            try QEMUDiscovery.findBinary(arch: .amd64, configuredPath: "/opt/nonexistent/qemu-system-x86_64", environment: ["PATH": "/usr/bin"])
+        }
+        #expect(file?.code == .binaryNotFound)
+        #expect(file?.message.contains("the configured QEMU /opt/nonexistent/qemu-system-x86_64 is not an executable file") == true, "\(file?.message ?? "")")
+        // A directory without the architecture's binary is the same.
+        let dir = #expect(throws: QEMUDiscoveryError.self) {
+            try QEMUDiscovery.findBinary(arch: .amd64, configuredPath: "/tmp", environment: ["PATH": "/usr/bin"])
+        }
+        #expect(dir?.message.contains("/tmp/qemu-system-x86_64") == true)
     }
 
     @Test(.requiresQEMU) func findsTheInstalledQEMU() throws {

@@ -37,6 +37,17 @@ public enum QEMUArch: String, Sendable, Codable, CaseIterable {
     }
 
     /// The `qemu-system-*` binary for this architecture.
+    /// The Debian package that installs ``binaryName`` (Debian 12's split of QEMU's system emulators).
+    public var debianPackage: String {
+        switch self {
+        case .amd64, .i386: "qemu-system-x86"
+        case .arm64, .arm: "qemu-system-arm"
+        case .ppc64, .ppc64le: "qemu-system-ppc"
+        case .mips, .mips64: "qemu-system-mips"
+        case .riscv64, .s390x: "qemu-system-misc"
+        }
+    }
+
     public var binaryName: String {
         switch self {
         case .amd64: "qemu-system-x86_64"

@@ -72,19 +72,35 @@ public enum QEMUDiscovery: Sendable {
 
     /// Finds the QEMU binary for `arch`.
     ///
+    /// A configured path is a pin: the binary itself, or a directory holding `arch`'s binary, and
+    /// nothing else is searched when it is missing (a VM pinned to a QEMU build never silently runs
+    /// on another one). Without one, each directory of `PATH`, then ``standardDirectories``.
+    ///
     /// - Parameters:
     ///   - arch: The guest architecture (default: the host's).
     ///   - configuredPath: The configured binary or directory (``VMConfig/qemuPath``).
     ///   - environment: The environment whose `PATH` is searched; `nil` is this process's.
     /// - Returns: The first candidate that is an executable regular file.
-    /// - Throws: ``QEMUDiscoveryError/Code/binaryNotFound``: "QEMU binary not found: NAME (searched: …)".
+    /// - Throws: ``QEMUDiscoveryError/Code/binaryNotFound``: for a configured path, that it is missing;
+    ///   otherwise "QEMU binary not found: NAME (searched: …)" with the Debian package that provides it.
     public static func findBinary(arch: QEMUArch = .host, configuredPath: String? = nil,
                                   environment: [String: String]? = nil) throws(QEMUDiscoveryError) -> String {
+        if let configured = configuredPath, !configured.isEmpty {
+            let binary = Posix.isDirectory(configured) ? join(configured, arch.binaryName) : configured
+            guard Posix.isExecutableFile(binary) else {
+                throw QEMUDiscoveryError(code: .binaryNotFound,
+                                         message: "the configured QEMU \(binary) is not an executable file "
+                                            + "(a configured emulator is used as given; no other QEMU is tried)")
+            }
+            return binary
+        }
         let env = environment ?? ProcessInfo.processInfo.environment
-        let list = candidates(arch: arch, configuredPath: configuredPath, pathVariable: env["PATH"], isDirectory: Posix.isDirectory)
+        let list = candidates(arch: arch, configuredPath: nil, pathVariable: env["PATH"], isDirectory: Posix.isDirectory)
         for c in list where Posix.isExecutableFile(c) { return c }
         throw QEMUDiscoveryError(code: .binaryNotFound,
-                                 message: "QEMU binary not found: \(arch.binaryName) (searched: \(list.joined(separator: ", ")))")
+                                 message: "QEMU binary not found: \(arch.binaryName) (searched: \(list.joined(separator: ", "))); "
+                                    + "on Debian it comes with the package \(arch.debianPackage) "
+                                    + "(apt-get install \(arch.debianPackage)), or name a binary with spec.emulator")
     }
 
     /// Finds the QEMU binary for a GOARCH name.
