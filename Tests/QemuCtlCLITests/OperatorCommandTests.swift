@@ -279,6 +279,11 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
             #expect(man.out.contains("\n.SS \(command)\n"), "no section for \(command)")
         }
         #expect(!man.out.contains(".SS __man"))
+        for section in ["NAME", "SYNOPSIS", "DESCRIPTION", "COMMANDS", "EXIT STATUS", "ENVIRONMENT", "FILES", "EXAMPLES", "SEE ALSO"] {
+            #expect(man.out.contains("\n.SH \(section)\n"), "no \(section) section")
+        }
+        #expect(man.out.contains("\n.SS version\n") && man.out.contains("\n.SS completion\n"))
+        #expect(man.out.contains("QEMUCTL_STATE_DIR"))
         // Text beyond ASCII is written as roff's \[uXXXX] (the help's "…"), none of it raw.
         #expect(man.out.contains("\\[u2026]"))
         #expect(man.out.unicodeScalars.allSatisfy { $0.isASCII })

@@ -61,7 +61,38 @@ extension QemuCtlCommand {
                 out += "\n.fi\n"
             }
             out += """
+                .SH EXIT STATUS
+                \\fBapply\\fR: 0 done, 1 some change failed, 2 nothing tried (invalid manifests, usage, \
+                the state directory's lock busy), 3 done but a restart is pending. \\fBdiff\\fR: 0 no \
+                differences, 1 differences, 2 error. \\fBplan\\fR: 0, or with \\fB\\-\\-detailed\\-exitcode\\fR \
+                0 no changes, 2 changes, 1 error. \\fBvalidate\\fR: 0 valid, 1 invalid, 2 usage or an \
+                unreadable path. \\fBstart\\fR, \\fBstop\\fR, \\fBpause\\fR, \\fBresume\\fR, \\fBreset\\fR, \
+                \\fBqmp\\fR, \\fBhmp\\fR: 0 done, 1 QEMU refused, 2 nothing tried, 3 CommandNotFound, \
+                4 DeviceNotFound, 5 DeviceNotActive, 6 KVMMissingCap, 7 no answer before the \
+                deadline (monitor busy, or QEMU stopped or hung), 8 no such VM or not running. \
+                \\fBconsole\\fR: 0 detached, 1 error, 3 the console closed, 128+N on signal N. \
+                Usage errors exit 2 (\\fBplan\\fR: 1).
+                .SH ENVIRONMENT
+                .TP
+                .B QEMUCTL_STATE_DIR
+                The state directory when \\fB\\-\\-state\\-dir\\fR is not given.
+                .TP
+                .B NO_COLOR
+                When set, no colour, even on a terminal.
+                .TP
+                .B PATH
+                Searched for \\fBqemu\\-system\\-\\fIARCH\\fR and \\fBqemu\\-img\\fR unless a manifest \
+                pins \\fBspec.emulator\\fR.
+                .TP
+                .B HOME
+                The default state directory of a user other than root is \\fI~/.cache/qemuctl\\fR.
                 .SH FILES
+                .TP
+                .I /var/run/qemu
+                The default state directory as root (\\fI~/.cache/qemuctl\\fR otherwise), 0700.
+                .TP
+                .I STATE/.apply.lock
+                Serialises apply, delete, start, stop, pause, resume and reset (a lock that dies with its holder).
                 .TP
                 .I STATE/NAME.sock
                 The VM's QMP control socket; commands connect, work and close.
@@ -69,10 +100,27 @@ extension QemuCtlCommand {
                 .I STATE/NAME/events.sock
                 The follower monitor that \\fBqemuctl events\\fR holds.
                 .TP
-                .I STATE/NAME/record.json, journal.log, serial.log
-                The launch record, the journal of changes, the serial log.
+                .I STATE/NAME/console.sock
+                The serial console that \\fBqemuctl console\\fR attaches to.
+                .TP
+                .I STATE/NAME/record.json, journal.log, qemu.pid, qemu.log, serial.log
+                The launch record, the journal of changes, QEMU's pid, QEMU's own messages, the serial log.
+                .SH EXAMPLES
+                .nf
+                qemuctl validate \\-f vms/
+                qemuctl diff \\-f vms/                 # exit 1 when the host drifted
+                qemuctl plan \\-f vms/ \\-o plan.json
+                qemuctl apply plan.json
+                qemuctl apply \\-f vms/ \\-\\-prune \\-\\-restart=if\\-needed
+                qemuctl get \\-o yaml
+                qemuctl console web\\-1                # Ctrl\\-] detaches
+                qemuctl stop web\\-1 \\-\\-timeout 60
+                qemuctl qmp web\\-1 query\\-status
+                qemuctl events \\-\\-json
+                .fi
                 .SH SEE ALSO
-                .BR qemu-system-x86_64 (1)
+                .BR qemu-system-x86_64 (1),
+                .BR qemu-img (1)
 
                 """
             return out
