@@ -415,3 +415,28 @@ func processVanishes(_ pid: Int32) async throws -> Bool {
         try await vm.forceStop()
     }
 }
+
+@Suite("Monitor locator")
+struct MonitorLocatorTests {
+    @Test func anInheritedMonitorDescriptorIsReadFromTheCommandLine() {
+        let reader = QEMUCommandLineReader(arguments: [
+            "qemu-system-x86_64", "-chardev", "socket,id=charmonitor,fd=29,server=on,wait=off",
+            "-mon", "chardev=charmonitor,id=monitor,mode=control", "-qmp", "unix:/run/a.sock,server=on",
+        ])
+        #expect(reader.qmpSocketDescriptors == [29])
+        #expect(reader.qmpSocketPaths == ["/run/a.sock"])
+        #expect(reader.monitors.last?.chardevID == "charmonitor")
+    }
+
+    @Test func procNetUnixRowsGiveTheBoundPath() {
+        let table = """
+            Num       RefCount Protocol Flags    Type St Inode Path
+            0000000000000000: 00000002 00000000 00010000 0001 01 4242 /var/lib/libvirt/qemu/domain-1-web/monitor.sock
+            0000000000000000: 00000002 00000000 00000000 0001 03 4243
+            0000000000000000: 00000002 00000000 00010000 0001 01 4244 @abstract
+            0000000000000000: 00000002 00000000 00010000 0001 01 4245 /tmp/with space.sock
+            """
+        let paths = MonitorLocator.parseUnixSocketTable(table, inodes: [4242, 4243, 4244, 4245, 9])
+        #expect(paths == [4242: "/var/lib/libvirt/qemu/domain-1-web/monitor.sock", 4245: "/tmp/with space.sock"])
+    }
+}

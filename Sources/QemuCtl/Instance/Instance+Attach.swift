@@ -47,8 +47,9 @@ extension Instance {
             throw InstanceError(code: .notFound, message: "no process with pid \(pid)")
         }
         let parsed = QEMUCommandLineReader(arguments: argv)
-        guard let socketPath = parsed.qmpSocketPaths.first else {
-            throw InstanceError(code: .notFound, message: "process \(pid) (\(argv.first ?? "?")) has no QMP unix socket on its command line (-qmp unix:… or -chardev socket + -mon mode=control)")
+        let monitors = MonitorLocator(pid: pid, argv: argv)
+        guard let socketPath = monitors.paths.first else {
+            throw InstanceError(code: .notFound, message: monitors.noUsableMonitor(pid: pid, program: argv.first))
         }
         let qmp: QMPClient
         do {
@@ -82,13 +83,38 @@ extension Instance {
 
 /// Reads what matters for attaching out of a QEMU command line.
 package struct QEMUCommandLineReader {
-    /// The unix socket paths of QMP monitors, in command-line order.
-    package var qmpSocketPaths: [String] = []
+    /// A QMP monitor on the command line.
+    package struct Monitor: Sendable, Equatable {
+        /// Where its socket is.
+        package enum Source: Sendable, Equatable {
+            /// A unix socket path (`-qmp unix:PATH`, `-chardev socket,path=PATH`).
+            case path(String)
+            /// A listening socket QEMU inherited (`-chardev socket,fd=N`).
+            case descriptor(Int32)
+        }
+        /// Where its socket is.
+        package var source: Source
+        /// The chardev's id (`nil` for `-qmp`).
+        package var chardevID: String?
+    }
+
+    /// The QMP monitors, in command-line order (`-qmp` first, then `-mon` chardevs).
+    package var monitors: [Monitor] = []
     /// The `-name` (guest=) value.
     package var name: String?
 
+    /// The unix socket paths of QMP monitors given by path, in command-line order.
+    package var qmpSocketPaths: [String] {
+        monitors.compactMap { if case .path(let p) = $0.source { p } else { nil } }
+    }
+
+    /// The descriptors of QMP monitors QEMU inherited (`-chardev socket,fd=N`).
+    package var qmpSocketDescriptors: [Int32] {
+        monitors.compactMap { if case .descriptor(let fd) = $0.source { fd } else { nil } }
+    }
+
     package init(arguments argv: [String]) {
-        var chardevSockets: [String: String] = [:]  // id -> path
+        var chardevSockets: [String: Monitor.Source] = [:]  // id -> where
         var monitorChardevs: [String] = []
         var i = 1
         func value(_ option: String) -> String? {
@@ -104,14 +130,17 @@ package struct QEMUCommandLineReader {
             if let v = value("qmp") ?? value("qmp-pretty") {
                 let opts = Self.splitOptions(v)
                 if let first = opts.first, first.value == nil, first.key.hasPrefix("unix:") {
-                    qmpSocketPaths.append(String(first.key.dropFirst(5)))
+                    monitors.append(Monitor(source: .path(String(first.key.dropFirst(5))), chardevID: nil))
                 }
             } else if let v = value("chardev") {
                 let opts = Self.splitOptions(v)
                 if opts.first?.key == "socket" && opts.first?.value == nil,
-                   let id = opts.first(where: { $0.key == "id" })?.value,
-                   let path = opts.first(where: { $0.key == "path" })?.value {
-                    chardevSockets[id] = path
+                   let id = opts.first(where: { $0.key == "id" })?.value {
+                    if let path = opts.first(where: { $0.key == "path" })?.value {
+                        chardevSockets[id] = .path(path)
+                    } else if let fd = opts.first(where: { $0.key == "fd" })?.value.flatMap({ Int32($0) }) {
+                        chardevSockets[id] = .descriptor(fd)
+                    }
                 }
             } else if let v = value("mon") {
                 let opts = Self.splitOptions(v)
@@ -129,7 +158,7 @@ package struct QEMUCommandLineReader {
             }
             i += 1
         }
-        qmpSocketPaths += monitorChardevs.compactMap { chardevSockets[$0] }
+        monitors += monitorChardevs.compactMap { id in chardevSockets[id].map { Monitor(source: $0, chardevID: id) } }
     }
 
     /// Splits QEMU's `key=value,key=value` syntax, where `,,` is a literal comma.

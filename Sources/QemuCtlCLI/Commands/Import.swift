@@ -47,6 +47,9 @@ extension QemuCtlCommand {
         @Flag(help: "Record the VM so that apply manages it from now on.")
         var adopt = false
 
+        @Flag(help: "With --adopt: adopt a QEMU that libvirt manages (two managers would then fight over it).")
+        var force = false
+
         enum ManifestFormat: String, ExpressibleByArgument { case yaml, json }
 
         func validate() throws {
@@ -67,6 +70,11 @@ extension QemuCtlCommand {
             for w in vm.warnings { Terminal.error("qemuctl: warning: \(w)") }
             let yaml = vm.document.yaml()
             print(output == .json ? vm.document.json() : yaml, terminator: output == .json ? "\n" : "")
+            if adopt, let domain = vm.libvirtDomain, !force {
+                Terminal.fail("\(vm.name) (pid \(vm.pid)) is managed by libvirt (domain \(domain)): adopting it would give it two managers",
+                              hint: "manage it with virsh, or `virsh undefine \(domain)` first; --force adopts it anyway")
+                throw ExitCode(1)
+            }
             guard adopt else {
                 do { _ = try Importer.load(vm, yaml: yaml, store: store) } catch {
                     Terminal.error("qemuctl: warning: qemuctl could not relaunch this VM from the manifest as printed: \(error.message)")

@@ -30,6 +30,8 @@ package struct ImportedVM: Sendable {
     /// QEMU's names of block devices (`query-block` `qdev`) → the ids qemuctl gives them
     /// (`disk-NAME`, `cd-NAME`), so observation finds them by the manifest's names.
     package var deviceAliases: [String: String]
+    /// The libvirt domain when libvirt manages this QEMU (adopting it would make two managers).
+    package var libvirtDomain: String? = nil
 }
 
 /// Why an import failed.
@@ -60,9 +62,8 @@ package enum Importer {
         var path = socketPath
         if path == nil, let pid {
             guard let argv = Posix.commandLine(of: pid), Posix.processExists(pid) else { throw ImportError("no process with pid \(pid)") }
-            guard let found = QEMUCommandLineReader(arguments: argv).qmpSocketPaths.first else {
-                throw ImportError("process \(pid) (\(argv.first ?? "?")) has no QMP unix socket on its command line (-qmp unix:PATH,server=on or -chardev socket,id=X,path=PATH,server=on with -mon chardev=X,mode=control)")
-            }
+            let monitors = MonitorLocator(pid: pid, argv: argv)
+            guard let found = monitors.paths.first else { throw ImportError(monitors.noUsableMonitor(pid: pid, program: argv.first)) }
             path = found
         }
         guard let path else { throw ImportError("give a VM name, --pid PID or --socket PATH") }
@@ -79,7 +80,9 @@ package enum Importer {
         guard let argv = Posix.commandLine(of: peer) else { throw ImportError("cannot read the command line of pid \(peer)") }
         var reader = Reader(qmp: qmp, timeout: timeout, argv: argv, socketPath: path)
         do {
-            return try await reader.read(pid: peer, name: name)
+            var vm = try await reader.read(pid: peer, name: name)
+            vm.libvirtDomain = MonitorLocator(pid: peer, argv: argv).libvirtDomain
+            return vm
         } catch {
             throw ImportError("reading the VM behind \(path) over QMP: \(error.message)")
         }
@@ -370,6 +373,7 @@ private struct Reader {
         var extras: [(String, ManifestDocument)] = []
         var usbDevices: [ManifestDocument] = []
         var usbController: String?
+        var usbControllerOption: QEMUOption?
         var hotplugPorts = 0
         var usedChardevs = monitorChardevs
         var usedObjects: Set<String> = []
@@ -418,8 +422,10 @@ private struct Reader {
                 extras.append(("usbTablet", .bool(true)))
             } else if driver == "qemu-xhci" || driver == "nec-usb-xhci" {
                 usbController = "xhci"
+                usbControllerOption = d
             } else if driver == "usb-ehci" || driver == "ich9-usb-ehci1" {
                 usbController = "ehci"
+                usbControllerOption = d
             } else if driver == "usb-kbd" || driver == "usb-mouse" {
                 let taken = Set(usbDevices.compactMap { $0.mapValue("name") })
                 let n = Self.manifestName(p["id"], prefix: "usb-", fallback: driver == "usb-kbd" ? "keyboard" : "mouse", taken: taken)
@@ -431,8 +437,25 @@ private struct Reader {
             }
         }
         if !guestAgent, let serialController { drop(serialController) }
+        if let usbControllerOption, usbDevices.isEmpty, !extras.contains(where: { $0.0 == "usbTablet" }) {
+            drop(usbControllerOption, "a manifest adds a USB controller only with a USB device or the tablet")
+        }
 
         // Disks and CD-ROMs, from query-block (the images QEMU has open).
+        // Whether a node (or -drive id) or a node below it asks for discard=unmap (`on` is the same).
+        let nodeOptions: [String: [(key: String, value: String)]] = Dictionary(
+            (blockdevs.map { $0.properties(implied: "driver") } + drives.map { $0.properties(implied: "file") })
+                .compactMap { p in (p["node-name"] ?? p["id"]).map { ($0, p) } },
+            uniquingKeysWith: { first, _ in first })
+        func discardUnmap(_ node: String?) -> Bool {
+            var next = node
+            var seen: Set<String> = []
+            while let n = next, seen.insert(n).inserted, let p = nodeOptions[n] {
+                if p["discard"] == "unmap" || p["discard"] == "on" { return true }
+                next = p["file"]
+            }
+            return false
+        }
         var disks: [ManifestDocument] = []
         var cdroms: [ManifestDocument] = []
         var takenNames: Set<String> = []
@@ -516,7 +539,10 @@ private struct Reader {
             let writeback = device.props["write-cache"].map { $0 == "auto" || Self.on($0) } ?? true
             let mode = noFlush ? "unsafe" : direct ? (writeback ? "none" : "directsync") : (writeback ? "writeback" : "writethrough")
             if mode != "writeback" { entry.append(("cache", .string(mode))) }
-            if inserted["discard"]?.stringValue == "unmap" { entry.append(("discard", .bool(true))) }
+            // query-block does not report discard: the command line's nodes of this disk do.
+            if discardUnmap(inserted["node-name"]?.stringValue) || discardUnmap(b["device"]?.stringValue) {
+                entry.append(("discard", .bool(true)))
+            }
             if let bi = device.props["bootindex"].flatMap({ Int($0) }) { entry.append(("bootIndex", .int(bi))) }
             let throttle = Self.throttle(inserted)
             if !throttle.isEmpty { entry.append(("throttle", .map(throttle))) }
