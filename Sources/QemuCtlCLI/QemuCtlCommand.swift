@@ -10,7 +10,7 @@ struct QemuCtlCommand: AsyncParsableCommand {
         abstract: "Declarative, YAML-driven manager for QEMU virtual machines.",
         version: "0.1.0",
         subcommands: [Apply.self, Diff.self, PlanCommand.self, Get.self, Describe.self, Delete.self, Validate.self, Schema.self,
-                      Console.self, VNC.self, SPICE.self, Import.self,
+                      Console.self, VNC.self, SPICE.self, Import.self, Export.self,
                       Start.self, Stop.self, Pause.self, Resume.self, Reset.self, QMPRaw.self, HMP.self, Events.self,
                       Manual.self]
     )
