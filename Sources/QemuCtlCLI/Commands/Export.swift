@@ -54,7 +54,11 @@ extension QemuCtlCommand.Export {
                                    valueName: "[VM/]DISK=CLAIM"))
         var pvc: [String] = []
 
+        @Flag(help: "Print the field-by-field mapping table (Markdown) and exit.")
+        var mapping = false
+
         func validate() throws {
+            if mapping { return }
             if file.isEmpty { throw ValidationError("give at least one -f PATH") }
             if let namespace, !StringFormat.name.accepts(namespace) {
                 throw ValidationError("--namespace '\(namespace)' is not a Kubernetes namespace name (\(StringFormat.name.summary))")
@@ -89,7 +93,13 @@ extension QemuCtlCommand.Export {
         }
 
         func run() throws {
-            var loader = ManifestLoader()
+            if mapping {
+                print(KubeVirtMapping.markdown(), terminator: "")
+                return
+            }
+            // Host files as validate sees them, so that invalid manifests get the same report;
+            // a valid set's missing images are not the cluster's concern and are not printed.
+            var loader = ManifestLoader(hostFiles: .warn)
             loader.keepsSourceText = true
             let set = loader.load(paths: file)
             if set.hasErrors {
@@ -99,7 +109,7 @@ extension QemuCtlCommand.Export {
                 Terminal.error("\(errors) error\(errors == 1 ? "" : "s") in \(file.joined(separator: " "))")
                 throw ExitCode(set.hasUnreadablePaths ? 2 : 1)
             }
-            for d in set.diagnostics { Terminal.error(d.description) }
+            for d in set.diagnostics where d.code != .hostFile { Terminal.error(d.description) }
 
             let options = KubeVirtExport.Options(namespace: namespace, claims: try claims())
             let maps = ManifestSourceMap.byVirtualMachine(in: set)
