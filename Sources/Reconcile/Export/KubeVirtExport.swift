@@ -262,7 +262,7 @@ private struct Builder {
         } else {
             if perSocket > 1 {
                 let path = c.cores.map { _ in "spec.cpu.cores" } ?? "spec.cpu.threads"
-                drop(path, "KubeVirt hot-plugs whole sockets and \(c.count) of \(c.maxCount) vCPUs are not whole sockets of \(perSocket) threads; exported as \(c.count) sockets of 1 core")
+                drop(path, "KubeVirt hot-plugs whole sockets, and count \(c.count) and maxCount \(c.maxCount) are not both multiples of cores × threads = \(perSocket); exported as \(c.count) sockets of 1 core (at most \(c.maxCount))")
             }
             out = [("sockets", .int(sockets)), ("cores", .int(1)), ("threads", .int(1))]
         }
