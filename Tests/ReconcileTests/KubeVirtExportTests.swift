@@ -387,6 +387,47 @@ struct KubeVirtExportTests {
         #expect(qcow.dropped.map(\.path) == ["spec.disks[0].file.format"])
     }
 
+    @Test func yamlOutputReadsBackAsTheJSONOutput() throws {
+        var results = try cases.map { c in try export(manifest("case", labels: c.labels, spec: c.spec), options: c.options) }
+        // Label keys and values YAML 1.1 would read as booleans or null, and strings that look like numbers.
+        results.append(try export(manifest("tricky", labels: "{\"on\": \"yes\", \"y\": \"n\", \"null\": \"0x10\", \"e\": \"1e3\"}",
+                                           spec: "  runState: stopped\n")))
+        #expect(results.last!.document.yaml().contains("    \"on\": \"yes\"\n"), "\(results.last!.document.yaml())")
+        for result in results {
+            let yaml = result.document.yaml()
+            let (documents, diagnostics) = ManifestSchema.jsonDocuments(ofYAML: Array(yaml.utf8), file: "out.yaml")
+            #expect(diagnostics.isEmpty && documents.count == 1)
+            let fromYAML = try JSONSerialization.jsonObject(with: Data(documents[0].utf8)) as? NSDictionary
+            let fromJSON = try JSONSerialization.jsonObject(with: Data(result.document.json().utf8)) as? NSDictionary
+            #expect(fromYAML != nil && fromYAML == fromJSON, "\(yaml)")
+        }
+    }
+
+    @Test func namesKubernetesWouldRefuseAreNotExported() throws {
+        let result = try export(manifest("names", spec: """
+              networks:
+                - {name: net0, user: {hostname: Web_1}}
+                - {name: net1, bridge: {name: Br_LAN}}
+            """ + "\n"))
+        let object = try object(result)
+        #expect(value(object, "spec.template.spec.hostname") == nil)
+        #expect(value(object, "spec.template.spec.networks[1].multus.networkName") as? String == "net1")
+        #expect(result.dropped.map(\.path) == ["spec.networks[0].user.hostname", "spec.networks[1].bridge"])
+        let (status, output) = try validateWithKubeVirtSchema([result.document.json()])
+        #expect(status == 0, "\(output)")
+    }
+
+    @Test func generatedNamesAreListedForTheCollisionCheck() throws {
+        let result = try export(manifest("g", spec: """
+              disks:
+                - {name: a, file: {path: /a.raw, format: raw}, create: {size: 1GiB}}
+                - {name: b, nbd: {unix: /nbd.sock}}
+                - {name: c, file: {path: /c.raw, format: raw}}
+              cdroms: [{name: d, path: /d.iso}]
+            """ + "\n"), options: .init(claims: ["c": "given"]))
+        #expect(result.generatedNames == ["g-a", "g-b", "g-d"])
+    }
+
     @Test func quantitiesUseTheLargestBinaryUnitThatDivides() {
         #expect(KubeVirtExport.quantity(2 << 30) == "2Gi")
         #expect(KubeVirtExport.quantity(1536 << 20) == "1536Mi")

@@ -122,6 +122,18 @@ extension QemuCtlCommand.Export {
                 throw ExitCode(2)
             }
 
+            // Generated names are VM-DRIVE: `a-b` + `c` and `a` + `b-c` would share one volume.
+            var owners: [String: String] = [:]
+            for r in results {
+                for name in r.generatedNames {
+                    if let other = owners.updateValue(r.name, forKey: name), other != r.name {
+                        Terminal.fail("VMs '\(other)' and '\(r.name)' both need a volume named '\(name)'; nothing printed",
+                                      hint: "back one of the drives with a claim: --pvc VM/DRIVE=CLAIM")
+                        throw ExitCode(1)
+                    }
+                }
+            }
+
             let dropped = results.flatMap(\.dropped).enumerated()
                 .sorted { ($0.element.location, $0.offset) < ($1.element.location, $1.offset) }.map(\.element)
             let severity = strict ? "error" : "warning"

@@ -65,6 +65,9 @@ package enum KubeVirtExport {
         package var dropped: [Dropped]
         /// The keys of ``Options/claims`` this VM used.
         package var usedClaims: Set<String>
+        /// The DataVolume and claim names made up for this VM's drives (`VM-DRIVE`), which must
+        /// not collide with another VM's in the same namespace.
+        package var generatedNames: [String]
     }
 
     /// Exports one VM.
@@ -77,7 +80,8 @@ package enum KubeVirtExport {
     package static func export(_ vm: VirtualMachine, sourceMap: ManifestSourceMap?, options: Options = .init()) -> Result {
         var b = Builder(vm: vm, map: sourceMap, options: options)
         let document = b.build()
-        return Result(name: vm.name, document: document, dropped: b.dropped, usedClaims: b.usedClaims)
+        return Result(name: vm.name, document: document, dropped: b.dropped, usedClaims: b.usedClaims,
+                      generatedNames: b.generatedNames)
     }
 
     /// `bytes` as a Kubernetes quantity: the largest binary unit that divides it (`2Gi`, `512Mi`).
@@ -116,6 +120,7 @@ private struct Builder {
     let options: KubeVirtExport.Options
     var dropped: [KubeVirtExport.Dropped] = []
     var usedClaims: Set<String> = []
+    var generatedNames: [String] = []
 
     // Pieces of the object, filled by the rules.
     var dataVolumeTemplates: [Doc] = []
@@ -351,6 +356,14 @@ private struct Builder {
         return nil
     }
 
+    /// A volume on claim `VM-DRIVE`, made up for a drive that has none.
+    mutating func generatedClaimVolume(_ name: String) -> String {
+        let claim = KubeVirtExport.volumeName(vm: vm.name, drive: name)
+        generatedNames.append(claim)
+        pvcVolume(name, claim: claim)
+        return claim
+    }
+
     mutating func pvcVolume(_ name: String, claim: String, readOnly: Bool = false) {
         var source: [(String, Doc)] = [("claimName", .string(claim))]
         if readOnly { source.append(("readOnly", .bool(true))) }
@@ -403,19 +416,20 @@ private struct Builder {
                     ])),
                 ]))
                 volumes.append(.map([("name", .string(d.name)), ("dataVolume", .map([("name", .string(generated))]))]))
+                generatedNames.append(generated)
                 drop("\(at).file.path", "the host image's content does not move: a blank \(KubeVirtExport.quantity(size)) DataVolume \(generated) is created (give --pvc \(d.name)=CLAIM for an imported image)")
             } else {
-                pvcVolume(d.name, claim: generated)
+                _ = generatedClaimVolume(d.name)
                 drop("\(at).file.path", "a host path does not exist in the cluster: the disk refers to claim \(generated), which must hold the image as raw (virtctl image-upload; or --pvc \(d.name)=CLAIM)")
             }
         case .nbd:
-            pvcVolume(d.name, claim: generated)
+            _ = generatedClaimVolume(d.name)
             drop("\(at).nbd", "KubeVirt has no NBD volumes: the disk refers to claim \(generated) (or --pvc \(d.name)=CLAIM)")
         case .rbd:
-            pvcVolume(d.name, claim: generated)
+            _ = generatedClaimVolume(d.name)
             drop("\(at).rbd", "KubeVirt reaches Ceph RBD through a claim of a Ceph CSI storage class: the disk refers to claim \(generated) (or --pvc \(d.name)=CLAIM)")
         case .iscsi:
-            pvcVolume(d.name, claim: generated)
+            _ = generatedClaimVolume(d.name)
             drop("\(at).iscsi", "KubeVirt reaches iSCSI LUNs through a claim (an iSCSI persistent volume): the disk refers to claim \(generated) (or --pvc \(d.name)=CLAIM)")
         }
     }
@@ -436,8 +450,7 @@ private struct Builder {
         if let claim {
             pvcVolume(c.name, claim: claim)
         } else {
-            let generated = KubeVirtExport.volumeName(vm: vm.name, drive: c.name)
-            pvcVolume(c.name, claim: generated)
+            let generated = generatedClaimVolume(c.name)
             drop("\(at).path", "a host path does not exist in the cluster: the drive refers to claim \(generated), which must hold the ISO (virtctl image-upload; or --pvc \(c.name)=CLAIM)")
         }
     }
@@ -462,7 +475,9 @@ private struct Builder {
             if u.dns != nil { drop("\(at).user.dns", "masquerade hands out the pod's DNS servers") }
             if u.dhcpStart != nil { drop("\(at).user.dhcpStart", "masquerade gives the guest one fixed address") }
             if u.restrict { drop("\(at).user.restrict", "isolating a VM is a Kubernetes NetworkPolicy, not a VM field") }
-            if let h = u.hostname {
+            if let h = u.hostname, !StringFormat.name.accepts(h) {
+                drop("\(at).user.hostname", "KubeVirt's hostname must be a DNS label (lower-case letters, digits, '-'); '\(h)' is not")
+            } else if let h = u.hostname {
                 if instance.contains(where: { $0.0 == "hostname" }) {
                     drop("\(at).user.hostname", "KubeVirt has one hostname per VM; the first NIC's is kept")
                 } else {
@@ -476,11 +491,13 @@ private struct Builder {
                 drop("\(at).user.hostfwd[\(k)]", "port forwards from the host become a Kubernetes Service: virtctl expose vm \(vm.name) --port=…")
             }
         case .tap(let t):
-            let name = t.bridge ?? n.name
+            let name = t.bridge.flatMap { StringFormat.name.accepts($0) ? $0 : nil } ?? n.name
             entry.append(("bridge", .map([])))
             net.append(("multus", .map([("networkName", .string(name))])))
             drop("\(at).tap", "host tap devices do not exist in the cluster: exported as Multus network '\(name)' with bridge binding (create that NetworkAttachmentDefinition)")
-        case .bridge(let bridge, _):
+        case .bridge(let hostBridge, _):
+            // A NetworkAttachmentDefinition's name is a DNS name: the NIC's when the bridge's is not.
+            let bridge = StringFormat.name.accepts(hostBridge) ? hostBridge : n.name
             entry.append(("bridge", .map([])))
             net.append(("multus", .map([("networkName", .string(bridge))])))
             drop("\(at).bridge", "host bridges do not exist in the cluster: exported as Multus network '\(bridge)' with bridge binding (create that NetworkAttachmentDefinition)")
