@@ -135,3 +135,22 @@ struct ExportKubeVirtNameTests {
         #expect(fixed.out.contains("claimName: a-data") && fixed.out.contains("name: a-b-c"))
     }
 }
+
+@Suite("qemuctl import kubevirt", .offPool)
+struct ImportKubeVirtTests {
+    @Test func exportedVMsComeBackWithWhatDidNotCarryOverNamed() async throws {
+        let exported = try await QemuctlBinary.run(["export", "kubevirt", "-f", "examples/server.yaml"])
+        let r = try await QemuctlBinary.run(["import", "kubevirt", "-f", "-"], stdin: exported.out)
+        #expect(r.status == 3, "\(r.err)")
+        #expect(r.out.hasPrefix("apiVersion: qemuctl/v1\nkind: VirtualMachine\nmetadata:\n  name: web-1\n"))
+        #expect(r.err.contains("warning: spec.template.spec.volumes[0].dataVolume of VM 'web-1' is dropped"), "\(r.err)")
+        let validate = try await QemuctlBinary.run(["validate", "-f", "-"], stdin: r.out)
+        #expect(validate.status == 0, "\(validate.err)")
+        let strict = try await QemuctlBinary.run(["import", "kubevirt", "--strict", "-f", "-"], stdin: exported.out)
+        #expect(strict.status == 1 && strict.out.isEmpty)
+        let pod = try await QemuctlBinary.run(["import", "kubevirt", "-f", "-"], stdin: "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n")
+        #expect(pod.status == 1 && pod.out.isEmpty && pod.err.contains("not a KubeVirt VirtualMachine"))
+        let missing = try await QemuctlBinary.run(["import", "kubevirt", "-f", "/no/such.yaml"])
+        #expect(missing.status == 2)
+    }
+}
