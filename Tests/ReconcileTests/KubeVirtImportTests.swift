@@ -108,6 +108,27 @@ struct KubeVirtImportTests {
         if case .user = vm.spec.networks.first?.backend {} else { Issue.record("the pod network should be user networking") }
     }
 
+    @Test func emptyContainersAskForNothingButEmptyDevicesDo() throws {
+        let yaml = """
+            apiVersion: kubevirt.io/v1
+            kind: VirtualMachine
+            metadata: {name: tiny, labels: {}}
+            spec:
+              runStrategy: Halted
+              template:
+                metadata: {}
+                spec:
+                  domain: {devices: {rng: {}, disks: []}, features: {}}
+                  hostAliases: {}
+            """
+        let (results, errors) = KubeVirtImport.read(Array(yaml.utf8), file: "t.yaml")
+        #expect(errors.isEmpty)
+        let result = try #require(results.first)
+        #expect(result.dropped.map(\.path) == ["spec.template.spec.hostAliases"], "\(result.dropped.map(\.description))")
+        let vm = try ManifestLoader().load(bytes: Array(result.document.yaml().utf8), file: "t", baseDirectory: "/").get()[0]
+        #expect(vm.spec.rng && vm.spec.runState == .stopped)
+    }
+
     @Test func notAVirtualMachineIsAnError() {
         let (results, errors) = KubeVirtImport.read(Array("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n".utf8), file: "p.yaml")
         #expect(results.isEmpty)

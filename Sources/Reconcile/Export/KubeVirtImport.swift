@@ -142,10 +142,25 @@ private struct Reader {
             for (i, item) in items.enumerated() { reportUnread(item, path: "\(path)[\(i)]") }
         case .null:
             read.insert(path)   // `creationTimestamp: null` and the like say nothing
+        case .array:
+            read.insert(path)   // an empty list asks for nothing
+        case .object where Self.containers.contains(path):
+            read.insert(path)   // an empty container asks for nothing (`rng: {}` or `pod: {}` do)
         default:
             drop(path, "qemuctl has no field for this")
         }
     }
+
+    /// Objects that only hold other fields: empty, they ask for nothing.
+    static let containers: Set<String> = [
+        "metadata", "metadata.labels", "metadata.annotations", "spec", "spec.template", "spec.template.metadata",
+        "spec.template.metadata.labels", "spec.template.metadata.annotations", "spec.template.spec",
+        "spec.template.spec.domain", "spec.template.spec.domain.devices", "spec.template.spec.domain.cpu",
+        "spec.template.spec.domain.memory", "spec.template.spec.domain.machine", "spec.template.spec.domain.firmware",
+        "spec.template.spec.domain.firmware.bootloader", "spec.template.spec.domain.resources",
+        "spec.template.spec.domain.resources.requests", "spec.template.spec.domain.resources.limits",
+        "spec.template.spec.domain.features", "spec.template.spec.domain.clock", "spec.template.spec.nodeSelector",
+    ]
 
     // MARK: The manifest
 
