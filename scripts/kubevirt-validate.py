@@ -28,6 +28,16 @@ MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 RUN_STRATEGIES = {"Always", "RerunOnFailure", "Manual", "Halted", "Once", "WaitAsReceiver"}
 
 
+def quantity(text):
+    """Bytes of a Kubernetes quantity with a binary or decimal suffix, or None."""
+    text = str(text)
+    for suffix, unit in (("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40),
+                         ("k", 10**3), ("M", 10**6), ("G", 10**9), ("T", 10**12)):
+        if text.endswith(suffix):
+            return int(text[:-len(suffix)]) * unit if text[:-len(suffix)].isdigit() else None
+    return int(text) if text.isdigit() else None
+
+
 def strict_definitions(definitions):
     for definition in definitions.values():
         if "properties" in definition and "additionalProperties" not in definition:
@@ -121,6 +131,19 @@ def webhook_problems(vm):
     if any(o < 1 for o in orders):
         out.append("spec.template.spec.domain.devices: a bootOrder is below 1")
     out += unique(orders, "bootOrder", "spec.template.spec.domain.devices")
+    memory = tspec["domain"].get("memory", {})
+    if "maxGuest" in memory:
+        # memory.ValidateLiveUpdateMemory, called by the VM admitter when maxGuest is set.
+        guest, most = quantity(memory.get("guest", "0")), quantity(memory["maxGuest"])
+        block = 2 << 20
+        if guest is None or most is None or guest > most:
+            out.append("spec.template.spec.domain.memory: guest above maxGuest (or not a quantity)")
+        elif guest % block or most % block:
+            out.append("spec.template.spec.domain.memory: guest and maxGuest must be 2Mi aligned")
+        elif guest < 1 << 30:
+            out.append("spec.template.spec.domain.memory: memory hot-plug needs at least 1Gi of guest memory")
+        if tspec.get("architecture", "amd64") != "amd64":
+            out.append("spec.template.spec.domain.memory: memory hot-plug is only available for amd64 VMs")
     cpu = tspec["domain"].get("cpu", {})
     if cpu.get("maxSockets", 0) and cpu["maxSockets"] < cpu.get("sockets", 1):
         out.append("spec.template.spec.domain.cpu: maxSockets below sockets")

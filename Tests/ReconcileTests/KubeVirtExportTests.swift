@@ -179,7 +179,7 @@ private let cases: [Case] = [
         ("spec.template.spec.domain.devices.interfaces[4]", nil),
     ], dropped: ["spec.networks[1].bridge", "spec.networks[2].tap", "spec.networks[3].bridge", "spec.networks[3].model",
                  "spec.networks[4].user"]),
-    Case(name: "hotplug-maxima", spec: "  cpu: {count: 2, maxCount: 8, model: host}\n  memory: {size: 1GiB, max: 4GiB}\n", expect: [
+    Case(name: "hotplug-maxima", spec: "  arch: amd64\n  cpu: {count: 2, maxCount: 8, model: host}\n  memory: {size: 1GiB, max: 4GiB}\n", expect: [
         ("spec.template.spec.domain.cpu.sockets", 2),
         ("spec.template.spec.domain.cpu.cores", 1),
         ("spec.template.spec.domain.cpu.threads", 1),
@@ -188,6 +188,13 @@ private let cases: [Case] = [
         ("spec.template.spec.domain.memory.guest", "1Gi"),
         ("spec.template.spec.domain.memory.maxGuest", "4Gi"),
     ], dropped: []),
+    Case(name: "memory-hotplug-below-1Gi", spec: "  arch: amd64\n  memory: {size: 512MiB, max: 2GiB}\n", expect: [
+        ("spec.template.spec.domain.memory.guest", "512Mi"),
+        ("spec.template.spec.domain.memory.maxGuest", nil),
+    ], dropped: ["spec.memory.max"]),
+    Case(name: "memory-hotplug-on-arm64", spec: "  arch: arm64\n  machine: {type: virt}\n  memory: {size: 2GiB, max: 4GiB}\n", expect: [
+        ("spec.template.spec.domain.memory.maxGuest", nil),
+    ], dropped: ["spec.memory.max"]),
     Case(name: "topology-in-whole-sockets", spec: "  cpu: {count: 4, maxCount: 8, cores: 2, threads: 2, features: [+avx2, -x2apic]}\n", expect: [
         ("spec.template.spec.domain.cpu.sockets", 1),
         ("spec.template.spec.domain.cpu.maxSockets", 2),
@@ -305,7 +312,8 @@ struct KubeVirtExportTests {
         let noVolume = replacingLast("\"name\": \"disk0\"", "\"name\": \"disk1\"")
         let noNetwork = replacingLast("\"name\": \"nic0\"", "\"name\": \"nic1\"")
         let badStrategy = replacingLast("\"Always\"", "\"Sometimes\"")
-        for bad in [unknown, noVolume, noNetwork, badStrategy] {
+        let smallHotplug = replacingLast("\"guest\": \"512Mi\"", "\"guest\": \"512Mi\", \"maxGuest\": \"1Gi\"")
+        for bad in [unknown, noVolume, noNetwork, badStrategy, smallHotplug] {
             #expect(bad != text)
             let (status, output) = try validateWithKubeVirtSchema([bad])
             #expect(status == 1, "accepted: \(bad)\n\(output)")

@@ -294,7 +294,16 @@ private struct Builder {
     mutating func memory() {
         let m = spec.memory
         var out: [(String, Doc)] = [("guest", .string(KubeVirtExport.quantity(m.size)))]
-        if let max = m.max, max > m.size { out.append(("maxGuest", .string(KubeVirtExport.quantity(max)))) }
+        if let max = m.max, max > m.size {
+            // KubeVirt's webhook (memory.ValidateLiveUpdateMemory) takes maxGuest only for amd64
+            // guests of at least 1Gi, with both sizes in whole 2Mi blocks.
+            let block: UInt64 = 2 << 20
+            if spec.arch == .amd64, m.size >= 1 << 30, m.size % block == 0, max % block == 0 {
+                out.append(("maxGuest", .string(KubeVirtExport.quantity(max))))
+            } else {
+                drop("spec.memory.max", "KubeVirt hot-plugs memory only for amd64 guests with at least 1Gi, in 2Mi blocks; exported without hot-plug")
+            }
+        }
         domain.append(("memory", .map(out)))
         let defaults = VirtualMachineSpec.Memory()
         if m.max != nil, m.slots != defaults.slots {

@@ -54,7 +54,7 @@ package enum KubeVirtMapping {
         Row("spec.cpu.features", "domain.cpu.features", "`+name`/`name` → `{name, policy: require}`, `-name` → `{name, policy: disable}`"),
         Row("spec.memory", "domain.memory", "the rows below"),
         Row("spec.memory.size", "domain.memory.guest", "a binary quantity (`2Gi`)"),
-        Row("spec.memory.max", "domain.memory.maxGuest", "when larger than size"),
+        Row("spec.memory.max", "domain.memory.maxGuest", "when larger than size, for amd64 guests of at least 1Gi with both sizes in 2Mi blocks (KubeVirt's webhook refuses others: then dropped)"),
         Row("spec.memory.slots", nil, "KubeVirt chooses the slots (reported when not the default)"),
         Row("spec.memory.backend", nil, "KubeVirt chooses the RAM backing (hugepages are domain.memory.hugepages); reported when not ram"),
         Row("spec.memory.path", nil, "a host path does not exist in the cluster"),
