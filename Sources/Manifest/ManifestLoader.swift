@@ -13,6 +13,8 @@ package struct ManifestSet: Sendable {
     package var diagnostics: [ManifestDiagnostic]
     /// The files read, as named in diagnostics.
     package var files: [String]
+    /// Each file's bytes, by name, when the loader ``ManifestLoader/keepsSourceText``; else empty.
+    package var sourceTexts: [String: [UInt8]] = [:]
 
     /// Whether any diagnostic is an error.
     package var hasErrors: Bool { diagnostics.contains { $0.severity == .error } }
@@ -56,6 +58,9 @@ package struct ManifestLoader: Sendable {
     /// the files are split into contiguous runs, one per thread, and the results joined in
     /// order: the VMs, files and diagnostics are the same as with one thread.
     package var threads: Int
+    /// Whether the result keeps each file's bytes (``ManifestSet/sourceTexts``), for messages
+    /// that point at a field after decoding (``ManifestSourceMap``). Off by default.
+    package var keepsSourceText = false
 
     /// Creates a loader that works on the caller's thread.
     package init(limits: ManifestLimits = .default, hostFiles: HostFiles = .ignore) {
@@ -234,6 +239,7 @@ private struct LoadState {
     var macs: [[(mac: String, node: YAMLNode, derived: Bool)]] = []
     var files: [String] = []
     var fileOfDecoded: [String] = []
+    var sourceTexts: [String: [UInt8]] = [:]
     /// The nodes of the file being read, reused from file to file.
     let storage = YAMLStorage()
     /// The decoding context, reused from file to file.
@@ -290,6 +296,7 @@ private struct LoadState {
 
     mutating func add(bytes: UnsafeRawBufferPointer, file: String, baseDirectory: String) {
         files.append(file)
+        if loader.keepsSourceText { sourceTexts[file] = Array(bytes) }
         let reader = LibYAMLReader(file: file, limits: loader.limits)
         let documents = reader.read(bytes, into: storage, diagnostics: &diagnostics)
         let ctx: DecodeContext
@@ -328,6 +335,7 @@ private struct LoadState {
         vms.append(contentsOf: part.vms)
         macs.append(contentsOf: part.macs)
         files.append(contentsOf: part.files)
+        sourceTexts.merge(part.sourceTexts) { first, _ in first }
     }
 
     /// Cross-document checks: names unique across the set, MAC addresses unique.
@@ -363,7 +371,7 @@ private struct LoadState {
             }
         }
         diagnostics.sort(by: ManifestDiagnostic.reportOrder)
-        return ManifestSet(virtualMachines: vms, diagnostics: diagnostics, files: files)
+        return ManifestSet(virtualMachines: vms, diagnostics: diagnostics, files: files, sourceTexts: sourceTexts)
     }
 }
 

@@ -18,7 +18,7 @@ struct QemuCtlCommand: AsyncParsableCommand {
         subcommands: [Manual.self],
         groupedSubcommands: [
             CommandGroup(name: "Declarative", subcommands: [
-                Apply.self, Diff.self, PlanCommand.self, Validate.self, Schema.self, Import.self,
+                Apply.self, Diff.self, PlanCommand.self, Validate.self, Schema.self, Import.self, Export.self,
             ]),
             CommandGroup(name: "Operations", subcommands: [
                 Start.self, Stop.self, Pause.self, Resume.self, Reset.self, Delete.self,
@@ -101,6 +101,10 @@ struct QemuCtlCommand: AsyncParsableCommand {
     /// The command of this process's command line.
     private static func parseCommandLine() throws -> any ParsableCommand {
         let arguments = Array(CommandLine.arguments.dropFirst())
+        // `import NAME` takes a positional name, which would swallow the word `kubevirt`.
+        if arguments.starts(with: ["import", "kubevirt"]) {
+            return try Import.KubeVirt.parseAsRoot(Array(arguments.dropFirst(2)))
+        }
         if let name = arguments.first, let type = parsedDirectly[name],
            let command = try? type.parseAsRoot(Array(arguments.dropFirst())) {
             return command

@@ -27,7 +27,8 @@ extension QemuCtlCommand {
 
                 --adopt records the VM in the state directory: from then on apply, diff, get and delete \
                 manage it (the state directory's NAME.sock links to its socket).
-                """
+                """,
+            subcommands: [KubeVirt.self]
         )
 
         @OptionGroup var global: GlobalOptions

@@ -42,13 +42,13 @@ package indirect enum ManifestDocument: Sendable, Hashable {
         for (key, value) in entries {
             switch value {
             case .map(let m) where !m.isEmpty:
-                out += "\(pad)\(key):\n"
+                out += "\(pad)\(yamlString(key)):\n"
                 yamlMap(m, indent: indent + 2, into: &out)
             case .list(let l) where !l.isEmpty:
-                out += "\(pad)\(key):\n"
+                out += "\(pad)\(yamlString(key)):\n"
                 yamlList(l, indent: indent + 2, into: &out)
             default:
-                out += "\(pad)\(key): \(value.scalar)\n"
+                out += "\(pad)\(yamlString(key)): \(value.scalar)\n"
             }
         }
     }
