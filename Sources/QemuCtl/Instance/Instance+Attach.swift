@@ -57,7 +57,7 @@ extension Instance {
         } catch {
             throw InstanceError.from(error, doing: "attaching to pid \(pid) via \(socketPath)")
         }
-        if let peer = qmp.peerPID, peer != pid {
+        if let peer = qmp.peerPID, peer != pid, !monitors.inheritedPaths.contains(socketPath) {
             qmp.close()
             throw InstanceError(code: .notFound, message: "\(socketPath) belongs to pid \(peer), not \(pid)")
         }

@@ -18,6 +18,11 @@ package struct MonitorLocator: Sendable, Equatable {
     package var paths: [String] = []
     /// Monitors held by libvirtd (found, but not usable).
     package var libvirtMonitors: [String] = []
+    /// The paths in ``paths`` whose listening socket QEMU inherited. Their `SO_PEERCRED` names
+    /// whichever process last called `listen(2)` on it (the parent that created it, until QEMU
+    /// listens again), so the peer pid proves nothing there: that `/proc/PID/fd` holds the
+    /// socket's inode is the proof that it is this QEMU's.
+    package var inheritedPaths: Set<String> = []
     /// The libvirt domain name when libvirt manages this QEMU (`-name guest=NAME` on a QEMU whose
     /// command line or monitor lives in libvirt's per-domain directory).
     package var libvirtDomain: String?
@@ -37,16 +42,19 @@ package struct MonitorLocator: Sendable, Equatable {
         let underLibvirt = argv.contains { $0.contains("/libvirt/qemu/domain-") }
         for monitor in reader.monitors {
             let path: String
+            var inherited = false
             switch monitor.source {
             case .path(let p): path = p
             case .descriptor(let fd):
                 guard let inode = inodes.first(where: { $0.value == fd })?.key, let p = bound[inode] else { continue }
                 path = p
+                inherited = true
             }
             if monitor.chardevID == "charmonitor" && (underLibvirt || path.contains("/libvirt/qemu/")) {
                 libvirtMonitors.append(path)
             } else {
                 paths.append(path)
+                if inherited { inheritedPaths.insert(path) }
             }
         }
         if !libvirtMonitors.isEmpty || underLibvirt { libvirtDomain = reader.name ?? "?" }

@@ -60,11 +60,13 @@ package enum Importer {
     /// The monitor is held only for the queries (a short-lived connection).
     package static func inspect(socketPath: String?, pid: Int32?, name: String?, timeout: Duration) async throws(ImportError) -> ImportedVM {
         var path = socketPath
+        var inherited = false
         if path == nil, let pid {
             guard let argv = Posix.commandLine(of: pid), Posix.processExists(pid) else { throw ImportError("no process with pid \(pid)") }
             let monitors = MonitorLocator(pid: pid, argv: argv)
             guard let found = monitors.paths.first else { throw ImportError(monitors.noUsableMonitor(pid: pid, program: argv.first)) }
             path = found
+            inherited = monitors.inheritedPaths.contains(found)
         }
         guard let path else { throw ImportError("give a VM name, --pid PID or --socket PATH") }
         let qmp: QMPClient
@@ -75,8 +77,12 @@ package enum Importer {
             throw ImportError("cannot attach to \(path): \(error.message)")
         }
         defer { qmp.close() }
-        guard let peer = qmp.peerPID, peer > 0 else { throw ImportError("cannot learn the process id behind \(path) (SO_PEERCRED)") }
-        if let pid, pid != peer { throw ImportError("\(path) belongs to pid \(peer), not \(pid)") }
+        guard var peer = qmp.peerPID, peer > 0 else { throw ImportError("cannot learn the process id behind \(path) (SO_PEERCRED)") }
+        if let pid, pid != peer {
+            // An inherited socket's credentials are its creator's; /proc/PID/fd proved it is pid's.
+            guard inherited else { throw ImportError("\(path) belongs to pid \(peer), not \(pid)") }
+            peer = pid
+        }
         guard let argv = Posix.commandLine(of: peer) else { throw ImportError("cannot read the command line of pid \(peer)") }
         var reader = Reader(qmp: qmp, timeout: timeout, argv: argv, socketPath: path)
         do {
