@@ -81,6 +81,8 @@ extension FieldTable {
             FieldRule("spec.disks[]", when: .present("create"), then: .present("file"), "create works only with the file backend."),
             FieldRule("spec.disks[]", when: .present("create"), then: .not(.isTrue("readOnly")),
                       "create makes no sense for a read-only disk."),
+            FieldRule("spec.disks[]", when: .any([.equals("interface", "ide"), .equals("interface", "nvme")]),
+                      then: .not(.isTrue("readOnly")), "ide and nvme disks cannot be read-only."),
             // display
             FieldRule("spec.display.spice", when: .isTrue("disableTicketing"), then: absent("passwordFrom"),
                       "disableTicketing contradicts passwordFrom."),

@@ -1,4 +1,5 @@
 import Foundation
+import Manifest
 import QemuCtlTestSupport
 import Testing
 
@@ -25,7 +26,7 @@ private func listedExceptions() throws -> [String: String] {
 struct SchemaCorpusTests {
     @Test func corpusIsLargeAndCoversTheRules() throws {
         let valid = try corpus("valid"), invalid = try corpus("invalid")
-        #expect(valid.count >= 23 && invalid.count >= 89, "\(valid.count) valid, \(invalid.count) invalid")
+        #expect(valid.count >= 25 && invalid.count >= 91, "\(valid.count) valid, \(invalid.count) invalid")
         // Every rule between fields that the schema states has an invalid case named after it.
         let names = Set(invalid.map { URL(fileURLWithPath: $0).lastPathComponent })
         for expected in ["initrd-without-kernel.yaml", "cmdline-without-kernel.yaml", "slots-without-max.yaml",
@@ -34,7 +35,8 @@ struct SchemaCorpusTests {
                          "throttle-total-and-read.yaml", "create-read-only.yaml", "spec-null.yaml",
                          // Rules of QemuCtl's Validation.swift a manifest reaches through formats and bounds.
                          "disk-name-too-long.yaml", "hostfwd-port-too-big.yaml", "spice-port-zero.yaml",
-                         "tap-ifname-too-long.yaml", "disk-serial-too-long.yaml", "cpu-feature-bad.yaml"] {
+                         "tap-ifname-too-long.yaml", "disk-serial-too-long.yaml", "cpu-feature-bad.yaml",
+                         "ide-read-only.yaml", "nvme-read-only.yaml"] {
             #expect(names.contains(expected), "missing corpus case \(expected)")
         }
     }
@@ -80,5 +82,19 @@ struct SchemaCorpusTests {
         #expect(disagreements.isEmpty, "\(disagreements.joined(separator: "\n"))")
         #expect(listedSeen == Set(exceptions.keys), "listed but not seen: \(Set(exceptions.keys).subtracting(listedSeen))")
         #expect(agreements == valid.count + invalid.count - exceptions.count)
+    }
+}
+
+@Suite("Decoder rules that QemuCtl's validation would otherwise only find at apply")
+struct ApplyRulesInTheDecoderTests {
+    @Test func readOnlyIDEAndNVMeDisksAreRefused() {
+        let ide = load(manifest(spec: "  disks:\n    - {name: a, file: {path: a.img, format: raw}, interface: ide, readOnly: true}\n"))
+        expectSingleError(ide, 7, 67, "'spec.disks[0].readOnly' is not possible with 'interface: ide'",
+                          hint: "ide-hd cannot be read-only; use virtio, scsi or a CD-ROM")
+        let nvme = load(manifest(spec: "  disks:\n    - {name: a, file: {path: a.img, format: raw}, interface: nvme, readOnly: true}\n"))
+        expectSingleError(nvme, 7, 68, "'spec.disks[0].readOnly' is not possible with 'interface: nvme'")
+        // An RBD snapshot is opened read-only whatever readOnly says (the mapping sets it): not an error.
+        #expect(!load(manifest(spec: "  disks:\n    - {name: a, rbd: {pool: p, image: i, snapshot: s}}\n")).hasErrors)
+        #expect(!load(manifest(spec: "  disks:\n    - {name: a, file: {path: a.img, format: raw}, interface: scsi, readOnly: true}\n")).hasErrors)
     }
 }

@@ -353,6 +353,12 @@ struct SpecDecoder {
         }
         var throttle: VirtualMachineSpec.Disk.Throttle? = nil
         if let t = d.object("throttle") { throttle = decodeThrottle(t) }
+        // QEMU's own limits (QemuCtl's validation refuses them at apply; said here so `validate` agrees).
+        if readOnly, interface == .ide || interface == .nvme {
+            ctx.error(d.keyPosition("readOnly"), "'\(path).readOnly' is not possible with 'interface: \(interface.rawValue)'",
+                      hint: interface == .ide ? "ide-hd cannot be read-only; use virtio, scsi or a CD-ROM"
+                          : "nvme cannot be read-only in QEMU 7.2; use virtio or scsi")
+        }
 
         guard let name, let backend else { return nil }
         if case .file(let p, _) = backend, createSize == nil, let f = fileReader {
