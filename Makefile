@@ -34,10 +34,14 @@ deps:
 	    exit 1; \
 	  fi; \
 	fi
-	@# The schema test validates examples with an independent validator (Python's jsonschema).
+	@# The schema tests validate manifests with an independent validator (Python's jsonschema).
 	@python3 -c 'import jsonschema' 2>/dev/null || python3 -m pip install --quiet jsonschema 2>/dev/null \
 	  || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-jsonschema >/dev/null; } \
 	  || { echo "make deps: install Python's jsonschema (pip install jsonschema, or apt-get install python3-jsonschema)"; exit 1; }
+	@# The schema corpus test reads YAML with PyYAML (an independent reader; check.py sets YAML 1.2 core tags).
+	@python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml 2>/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-yaml >/dev/null; } \
+	  || { echo "make deps: install PyYAML (pip install pyyaml, or apt-get install python3-yaml)"; exit 1; }
 
 build: deps
 	$(SWIFT) build

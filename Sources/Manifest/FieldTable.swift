@@ -216,7 +216,7 @@ package enum FieldTable {
     }()
 
     static let diskField = Field("[]", .object([
-        Field("name", .string(.name), .restart, "Drive name, unique among the VM's disks and CD-ROMs.", required: true),
+        Field("name", .string(.deviceName), .restart, "Drive name, unique among the VM's disks and CD-ROMs.", required: true),
         Field("file", .object([
             Field("path", .string(.path), .restart, "Image file or block device; relative to the manifest.", required: true),
             Field("format", cases(VirtualMachineSpec.Disk.Format.self), .restart,
@@ -262,7 +262,7 @@ package enum FieldTable {
     ], oneOf: ["file", "nbd", "rbd", "iscsi"]), .live, "A disk.")
 
     static let cdromField = Field("[]", .object([
-        Field("name", .string(.name), .restart, "Drive name, unique among the VM's disks and CD-ROMs.", required: true),
+        Field("name", .string(.deviceName), .restart, "Drive name, unique among the VM's disks and CD-ROMs.", required: true),
         Field("path", .string(.path), .live, "ISO image inserted; absent means an empty drive. Changed live."),
         Field("interface", cases(VirtualMachineSpec.CDROM.Interface.self), .restart, "How the guest sees the drive.", default: .string("ide")),
         Field("bootIndex", .integer(min: 0, max: 255), .restart, "Boot priority; lower boots first."),
@@ -271,7 +271,7 @@ package enum FieldTable {
     // MARK: - networks
 
     static let networkField = Field("[]", .object([
-        Field("name", .string(.name), .restart, "NIC name, unique within the VM.", required: true),
+        Field("name", .string(.deviceName), .restart, "NIC name, unique within the VM.", required: true),
         Field("user", .object([
             Field("net", .string(.ipv4CIDR), .restart, "Guest network.", default: .string("10.0.2.0/24")),
             Field("host", .string(.ipv4), .restart, "Host address seen by the guest."),

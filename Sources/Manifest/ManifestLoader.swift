@@ -215,7 +215,15 @@ package struct ManifestLoader: Sendable {
                     if isManifestName { files.append((path, -1)) }
                     continue
                 }
-                guard case .success(let info) = FileSystem.info(path) else { continue }
+                guard case .success(let info) = FileSystem.info(path) else {
+                    // A dangling or looping symbolic link (or an entry gone or unreadable): an error like an
+                    // unreadable file, never skipped, or `apply --prune` would delete the VM it held.
+                    if case .failure(let f) = FileSystem.info(path) {
+                        let link = FileSystem.isSymbolicLink(path) ? " (a symbolic link whose target cannot be read)" : ""
+                        state.unreadable(path, "cannot read '\(path)': \(f.message)\(link)")
+                    }
+                    continue
+                }
                 if info.kind == .directory {
                     if visited.insert(info.id).inserted {
                         collect(directory: path, into: &files, visited: &visited, state: &state)
@@ -298,7 +306,18 @@ private struct LoadState {
         files.append(file)
         if loader.keepsSourceText { sourceTexts[file] = Array(bytes) }
         let reader = LibYAMLReader(file: file, limits: loader.limits)
+        let before = diagnostics.count
         let documents = reader.read(bytes, into: storage, diagnostics: &diagnostics)
+        if diagnostics.count == before, !documents.contains(where: { $0.root != nil }) {
+            // An empty file, only comments, only '---': an error, so that `apply --prune` never reads
+            // "nothing" as "delete every VM".
+            let name = file == "-" ? "standard input" : "'\(file)'"
+            let found = bytes.isEmpty ? (file == "-" ? "the input is empty" : "the file is empty") : documents.isEmpty ? "only comments or blank lines"
+                : "only empty documents"
+            diagnostics.append(.init(
+                at: SourceLocation(file: file, line: 1, column: 1), "no manifest in \(name): \(found)",
+                hint: "a manifest starts with 'apiVersion: \(FieldTable.apiVersion)' and 'kind: \(FieldTable.kind)'"))
+        }
         let ctx: DecodeContext
         if let c = context {
             ctx = c

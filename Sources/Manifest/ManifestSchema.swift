@@ -11,7 +11,7 @@ package enum ManifestSchema {
 
     /// The JSON Schema text, pretty-printed, ending with a newline.
     package static func jsonSchema() -> String {
-        guard case .object(var members) = schema(for: FieldTable.document, path: "") else { return "" }
+        guard case .object(var members) = schema(for: FieldTable.document, path: "", nullable: false) else { return "" }
         members.insert(("$schema", .string("https://json-schema.org/draft/2020-12/schema")), at: 0)
         members.insert(("$id", .string(id)), at: 1)
         members.insert(("title", .string("qemuctl \(FieldTable.kind) manifest (\(FieldTable.apiVersion))")), at: 2)
@@ -20,10 +20,15 @@ package enum ManifestSchema {
         return out + "\n"
     }
 
-    /// The size pattern (same language as ``ByteSize``).
-    static let sizePattern = #"^\+?[0-9]+(\.[0-9]+)? *(B|K|KiB|M|MiB|G|GiB|T|TiB)$"#
+    /// The JSON type name of a field's values, and with `null` when the field may be null.
+    private static func type(_ name: String, nullable: Bool) -> JSONValue {
+        nullable ? .array([.string(name), .string("null")]) : .string(name)
+    }
 
-    private static func schema(for field: Field, path: String) -> JSONValue {
+    /// A field's schema. An optional field (`nullable`) also accepts null, which the decoder
+    /// reads as "absent: use the default"; a required field, an item of a list and a label
+    /// value do not.
+    private static func schema(for field: Field, path: String, nullable: Bool) -> JSONValue {
         var m: [(String, JSONValue)] = []
         var description = field.doc
         if case .size(let lo, let hi) = field.type {
@@ -36,36 +41,52 @@ package enum ManifestSchema {
         m.append(("x-qemuctl-change", .string(field.change.rawValue)))
         switch field.type {
         case .string(let format):
-            m.append(("type", .string("string")))
+            m.append(("type", type("string", nullable: nullable)))
             m.append(("pattern", .string(format.pattern)))
         case .bool:
-            m.append(("type", .string("boolean")))
+            m.append(("type", type("boolean", nullable: nullable)))
         case .integer(let lo, let hi):
-            m.append(("type", .string("integer")))
+            m.append(("type", type("integer", nullable: nullable)))
             m.append(("minimum", .int(lo)))
             m.append(("maximum", .int(hi)))
-        case .size:
-            m.append(("type", .string("string")))
-            m.append(("pattern", .string(sizePattern)))
+        case .size(let lo, let hi):
+            m.append(("type", type("string", nullable: nullable)))
+            m.append(("pattern", .string(SizePattern.pattern(min: lo, max: hi))))
         case .enumeration(let values):
-            m.append(("type", .string("string")))
-            m.append(("enum", .array(values.map(JSONValue.string))))
+            m.append(("type", type("string", nullable: nullable)))
+            m.append(("enum", .array(values.map(JSONValue.string) + (nullable ? [.null] : []))))
         case .object(let children, let oneOf):
-            m.append(("type", .string("object")))
+            m.append(("type", type("object", nullable: nullable)))
             m.append(("additionalProperties", .bool(false)))
             m.append(("properties", .object(children.map { c in
-                (c.name, schema(for: c, path: path.isEmpty ? c.name : "\(path).\(c.name)"))
+                (c.name, schema(for: c, path: path.isEmpty ? c.name : "\(path).\(c.name)", nullable: !c.required))
             })))
             let required = children.filter(\.required).map { JSONValue.string($0.name) }
             if !required.isEmpty { m.append(("required", .array(required))) }
             if !oneOf.isEmpty {
-                m.append(("oneOf", .array(oneOf.map { .object([("required", .array([.string($0)]))]) })))
+                // Exactly one present with a value: a null one counts as absent, as in the decoder.
+                let exactlyOne = JSONValue.array(oneOf.map { FieldRule.Condition.present($0).schema })
+                if nullable {
+                    // For an object instance only: a null object has no backend to count.
+                    m.append(("if", .object([("type", .string("object"))])))
+                    m.append(("then", .object([("oneOf", exactlyOne)])))
+                } else {
+                    m.append(("oneOf", exactlyOne))
+                }
+            }
+            let rules = FieldTable.rules(at: path)
+            if !rules.isEmpty {
+                m.append(("allOf", .array(rules.map { rule in
+                    // An object instance only: for a null object every condition would hold vacuously.
+                    let when = JSONValue.object([("type", .string("object")), ("allOf", .array([rule.when.schema]))])
+                    return .object([("description", .string(rule.doc)), ("if", when), ("then", rule.then.schema)])
+                })))
             }
         case .array(let element):
-            m.append(("type", .string("array")))
-            m.append(("items", schema(for: element, path: path + "[]")))
+            m.append(("type", type("array", nullable: nullable)))
+            m.append(("items", schema(for: element, path: path + "[]", nullable: false)))
         case .map(let key, let value):
-            m.append(("type", .string("object")))
+            m.append(("type", type("object", nullable: nullable)))
             m.append(("propertyNames", .object([("pattern", .string(key.pattern))])))
             m.append(("additionalProperties", .object([("type", .string("string")), ("pattern", .string(value.pattern))])))
         }

@@ -9,8 +9,11 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
     /// Relative paths are resolved against the manifest's directory.
     case path
     /// A DNS label (RFC 1123): lower-case letters, digits and `-`, at most 63, starting
-    /// and ending with a letter or digit. VM, disk and NIC names.
+    /// and ending with a letter or digit. VM and USB device names.
     case name
+    /// A device name (disk, CD-ROM, NIC): a DNS label of at most 24 characters starting with
+    /// a letter, because it becomes part of QEMU ids and node names (`disk-NAME`).
+    case deviceName
     /// A word such as a machine type, CPU or device model: letters, digits, `_ . - + :`.
     case word
     /// A label key: an optional DNS-subdomain prefix and `/`, then a name of at most 63
@@ -53,23 +56,24 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
         case .text: #"^[^\u0000-\u001f\u007f]*$"#
         case .path: #"^[^\u0000-\u001f\u007f]{1,4095}$"#
         case .name: #"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"#
+        case .deviceName: #"^[a-z]([-a-z0-9]{0,22}[a-z0-9])?$"#
         case .word: #"^[A-Za-z0-9][A-Za-z0-9_.+:-]{0,127}$"#
         case .labelKey:
             #"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"#
         case .labelValue: #"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"#
         case .envName: #"^[A-Za-z_][A-Za-z0-9_]*$"#
         case .mac: #"^[0-9a-fA-F][02468aceACE](:[0-9a-fA-F]{2}){5}$"#
-        case .hostfwd: #"^(tcp|udp)?:[0-9.]*:[0-9]{1,5}-[0-9.]*:[0-9]{1,5}$"#
+        case .hostfwd: #"^(tcp|udp)?:(([0-9]{1,2}|[01][0-9]{2}|2[0-4][0-9]|25[0-5])(\.([0-9]{1,2}|[01][0-9]{2}|2[0-4][0-9]|25[0-5])){3})?:(0{0,4}[1-9]|0{0,3}[1-9][0-9]|0{0,2}[1-9][0-9]{2}|0?[1-9][0-9]{3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])-(([0-9]{1,2}|[01][0-9]{2}|2[0-4][0-9]|25[0-5])(\.([0-9]{1,2}|[01][0-9]{2}|2[0-4][0-9]|25[0-5])){3})?:(0{0,4}[1-9]|0{0,3}[1-9][0-9]|0{0,2}[1-9][0-9]{2}|0?[1-9][0-9]{3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"#
         case .cpuFeature: #"^[+-]?[A-Za-z0-9][A-Za-z0-9_.-]*$"#
         case .bootOrder: #"^[a-p]{1,16}$"#
         case .ifname: #"^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$"#
-        case .hostPort: #"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):[0-9]{1,5}$"#
-        case .ipv4: #"^[0-9]{1,3}(\.[0-9]{1,3}){3}$"#
-        case .ipv4CIDR: #"^[0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}$"#
+        case .hostPort: #"^(\[[A-Za-z0-9:.]+\]|[A-Za-z0-9_.-]*):(0{0,4}[1-9]|0{0,3}[1-9][0-9]|0{0,2}[1-9][0-9]{2}|0?[1-9][0-9]{3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"#
+        case .ipv4: #"^([0-9]{1,2}|[01][0-9]{2}|2[0-4][0-9]|25[0-5])(\.([0-9]{1,2}|[01][0-9]{2}|2[0-4][0-9]|25[0-5])){3}$"#
+        case .ipv4CIDR: #"^([0-9]{1,2}|[01][0-9]{2}|2[0-4][0-9]|25[0-5])(\.([0-9]{1,2}|[01][0-9]{2}|2[0-4][0-9]|25[0-5])){3}/([0-9]|[0-2][0-9]|3[0-2])$"#
         case .usbID: #"^0x[0-9a-fA-F]{4}$"#
         case .serial: #"^[A-Za-z0-9_.-]{1,20}$"#
-        case .vncListen: #"^(none|unix:[^\u0000-\u001f\u007f]+|(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):[0-9]{1,3})$"#
-        case .spiceListen: #"^(unix|(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]*):[0-9]{1,5})$"#
+        case .vncListen: #"^(none|unix:[^\u0000-\u001f\u007f]{1,4095}|(\[[A-Za-z0-9:.]+\]|[A-Za-z0-9_.-]*):0{0,3}[0-9]{1,2})$"#
+        case .spiceListen: #"^(unix|(\[[A-Za-z0-9:.]+\]|[A-Za-z0-9_.-]*):(0{0,4}[1-9]|0{0,3}[1-9][0-9]|0{0,2}[1-9][0-9]{2}|0?[1-9][0-9]{3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))$"#
         }
     }
 
@@ -79,6 +83,7 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
         case .text: "text without control characters or newlines"
         case .path: "a path of 1 to 4095 bytes without control characters or newlines"
         case .name: "a DNS label: 1 to 63 lower-case letters, digits and '-', starting and ending with a letter or digit"
+        case .deviceName: "1 to 24 lower-case letters, digits and '-', starting with a letter and ending with a letter or digit"
         case .word: "a word of letters, digits and '_ . - + :'"
         case .labelKey: "a label key: [prefix/]name, name at most 63 letters, digits, '-', '_', '.'"
         case .labelValue: "a label value: at most 63 letters, digits, '-', '_', '.', alphanumeric at both ends"
@@ -111,6 +116,7 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
         case .text: return !Self.hasControl(u)
         case .path: return !u.isEmpty && u.count <= 4095 && !Self.hasControl(u)
         case .name: return Self.isDNSLabel(u)
+        case .deviceName: return Self.isDeviceName(u)
         case .word:
             guard let f = u.first, Self.isAlnum(f), u.count <= 128 else { return false }
             for b in u where !Self.isAlnum(b) && !Self.isWordPunctuation(b) { return false }
@@ -189,7 +195,7 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
                 guard isDigit(u[i]) else { return false }
                 n = n * 10 + Int(u[i] - 0x30)
             }
-            return n <= 65535
+            return n >= 1 && n <= 65535
         }
         func isIPv4(_ r: Range<Int>) -> Bool {
             var parts = 0
@@ -227,6 +233,7 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
         case .text: return !Self.hasControl(s)
         case .path: return !u.isEmpty && u.count <= 4095 && !Self.hasControl(s)
         case .name: return u.withContiguousStorageIfAvailable(Self.isDNSLabel) ?? Self.isDNSLabel(u)
+        case .deviceName: return Self.isDeviceName(u)
         case .word:
             guard let f = u.first, Self.isAlnum(f), u.count <= 128 else { return false }
             return u.allSatisfy { Self.isAlnum($0) || "_.+:-".utf8.contains($0) }
@@ -308,6 +315,12 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
         return first != UInt8(ascii: "-") && last != UInt8(ascii: "-")
     }
 
+    /// A DNS label of at most 24 bytes that starts with a lower-case letter.
+    static func isDeviceName<C: Collection<UInt8>>(_ u: C) -> Bool {
+        guard let first = u.first, isLower(first), u.count <= 24 else { return false }
+        return isDNSLabel(u)
+    }
+
     static func isLabelValue<C: Collection<UInt8>>(_ u: C) -> Bool {
         guard let first = u.first, u.count <= 63, isAlnum(first) else { return false }
         var last = first
@@ -325,8 +338,9 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
         }
     }
 
+    /// A port of up to five digits, from 1 to `max` (from 0 for a VNC display, whose `max` is 99).
     static func isPort(_ s: Substring, max: Int) -> Bool {
-        !s.isEmpty && s.utf8.count <= 5 && s.utf8.allSatisfy(isDigit) && Int(s)! <= max
+        !s.isEmpty && s.utf8.count <= 5 && s.utf8.allSatisfy(isDigit) && Int(s)! <= max && (max < 100 || Int(s)! >= 1)
     }
 
     static func isHostPort(_ s: String, maxPort: Int, allowEmptyHost: Bool) -> Bool {

@@ -110,13 +110,14 @@ package struct StateStore: Sendable {
         }
     }
 
-    /// Appends one line (`ISO-8601-STAMP TEXT`) to the journal of `name`, unsynced
+    /// Appends one line (`ISO-8601-STAMP TEXT`, the stamp with milliseconds) to the journal of `name`, unsynced
     /// (see ``Posix/appendLine(_:_:)``). Failures to journal do not stop the apply:
     /// the record is the source of truth.
     package func journal(_ name: String, _ line: String) {
         // Only into an existing runtime directory: a deleted VM's is not recreated.
         guard Posix.fileExists(layout(name).runtimeDirectory) else { return }
-        let stamp = Posix.utcTimestamp()
+        // Milliseconds, as QEMU's event timestamps: `events --since-start` interleaves both.
+        let stamp = Posix.utcTimestampMilliseconds()
         Posix.appendLine(journalPath(name), "\(stamp) \(line)")
     }
 

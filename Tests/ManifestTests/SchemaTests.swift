@@ -18,11 +18,11 @@ func exampleFiles() -> [String] {
     return out.sorted()
 }
 
-/// Whether `python3 -c 'import jsonschema'` works (installed by `make deps`).
+/// Whether `python3 -c 'import jsonschema, yaml'` works (both installed by `make deps`).
 let jsonschemaAvailable: Bool = {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["python3", "-c", "import jsonschema"]
+    p.arguments = ["python3", "-c", "import jsonschema, yaml"]
     p.standardError = FileHandle.nullDevice
     guard (try? p.run()) != nil else { return false }
     p.waitUntilExit()

@@ -146,6 +146,7 @@ extension Workspace {
     func unreadableStateFiles() -> [String] {
         var bad: [String] = []
         let stamp = ISO8601DateFormatter()
+        stamp.formatOptions = [.withInternetDateTime, .withFractionalSeconds]  // journal stamps carry milliseconds
         let fm = FileManager.default
         for entry in (try? fm.subpathsOfDirectory(atPath: state)) ?? [] {
             let path = "\(state)/\(entry)"

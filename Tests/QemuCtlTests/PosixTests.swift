@@ -22,6 +22,19 @@ import Testing
         }
     }
 
+    @Test func millisecondTimestampsAreWrittenAndParsedBack() {
+        let before = Date().timeIntervalSince1970
+        let text = Posix.utcTimestampMilliseconds()
+        let after = Date().timeIntervalSince1970
+        #expect(text.count == 24 && text.hasSuffix("Z") && text.dropFirst(19).first == ".", "\(text)")
+        let parsed = try? #require(Posix.parseUTCTimestamp(text))
+        #expect(parsed.map { $0 >= (before * 1000).rounded(.down) / 1000 && $0 <= after } == true, "\(text)")
+        #expect(Posix.parseUTCTimestamp("2026-11-26T07:32:17.250Z") == 1_795_678_337.25)
+        for bad in ["2026-11-26T07:32:17.25Z", "2026-11-26T07:32:17.2500Z", "2026-11-26T07:32:17,250Z", "2026-11-26T07:32:17.x50Z"] {
+            #expect(Posix.parseUTCTimestamp(bad) == nil, "\(bad)")
+        }
+    }
+
     @Test func runFeedsInputAndCollectsBothStreams() {
         // The child reads its input, echoes it on stdout and writes a line on stderr; more
         // than a pipe buffer of stderr while stdout is also open must not hang.

@@ -453,15 +453,32 @@ struct MappingDiskTests {
     }
 
     @Test func namesQEMUCannotTakeAreReportedWithManifestPaths() throws {
-        let e = try mappingError("""
+        // The manifest's device-name format refuses them first (so `validate` agrees with `apply`)...
+        let yaml = manifest("""
           disks:
             - {name: 0root, file: {path: /a.img, format: raw}}
             - {name: a-very-long-disk-name-indeed-xyz, file: {path: /b.img, format: raw}}
           networks:
             - {name: 1net, user: {}}
         """)
-        #expect(e.fields == ["spec.disks[0].name", "spec.disks[1].name", "spec.networks[0].name"])
-        #expect(e.description.contains("must start with a lowercase letter"))
+        let set = ManifestLoader().load(bytes: Array(yaml.utf8), file: "t.yaml", baseDirectory: "/base")
+        #expect(set.diagnostics.map(\.message) == [
+            "invalid 'spec.disks[0].name' '0root'", "invalid 'spec.disks[1].name' 'a-very-long-disk-name-indeed-xyz'",
+            "invalid 'spec.networks[0].name' '1net'",
+        ])
+        // ...and the mapping still refuses them in a VM built in code.
+        var spec = VirtualMachineSpec()
+        spec.disks = [.init(name: "0root", backend: .file(path: "/a.img", format: .raw)),
+                      .init(name: "a-very-long-disk-name-indeed-xyz", backend: .file(path: "/b.img", format: .raw))]
+        spec.networks = [.init(name: "1net", backend: .user(.init()), mac: "52:54:00:00:00:01")]
+        let vm = VirtualMachine(name: "vm1", spec: spec, source: SourceLocation(file: "t.yaml", line: 1, column: 1))
+        #expect(throws: MappingError.self) { try VMConfigMapping.config(for: vm, uuid: nil, socketDirectory: socketDir) }
+        do {
+            _ = try VMConfigMapping.config(for: vm, uuid: nil, socketDirectory: socketDir)
+        } catch {
+            #expect(error.fields == ["spec.disks[0].name", "spec.disks[1].name", "spec.networks[0].name"])
+            #expect(error.description.contains("must start with a lowercase letter"))
+        }
     }
 }
 

@@ -29,6 +29,12 @@ enum FileSystem {
         return .success((kind, Int(st.st_size), [UInt64(st.st_dev), UInt64(st.st_ino)]))
     }
 
+    /// Whether `path` itself is a symbolic link (not followed).
+    static func isSymbolicLink(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFLNK
+    }
+
     /// Whether anything exists at `path`.
     static func exists(_ path: String) -> Bool {
         access(path, F_OK) == 0

@@ -72,6 +72,8 @@ struct LibYAMLReader {
         var root: YAMLNode? = nil
         var docLine: Int32 = 1
         var docColumn: Int32 = 1
+        /// Whether the last document ended with '...' (only then may directives follow).
+        var previousEndedExplicitly = false
         var event = yaml_event_t()
         let maxNodes = limits.maxNodes
         let endsWithBreak = Self.endsWithLineBreak(bytes)
@@ -174,6 +176,24 @@ struct LibYAMLReader {
                     try attach(copy, count: target.count)
 
                 case YAML_DOCUMENT_START_EVENT:
+                    let start = event.data.document_start
+                    let hasDirectives = start.version_directive != nil || start.tag_directives.start != start.tag_directives.end
+                    if hasDirectives {
+                        // libyaml lets two directive edge cases through (yaml-test-suite MUS6/00, MUS6/01).
+                        if documents.count > 0 && !previousEndedExplicitly {
+                            throw fail(line, column, "invalid YAML: a directive may only follow a document end marker ('...')",
+                                       hint: "end the previous document with '...' on a line of its own, or remove the directive")
+                        }
+                        let endLine = Int(event.end_mark.line) + 1
+                        if let (l, c) = Self.commentWithoutSpace(in: bytes, lines: Int(line)..<endLine) {
+                            throw fail(Int32(l), Int32(c), "invalid YAML: a comment in a directive needs a space before '#'")
+                        }
+                    }
+                    if let v = start.version_directive, v.pointee.major != 1 || v.pointee.minor != 2 {
+                        let directive = "%YAML \(v.pointee.major).\(v.pointee.minor)"
+                        throw fail(line, column, "the '\(directive)' directive is not supported: qemuctl reads manifests as YAML 1.2",
+                                   hint: "remove the directive (or write '%YAML 1.2'); YAML 1.1 reads yes/no/on/off as booleans and 0755 as octal, YAML 1.2 does not")
+                    }
                     root = nil
                     anchors.removeAll(keepingCapacity: true)
                     aliasNodes = 0
@@ -181,6 +201,7 @@ struct LibYAMLReader {
                     docColumn = column
 
                 case YAML_DOCUMENT_END_EVENT:
+                    previousEndedExplicitly = event.data.document_end.implicit == 0
                     if let r = root, r.isScalar, r.tag == .plain, r.count == 0 { root = nil }
                     documents.append(YAMLDocument(root: root, line: docLine, column: docColumn))
                     root = nil
@@ -196,6 +217,34 @@ struct LibYAMLReader {
             diagnostics.append(error.diagnostic)
             return documents
         }
+    }
+
+    // MARK: - Directives
+
+    /// The line and column of the first `#` that directly follows a non-blank character on a
+    /// directive line (a line starting with `%`) among `lines` (1-based), if any: YAML needs
+    /// white space before a comment, and libyaml does not check it after a directive.
+    static func commentWithoutSpace(in bytes: UnsafeRawBufferPointer, lines: Range<Int>) -> (Int, Int)? {
+        // UTF-16 input (after a byte-order mark) is left to libyaml.
+        if bytes.count >= 2, (bytes[0] == 0xFF && bytes[1] == 0xFE) || (bytes[0] == 0xFE && bytes[1] == 0xFF) { return nil }
+        var line = 1
+        var i = 0
+        while i < bytes.count, line < lines.upperBound {
+            var end = i
+            while end < bytes.count, bytes[end] != 0x0A, bytes[end] != 0x0D { end += 1 }
+            if line >= lines.lowerBound, i < end, bytes[i] == UInt8(ascii: "%") {
+                var k = i + 1
+                while k < end {
+                    if bytes[k] == UInt8(ascii: "#"), bytes[k - 1] != 0x20, bytes[k - 1] != 0x09 { return (line, k - i + 1) }
+                    k += 1
+                }
+            }
+            // CR LF is one line break.
+            if end < bytes.count, bytes[end] == 0x0D, end + 1 < bytes.count, bytes[end + 1] == 0x0A { end += 1 }
+            i = end + 1
+            line += 1
+        }
+        return nil
     }
 
     // MARK: - Tags

@@ -85,7 +85,19 @@ struct ObjectReader {
         }
 
         for j in field.requiredIndices where !isPresent(j) {
-            ctx.error(node, "missing required key '\(fields[j].name)' in '\(path)'", hint: fields[j].doc)
+            let name = fields[j].name
+            let qualified = path.isEmpty ? name : "\(path).\(name)"
+            if slots[j] > 0 {
+                // Written, but with no value (`spec:` alone, or `~`): say so at the key.
+                let hint: String? = switch fields[j].type {
+                case .object: "write its fields indented below it, or '\(name): {}' for all defaults"
+                default: fields[j].doc
+                }
+                ctx.error(items[Int(slots[j]) - 2], "'\(qualified)' has no value (null), but it is required", hint: hint)
+            } else {
+                ctx.error(node, path.isEmpty ? "missing required key '\(name)'" : "missing required key '\(name)' in '\(path)'",
+                          hint: fields[j].doc)
+            }
         }
         var presentCount = 0
         for j in field.oneOfIndices where isPresent(j) { presentCount += 1 }
@@ -337,6 +349,8 @@ enum Values {
             case .bool(let b): return "the boolean \(b)"
             case .int: return "the integer \(tree.string(node))"
             case .float: return "the number \(tree.string(node))"
+            case .invalid where tree.isOutOfRangeInteger(node):
+                return "the integer \(tree.string(node)), which is out of range (beyond 64 bits)"
             case .string, .invalid: return "the string \(Text.quoted(tree.string(node)))"
             }
         }
@@ -385,6 +399,11 @@ enum Values {
 
     static func integer(_ node: YAMLNode, _ name: @autoclosure () -> String, _ lo: Int64, _ hi: Int64, _ ctx: DecodeContext) -> Int64? {
         guard node.isScalar, case .int(let n) = ctx.tree.resolve(node) else {
+            if ctx.tree.isOutOfRangeInteger(node) {
+                ctx.error(node, "'\(name())' is \(ctx.tree.string(node)), an integer out of range",
+                          hint: "allowed range: \(lo) to \(hi)")
+                return nil
+            }
             ctx.error(node, "'\(name())' must be an integer, not \(describe(node, ctx))", hint: "allowed range: \(lo) to \(hi)")
             return nil
         }

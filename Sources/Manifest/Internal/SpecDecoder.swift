@@ -56,6 +56,10 @@ struct SpecDecoder {
             }
             return nil
         }
+        if let foreign = foreignFormat(value) {
+            ctx.error(foreign.node, foreign.message, hint: foreign.hint)
+            return false
+        }
         for (key, expected) in [("apiVersion", FieldTable.apiVersion), ("kind", FieldTable.kind)] {
             guard let v = value(key) else {
                 ctx.error(root, "missing '\(key)'; every manifest starts with 'apiVersion: \(FieldTable.apiVersion)' and 'kind: \(FieldTable.kind)'")
@@ -64,11 +68,39 @@ struct SpecDecoder {
             guard !tree.isScalar(v, equalTo: expected) else { continue }
             do {
                 let shown: String = v.isScalar ? Text.quoted(tree.string(v)) : Values.describe(v, ctx)
-                ctx.error(v, "unsupported \(key) \(shown)", hint: "expected '\(key): \(expected)'")
+                var hint = "expected '\(key): \(expected)'"
+                if v.isScalar, Text.suggestion(for: tree.string(v), among: [expected]) != nil {
+                    hint = "did you mean '\(key): \(expected)'?"
+                }
+                ctx.error(v, "unsupported \(key) \(shown)", hint: hint)
                 return false
             }
         }
         return true
+    }
+
+    /// Top-level keys of a Lima template (lima-vm.io) that a qemuctl manifest does not have.
+    static let limaKeys = ["images", "vmType", "mounts", "containerd", "provision", "portForwards"]
+
+    /// A document in another tool's VM format: a KubeVirt `VirtualMachine` (apiVersion
+    /// `kubevirt.io/…`) or a Lima template (no apiVersion; `images:`, `vmType:`…). Names the
+    /// format, so the error says what the file is rather than "unsupported apiVersion".
+    private func foreignFormat(_ value: (String) -> YAMLNode?) -> (node: YAMLNode, message: String, hint: String)? {
+        let tree = ctx.tree
+        if let v = value("apiVersion") {
+            guard v.isScalar, tree.string(v).hasPrefix("kubevirt.io/") else { return nil }
+            let kind = value("kind").flatMap { $0.isScalar ? tree.string($0) : nil } ?? "object"
+            return (v, "this is a KubeVirt \(kind) (apiVersion \(Text.quoted(tree.string(v)))), not a qemuctl manifest",
+                    "qemuctl manifests start with 'apiVersion: \(FieldTable.apiVersion)' and 'kind: \(FieldTable.kind)'; "
+                    + "'qemuctl export kubevirt' goes the other way, from a qemuctl manifest to a KubeVirt VirtualMachine")
+        }
+        for key in Self.limaKeys {
+            guard let v = value(key) else { continue }
+            return (v, "this looks like a Lima template (top-level '\(key)'), not a qemuctl manifest",
+                    "qemuctl does not read Lima templates; write a manifest with 'apiVersion: \(FieldTable.apiVersion)' and "
+                    + "'kind: \(FieldTable.kind)' ('qemuctl schema --markdown' lists its fields)")
+        }
+        return nil
     }
 
     // MARK: - spec
@@ -321,6 +353,12 @@ struct SpecDecoder {
         }
         var throttle: VirtualMachineSpec.Disk.Throttle? = nil
         if let t = d.object("throttle") { throttle = decodeThrottle(t) }
+        // QEMU's own limits (QemuCtl's validation refuses them at apply; said here so `validate` agrees).
+        if readOnly, interface == .ide || interface == .nvme {
+            ctx.error(d.keyPosition("readOnly"), "'\(path).readOnly' is not possible with 'interface: \(interface.rawValue)'",
+                      hint: interface == .ide ? "ide-hd cannot be read-only; use virtio, scsi or a CD-ROM"
+                          : "nvme cannot be read-only in QEMU 7.2; use virtio or scsi")
+        }
 
         guard let name, let backend else { return nil }
         if case .file(let p, _) = backend, createSize == nil, let f = fileReader {

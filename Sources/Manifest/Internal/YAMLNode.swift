@@ -186,6 +186,12 @@ struct YAMLTree {
         node.isScalar && node.tag == .plain && YAMLNode.isNull(bytes(node))
     }
 
+    /// Whether a scalar is written as an integer (plain, or tagged `!!int`) that does not fit in 64 bits.
+    func isOutOfRangeInteger(_ node: YAMLNode) -> Bool {
+        node.isScalar && (node.tag == .plain || node.tag == .int) && YAMLNode.looksLikeInt(bytes(node))
+            && YAMLNode.int(bytes(node)) == nil
+    }
+
     /// The core-schema type of a scalar.
     func resolve(_ node: YAMLNode) -> YAMLNode.Resolved {
         YAMLNode.resolve(bytes(node), node.tag)

@@ -206,9 +206,35 @@ package enum Posix {
             + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
     }
 
-    /// The time ``utcTimestamp()`` wrote (`2026-11-26T07:32:17Z`), in seconds since the epoch.
+    /// The current time as ISO 8601 UTC with milliseconds, `2026-11-26T00:48:18.123Z` (journal lines:
+    /// `events --since-start` shows them beside QEMU's millisecond timestamps).
+    package static func utcTimestampMilliseconds() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var seconds = now.tv_sec
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        let ms = Int(now.tv_nsec / 1_000_000)
+        let msText = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(msText)Z"
+    }
+
+    /// The time ``utcTimestamp()`` (`2026-11-26T07:32:17Z`) or ``utcTimestampMilliseconds()``
+    /// (`2026-11-26T07:32:17.123Z`) wrote, in seconds since the epoch.
     package static func parseUTCTimestamp(_ text: String) -> Double? {
-        let u = Array(text.utf8)
+        var u = Array(text.utf8)
+        var fraction = 0.0
+        if u.count == 24, u[19] == UInt8(ascii: "."), u[23] == UInt8(ascii: "Z") {
+            var ms = 0
+            for c in u[20..<23] {
+                guard c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") else { return nil }
+                ms = ms * 10 + Int(c - UInt8(ascii: "0"))
+            }
+            fraction = Double(ms) / 1000
+            u = Array(u[..<19]) + [UInt8(ascii: "Z")]
+        }
         guard u.count == 20, u[4] == UInt8(ascii: "-"), u[7] == UInt8(ascii: "-"), u[10] == UInt8(ascii: "T"),
               u[13] == UInt8(ascii: ":"), u[16] == UInt8(ascii: ":"), u[19] == UInt8(ascii: "Z") else { return nil }
         func number(_ at: Int, _ digits: Int) -> Int32? {
@@ -224,7 +250,7 @@ package enum Posix {
         var parts = tm()
         parts.tm_year = year - 1900; parts.tm_mon = month - 1; parts.tm_mday = day
         parts.tm_hour = hour; parts.tm_min = minute; parts.tm_sec = second
-        return Double(timegm(&parts))
+        return Double(timegm(&parts)) + fraction
     }
 
     /// Appends `line` and a newline to `path` (created 0600) in one `write`.

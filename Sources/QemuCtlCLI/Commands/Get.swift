@@ -10,7 +10,10 @@ import Glibc
 import Manifest
 import Reconcile
 
-/// One row of `qemuctl get`.
+/// One row of `qemuctl get`: the one model that the table, `-o json` and `-o yaml` show.
+///
+/// Both structured formats carry every key, with null for what is unknown (a stopped VM has
+/// no accelerator or uptime; `detail` is null when there is nothing to add).
 struct VMSummary: Codable {
     var name: String
     var state: String
@@ -35,6 +38,85 @@ extension VMSummary {
                   cpus: vm.live?.cpuCount ?? vm.record?.spec.cpu.count,
                   memory: (vm.live?.memorySize ?? vm.record?.spec.memory.size).map { ByteSizeText.format($0) },
                   uptimeSeconds: uptime, restartPending: vm.restartPending, detail: vm.detail)
+    }
+
+    /// The keys, in the order the YAML shows them (JSON sorts them).
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, state, accelerator, cpus, memory, uptimeSeconds, restartPending, detail
+    }
+
+    /// Encodes every key, nulls included (synthesized coding would leave out nil values).
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        for key in CodingKeys.allCases {
+            switch value(key) {
+            case .null: try c.encodeNil(forKey: key)
+            case .string(let s): try c.encode(s, forKey: key)
+            case .int(let i): try c.encode(i, forKey: key)
+            case .bool(let b): try c.encode(b, forKey: key)
+            }
+        }
+    }
+
+    /// A field's value.
+    enum Value: Equatable {
+        case null, string(String), int(Int), bool(Bool)
+    }
+
+    /// The value of `key`, for both structured formats.
+    func value(_ key: CodingKeys) -> Value {
+        func text(_ s: String?) -> Value { s.map(Value.string) ?? .null }
+        return switch key {
+        case .name: .string(name)
+        case .state: .string(state)
+        case .accelerator: text(accelerator)
+        case .cpus: cpus.map(Value.int) ?? .null
+        case .memory: text(memory)
+        case .uptimeSeconds: uptimeSeconds.map(Value.int) ?? .null
+        case .restartPending: .bool(restartPending)
+        case .detail: text(detail)
+        }
+    }
+
+    /// The row as one YAML list item, the same keys as the JSON.
+    var yamlItem: String {
+        CodingKeys.allCases.enumerated().map { i, key in
+            let v: String = switch value(key) {
+            case .null: "null"
+            case .string(let s): Self.yamlString(s)
+            case .int(let n): String(n)
+            case .bool(let b): b ? "true" : "false"
+            }
+            return (i == 0 ? "- " : "  ") + key.rawValue + ": " + v
+        }.joined(separator: "\n")
+    }
+
+    /// A plain scalar when YAML 1.2 reads it back as this string; otherwise double-quoted
+    /// with JSON escapes (valid YAML).
+    static func yamlString(_ s: String) -> String {
+        let plain = !s.isEmpty && s.unicodeScalars.allSatisfy { c in
+            ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) || " ._/()-".unicodeScalars.contains(c)
+        } && (s.first!.isLetter || s.first!.isNumber) && s.last != " "
+            && !["null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE"].contains(s)
+            && Double(s) == nil && !s.hasPrefix("0x") && !s.hasPrefix("0o")
+        if plain { return s }
+        var out = "\""
+        for c in s.unicodeScalars {
+            switch c {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            default:
+                if c.value < 0x20 || c.value == 0x7f {
+                    let hex = String(c.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(c)
+                }
+            }
+        }
+        return out + "\""
     }
 
     var row: [String] {
@@ -102,9 +184,8 @@ extension QemuCtlCommand {
             case .json:
                 try Terminal.json(rows)
             case .yaml:
-                for r in rows {
-                    print("- name: \(r.name)\n  state: \(r.state)\n  accelerator: \(r.accelerator ?? "null")\n  cpus: \(r.cpus.map(String.init) ?? "null")\n  memory: \(r.memory ?? "null")\n  uptimeSeconds: \(r.uptimeSeconds.map(String.init) ?? "null")\n  restartPending: \(r.restartPending)")
-                }
+                if rows.isEmpty { print("[]") }
+                for r in rows { print(r.yamlItem) }
             case .table:
                 if rows.isEmpty {
                     print("No VMs in \(store.directory).")
