@@ -54,12 +54,15 @@ package struct Session: Sendable {
         var problems: [String] = []
         var options = PlanOptions(prune: prune, restart: restart, fingerprint: fingerprint)
         let markers: SecretMarkers
-        do { markers = try SecretMarkers(store: store) } catch { throw .invalid([error.message]) }
+        do { markers = try SecretMarkers(store: store, create: false) } catch { throw .invalid([error.message]) }
         for vm in set.virtualMachines {
             do {
                 _ = try VMConfigMapping.config(for: vm, uuid: nil, socketDirectory: store.directory)
             } catch {
                 problems.append(error.description)
+            }
+            for problem in store.diskPathProblems(vm.spec) {
+                problems.append("\(vm.source): error: VM '\(vm.name)': \(problem)")
             }
             do {
                 options.secretMarkers[vm.name] = try markers.markers(for: vm.spec)
