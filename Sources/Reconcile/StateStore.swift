@@ -94,7 +94,7 @@ package struct StateStore: Sendable {
         }
         let (fd, error) = Posix.openDirectory(directory)
         guard fd >= 0 else { throw StateError(message: error ?? "cannot open \(directory)") }
-        if create, let (uid, mode) = Posix.ownerAndMode(fd: fd), uid == Posix.effectiveUID, mode != 0o700 {
+        if create, let (uid, mode) = Posix.ownerAndMode(fd: fd), uid == Posix.effectiveUID, mode & 0o077 != 0 {
             Posix.makePrivate(fd: fd)
         }
         return fd

@@ -117,7 +117,8 @@ extension Posix {
 
     /// Opens directory `name` inside `dirFD` (whose path is `parent`) without following a symbolic
     /// link, creating it 0700 when `create` and missing. It must be owned by the effective user and
-    /// not writable by group or others; one of ours is tightened to 0700 through its descriptor.
+    /// not writable by group or others (refused); when `create`, one of ours loses its group and other
+    /// bits through its descriptor (a loose one is tightened, never refused, and never loosened).
     ///
     /// - Returns: the descriptor, or -1 and `nil` when it is missing (and not created), or -1 and why.
     package static func openPrivateDirectory(at dirFD: CInt, _ name: String, parent: String, create: Bool) -> (fd: CInt, error: String?) {
@@ -144,12 +145,12 @@ extension Posix {
             close(fd)
             return (-1, "\(path) is owned by \(describeOwner(st.st_uid)) (mode \(octal(st.st_mode))), not by \(describeOwner(geteuid())); refusing to use it (remove it, or chown -R \(geteuid()) \(path) if you trust what is in it)")
         }
-        if st.st_mode & 0o7777 != 0o700 {
-            if st.st_mode & 0o022 != 0 && !create {
-                close(fd)
-                return (-1, "\(path) is writable by group or others (mode \(octal(st.st_mode))); refusing to use it. Fix: chmod 700 \(path)")
-            }
-            if fchmod(fd, 0o700) != 0 {
+        if st.st_mode & 0o022 != 0 && !create {
+            close(fd)
+            return (-1, "\(path) is writable by group or others (mode \(octal(st.st_mode))); refusing to use it. Fix: chmod 700 \(path)")
+        }
+        if create && st.st_mode & 0o077 != 0 {
+            if fchmod(fd, st.st_mode & 0o7700) != 0 {
                 let e = errno
                 close(fd)
                 return (-1, "fchmod(\(path), 0700) failed: \(errorText(e))")
@@ -464,8 +465,13 @@ extension Posix {
         return (st.st_uid, Int(st.st_mode & 0o7777))
     }
 
-    /// Sets mode 0700 on the open directory `fd`.
-    package static func makePrivate(fd: CInt) { _ = fchmod(fd, 0o700) }
+    /// Removes the group and other permission bits of the open file or directory `fd` (a 0755
+    /// directory becomes 0700; a 0500 one stays 0500: never loosened).
+    package static func makePrivate(fd: CInt) {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return }
+        _ = fchmod(fd, st.st_mode & 0o7700)
+    }
 
     /// The target of symbolic link `name` in `dirFD`, or `nil` when it is not a link.
     package static func linkTarget(at dirFD: CInt, _ name: String) -> String? {
