@@ -314,8 +314,9 @@ package struct StateStore: Sendable {
         do { fd = try tryLock() } catch { Posix.closeFD(fd0); throw error }
         if fd < 0 {
             if wait <= .zero {
+                let who = holder()
                 Posix.closeFD(fd0)
-                throw StateError(message: "another qemuctl\(holder()) holds the lock on \(directory) (\(path)); retry later or pass --wait SECONDS", isLockBusy: true)
+                throw StateError(message: "another qemuctl\(who) holds the lock on \(directory) (\(path)); retry later or pass --wait SECONDS", isLockBusy: true)
             }
             onWait(Posix.lockHolder(fd: fd0))
             let clock = ContinuousClock()

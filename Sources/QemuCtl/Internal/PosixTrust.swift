@@ -434,10 +434,11 @@ extension Posix {
             return (nil, "secret file \(path) is not a regular file (a FIFO, device or directory); give a regular file (chmod 600)")
         }
         if st.st_uid != geteuid() {
-            return (nil, "secret file \(path) is owned by \(describeOwner(st.st_uid)), not by \(describeOwner(geteuid())) who runs qemuctl; refusing it (fix: chown \(geteuid()) \(path) && chmod 600 \(path))")
+            return (nil, "secret file \(path) is not owned by this user (it is \(describeOwner(st.st_uid))'s; qemuctl runs as \(describeOwner(geteuid()))); refusing it (fix: chown \(geteuid()) \(path) && chmod 600 \(path))")
         }
         if st.st_mode & 0o077 != 0 {
-            return (nil, "secret file \(path) is accessible by group or others (mode \(octal(st.st_mode))); refusing it (fix: chmod 600 \(path))")
+            let how = st.st_mode & 0o044 != 0 ? "readable" : "accessible"
+            return (nil, "secret file \(path) is \(how) by group or others (mode \(octal(st.st_mode))); refusing it (fix: chmod 600 \(path))")
         }
         if st.st_size > off_t(secretSizeLimit) {
             return (nil, "secret file \(path) is \(st.st_size) bytes, over the \(secretSizeLimit / 1024) KiB limit for a secret; refusing it")
