@@ -21,13 +21,22 @@ package enum Posix {
                 return "cannot create directory \(prefix): \(errorText(errno))"
             }
         }
+        // Tightened through a descriptor opened without following a link: a link that appeared at
+        // `path` (another user's, in a sticky /tmp) never gets its target chmod'ed; callers check
+        // the directory afterwards (``checkTrustedDirectory(_:)``).
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 {
+            let e = errno
+            if e == ELOOP { return nil }
+            return e == ENOTDIR ? "\(path) exists and is not a directory" : "open(\(path)) failed: \(errorText(e))"
+        }
+        defer { close(fd) }
         var st = stat()
-        guard stat(path, &st) == 0 else { return "cannot stat \(path): \(errorText(errno))" }
-        guard (st.st_mode & S_IFMT) == S_IFDIR else { return "\(path) exists and is not a directory" }
+        guard fstat(fd, &st) == 0 else { return "fstat(\(path)) failed: \(errorText(errno))" }
         if st.st_mode & 0o7777 != 0o700 {
             // Only tighten directories this user owns; a shared parent like /var/run is left alone.
-            if st.st_uid == geteuid() && chmod(path, 0o700) != 0 {
-                return "cannot make \(path) private (chmod 0700): \(errorText(errno))"
+            if st.st_uid == geteuid() && fchmod(fd, 0o700) != 0 {
+                return "cannot make \(path) private (fchmod 0700): \(errorText(errno))"
             }
         }
         return nil
@@ -241,8 +250,14 @@ package enum Posix {
     /// Takes an exclusive `flock` on `path` (created 0600). Returns the fd holding the
     /// lock, or -1 when another process holds it (and `wait` is false).
     package static func lockFile(_ path: String, wait: Bool) -> (fd: CInt, error: String?) {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
         guard fd >= 0 else { return (-1, "cannot open lock file \(path): \(errorText(errno))") }
+        // This user's regular file only: never another user's file, a FIFO or a device.
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == geteuid() else {
+            close(fd)
+            return (-1, "lock file \(path) is not a regular file of \(describeOwner(geteuid())); refusing to use it (remove it: rm \(path))")
+        }
         var rc: CInt
         repeat { rc = flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) } while rc != 0 && errno == EINTR
         if rc != 0 {
