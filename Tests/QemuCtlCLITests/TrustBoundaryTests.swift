@@ -256,6 +256,13 @@ import Testing
         #expect(r3.status != 0 && (r3.out + r3.err).contains("disk directory \(theirs) is owned by"), "\(r3.out)\(r3.err)")
         #expect(!FileManager.default.fileExists(atPath: theirs + "/d.qcow2"))
 
+        // Root's own directory, but below one the other user owns (who could rename it away and put
+        // a directory of links in its place): refused, naming that parent.
+        #expect(mkdir(theirs + "/sub", 0o755) == 0)
+        let r3b = try await w.qemuctl("apply", "--timeout", "10", "-f", try disk(theirs + "/sub/d.qcow2"))
+        #expect(r3b.status != 0 && (r3b.out + r3b.err).contains("\(theirs), a parent of"), "\(r3b.out)\(r3b.err)")
+        #expect(!FileManager.default.fileExists(atPath: theirs + "/sub/d.qcow2"))
+
         let open = w.dir.file("open")
         #expect(mkdir(open, 0o777) == 0 && chmod(open, 0o777) == 0)
         let r4 = try await w.qemuctl("apply", "--timeout", "10", "-f", try disk(open + "/d.qcow2"))

@@ -9,7 +9,8 @@ import Glibc
 /// 1. The image's directory is opened once (missing parents are created 0700) and checked: it
 ///    must be owned by root or the effective user, and not writable by group or others unless its
 ///    sticky bit is set (as `/tmp`), in which case what stands at the final name must be this
-///    user's own.
+///    user's own; its parents must be root's or this user's and not writable by others unless
+///    sticky (``Posix/checkParents(_:)``), so nobody else can swap the directory afterwards.
 /// 2. qemu-img creates the image inside a private directory (0700, unpredictable name, made
 ///    beside the final path so it is on the same file system), reached as
 ///    `/proc/PID/fd/N/NAME` through this process's descriptor of that directory: no path
@@ -50,6 +51,8 @@ package enum ImageCreation {
         let (dirFD, openError) = Posix.openDirectory(dir)
         guard dirFD >= 0 else { throw Failure(message: openError ?? "cannot open \(dir)") }
         defer { Posix.closeFD(dirFD) }
+        // Its parents too: one another user could rename could swap the whole directory later.
+        if case .refused(let why) = Posix.checkParents(dir) { throw Failure(message: "refusing the disk directory \(dir): \(why)") }
         let shared = try checkDirectory(dirFD, dir)
         if Posix.entryExists(at: dirFD, name) {
             // Someone else's file or link in a directory others can write is never used.

@@ -59,6 +59,16 @@ extension Posix {
     /// - Returns: ``DirectoryTrust/missing(_:)`` when a component does not exist, else trusted or
     ///   refused with a message that names the call or the path, its owner and mode, and the fix.
     package static func checkTrustedDirectory(_ path: String) -> DirectoryTrust {
+        checkDirectoryChain(path, checkingLast: true)
+    }
+
+    /// Checks only the parents of directory `path` (and the links on the way) as
+    /// ``checkTrustedDirectory(_:)`` does; `path` itself must be a directory, whoever owns it.
+    package static func checkParents(_ path: String) -> DirectoryTrust {
+        checkDirectoryChain(path, checkingLast: false)
+    }
+
+    private static func checkDirectoryChain(_ path: String, checkingLast: Bool) -> DirectoryTrust {
         let euid = geteuid()
         var prefixes = ["/"]
         var prefix = ""
@@ -88,6 +98,7 @@ extension Posix {
                 return .refused("stat(\(path)) failed: \(errorText(ENOTDIR)) (\(p) is not a directory)")
             }
             let mode = st.st_mode & 0o7777
+            if isLast && !checkingLast { break }
             if isLast {
                 if st.st_uid != euid {
                     return .refused("\(p) is owned by \(describeOwner(st.st_uid)) (mode \(octal(mode))), not by \(describeOwner(euid)) who runs qemuctl: whoever owns it could plant files that steer qemuctl. Use a directory of your own, or, if you trust everything in it: chown -R \(euid) \(p) && chmod 700 \(p)")
