@@ -53,6 +53,12 @@ import Testing
         #expect(mkdir(loose, 0o770) == 0 && chmod(loose, 0o770) == 0)
         let looseGet = try await QemuctlBinary.run(["get", "--state-dir", loose])
         #expect(looseGet.status != 0 && looseGet.err.contains("chmod go-w \(loose)"), "\(looseGet.err)")
+        // A link the other user owns on the way (they could point it elsewhere at any time): refused.
+        let link = w.dir.file("link")
+        #expect(mkdir(w.dir.file("real"), 0o700) == 0)
+        try UnprivilegedUser.plantLink(link, to: w.dir.file("real"))
+        let viaLink = try await QemuctlBinary.run(["get", "--state-dir", link])
+        #expect(viaLink.status != 0 && viaLink.err.contains("\(link) is a symbolic link owned by uid"), "\(viaLink.err)")
         // Ours, but below a directory the other user owns (who could swap it): refused, naming that parent.
         let theirs = w.dir.file("theirs")
         try UnprivilegedUser.makeDirectory(theirs, mode: 0o755)

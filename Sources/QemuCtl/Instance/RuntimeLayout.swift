@@ -82,11 +82,12 @@ public struct RuntimeLayout: Sendable, Hashable {
     package func runningQEMU() -> (pid: Int32, commandLine: [UInt8])? {
         // QEMU's option syntax doubles a comma in a path: both spellings match (no comma, one spelling).
         let spellings = socketPath.utf8.contains(UInt8(ascii: ",")) ? [socketPath, socketPath.replacing(",", with: ",,")] : [socketPath]
-        if let pid = Instance.readPIDFile(pidFile) {
+        let pidFile = readPIDFile()
+        if let pid = pidFile.pid {
             guard let argv = Posix.commandLineBytes(of: pid), Posix.mentionsAnyOf(spellings, commandLine: argv) else { return nil }
             return (pid, argv)
         }
-        guard Posix.fileExists(pidFile) else { return nil }
+        guard pidFile.exists else { return nil }
         for pid in Posix.processIDs() where pid != Posix.currentPID {
             guard let argv = Posix.commandLineBytes(of: pid),
                   String(decoding: argv.prefix { $0 != 0 }, as: UTF8.self).contains("qemu"),
@@ -94,6 +95,21 @@ public struct RuntimeLayout: Sendable, Hashable {
             return (pid, argv)
         }
         return nil
+    }
+
+    /// The pid file, read relative to the directories' descriptors without following a link:
+    /// whether something stands there, and the pid when it is this user's regular file holding
+    /// one (a link, another user's file or garbage exists without a pid).
+    private func readPIDFile() -> (exists: Bool, pid: Int32?) {
+        let (dirFD, _) = Posix.openDirectory(socketDirectory)
+        guard dirFD >= 0 else { return (false, nil) }
+        defer { Posix.closeFD(dirFD) }
+        let (vmFD, vmError) = Posix.openPrivateDirectory(at: dirFD, name, parent: socketDirectory, create: false)
+        guard vmFD >= 0 else { return (vmError != nil, nil) }
+        defer { Posix.closeFD(vmFD) }
+        guard Posix.entryExists(at: vmFD, "qemu.pid") else { return (false, nil) }
+        let (bytes, _) = Posix.readFile(at: vmFD, "qemu.pid", parent: runtimeDirectory, limit: 64)
+        return (true, bytes.flatMap { Int32(Posix.trimmed(String(decoding: $0, as: UTF8.self))) })
     }
 
     /// Problems with the name or path lengths, or `nil` when usable.
