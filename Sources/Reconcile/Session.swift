@@ -61,9 +61,6 @@ package struct Session: Sendable {
             } catch {
                 problems.append(error.description)
             }
-            for problem in store.diskPathProblems(vm.spec) {
-                problems.append("\(vm.source): error: VM '\(vm.name)': \(problem)")
-            }
             do {
                 options.secretMarkers[vm.name] = try markers.markers(for: vm.spec)
             } catch {

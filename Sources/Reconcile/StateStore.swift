@@ -124,10 +124,11 @@ package struct StateStore: Sendable {
     /// links): such a file (a record, the secret-marker key, a socket) is never a VM's disk.
     package func contains(_ path: String) -> Bool {
         func within(_ p: String, _ dir: String) -> Bool { p == dir || p.hasPrefix(dir == "/" ? "/" : dir + "/") }
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         let dir = Posix.lexicallyNormalized(directory)
-        if within(Posix.lexicallyNormalized(path), dir) { return true }
+        if within(Posix.lexicallyNormalized(absolute), dir) { return true }
         guard let realDir = Posix.realPath(directory) else { return false }
-        var probe = Posix.lexicallyNormalized(path)
+        var probe = Posix.lexicallyNormalized(absolute)
         // The deepest part of the path that exists, resolved.
         while probe != "/" {
             if let real = Posix.realPath(probe) { return within(real, realDir) }
@@ -138,10 +139,11 @@ package struct StateStore: Sendable {
     }
 
     /// Why a disk of `spec` may not be used: its image lies in the state directory (``contains(_:)``).
-    package func diskPathProblems(_ spec: VirtualMachineSpec) -> [String] {
+    package func diskPathProblems(_ spec: VirtualMachineSpec) -> [MappingError.Problem] {
         spec.disks.compactMap { disk in
             guard case .file(let path, _) = disk.backend, contains(path) else { return nil }
-            return "spec.disks[\(disk.name)]: \(path) is inside the state directory \(directory), whose files belong to qemuctl; refusing it as a disk (keep images elsewhere)"
+            return MappingError.Problem(field: "spec.disks[\(disk.name)].file.path",
+                message: "\(path) is inside the state directory \(directory), whose files belong to qemuctl; refusing it as a disk (keep images elsewhere)")
         }
     }
 
