@@ -138,12 +138,18 @@ package struct StateStore: Sendable {
         return false
     }
 
-    /// Why a disk of `spec` may not be used: its image lies in the state directory (``contains(_:)``).
+    /// Why a file QEMU would write for `spec` may not be used: a disk image, the EFI variable
+    /// store or the memory backing file that lies in the state directory (``contains(_:)``).
     package func diskPathProblems(_ spec: VirtualMachineSpec) -> [MappingError.Problem] {
-        spec.disks.compactMap { disk in
-            guard case .file(let path, _) = disk.backend, contains(path) else { return nil }
-            return MappingError.Problem(field: "spec.disks[\(disk.name)].file.path",
-                message: "\(path) is inside the state directory \(directory), whose files belong to qemuctl; refusing it as a disk (keep images elsewhere)")
+        var files: [(field: String, path: String, what: String)] = spec.disks.compactMap { disk in
+            guard case .file(let path, _) = disk.backend else { return nil }
+            return ("spec.disks[\(disk.name)].file.path", path, "a disk")
+        }
+        if let vars = spec.firmware.vars { files.append(("spec.firmware.vars", vars, "an EFI variable store")) }
+        if let memory = spec.memory.path { files.append(("spec.memory.path", memory, "a memory backing file")) }
+        return files.filter { contains($0.path) }.map { f in
+            MappingError.Problem(field: f.field,
+                message: "\(f.path) is inside the state directory \(directory), whose files belong to qemuctl; refusing it as \(f.what) (keep it elsewhere)")
         }
     }
 

@@ -358,7 +358,11 @@ extension Posix {
     /// The names in directory `dirFD` (without `.` and `..`); empty when it cannot be read.
     package static func entryNames(at dirFD: CInt) -> [String] {
         let copy = openat(dirFD, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard copy >= 0, let d = fdopendir(copy) else { return [] }
+        guard copy >= 0 else { return [] }
+        guard let d = fdopendir(copy) else {
+            close(copy)
+            return []
+        }
         defer { closedir(d) }
         var out: [String] = []
         while let entry = readdir(d) {
