@@ -153,7 +153,8 @@ import Testing
         try UnprivilegedUser.makeDirectory(home + "/s", mode: 0o500)
         try UnprivilegedUser.makeDirectory(home + "/vms", mode: 0o755)
         try UnprivilegedUser.plantFile(home + "/vms/r.yaml", bareVM("r"), mode: 0o644)
-        let r = try UnprivilegedUser.runAs([QemuctlBinary.path, "apply", "-f", home + "/vms", "--state-dir", home + "/s"],
+        let binary = try UnprivilegedUser.executableCopy(of: QemuctlBinary.path, in: home)
+        let r = try UnprivilegedUser.runAs([binary, "apply", "-f", home + "/vms", "--state-dir", home + "/s"],
                                            environment: ["HOME": home, "PATH": "/usr/bin:/bin"])
         #expect(r.status != 0)
         #expect(r.output.contains("\(home)/s/.apply.lock") && r.output.contains("Permission denied"), "\(r.output)")
@@ -166,8 +167,11 @@ import Testing
     @Test func noHomeIsAClearErrorNotASharedDirectory() async throws {
         let shared = "/tmp/.cache/qemuctl"
         let existed = FileManager.default.fileExists(atPath: shared)
+        let dir = try TempDir("tbn")
+        defer { dir.remove() }
+        let binary = try UnprivilegedUser.executableCopy(of: QemuctlBinary.path, in: dir.path)
         let r = try UnprivilegedUser.run(["/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "/usr/bin/setpriv", "--reuid=54329", "--regid=54329",
-                                          "--clear-groups", QemuctlBinary.path, "get"])
+                                          "--clear-groups", binary, "get"])
         #expect(r.status == 2, "\(r.output)")
         #expect(r.output.contains("HOME is not set") && r.output.contains("--state-dir"), "\(r.output)")
         #expect(FileManager.default.fileExists(atPath: shared) == existed)

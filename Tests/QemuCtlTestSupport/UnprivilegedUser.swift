@@ -59,6 +59,17 @@ public enum UnprivilegedUser {
         try own(path)
     }
 
+    /// A copy of `binary` the user can execute, in `directory` (made 0755): the build tree may
+    /// sit below a directory only root can enter (a checkout in /root). Returns its path.
+    public static func executableCopy(of binary: String, in directory: String) throws -> String {
+        guard chmod(directory, 0o755) == 0 else { throw FixtureError("chmod \(directory): \(String(cString: strerror(errno)))") }
+        let copy = directory + "/" + (binary.split(separator: "/").last.map(String.init) ?? "binary")
+        try? FileManager.default.removeItem(atPath: copy)
+        try FileManager.default.copyItem(atPath: binary, toPath: copy)
+        guard chmod(copy, 0o755) == 0 else { throw FixtureError("chmod \(copy): \(String(cString: strerror(errno)))") }
+        return copy
+    }
+
     /// Runs `argv` as the user (setpriv drops every privilege), with `environment`.
     public static func runAs(_ argv: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
         let ids = try ids()
