@@ -4,7 +4,7 @@ import Foundation
 /// root: it owns directories and plants files there. Created with `useradd` on first use
 /// (idempotent, and safe when several test processes race to create it). CI runs as root, which
 /// these tests need: anything else is a failure, not a skip.
-public enum UnprivilegedUser {
+public enum UnprivilegedUser: Sendable {
     /// The user's name.
     public static let name = "qemuctl-test-other"
 
