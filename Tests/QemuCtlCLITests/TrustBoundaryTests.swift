@@ -66,6 +66,14 @@ import Testing
         let below = try await QemuctlBinary.run(["apply", "-f", vms, "--state-dir", theirs + "/s"])
         #expect(below.status != 0 && below.err.contains("\(theirs), a parent of"), "\(below.err)")
         #expect(!FileManager.default.fileExists(atPath: theirs + "/s/vm1"))
+        // A directory below the state directory that others can write: refused too, not tightened.
+        let s2 = w.dir.file("s2")
+        #expect(mkdir(s2, 0o700) == 0 && mkdir(s2 + "/vm1", 0o777) == 0 && chmod(s2 + "/vm1", 0o777) == 0)
+        let openVM = try await QemuctlBinary.run(["apply", "--timeout", "10", "-f", vms, "--state-dir", s2])
+        #expect(openVM.status != 0 && (openVM.out + openVM.err).contains("\(s2)/vm1 is writable by group or others (mode 0777)"), "\(openVM.out)\(openVM.err)")
+        var st = stat()
+        #expect(stat(s2 + "/vm1", &st) == 0 && st.st_mode & 0o777 == 0o777)
+        #expect(w.qemus().isEmpty)
     }
 
     /// The hidden case of issue 14: for each file of the state directory, a planted symbolic link

@@ -128,8 +128,8 @@ extension Posix {
 
     /// Opens directory `name` inside `dirFD` (whose path is `parent`) without following a symbolic
     /// link, creating it 0700 when `create` and missing. It must be owned by the effective user and
-    /// not writable by group or others (refused); when `create`, one of ours loses its group and other
-    /// bits through its descriptor (a loose one is tightened, never refused, and never loosened).
+    /// not writable by group or others (refused: someone else may have planted files in it); when
+    /// `create`, one of ours readable by others loses those bits through its descriptor (never loosened).
     ///
     /// - Returns: the descriptor, or -1 and `nil` when it is missing (and not created), or -1 and why.
     package static func openPrivateDirectory(at dirFD: CInt, _ name: String, parent: String, create: Bool) -> (fd: CInt, error: String?) {
@@ -156,7 +156,7 @@ extension Posix {
             close(fd)
             return (-1, "\(path) is owned by \(describeOwner(st.st_uid)) (mode \(octal(st.st_mode))), not by \(describeOwner(geteuid())); refusing to use it (remove it, or chown -R \(geteuid()) \(path) if you trust what is in it)")
         }
-        if st.st_mode & 0o022 != 0 && !create {
+        if st.st_mode & 0o022 != 0 {
             close(fd)
             return (-1, "\(path) is writable by group or others (mode \(octal(st.st_mode))); refusing to use it. Fix: chmod 700 \(path)")
         }
