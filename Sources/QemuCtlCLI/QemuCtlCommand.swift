@@ -63,7 +63,8 @@ struct QemuCtlCommand: AsyncParsableCommand {
                 Terminal.fail(message, hint: "see `\(usageCommand()) --help`")
                 exit(withError: ExitCode(CommandLine.arguments.dropFirst().first == "plan" ? 1 : 2))
             }
-            Terminal.fail(message)
+            // An ExitCode thrown while validating options comes wrapped, with its message printed already.
+            if !message.isEmpty { Terminal.fail(message) }
             exit(withError: ExitCode(code.rawValue))
         }
     }

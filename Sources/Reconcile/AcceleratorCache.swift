@@ -15,9 +15,9 @@ import QemuCtl
 /// An answer is reused only for the same QEMU binary (path, size and modification
 /// time), machine type and request, and while `/dev/kvm` is as usable as it was.
 struct AcceleratorCache: Sendable {
-    let path: String
+    let store: StateStore
 
-    init(store: StateStore) { path = store.directory + "/.accelerator-cache.json" }
+    init(store: StateStore) { self.store = store }
 
     func choice(binary: String, machineType: String?, requested: AcceleratorMode) async throws(QEMUDiscoveryError) -> AcceleratorChoice {
         let (size, mtime) = Posix.sizeAndModificationTime(binary) ?? (0, 0)
@@ -33,14 +33,15 @@ struct AcceleratorCache: Sendable {
     }
 
     private func load() -> [String: AcceleratorChoice] {
-        guard let data = FileManager.default.contents(atPath: path) else { return [:] }
-        return (try? JSONDecoder().decode([String: AcceleratorChoice].self, from: data)) ?? [:]
+        // Read without following a link; a file that is not this user's is ignored (and not replaced).
+        guard let bytes = try? store.readOwnFile(".accelerator-cache.json", limit: 1 << 20) else { return [:] }
+        return (try? JSONDecoder().decode([String: AcceleratorChoice].self, from: Data(bytes))) ?? [:]
     }
 
     private func save(_ entries: [String: AcceleratorChoice]) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         guard let data = try? encoder.encode(entries) else { return }
-        _ = Posix.writeFileAtomically(path, Array(data), mode: 0o600)
+        try? store.writeOwnFile(".accelerator-cache.json", Array(data))
     }
 }

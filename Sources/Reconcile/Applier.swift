@@ -173,10 +173,7 @@ package struct Applier: Sendable {
         do { try store.prepare() } catch { throw ApplyError(error.message) }
         // An adopted VM's socket name is a symlink to the socket it was started with: the
         // relaunch is qemuctl's own and binds a socket of its own there.
-        let socket = store.layout(vm.name).socketPath
-        if Posix.isSymbolicLink(socket) {
-            Posix.unlinkFile(socket)
-        }
+        store.removeAdoptedSocketLink(vm.name)
         var accelerator: AcceleratorChoice? = nil
         if config.machine.accel != .tcg {
             do {
@@ -253,30 +250,16 @@ package struct Applier: Sendable {
         log.journal("running state=\(state)")
     }
 
-    /// Creates the images declared with `create:` that do not exist (format explicit, never probed).
-    ///
-    /// Missing parent directories are made 0700 and the image 0600 whatever the umask: the file is created
-    /// empty first (`O_EXCL`, so an existing file is never overwritten) and `qemu-img create` keeps its mode.
-    /// qemu-img runs with a minimal environment (no secret of this process's environment reaches it).
+    /// Creates the images declared with `create:` that do not exist (format explicit, never probed),
+    /// with ``ImageCreation/createIfMissing(path:format:size:qemuImg:)``: made in a private
+    /// directory and linked into place, never opened by name at the final path.
     private func createDisks(_ vm: VirtualMachine, log: inout Log) async throws(ApplyError) {
         for disk in vm.spec.disks {
-            guard let size = disk.createSize, case .file(let path, let format) = disk.backend, !Posix.fileExists(path) else { continue }
-            let qemuImg = (try? QEMUDiscovery.findBinary(arch: .amd64)).map { URL(fileURLWithPath: $0).deletingLastPathComponent().path + "/qemu-img" } ?? "/usr/bin/qemu-img"
-            let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
-            if let e = Posix.makeMissingDirectories(dir) { throw ApplyError("cannot create disk \(disk.name): \(e)") }
-            if let e = Posix.createEmptyFile(path, mode: 0o600) { throw ApplyError("cannot create disk \(disk.name): \(e)") }
-            let binary = Posix.fileExists(qemuImg) ? qemuImg : "/usr/bin/qemu-img"
-            let result = await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
-                Posix.run(binary, ["create", "-q", "-f", format.rawValue, path, String(size)],
-                          environment: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
-            }
-            if let spawnError = result.spawnError {
-                Posix.unlinkFile(path)
-                throw ApplyError("cannot run qemu-img: \(spawnError)")
-            }
-            if result.status != 0 {
-                Posix.unlinkFile(path)
-                throw ApplyError("qemu-img could not create disk \(disk.name) at \(path): \(Posix.trimmed(result.stderr))")
+            guard let size = disk.createSize, case .file(let path, let format) = disk.backend else { continue }
+            do {
+                guard try await ImageCreation.createIfMissing(path: path, format: format.rawValue, size: size) else { continue }
+            } catch {
+                throw ApplyError("cannot create disk \(disk.name): \(error.message)")
             }
             FaultPoint.hit(.afterDiskCreate)
             log.say("created disk \(disk.name): \(path) (\(format.rawValue), \(ByteSize.format(size)))")

@@ -110,6 +110,11 @@ package enum VMConfigMapping {
             let note = field == "spec.\(p.path)" || field == p.path ? "" : " (QEMU configuration field \(p.path))"
             m.problems.append(.init(field: field, message: p.message + note))
         }
+        // A file of the state directory (a record, the secret-marker key) is never a disk, whichever
+        // way a plan reaches here (manifests, a saved plan, a hot-plug).
+        if let socketDirectory {
+            m.problems += StateStore(directory: socketDirectory).diskPathProblems(vm.spec)
+        }
         if !m.problems.isEmpty {
             throw MappingError(vmName: vm.name, source: vm.source, problems: m.problems)
         }

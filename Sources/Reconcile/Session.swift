@@ -54,7 +54,7 @@ package struct Session: Sendable {
         var problems: [String] = []
         var options = PlanOptions(prune: prune, restart: restart, fingerprint: fingerprint)
         let markers: SecretMarkers
-        do { markers = try SecretMarkers(store: store) } catch { throw .invalid([error.message]) }
+        do { markers = try SecretMarkers(store: store, create: false) } catch { throw .invalid([error.message]) }
         for vm in set.virtualMachines {
             do {
                 _ = try VMConfigMapping.config(for: vm, uuid: nil, socketDirectory: store.directory)

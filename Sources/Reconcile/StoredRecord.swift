@@ -93,18 +93,20 @@ package struct Adoption: Sendable, Hashable, Codable {
 package struct SecretMarkers: Sendable {
     private let key: [UInt8]
 
-    /// Loads the key of `store`, creating it on first use.
-    package init(store: StateStore) throws(StateError) {
-        try store.prepare()
-        let path = store.directory + "/.marker-key"
-        if let bytes = Posix.readFile(path, limit: 64), bytes.count == 32 {
+    /// Loads the key of `store` (read without following a link; it must be this user's file),
+    /// creating it on first use when `create`. Without `create` (a command that only reads) a
+    /// missing key or state directory gives a fresh key kept in memory: no record can hold a
+    /// marker made with a key that does not exist, so every marker reads as changed, as it should.
+    package init(store: StateStore, create: Bool = true) throws(StateError) {
+        if create { try store.prepare() }
+        if let bytes = try store.readOwnFile(".marker-key", limit: 4096), bytes.count == 32 {
             key = bytes
             return
         }
         var fresh = [UInt8](repeating: 0, count: 32)
         var generator = SystemRandomNumberGenerator()
         for i in fresh.indices { fresh[i] = UInt8.random(in: 0...255, using: &generator) }
-        if let e = Posix.writeFileAtomically(path, fresh, mode: 0o600) { throw StateError(message: e) }
+        if create { try store.writeOwnFile(".marker-key", fresh) }
         key = fresh
     }
 
@@ -123,32 +125,16 @@ package struct SecretMarkers: Sendable {
         return out
     }
 
-    /// Reads a secret reference. A file must be owned by this user and not readable
-    /// by group or others.
+    /// Reads a secret reference with the one reader every secret goes through
+    /// (``Secret/read(environment:)``: regular file of this user, mode 0600 or 0400, read
+    /// non-blocking without following links, at most 64 KiB, never empty); errors name the
+    /// field, the file or variable and the fix, never the value.
     package static func read(_ reference: SecretReference, path field: String) throws(StateError) -> String {
-        switch reference {
-        case .env(let name):
-            guard let v = Posix.environmentValue(name) else {
-                throw StateError(message: "\(field): environment variable \(name) is not set")
-            }
-            return v
-        case .file(let file):
-            guard let (owner, mode) = Posix.ownerAndMode(file) else {
-                throw StateError(message: "\(field): cannot read secret file \(file)")
-            }
-            if owner != Posix.effectiveUID {
-                throw StateError(message: "\(field): secret file \(file) is not owned by this user; refusing to use it")
-            }
-            if mode & 0o077 != 0 {
-                throw StateError(message: "\(field): secret file \(file) is readable by group or others (mode \(String(mode, radix: 8))); run chmod 600 \(file)")
-            }
-            guard let bytes = Posix.readFile(file, limit: 1 << 16) else {
-                throw StateError(message: "\(field): cannot read secret file \(file)")
-            }
-            var s = String(decoding: bytes, as: UTF8.self)
-            if s.hasSuffix("\r\n") { s.removeLast(2) } else if s.hasSuffix("\n") { s.removeLast() }
-            return s
+        let secret: Secret = switch reference {
+        case .env(let name): .environment(name)
+        case .file(let file): .file(file)
         }
+        do { return try secret.read() } catch { throw StateError(message: "\(field): \(error.message)") }
     }
 
     private func hmac(_ message: [UInt8]) -> [UInt8] {

@@ -7,7 +7,7 @@ import Testing
 /// VM's monitor nor read its files (issue 6, item 6). CI runs as root, which this test needs to create and
 /// become that user: anything else is a failure, not a skip.
 @Suite(.timeLimit(.minutes(2)), .offPool) struct PermissionTests {
-    static let otherUser = "qemuctl-test-other"
+    static let otherUser = UnprivilegedUser.name
 
     /// Runs `argv` and returns its status and combined output.
     static func run(_ argv: [String]) throws -> (status: Int32, output: String) {
@@ -23,25 +23,10 @@ import Testing
         return (p.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
-    /// The uid and gid of the second user, created when missing.
+    /// The uid and gid of the second user, created when missing (``UnprivilegedUser``).
     static func otherUserIDs() throws -> (uid: String, gid: String) {
-        guard geteuid() == 0 else {
-            throw FixtureError("PermissionTests must run as root (CI does): it creates and becomes the unprivileged user \(otherUser)")
-        }
-        if try run(["/usr/bin/id", "-u", otherUser]).status != 0 {
-            let useradd = ["/usr/sbin/useradd", "/sbin/useradd"].first { FileManager.default.isExecutableFile(atPath: $0) }
-            guard let useradd else { throw FixtureError("useradd is missing: cannot create the test user \(otherUser)") }
-            let made = try run([useradd, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", otherUser])
-            // Another test process may have created it at the same moment.
-            let exists = try run(["/usr/bin/id", "-u", otherUser]).status == 0
-            if made.status != 0 && !exists {
-                throw FixtureError("useradd \(otherUser) failed: \(made.output)")
-            }
-        }
-        let uid = try run(["/usr/bin/id", "-u", otherUser]).output.trimmingCharacters(in: .whitespacesAndNewlines)
-        let gid = try run(["/usr/bin/id", "-g", otherUser]).output.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard Int(uid) != nil, Int(uid) != 0, Int(gid) != nil else { throw FixtureError("bad ids for \(otherUser): \(uid) \(gid)") }
-        return (uid, gid)
+        let ids = try UnprivilegedUser.ids()
+        return ("\(ids.uid)", "\(ids.gid)")
     }
 
     /// Runs a small Python probe as the other user (setpriv drops every privilege): prints `ok` or the errno name.

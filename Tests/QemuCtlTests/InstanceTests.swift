@@ -350,6 +350,8 @@ func processVanishes(_ pid: Int32) async throws -> Bool {
         defer { dir.remove() }
         let secret = dir.file("vnc-password")
         try "CANARY-vnc-7731\n".write(toFile: secret, atomically: true, encoding: .utf8)
+        // Secrets are this user's files with no group or other bits (the one policy of Secret.read).
+        #expect(chmod(secret, 0o600) == 0)
         var config = TestVMs.bare("v1")
         config.display.vnc = VNC(listen: .none, password: .file(secret))
         let vm = try await Instance.start(config, options: StartOptions(socketDirectory: dir.path))

@@ -761,6 +761,7 @@ struct MappingSafetyTests {
         defer { dir.remove() }
         let canary = "CANARY-\(UUID().uuidString)"
         try canary.write(toFile: dir.file("pw"), atomically: true, encoding: .utf8)
+        #expect(chmod(dir.file("pw"), 0o600) == 0)  // the one secret policy: no group or other bits
         let vm = try loadVM(manifest("""
           display:
             vnc: {passwordFrom: {file: \(dir.file("pw"))}}

@@ -24,26 +24,38 @@ public enum Secret: Sendable, Hashable, Codable, CustomStringConvertible, Custom
     /// The secret value itself, held in memory only.
     case value(String)
 
-    /// Reads the secret value.
+    /// Reads the secret value. This is the one reader of secrets, with one policy (also used by
+    /// the reconciler's secret markers):
+    /// - a file is opened `O_NONBLOCK|O_NOFOLLOW` (a FIFO cannot hang the caller, a link is not
+    ///   followed) and must be a regular file owned by the effective user with no group or other
+    ///   permission bits (`chmod 600`), at most ``sizeLimit`` bytes (more is refused, never cut);
+    ///   one trailing `\n` (or `\r\n`) is removed;
+    /// - an environment variable must be set;
+    /// - the value must not be empty.
     ///
     /// - Parameter environment: The environment to look variables up in; `nil` (the default) is this process's.
-    /// - Returns: The secret value; for ``file(_:)`` one trailing `\n` (or `\r\n`) is stripped.
-    /// - Throws: ``SecretError`` when the file cannot be read or the variable is unset.
+    /// - Returns: The secret value.
+    /// - Throws: ``SecretError`` naming the file or variable and the fix, never the value.
     public func read(environment: [String: String]? = nil) throws(SecretError) -> String {
         switch self {
         case .value(let v):
+            guard !v.isEmpty else { throw SecretError(message: "the secret value is empty; an empty secret is refused") }
             return v
         case .environment(let name):
-            guard let v = (environment ?? ProcessInfo.processInfo.environment)[name] else { throw SecretError(message: "environment variable \(name) is not set") }
+            guard let v = environment.map({ $0[name] }) ?? Posix.environmentValue(name) else {
+                throw SecretError(message: "environment variable \(name) is not set")
+            }
+            guard !v.isEmpty else { throw SecretError(message: "environment variable \(name) is empty; an empty secret is refused (set it to the secret)") }
             return v
         case .file(let path):
-            guard let data = FileManager.default.contents(atPath: path), var s = String(data: data, encoding: .utf8) else {
-                throw SecretError(message: "cannot read secret file \(path)")
-            }
-            if s.hasSuffix("\r\n") { s.removeLast(2) } else if s.hasSuffix("\n") { s.removeLast() }
-            return s
+            let (value, error) = Posix.readSecretFile(path)
+            guard let value else { throw SecretError(message: error ?? "cannot read secret file \(path)") }
+            return value
         }
     }
+
+    /// The largest secret file accepted, in bytes (64 KiB): a larger one is refused, never truncated.
+    public static var sizeLimit: Int { Posix.secretSizeLimit }
 
     /// A redacted rendering: names the source, never the value.
     public var description: String {

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Where a VM's control socket and runtime files live.
 ///
 /// The socket is `<socketDirectory>/<name>.sock`, where the Go seed puts it, so a VM
@@ -11,11 +15,23 @@ public struct RuntimeLayout: Sendable, Hashable {
     public var name: String
 
     /// The seed's default socket directory: `/var/run/qemu` as root, else
-    /// `$XDG_CACHE_HOME/qemuctl` (or `~/.cache/qemuctl`).
+    /// `$XDG_CACHE_HOME/qemuctl` (or `~/.cache/qemuctl`, the home from `$HOME` or else from
+    /// `/etc/passwd`, read as a file). Never a shared directory such as `/tmp`: without a home it
+    /// is ``noHomeDirectory``, which every use refuses with ``noHomeMessage``.
     public static var defaultSocketDirectory: String {
         if Posix.effectiveUID == 0 { return "/var/run/qemu" }
         if let xdg = Posix.environmentValue("XDG_CACHE_HOME"), xdg.hasPrefix("/") { return xdg + "/qemuctl" }
-        return (Posix.homeDirectory() ?? "/tmp") + "/.cache/qemuctl"
+        guard let home = Posix.homeDirectory() else { return noHomeDirectory }
+        return home + "/.cache/qemuctl"
+    }
+
+    /// The ``defaultSocketDirectory`` of a user without a home directory: not a usable place
+    /// (preparing it fails with ``noHomeMessage``).
+    public static let noHomeDirectory = "/nonexistent/.qemuctl-no-home-directory"
+
+    /// Why there is no default socket directory, and the fix.
+    public static var noHomeMessage: String {
+        "no state directory: HOME is not set and uid \(Posix.effectiveUID) has no home directory in /etc/passwd; set HOME or XDG_CACHE_HOME, or choose one with --state-dir DIR (or QEMUCTL_STATE_DIR)"
     }
 
     /// Creates the layout of VM `name` under `socketDirectory` (default: ``defaultSocketDirectory``).
@@ -66,11 +82,12 @@ public struct RuntimeLayout: Sendable, Hashable {
     package func runningQEMU() -> (pid: Int32, commandLine: [UInt8])? {
         // QEMU's option syntax doubles a comma in a path: both spellings match (no comma, one spelling).
         let spellings = socketPath.utf8.contains(UInt8(ascii: ",")) ? [socketPath, socketPath.replacing(",", with: ",,")] : [socketPath]
-        if let pid = Instance.readPIDFile(pidFile) {
+        let pidFile = readPIDFile()
+        if let pid = pidFile.pid {
             guard let argv = Posix.commandLineBytes(of: pid), Posix.mentionsAnyOf(spellings, commandLine: argv) else { return nil }
             return (pid, argv)
         }
-        guard Posix.fileExists(pidFile) else { return nil }
+        guard pidFile.exists else { return nil }
         for pid in Posix.processIDs() where pid != Posix.currentPID {
             guard let argv = Posix.commandLineBytes(of: pid),
                   String(decoding: argv.prefix { $0 != 0 }, as: UTF8.self).contains("qemu"),
@@ -80,8 +97,24 @@ public struct RuntimeLayout: Sendable, Hashable {
         return nil
     }
 
+    /// The pid file, read relative to the directories' descriptors without following a link:
+    /// whether something stands there, and the pid when it is this user's regular file holding
+    /// one (a link, another user's file or garbage exists without a pid).
+    private func readPIDFile() -> (exists: Bool, pid: Int32?) {
+        let (dirFD, _) = Posix.openDirectory(socketDirectory)
+        guard dirFD >= 0 else { return (false, nil) }
+        defer { Posix.closeFD(dirFD) }
+        let (vmFD, vmError) = Posix.openPrivateDirectory(at: dirFD, name, parent: socketDirectory, create: false)
+        guard vmFD >= 0 else { return (vmError != nil, nil) }
+        defer { Posix.closeFD(vmFD) }
+        guard Posix.entryExists(at: vmFD, "qemu.pid") else { return (false, nil) }
+        let (bytes, _) = Posix.readFile(at: vmFD, "qemu.pid", parent: runtimeDirectory, limit: 64)
+        return (true, bytes.flatMap { Int32(Posix.trimmed(String(decoding: $0, as: UTF8.self))) })
+    }
+
     /// Problems with the name or path lengths, or `nil` when usable.
     func problem() -> String? {
+        if socketDirectory == Self.noHomeDirectory { return Self.noHomeMessage }
         if let p = Names.vmNameProblem(name) { return "invalid VM name: \(p)" }
         for path in [socketPath, followerSocketPath] where path.utf8.count > Self.maxSocketPathLength {
             return "socket path \(path) is \(path.utf8.count) bytes; a unix socket path holds at most \(Self.maxSocketPathLength): use a shorter socket directory"
@@ -89,11 +122,37 @@ public struct RuntimeLayout: Sendable, Hashable {
         return nil
     }
 
-    /// Creates both directories 0700.
+    /// Makes both directories safe before QEMU opens files in them by path (its pid file, chardev
+    /// log, sockets): the socket directory is created 0700 when missing and must then pass
+    /// ``Posix/checkTrustedDirectory(_:)`` (this user's, not writable by group or others, parents
+    /// root's or this user's); the runtime directory is created or opened without following a
+    /// link and must be this user's (tightened to 0700). Nothing in it may be a link, another
+    /// user's, a hard link or of the wrong kind (`*.sock` sockets, the rest regular files); nor
+    /// may `NAME.sock`. Since only this user can write either directory, nothing checked here can
+    /// be swapped before QEMU opens it.
     func prepare() throws(InstanceError) {
         if let p = problem() { throw InstanceError(code: .invalidConfig, message: p) }
-        for dir in [socketDirectory, runtimeDirectory] {
-            if let e = Posix.makePrivateDirectory(dir) { throw InstanceError(code: .runtimeDirectory, message: e) }
+        func fail(_ m: String) -> InstanceError { InstanceError(code: .runtimeDirectory, message: m) }
+        switch Posix.checkTrustedDirectory(socketDirectory) {
+        case .trusted: break
+        case .missing:
+            if let e = Posix.makePrivateDirectory(socketDirectory) { throw fail(e) }
+            if case .refused(let why) = Posix.checkTrustedDirectory(socketDirectory) {
+                throw fail("refusing socket directory \(socketDirectory): \(why)")
+            }
+        case .refused(let why):
+            throw fail("refusing socket directory \(socketDirectory): \(why)")
+        }
+        let (dirFD, openError) = Posix.openDirectory(socketDirectory)
+        guard dirFD >= 0 else { throw fail(openError ?? "cannot open \(socketDirectory)") }
+        defer { Posix.closeFD(dirFD) }
+        if let e = Posix.entryProblem(at: dirFD, name + ".sock", parent: socketDirectory, type: S_IFSOCK) { throw fail(e) }
+        let (vmFD, vmError) = Posix.openPrivateDirectory(at: dirFD, name, parent: socketDirectory, create: true)
+        guard vmFD >= 0 else { throw fail(vmError ?? "cannot create \(runtimeDirectory)") }
+        defer { Posix.closeFD(vmFD) }
+        for entry in Posix.entryNames(at: vmFD) {
+            let type: mode_t? = entry.hasSuffix(".sock") ? S_IFSOCK : Posix.temporaryNamePID(entry) != nil ? nil : S_IFREG
+            if let e = Posix.entryProblem(at: vmFD, entry, parent: runtimeDirectory, type: type) { throw fail(e) }
         }
     }
 }

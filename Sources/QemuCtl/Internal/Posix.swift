@@ -4,7 +4,7 @@ import Glibc
 import CSocketShims
 import Synchronization
 
-// The only file in QemuCtl that calls process and file-system syscalls directly.
+// With PosixTrust.swift, the only files in QemuCtl that call process and file-system syscalls directly.
 
 package enum Posix {
     package static var errnoValue: CInt { errno }
@@ -21,13 +21,22 @@ package enum Posix {
                 return "cannot create directory \(prefix): \(errorText(errno))"
             }
         }
+        // Tightened through a descriptor opened without following a link: a link that appeared at
+        // `path` (another user's, in a sticky /tmp) never gets its target chmod'ed; callers check
+        // the directory afterwards (``checkTrustedDirectory(_:)``).
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if fd < 0 {
+            let e = errno
+            if e == ELOOP { return nil }
+            return e == ENOTDIR ? "\(path) exists and is not a directory" : "open(\(path)) failed: \(errorText(e))"
+        }
+        defer { close(fd) }
         var st = stat()
-        guard stat(path, &st) == 0 else { return "cannot stat \(path): \(errorText(errno))" }
-        guard (st.st_mode & S_IFMT) == S_IFDIR else { return "\(path) exists and is not a directory" }
+        guard fstat(fd, &st) == 0 else { return "fstat(\(path)) failed: \(errorText(errno))" }
         if st.st_mode & 0o7777 != 0o700 {
             // Only tighten directories this user owns; a shared parent like /var/run is left alone.
-            if st.st_uid == geteuid() && chmod(path, 0o700) != 0 {
-                return "cannot make \(path) private (chmod 0700): \(errorText(errno))"
+            if st.st_uid == geteuid() && fchmod(fd, 0o700) != 0 {
+                return "cannot make \(path) private (fchmod 0700): \(errorText(errno))"
             }
         }
         return nil
@@ -68,68 +77,32 @@ package enum Posix {
     ///   not outlive the host's uptime (a pid file) skip it.
     package static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: UInt32 = 0o600,
                                             faultPoint: FaultPoint? = nil, durable: Bool = true) -> String? {
-        let temp = path + ".tmp.\(getpid())"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
-        guard fd >= 0 else { return "cannot write \(path): cannot create \(temp): \(errorText(errno)); \(path) is unchanged" }
-        _ = fchmod(fd, mode)
-        func fail(_ what: String, _ e: CInt) -> String {
-            close(fd)
-            unlink(temp)
-            return "cannot write \(path): \(what) \(temp) failed: \(errorText(e)); \(path) is unchanged"
+        guard let slash = path.lastIndex(of: "/") else {
+            return writeFileAtomically(".", path: path, bytes, mode: mode, faultPoint: faultPoint, durable: durable)
         }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return fail("writing", errno)
-            }
-            offset += n
-        }
-        if durable && fsync(fd) != 0 { return fail("syncing", errno) }
-        if close(fd) != 0 {
-            let e = errno
-            unlink(temp)
-            return "cannot write \(path): closing \(temp) failed: \(errorText(e)); \(path) is unchanged"
-        }
-        if let faultPoint { FaultPoint.hit(faultPoint) }
-        if rename(temp, path) != 0 {
-            let e = errno
-            unlink(temp)
-            return "cannot rename \(temp) to \(path): \(errorText(e)); \(path) is unchanged"
-        }
-        if durable { syncDirectory(of: path) }
-        return nil
-    }
-
-    /// Makes a rename in the directory of `path` durable (fsync of the directory).
-    private static func syncDirectory(of path: String) {
-        guard let slash = path.lastIndex(of: "/") else { return }
         let dir = slash == path.startIndex ? "/" : String(path[..<slash])
-        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        _ = fsync(fd)
-        close(fd)
+        return writeFileAtomically(dir, path: path, bytes, mode: mode, faultPoint: faultPoint, durable: durable)
     }
 
-    /// Removes the `NAME.tmp.PID` files in `directory` that
-    /// ``writeFileAtomically(_:_:mode:faultPoint:)`` left behind when a process died
-    /// between writing and renaming (their pid no longer runs). Returns their paths.
+    private static func writeFileAtomically(_ dir: String, path: String, _ bytes: [UInt8], mode: UInt32,
+                                            faultPoint: FaultPoint?, durable: Bool) -> String? {
+        let name = String(path.split(separator: "/").last ?? Substring(path))
+        let dirFD = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dirFD >= 0 else { return "cannot write \(path): open(\(dir)) failed: \(errorText(errno)); \(path) is unchanged" }
+        defer { close(dirFD) }
+        return writeFileAtomically(at: dirFD, name, parent: dir, bytes, mode: mode, faultPoint: faultPoint, durable: durable)
+    }
+
+    /// Removes the temporary files ``writeFileAtomically(_:_:mode:faultPoint:durable:)`` left in
+    /// `directory` when a process died between writing and renaming (see
+    /// ``removeStaleTemporaries(at:parent:)``: only names qemuctl makes, links never followed).
+    /// Returns their paths.
     @discardableResult
     package static func removeStaleTemporaries(inDirectory directory: String) -> [String] {
-        guard let d = opendir(directory) else { return [] }
-        defer { closedir(d) }
-        var removed: [String] = []
-        while let entry = readdir(d) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            let parts = name.split(separator: ".", omittingEmptySubsequences: false)
-            guard parts.count >= 3, parts[parts.count - 2] == "tmp", let pid = Int32(parts[parts.count - 1]),
-                  pid != getpid(), !processExists(pid) else { continue }
-            if unlink(directory + "/" + name) == 0 { removed.append(directory + "/" + name) }
-        }
-        return removed
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        return removeStaleTemporaries(at: fd, parent: directory)
     }
 
     package static func readFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
@@ -266,6 +239,11 @@ package enum Posix {
         let fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { return }
         defer { close(fd) }
+        appendLine(fd: fd, line)
+    }
+
+    /// ``appendLine(_:_:)`` into the open descriptor `fd` (opened `O_APPEND`).
+    package static func appendLine(fd: CInt, _ line: String) {
         var bytes = Array((line + "\n").utf8)
         var st = stat()
         if fstat(fd, &st) == 0 && st.st_size > 0 {
@@ -298,8 +276,14 @@ package enum Posix {
     /// Takes an exclusive `flock` on `path` (created 0600). Returns the fd holding the
     /// lock, or -1 when another process holds it (and `wait` is false).
     package static func lockFile(_ path: String, wait: Bool) -> (fd: CInt, error: String?) {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
         guard fd >= 0 else { return (-1, "cannot open lock file \(path): \(errorText(errno))") }
+        // This user's regular file only: never another user's file, a FIFO or a device.
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_uid == geteuid() else {
+            close(fd)
+            return (-1, "lock file \(path) is not a regular file of \(describeOwner(geteuid())); refusing to use it (remove it: rm \(path))")
+        }
         var rc: CInt
         repeat { rc = flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) } while rc != 0 && errno == EINTR
         if rc != 0 {
@@ -420,9 +404,18 @@ package enum Posix {
     /// thread of its own when it exits (see ``ChildExit``). Returns the pid, or an error message.
     package static func spawnDetached(_ binary: String, _ arguments: [String], environment: [String], logPath: String)
         -> (pid: Int32, exit: ChildExit?, error: String?) {
-        let logFD = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard logFD >= 0 else { return (-1, nil, "cannot open \(logPath): \(errorText(errno))") }
+        // Never O_TRUNC by name: the file is opened without following a link, checked (this user's
+        // regular file with one link), and only then emptied.
+        let slash = logPath.lastIndex(of: "/") ?? logPath.startIndex
+        let dir = slash == logPath.startIndex ? "/" : String(logPath[..<slash])
+        let dirFD = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dirFD >= 0 else { return (-1, nil, "open(\(dir)) failed: \(errorText(errno))") }
+        let (logFD, logError) = openFile(at: dirFD, String(logPath[logPath.index(after: slash)...]), parent: dir,
+                                         flags: O_WRONLY | O_CREAT, mode: 0o600)
+        close(dirFD)
+        guard logFD >= 0 else { return (-1, nil, logError ?? "cannot open \(logPath)") }
         defer { close(logFD) }
+        guard ftruncate(logFD, 0) == 0 else { return (-1, nil, "ftruncate(\(logPath)) failed: \(errorText(errno))") }
         _ = fchmod(logFD, 0o600)
         var pid: pid_t = 0
         let rc = withCArguments(binary, arguments, environment) { argv, envp in cproc_spawn_detached(binary, argv, envp, logFD, &pid) }
@@ -589,9 +582,12 @@ package enum Posix {
         getenv(name).map { String(cString: $0) }
     }
 
+    /// `$HOME` when it is an absolute path, else the effective user's home from `/etc/passwd`
+    /// (read as a file: `getpwuid` in the static release binary loads NSS modules and crashes),
+    /// else `nil`.
     package static func homeDirectory() -> String? {
-        if let h = environmentValue("HOME"), !h.isEmpty { return h }
-        guard let pw = getpwuid(geteuid()), let dir = pw.pointee.pw_dir else { return nil }
-        return String(cString: dir)
+        if let h = environmentValue("HOME"), h.hasPrefix("/") { return h }
+        guard let home = passwdHome(geteuid()), home.hasPrefix("/"), home != "/" else { return nil }
+        return home
     }
 }

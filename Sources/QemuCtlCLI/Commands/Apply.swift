@@ -76,7 +76,7 @@ extension QemuCtlCommand {
                     try await applyLocked(store)
                 }
             } catch let error as StateError {
-                Terminal.fail(error.message, hint: "another qemuctl is changing this state directory; retry when it is done, or pass a longer --wait")
+                Terminal.fail(error.message, hint: error.isLockBusy ? "another qemuctl is changing this state directory; retry when it is done, or pass a longer --wait" : nil)
                 throw ExitCode(2)
             }
             if code != 0 { throw ExitCode(code) }

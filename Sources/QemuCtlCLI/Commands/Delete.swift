@@ -55,7 +55,7 @@ extension QemuCtlCommand {
                     }
                 }
             } catch let error as StateError {
-                Terminal.fail(error.message, hint: "another qemuctl is changing this state directory; retry when it is done, or pass a longer --wait")
+                Terminal.fail(error.message, hint: error.isLockBusy ? "another qemuctl is changing this state directory; retry when it is done, or pass a longer --wait" : nil)
                 throw ExitCode(2)
             }
             if failed > 0 { throw ExitCode(1) }

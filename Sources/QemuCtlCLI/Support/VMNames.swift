@@ -18,6 +18,9 @@ struct StateDirOption: ParsableArguments {
 
     /// The state store these options select.
     var store: StateStore { StateStore(directory: stateDir ?? StateStore.defaultDirectory()) }
+
+    /// Refuses an unsafe state directory before the command runs (see ``StateDirectoryCheck``).
+    func validate() throws { try StateDirectoryCheck.run(store) }
 }
 
 extension CompletionKind {

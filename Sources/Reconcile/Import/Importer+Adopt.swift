@@ -46,8 +46,12 @@ extension Importer {
         if Posix.fileExists(store.recordPath(vm.name)) {
             throw ImportError("a VM named \(vm.name) is already managed in \(store.directory); pass another NAME to import it under")
         }
-        do { try store.prepare() } catch { throw ImportError(error.message) }
-        if let e = Posix.makePrivateDirectory(layout.runtimeDirectory) { throw ImportError(e) }
+        do throws(StateError) {
+            // The VM directory made and checked as every state file's (never through a link).
+            guard let (state, dir) = try store.openVMDirectory(vm.name, create: true) else { throw StateError(message: "cannot create \(layout.runtimeDirectory)") }
+            Posix.closeFD(dir)
+            Posix.closeFD(state)
+        } catch { throw ImportError(error.message) }
         let resolved = URL(fileURLWithPath: vm.socketPath).standardizedFileURL.path
         if resolved != layout.socketPath {
             let existing = try? FileManager.default.destinationOfSymbolicLink(atPath: layout.socketPath)

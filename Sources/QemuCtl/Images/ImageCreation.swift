@@ -1,0 +1,113 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Creates disk images so that no step opens the final path by name: a user who can write the
+/// image's directory cannot swap a link in between and make qemu-img (run as root) write
+/// through it.
+///
+/// 1. The image's directory is opened once (missing parents are created 0700) and checked: it
+///    must be owned by root or the effective user, and not writable by group or others unless its
+///    sticky bit is set (as `/tmp`), in which case what stands at the final name must be this
+///    user's own; its parents must be root's or this user's and not writable by others unless
+///    sticky (``Posix/checkParents(_:)``), so nobody else can swap the directory afterwards.
+/// 2. qemu-img creates the image inside a private directory (0700, unpredictable name, made
+///    beside the final path so it is on the same file system), reached as
+///    `/proc/PID/fd/N/NAME` through this process's descriptor of that directory: no path
+///    component another user can change is resolved.
+/// 3. The file is checked (this user's regular file), set to 0600 and synced, then linked to the
+///    final name with `linkat`, which never replaces and never follows anything there: the image
+///    appears whole, or not at all.
+package enum ImageCreation {
+    /// A refusal or failure, naming the path and why.
+    package struct Failure: Error, Sendable, CustomStringConvertible {
+        /// What happened and what to do.
+        package var message: String
+        /// The message.
+        package var description: String { message }
+    }
+
+    /// The qemu-img beside the QEMU that would run, else `/usr/bin/qemu-img`.
+    package static func qemuImgBinary() -> String {
+        if let qemu = try? QEMUDiscovery.findBinary(arch: .amd64), let slash = qemu.lastIndex(of: "/") {
+            let candidate = String(qemu[..<slash]) + "/qemu-img"
+            if Posix.isExecutableFile(candidate) { return candidate }
+        }
+        return "/usr/bin/qemu-img"
+    }
+
+    /// Creates the image `path` of `format` (`qcow2`, `raw`…) and `size` bytes unless something is
+    /// already there. qemu-img runs with a minimal environment and `-f` explicit.
+    ///
+    /// - Returns: `true` when it created the image, `false` when a usable file was already there.
+    /// - Throws: ``Failure`` when the directory or what stands at `path` is refused, or creation failed
+    ///   (nothing is left behind then).
+    package static func createIfMissing(path: String, format: String, size: UInt64, qemuImg: String? = nil) async throws(Failure) -> Bool {
+        guard path.hasPrefix("/"), let slash = path.lastIndex(of: "/") else { throw Failure(message: "\(path) is not an absolute path") }
+        let dir = slash == path.startIndex ? "/" : String(path[..<slash])
+        let name = String(path[path.index(after: slash)...])
+        guard !name.isEmpty, name != ".", name != ".." else { throw Failure(message: "\(path) does not name a file") }
+        if let e = Posix.makeMissingDirectories(dir) { throw Failure(message: e) }
+        let (dirFD, openError) = Posix.openDirectory(dir)
+        guard dirFD >= 0 else { throw Failure(message: openError ?? "cannot open \(dir)") }
+        defer { Posix.closeFD(dirFD) }
+        // Its parents too: one another user could rename could swap the whole directory later.
+        if case .refused(let why) = Posix.checkParents(dir) { throw Failure(message: "refusing the disk directory \(dir): \(why)") }
+        let shared = try checkDirectory(dirFD, dir)
+        if Posix.entryExists(at: dirFD, name) {
+            // Someone else's file or link in a directory others can write is never used.
+            if shared, let problem = Posix.entryProblem(at: dirFD, name, parent: dir) {
+                throw Failure(message: "\(problem); \(dir) is writable by other users, so only an image of your own there is used")
+            }
+            if Posix.entryIsSymbolicLink(at: dirFD, name) && !Posix.fileExists(path) {
+                throw Failure(message: "\(path) is a symbolic link to a missing file; refusing to create an image through it (remove the link or point it at an image)")
+            }
+            return false
+        }
+        let binary = qemuImg ?? qemuImgBinary()
+        removeStaleWorkDirectories(dirFD, dir)
+        let work = Posix.temporaryName(for: name)
+        let (workFD, workError) = Posix.openPrivateDirectory(at: dirFD, work, parent: dir, create: true)
+        guard workFD >= 0 else { throw Failure(message: workError ?? "cannot create \(dir)/\(work)") }
+        defer {
+            Posix.closeFD(workFD)
+            _ = Posix.removeTree(at: dirFD, work, parent: dir)
+        }
+        let viaDescriptor = "/proc/\(Posix.currentPID)/fd/\(workFD)/\(name)"
+        let result = await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
+            Posix.run(binary, ["create", "-q", "-f", format, viaDescriptor, String(size)],
+                      environment: ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"])
+        }
+        if let spawnError = result.spawnError { throw Failure(message: "cannot run qemu-img: \(spawnError)") }
+        if result.status != 0 {
+            throw Failure(message: "qemu-img could not create \(path): \(Posix.trimmed(result.stderr.replacing(viaDescriptor, with: path)))")
+        }
+        if let e = Posix.sealNewFile(at: workFD, name, parent: dir + "/" + work, mode: 0o600) { throw Failure(message: e) }
+        if let e = Posix.linkNoReplace(from: workFD, name, to: dirFD, name, path: path) { throw Failure(message: e) }
+        return true
+    }
+
+    /// Checks the image directory `dir` (open as `dirFD`). Returns whether users other than this
+    /// one can write it (allowed only with the sticky bit); throws when it is refused.
+    private static func checkDirectory(_ dirFD: CInt, _ dir: String) throws(Failure) -> Bool {
+        guard let (uid, mode) = Posix.ownerAndMode(fd: dirFD) else { throw Failure(message: "fstat(\(dir)) failed: \(Posix.errorText(Posix.errnoValue))") }
+        let me = Posix.effectiveUID
+        if uid != me && uid != 0 {
+            throw Failure(message: "the disk directory \(dir) is owned by \(Posix.describeOwner(uid)), who could replace the image with a link to any file; refusing to create or use an image there (use a directory of your own)")
+        }
+        guard mode & 0o022 != 0 else { return false }
+        if mode & 0o1000 == 0 {
+            throw Failure(message: "the disk directory \(dir) is writable by group or others without the sticky bit (mode \(String(mode, radix: 8))), so they could replace the image with a link to any file; refusing it (fix: chmod go-w \(dir), or chmod +t \(dir))")
+        }
+        return true
+    }
+
+    /// Removes work directories an earlier creation left when its process died (its pid no longer runs).
+    private static func removeStaleWorkDirectories(_ dirFD: CInt, _ dir: String) {
+        for entry in Posix.entryNames(at: dirFD) {
+            guard let pid = Posix.temporaryNamePID(entry), pid != Posix.currentPID, !Posix.processExists(pid),
+                  Posix.entryKind(at: dirFD, entry) == "a directory", Posix.entryProblem(at: dirFD, entry, parent: dir) == nil else { continue }
+            _ = Posix.removeTree(at: dirFD, entry, parent: dir)
+        }
+    }
+}
