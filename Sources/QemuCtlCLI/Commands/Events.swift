@@ -87,6 +87,11 @@ final class EventFollower: Sendable {
         var stdoutClosed = false
         /// The QEMU pid each VM is followed at (or was last followed at), by name.
         var followed: [String: Int32] = [:]
+        /// The QEMU each VM ran when `events` started (-1: a socket without a known pid): following it
+        /// later, once a busy monitor is free, is still VM_FOLLOWED, never VM_APPEARED.
+        var runningAtStart: [String: Int32] = [:]
+        /// VMs whose history `--since-start` has replayed.
+        var replayed: Set<String> = []
         var tasks: [String: Task<Void, Never>] = [:]
         var clients: [String: QMPClient] = [:]
         var warned: Set<String> = []
@@ -141,6 +146,7 @@ final class EventFollower: Sendable {
             // A managed VM runs when its pid file (or its adoption record) names a live
             // QEMU; a VM qemuctl did not launch (the seed library's) when its socket is there.
             guard pid != nil || (!recorded && Posix.fileExists(layout.socketPath)) else { continue }
+            if initial { state.withLock { s in s.runningAtStart[name] = pid ?? -1 } }
             let start: Bool = state.withLock { s in
                 guard s.tasks[name] == nil, !s.stop else { return false }
                 if let pid, s.followed[name] == pid { return false }  // its exit was reported; wait for a new QEMU
@@ -148,7 +154,7 @@ final class EventFollower: Sendable {
                 return true
             }
             guard start else { continue }
-            let task = Task { await self.follow(name, layout: layout, pid: pid, initial: initial) }
+            let task = Task { await self.follow(name, layout: layout, pid: pid) }
             state.withLock { s in
                 if s.tasks[name] == nil { s.tasks[name] = task }
             }
@@ -156,7 +162,7 @@ final class EventFollower: Sendable {
     }
 
     /// Follows one VM until its connection ends.
-    private func follow(_ name: String, layout: RuntimeLayout, pid: Int32?, initial: Bool) async {
+    private func follow(_ name: String, layout: RuntimeLayout, pid: Int32?) async {
         defer { state.withLock { s in s.tasks[name] = nil; s.clients[name] = nil } }
         // Whether the QEMU was launched with a follower monitor is in its command line, not in whether
         // the socket exists yet: a QEMU seconds old may not have created it, and following it on its
@@ -181,7 +187,15 @@ final class EventFollower: Sendable {
             // Not followed after all: let the next scan try again (QEMU may be starting or exiting).
             state.withLock { s in s.followed[name] = nil }
             if error.code == .timedOut, state.withLock({ $0.warned.insert("busy:\(name)").inserted }) {
-                Terminal.warn("the monitor \(socket) of VM \(name) is busy (another `qemuctl events` follows it?); retrying")
+                // Say what the kernel shows, not a guess at who the other client is.
+                switch MonitorProbe.diagnose(socketPath: socket, pid: pid) {
+                case .busy:
+                    Terminal.warn("the monitor \(socket) of VM \(name) is busy: another client holds it (QEMU serves one at a time); retrying")
+                case .stopped(let stopped):
+                    Terminal.warn("QEMU of VM \(name) (pid \(stopped)) is stopped (SIGSTOP or a debugger) and answers nobody; retrying")
+                case .unresponsive:
+                    Terminal.warn("the monitor \(socket) of VM \(name) did not answer within the deadline (QEMU hung?); retrying")
+                }
             }
             try? await Task.sleep(for: .milliseconds(300))
             return
@@ -198,11 +212,13 @@ final class EventFollower: Sendable {
         let events = client.events()
         let status = try? await client.queryStatus(timeout: deadline)
         let peer = client.peerPID ?? pid
-        if initial && sinceStart { replay(name) }
+        // Ran when events started (the same QEMU), though perhaps followed only once its monitor was free.
+        let wasRunning = state.withLock { s in s.runningAtStart[name].map { $0 == -1 || $0 == pid } ?? false }
+        if wasRunning && sinceStart && state.withLock({ $0.replayed.insert(name).inserted }) { replay(name) }
         var data: [String: JSONValue] = ["monitor": .string(hasFollower ? "events.sock" : "\(name).sock")]
         if let peer { data["pid"] = .int(Int(peer)) }
         if let status { data["status"] = .string(status.status) }
-        emit(vm: name, event: initial ? "VM_FOLLOWED" : "VM_APPEARED", data: .object(data), source: "qemuctl")
+        emit(vm: name, event: wasRunning ? "VM_FOLLOWED" : "VM_APPEARED", data: .object(data), source: "qemuctl")
         var reason = "monitor closed"
         do {
             for try await e in events {
