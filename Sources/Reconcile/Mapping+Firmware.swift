@@ -1,5 +1,5 @@
 package import Manifest
-package import QemuCtl
+import QemuCtl
 import QMP
 
 // MARK: - EFI firmware mapping
@@ -76,8 +76,9 @@ extension Mapper {
     /// descriptors), the VM's own variable store (given, or ``Firmware/defaultVariableStorePath(vmName:socketDirectory:)``)
     /// and the template the store is created from at the first launch.
     ///
-    /// Reads the firmware descriptors (the one place the mapping looks at the host). A store that does not
-    /// exist and has no template is a problem: QEMU could not keep the VM's variables.
+    /// Reads the firmware descriptors (the one place the mapping looks at the host). With `code` but no
+    /// `vars`, a default store that does not exist and has no template is a problem: there would be no
+    /// variable store to give QEMU.
     mutating func efiFirmware(_ f: Spec.Firmware, socketDirectory: String?) -> Firmware? {
         let discovery = VMConfigMapping.firmwareDiscovery()
         let arch = Mapper.qemuArch(vm.spec.arch)
@@ -91,10 +92,12 @@ extension Mapper {
             }
         }
         let template = discovery.template(forCode: code, architecture: arch)
-        if template == nil && !Posix.fileExists(vars) {
-            problem(f.vars == nil ? "spec.firmware.code" : "spec.firmware.vars",
-                    "the variable store \(vars) does not exist and no firmware descriptor names a variable template for "
-                        + "\(code) to create it from; give vars (an existing file, this VM's own)")
+        // A vars file the manifest names is checked when QEMU starts (Firmware.prepareVariableStore), like a
+        // disk image, and `validate` warns about it; the default one must be creatable now.
+        if f.vars == nil && template == nil && !Posix.fileExists(vars) {
+            problem("spec.firmware.vars",
+                    "is not given and no firmware descriptor names a variable template for \(code) to create this VM's "
+                        + "store (\(vars)) from; give vars (an existing file, this VM's own)")
         }
         return Firmware(code: code, vars: vars, varsTemplate: template, secureBoot: f.secureBoot)
     }

@@ -26,7 +26,7 @@ extension Posix {
     /// Copies `source` to a new file `destination` with exactly `mode`, never replacing or following
     /// anything already at `destination`.
     ///
-    /// The copy is written into a temporary file beside `destination` (`NAME.tmp.PID`, created
+    /// The copy is written into a temporary file beside `destination` (`NAME.RANDOM.tmp.PID`, created
     /// `O_EXCL|O_NOFOLLOW`, synced) and then hard-linked to `destination` with `link(2)`, which
     /// fails with `EEXIST` when the name exists in any form (a dangling symbolic link included) and
     /// never follows it. So `destination` appears complete or not at all, two processes racing get
@@ -50,8 +50,15 @@ extension Posix {
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { return .failure(CopyError(message: "cannot open \(source): \(errorText(errno))")) }
         defer { close(input) }
-        let temp = destination + ".tmp.\(getpid())"
-        let output = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        // NAME.RANDOM.tmp.PID: unique within this process too (concurrent tasks), and still of the
+        // NAME.tmp.PID shape that removeStaleTemporaries sweeps once the process is gone.
+        var temp = ""
+        var output: CInt = -1
+        for _ in 0..<8 where output < 0 {
+            temp = destination + ".\(String(UInt32.random(in: .min ... .max), radix: 16)).tmp.\(getpid())"
+            output = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+            if output < 0 && errno != EEXIST { break }
+        }
         guard output >= 0 else { return .failure(CopyError(message: "cannot create \(temp): \(errorText(errno))")) }
         defer { unlink(temp) }
         func fail(_ what: String, _ e: CInt) -> Result<CopyOutcome, CopyError> {
