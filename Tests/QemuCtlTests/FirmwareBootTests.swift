@@ -46,6 +46,23 @@ import Testing
         #expect(try Data(contentsOf: URL(fileURLWithPath: fw.varsTemplate!)) == template)
     }
 
+    /// The test guest's kernel, given with `-kernel`, is loaded by OVMF (as an EFI application through its
+    /// EFI stub) and boots to the guest's ready line.
+    @Test func theTestGuestKernelBootsUnderOVMF() async throws {
+        let dir = try TempDir("efk")
+        defer { dir.remove() }
+        // loglevel=7 (KERN_INFO) after the guest's `quiet`: the kernel says which firmware started it.
+        var config = TestVMs.guest("k1", in: dir, cmdline: "loglevel=7")
+        config.firmware = try FirmwareDiscovery.installed().firmware(
+            for: FirmwareRequest(architecture: .amd64, machineType: "q35"), vars: dir.file("k1.efivars.fd"))
+        let vm = try await Instance.start(config, options: StartOptions(socketDirectory: dir.file("run")))
+        defer { Task { try? await vm.forceStop() } }
+        try await waitForFile(dir.file("k1-serial.log"), containing: QemuCtlTestSupport.Fixtures.guestReadyMarker, timeout: 100)
+        let log = try String(contentsOfFile: dir.file("k1-serial.log"), encoding: .utf8)
+        #expect(log.contains("efi: EFI v2") && log.contains("by EDK II"), "the kernel was started by OVMF: \(log.prefix(3000))")
+        try await vm.forceStop()
+    }
+
     @Test func secureBootRefusesTheUnsignedShell() async throws {
         let dir = try TempDir("esb")
         defer { dir.remove() }
