@@ -33,8 +33,11 @@ import Testing
     }
 
     /// Types `line` and Enter on the VM's serial console (its unix socket), one character at a time as
-    /// a person would (the UEFI shell reads slowly under TCG), draining what the console sends back.
-    private func type(_ line: String, console: String) async throws {
+    /// a person would (the UEFI shell reads slowly under TCG), then reads what the console prints until
+    /// it holds `needle` (escape sequences and line breaks removed) or `timeout` passes; returns that text.
+    @discardableResult
+    private func type(_ line: String, console: String, until needle: String? = nil,
+                      timeout: Duration = .seconds(2)) async throws -> String {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_un()
@@ -48,18 +51,52 @@ import Testing
         }
         guard rc == 0 else { throw FixtureError("cannot connect to \(console): errno \(errno)") }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        var sink = [UInt8](repeating: 0, count: 65536)
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        func drain() {
+            while true {
+                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n <= 0 { return }
+                received += chunk[0..<n]
+            }
+        }
         for byte in Array((line + "\r").utf8) {
             var b = byte
             guard write(fd, &b, 1) == 1 else { throw FixtureError("writing to \(console): errno \(errno)") }
-            _ = sink.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            drain()
             try await Task.sleep(for: .milliseconds(25))
         }
-        // Stay connected while the shell runs the command, so nothing it prints is held up.
-        for _ in 0..<20 {
-            _ = sink.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        let end = ContinuousClock.now + timeout
+        var text = ""
+        while ContinuousClock.now < end {
+            drain()
+            text = Self.plain(received)
+            if let needle, text.contains(needle) { return text }
             try await Task.sleep(for: .milliseconds(100))
         }
+        if let needle { throw FixtureError("the console did not print '\(needle)' within \(timeout): \(text.suffix(1500))") }
+        return text
+    }
+
+    /// Console bytes as text without terminal escape sequences (`ESC [ … letter`) and line breaks: the
+    /// UEFI shell positions the cursor, and wraps long lines, with them.
+    static func plain(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        var i = 0
+        while i < bytes.count {
+            if bytes[i] == 0x1b {
+                i += 1
+                if i < bytes.count && bytes[i] == UInt8(ascii: "[") {
+                    i += 1
+                    while i < bytes.count && !(UInt8(ascii: "A")...UInt8(ascii: "z")).contains(bytes[i]) { i += 1 }
+                    i += 1
+                }
+                continue
+            }
+            if bytes[i] != 0x0d && bytes[i] != 0x0a { out.append(bytes[i]) }
+            i += 1
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     private func inode(_ path: String) throws -> Int {
@@ -113,6 +150,11 @@ import Testing
         try await waitFor(Array("UEFI Interactive Shell".utf8), in: serial)
         #expect(try inode(vars) == firstInode, "the store is the same file, not a new copy")
         #expect(FileManager.default.contents(atPath: vars)?.range(of: Data(ucs2)) != nil)
+        // …and the guest's firmware reads the variable back after the relaunch.
+        try await waitFor(Array("Shell>".utf8), in: serial)
+        let shown = try await type("dmpstore QemuctlPersist -guid 0053d9d6-2659-4599-a26b-ef4536e631a9",
+                                   console: "\(w.state)/e/console.sock", until: "QemuctlPersist' DataSize", timeout: .seconds(40))
+        #expect(shown.contains("Variable NV+RT+BS"), "\(shown.suffix(1500))")
 
         // delete keeps the store like a disk image; the runtime directory goes.
         let delete = try await w.qemuctl("delete", "e", "--stop-timeout", "1")
