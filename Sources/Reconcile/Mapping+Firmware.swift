@@ -22,7 +22,7 @@ extension VMConfigMapping {
         let f = vm.spec.firmware
         guard f.type == .efi else { return [] }
         let discovery = firmwareDiscovery()
-        let arch = Mapper.qemuArch(vm.spec.arch)
+        let arch = Mapper.qemuArch(vm)
         var out: [ManifestDiagnostic] = []
         var template: String?
         if let code = f.code {
@@ -49,27 +49,16 @@ extension VMConfigMapping {
 
     /// What the manifest asks of its firmware, for ``FirmwareDiscovery/select(_:)``.
     static func firmwareRequest(_ vm: VirtualMachine) -> FirmwareRequest {
-        let arch = Mapper.qemuArch(vm.spec.arch)
+        let arch = Mapper.qemuArch(vm)
         return FirmwareRequest(architecture: arch, machineType: vm.spec.machine.type ?? arch.defaultMachineType ?? "",
                                secureBoot: vm.spec.firmware.secureBoot)
     }
 }
 
 extension Mapper {
-    /// The QemuCtl architecture of a manifest architecture.
-    static func qemuArch(_ a: Architecture) -> QEMUArch {
-        switch a {
-        case .amd64: .amd64
-        case .i386: .i386
-        case .arm64: .arm64
-        case .arm: .arm
-        case .riscv64: .riscv64
-        case .ppc64: .ppc64
-        case .ppc64le: .ppc64le
-        case .mips: .mips
-        case .mips64: .mips64
-        case .s390x: .s390x
-        }
+    /// The QemuCtl architecture of `vm`'s manifest (``Mapper/arch(_:)`` without a mapping under way).
+    static func qemuArch(_ vm: VirtualMachine) -> QEMUArch {
+        Mapper(vm: vm, runtimeDirectory: "").arch(vm.spec.arch)
     }
 
     /// `spec.firmware` with `type: efi`: the code image (given, or chosen from the host's firmware
@@ -81,7 +70,7 @@ extension Mapper {
     /// variable store to give QEMU.
     mutating func efiFirmware(_ f: Spec.Firmware, socketDirectory: String?) -> Firmware? {
         let discovery = VMConfigMapping.firmwareDiscovery()
-        let arch = Mapper.qemuArch(vm.spec.arch)
+        let arch = Mapper.qemuArch(vm)
         let vars = f.vars ?? Firmware.defaultVariableStorePath(vmName: vm.name, socketDirectory: socketDirectory)
         guard let code = f.code else {
             do {
