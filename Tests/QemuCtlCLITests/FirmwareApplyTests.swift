@@ -6,7 +6,7 @@ import Testing
 /// `firmware: {type: efi}` end to end through the qemuctl binary: the host's OVMF (found through its
 /// firmware descriptors) boots to the UEFI shell under TCG, and the VM's variable store outlives a
 /// relaunch and a delete.
-@Suite(.timeLimit(.minutes(3)), .offPool) struct FirmwareApplyTests {
+@Suite(.timeLimit(.minutes(4)), .offPool) struct FirmwareApplyTests {
     /// A VM with no disk: OVMF starts its built-in shell, with its console logged.
     private func efiVM(_ name: String) -> String {
         """
@@ -132,7 +132,8 @@ import Testing
         let template = try #require(FileManager.default.contents(atPath: templatePath))
 
         // The guest writes a non-volatile UEFI variable from the shell; OVMF stores it in the VM's copy.
-        try await waitFor(Array("Shell>".utf8), in: serial)
+        // Enter skips the shell's 5 s startup.nsh countdown, or gives a fresh prompt once it is over.
+        try await type("", console: "\(w.state)/e/console.sock", until: "Shell>", timeout: .seconds(60))
         let value = "qemuctl-kept-\(UInt32.random(in: 1_000_000...9_999_999))"
         let ucs2 = Array(value.utf16.flatMap { [UInt8($0 & 0xff), UInt8($0 >> 8)] })
         try await type("setvar QemuctlPersist -guid 0053d9d6-2659-4599-a26b-ef4536e631a9 -nv -bs -rt =L\"\(value)\"",
@@ -151,7 +152,7 @@ import Testing
         #expect(try inode(vars) == firstInode, "the store is the same file, not a new copy")
         #expect(FileManager.default.contents(atPath: vars)?.range(of: Data(ucs2)) != nil)
         // …and the guest's firmware reads the variable back after the relaunch.
-        try await waitFor(Array("Shell>".utf8), in: serial)
+        try await type("", console: "\(w.state)/e/console.sock", until: "Shell>", timeout: .seconds(60))
         let shown = try await type("dmpstore QemuctlPersist -guid 0053d9d6-2659-4599-a26b-ef4536e631a9",
                                    console: "\(w.state)/e/console.sock", until: "QemuctlPersist' DataSize", timeout: .seconds(40))
         #expect(shown.contains("Variable NV+RT+BS"), "\(shown.suffix(1500))")

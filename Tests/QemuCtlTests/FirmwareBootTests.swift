@@ -5,7 +5,7 @@ import Testing
 
 /// Real OVMF (Debian's `ovmf`, found through its firmware descriptors) booted by QEMU under TCG, its
 /// console on a serial log file.
-@Suite(.timeLimit(.minutes(2)), .offPool) struct FirmwareBootTests {
+@Suite(.timeLimit(.minutes(3)), .offPool) struct FirmwareBootTests {
     /// A q35 VM with no disk: OVMF finds nothing to boot and starts its built-in UEFI shell.
     private func efiVM(_ name: String, in dir: TempDir, secureBoot: Bool = false) throws -> VMConfig {
         var c = TestVMs.bare(name)
@@ -57,7 +57,7 @@ import Testing
             for: FirmwareRequest(architecture: .amd64, machineType: "q35"), vars: dir.file("k1.efivars.fd"))
         let vm = try await Instance.start(config, options: StartOptions(socketDirectory: dir.file("run")))
         defer { Task { try? await vm.forceStop() } }
-        try await waitForFile(dir.file("k1-serial.log"), containing: QemuCtlTestSupport.Fixtures.guestReadyMarker, timeout: 100)
+        try await waitForFile(dir.file("k1-serial.log"), containing: QemuCtlTestSupport.Fixtures.guestReadyMarker, timeout: 150)
         let log = try String(contentsOfFile: dir.file("k1-serial.log"), encoding: .utf8)
         #expect(log.contains("efi: EFI v2") && log.contains("by EDK II"), "the kernel was started by OVMF: \(log.prefix(3000))")
         try await vm.forceStop()
