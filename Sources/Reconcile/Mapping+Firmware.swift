@@ -21,19 +21,22 @@ extension VMConfigMapping {
     package static func firmwareWarnings(_ vm: VirtualMachine) -> [ManifestDiagnostic] {
         let f = vm.spec.firmware
         guard f.type == .efi else { return [] }
+        let request = firmwareRequest(vm)
+        // Secure Boot outside q35 is already an error of the manifest: no second word about it.
+        if f.secureBoot && !(request.machineType == "q35" || request.machineType.hasPrefix("pc-q35-")) { return [] }
         let discovery = firmwareDiscovery()
-        let arch = Mapper.qemuArch(vm)
+        let arch = request.architecture
         var out: [ManifestDiagnostic] = []
         var template: String?
         if let code = f.code {
             template = discovery.template(forCode: code, architecture: arch)
         } else {
             do {
-                template = try discovery.select(firmwareRequest(vm)).flash?.nvramTemplate
+                template = try discovery.select(request).flash?.nvramTemplate
             } catch {
                 out.append(ManifestDiagnostic(.warning, code: .hostFile, at: vm.source,
                                               "VM '\(vm.name)': spec.firmware.code is not given and \(error.message)",
-                                              hint: "install the firmware, or give spec.firmware.code and spec.firmware.vars"))
+                                              hint: "or give spec.firmware.code and spec.firmware.vars"))
                 return out
             }
         }
@@ -42,7 +45,7 @@ extension VMConfigMapping {
                 .warning, code: .hostFile, at: vm.source,
                 "VM '\(vm.name)': firmware vars '\(vars)' does not exist and no firmware descriptor names a variable "
                     + "template for code '\(f.code ?? "?")' to create it from",
-                hint: "create it (a copy of the firmware's VARS image) before 'apply', or leave vars out"))
+                hint: "create it before 'apply': a copy of the VARS image that goes with this code"))
         }
         return out
     }

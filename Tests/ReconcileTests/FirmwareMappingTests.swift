@@ -86,6 +86,9 @@ private func vm(_ spec: String, sourceLocation: Testing.SourceLocation = #_sourc
             // Unknown code, existing store: fine.
             #expect(VMConfigMapping.firmwareWarnings(try vm("  firmware: {type: efi, code: /opt/CODE.fd, vars: \(d.img("VARS.fd"))}\n")).isEmpty)
             #expect(VMConfigMapping.firmwareWarnings(try vm("  firmware: {type: bios}\n")).isEmpty)
+            // Secure Boot on pc is the manifest's error (secureBootOutsideQ35IsRejectedByValidate), not a second warning.
+            let pc = try #require(load("  machine: {type: pc}\n  firmware: {type: efi, secureBoot: true}\n").virtualMachines.first)
+            #expect(VMConfigMapping.firmwareWarnings(pc).isEmpty)
         }
         let none = VMConfigMapping.$firmwareDirectories.withValue([]) { VMConfigMapping.firmwareWarnings(try! vm("  firmware: {type: efi}\n")) }
         #expect(none.first?.message.contains("no firmware descriptor offers x86_64 uefi flash firmware for machine q35") == true)
