@@ -12,9 +12,10 @@ FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 60
 
 # Debian packages the build, the tests and the demo need.
-APT_PACKAGES := qemu-system-x86 qemu-utils qemu-block-extra libyaml-dev busybox-static cpio kmod pkg-config groff-base
-# Commands whose presence shows a package is installed (same order as above).
-CHECK_FILES := /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/lib/x86_64-linux-gnu/qemu/block-rbd.so /usr/include/yaml.h /bin/busybox /usr/bin/cpio /sbin/depmod /usr/bin/pkg-config /usr/bin/groff
+APT_PACKAGES := qemu-system-x86 qemu-utils qemu-block-extra libyaml-dev busybox-static cpio kmod pkg-config groff-base ovmf
+# Files whose presence shows a package is installed (same order as above); ovmf's is the firmware
+# descriptor that EFI firmware discovery reads (QEMU's docs/interop/firmware.json).
+CHECK_FILES := /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/lib/x86_64-linux-gnu/qemu/block-rbd.so /usr/include/yaml.h /bin/busybox /usr/bin/cpio /sbin/depmod /usr/bin/pkg-config /usr/bin/groff /usr/share/qemu/firmware/60-edk2-x86_64.json
 
 .PHONY: all deps build guest demo test fuzz fuzz-smoke bench release clean man
 

@@ -172,9 +172,15 @@ package enum FieldTable {
 
     static let firmwareFields: [Field] = [
         Field("type", cases(VirtualMachineSpec.Firmware.Kind.self), .restart, "Firmware kind.", default: .string("bios")),
-        Field("code", .string(.path), .restart, "EFI code image (read-only pflash). Default: the distribution's OVMF/AAVMF."),
+        Field("code", .string(.path), .restart,
+              "EFI code image (read-only pflash). Default: chosen from QEMU's firmware descriptors (/usr/share/qemu/firmware, "
+              + "/etc/qemu/firmware, ~/.config/qemu/firmware; Debian's ovmf package) by architecture, machine type and secureBoot."),
         Field("vars", .string(.path), .restart,
-              "EFI variable store (writable pflash), per VM. Default: a copy of the template in the VM's state directory."),
+              "EFI variable store (writable pflash), the VM's own. Created once as a copy of the code's variable template "
+              + "when missing, never overwritten; kept by delete like a disk. Default: STATE_DIR/NAME.efivars.fd."),
+        Field("secureBoot", .bool, .restart,
+              "Boot with UEFI Secure Boot enforced (Microsoft keys enrolled, SMM on). q35 machines only.",
+              default: .bool(false)),
     ]
 
     static let bootFields: [Field] = [

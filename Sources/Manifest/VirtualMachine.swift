@@ -226,8 +226,21 @@ extension VirtualMachineSpec {
         package var code: String?
         /// `vars` (absolute).
         package var vars: String?
+        /// `secureBoot`.
+        package var secureBoot = false
         /// Defaults.
         package init() {}
+
+        private enum CodingKeys: String, CodingKey { case type, code, vars, secureBoot }
+
+        /// Decodes a firmware spec; `secureBoot` may be absent (records written before it existed).
+        package init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            type = try c.decodeIfPresent(Kind.self, forKey: .type) ?? .bios
+            code = try c.decodeIfPresent(String.self, forKey: .code)
+            vars = try c.decodeIfPresent(String.self, forKey: .vars)
+            secureBoot = try c.decodeIfPresent(Bool.self, forKey: .secureBoot) ?? false
+        }
     }
 
     /// `spec.boot`; paths absolute.

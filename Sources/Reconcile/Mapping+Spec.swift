@@ -36,7 +36,7 @@ struct Mapper {
         c.machine = machine(spec.machine)
         c.cpu = cpu(spec.cpu)
         c.memory = memory(spec.memory)
-        c.firmware = firmware(spec.firmware)
+        c.firmware = firmware(spec.firmware, socketDirectory: socketDirectory)
         c.boot = boot(spec.boot)
         c.disks = spec.disks.enumerated().map { disk($1, at: "spec.disks[\($0)]") }
         c.cdroms = spec.cdroms.map(cdrom)
@@ -150,19 +150,10 @@ struct Mapper {
 
     // MARK: Firmware, boot
 
-    mutating func firmware(_ f: Spec.Firmware) -> Firmware? {
+    mutating func firmware(_ f: Spec.Firmware, socketDirectory: String?) -> Firmware? {
         switch f.type {
-        case .bios:
-            return nil
-        case .efi:
-            guard let code = f.code else {
-                problem("spec.firmware.code",
-                        "is required for type efi: QemuCtl has no firmware discovery (no default OVMF/AAVMF image)")
-                return nil
-            }
-            // A nil vars store starts QEMU with pflash0 only: variables are then not persistent. The manifest's
-            // default (a per-VM copy of the template) needs an apply step that makes the copy.
-            return Firmware(code: code, vars: f.vars)
+        case .bios: nil
+        case .efi: efiFirmware(f, socketDirectory: socketDirectory)  // Mapping+Firmware.swift
         }
     }
 

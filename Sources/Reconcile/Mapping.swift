@@ -59,7 +59,8 @@ package struct MappingError: Error, Sendable, Hashable, CustomStringConvertible 
 /// configuration (``VMConfig``).
 ///
 /// The mapping is a pure function of its inputs (plus ``RuntimeLayout/defaultSocketDirectory`` when no socket
-/// directory is given): no file is read, nothing is probed. It never rounds, guesses or drops: a value the
+/// directory is given): no file is read, nothing is probed, except for `firmware: {type: efi}`: QEMU's firmware
+/// descriptors are read and the default variable store is looked for (see `Mapping+Firmware.swift`). It never rounds, guesses or drops: a value the
 /// configuration cannot express exactly is a ``MappingError`` naming the manifest field. The result has passed
 /// ``VMConfig/validate()``; ``VMConfig/commandLine(_:)`` can then only fail on resource limits (PCI slots, IDE
 /// units) or a missing accelerator probe for `accel: auto`.

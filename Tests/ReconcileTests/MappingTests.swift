@@ -271,13 +271,16 @@ struct MappingMachineTests {
     }
 
     @Test func firmware() throws {
-        #expect(try mapped("  firmware: {type: bios}\n").firmware == nil)
-        let efi = try mapped("  firmware: {type: efi, code: /usr/share/OVMF/OVMF_CODE.fd, vars: vars.fd}\n")
-        #expect(efi.firmware == Firmware(code: "/usr/share/OVMF/OVMF_CODE.fd", vars: "/base/vars.fd"))
-        let noVars = try mapped("  firmware: {type: efi, code: /usr/share/OVMF/OVMF_CODE.fd}\n")
-        #expect(noVars.firmware == Firmware(code: "/usr/share/OVMF/OVMF_CODE.fd"))
-        let e = try mappingError("  firmware: {type: efi}\n")
-        #expect(e.fields == ["spec.firmware.code"])
+        // No firmware descriptors: the manifest's paths are all there is (FirmwareMappingTests has descriptors).
+        try VMConfigMapping.$firmwareDirectories.withValue([]) {
+            #expect(try mapped("  firmware: {type: bios}\n").firmware == nil)
+            let efi = try mapped("  firmware: {type: efi, code: /usr/share/OVMF/OVMF_CODE.fd, vars: vars.fd}\n")
+            #expect(efi.firmware == Firmware(code: "/usr/share/OVMF/OVMF_CODE.fd", vars: "/base/vars.fd"))
+            let noVars = try mappingError("  firmware: {type: efi, code: /usr/share/OVMF/OVMF_CODE.fd}\n")
+            #expect(noVars.fields == ["spec.firmware.vars"])
+            let e = try mappingError("  firmware: {type: efi}\n")
+            #expect(e.fields == ["spec.firmware.code"])
+        }
     }
 
     @Test func boot() throws {
@@ -693,12 +696,12 @@ struct MappingDeviceTests {
     }
 
     @Test func everyProblemIsListed() throws {
-        let e = try mappingError("""
+        let e = try VMConfigMapping.$firmwareDirectories.withValue([]) { try mappingError("""
           memory: {size: 1000.5MiB}
           firmware: {type: efi}
           disks:
             - {name: a, nbd: {unix: /run/n.sock, tls: true}}
-        """)
+        """) }
         #expect(e.fields == ["spec.memory.size", "spec.firmware.code", "spec.disks[0].nbd.tls"])
         #expect(e.description.split(separator: "\n").count == 4)
     }

@@ -103,7 +103,7 @@ private let fieldCases: [FieldCase] = {
         f("spec.memory.backend", "  memory: {size: 64MiB, backend: @V}", "memfd"),
         f("spec.memory.path", "  memory: {size: 64MiB, backend: file, path: @V}", "mem/ram", .combined, prefix: "mem/"),
         f("spec.firmware.type", "  firmware: {type: @V}", "bios"),
-        f("spec.firmware.code", "  firmware: {type: efi, code: @V}", "fw/code", .combined, prefix: "fw/"),
+        f("spec.firmware.code", "  firmware: {type: efi, code: @V, vars: /v.fd}", "fw/code", .combined, prefix: "fw/"),
         f("spec.firmware.vars", "  firmware: {type: efi, code: /c.fd, vars: @V}", "fwv/vars", .combined, prefix: "fwv/"),
         f("spec.boot.kernel", "  boot: {kernel: @V}", "k/vmlinuz", .combined, prefix: "k/"),
         f("spec.boot.initrd", "  boot: {kernel: /k, initrd: @V}", "i/initrd", .combined, prefix: "i/"),

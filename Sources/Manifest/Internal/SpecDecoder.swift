@@ -123,10 +123,18 @@ struct SpecDecoder {
             spec.firmware.type = f.enumeration("type") ?? .bios
             spec.firmware.code = f.string("code")
             spec.firmware.vars = f.string("vars")
+            spec.firmware.secureBoot = f.bool("secureBoot")
             ctx.checkHostFile(spec.firmware.code, f.position("code"), "firmware code")
             if spec.firmware.type == .bios {
-                for key in ["code", "vars"] where f.has(key) {
+                for key in ["code", "vars", "secureBoot"] where f.has(key) {
                     ctx.error(f.keyPosition(key), "'spec.firmware.\(key)' needs 'type: efi'")
+                }
+            } else if spec.firmware.secureBoot {
+                // SMM-protected flash exists on q35 only (QEMU's pc machine boots Secure Boot OVMF without it).
+                let type = spec.machine.type ?? (spec.arch == .amd64 || spec.arch == .i386 ? "q35" : "")
+                if !(type == "q35" || type.hasPrefix("pc-q35-")) {
+                    ctx.error(f.keyPosition("secureBoot"),
+                              "'spec.firmware.secureBoot' needs a q35 machine (spec.machine.type q35 or pc-q35-*), got \(type.isEmpty ? "the \(spec.arch.rawValue) default" : "'\(type)'")")
                 }
             }
         }

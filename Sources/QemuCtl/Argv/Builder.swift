@@ -144,9 +144,11 @@ struct ArgvBuilder {
         machine.add("type", mt)
         machine.add("usb", onOff: config.machine.usb)
         machine.add("dump-guest-core", onOff: config.machine.dumpGuestCore)
-        if config.firmware != nil {
+        if let fw = config.firmware {
             machine.add("pflash0", "efi-code")
-            if config.firmware?.vars != nil { machine.add("pflash1", "efi-vars") }
+            if fw.vars != nil { machine.add("pflash1", "efi-vars") }
+            // Secure Boot firmware keeps its variables behind SMM: without SMM it stops at reset.
+            if fw.secureBoot { machine.add("smm", "on") }
         }
         if config.memory.backend != nil { machine.add("memory-backend", "ram0") }
         opt("-machine", machine.rendered)
@@ -286,6 +288,9 @@ struct ArgvBuilder {
             opt("-blockdev", JSONObject(["driver": "file", "node-name": "efi-vars-file", "filename": vars]).rendered)
             opt("-blockdev", JSONObject(["driver": "raw", "node-name": "efi-vars", "file": "efi-vars-file"]).rendered)
         }
+        // Only code running in SMM may write the flash: the guest OS cannot change Secure Boot variables behind
+        // the firmware's back.
+        if fw.secureBoot { opt("-global", "driver=cfi.pflash01,property=secure,value=on") }
     }
 
     // MARK: Disks

@@ -261,14 +261,39 @@ public struct Memory: Sendable, Codable, Equatable {
 }
 
 /// UEFI firmware, wired to the machine as `pflash0` (code, read-only) and `pflash1` (variables).
+///
+/// ``FirmwareDiscovery`` fills one in from the host's firmware descriptors. The variable store is the
+/// VM's own: when ``vars`` does not exist at start and ``varsTemplate`` is set, ``Instance/start(_:options:)``
+/// creates it as a copy of the template (see ``prepareVariableStore()``); an existing store is never
+/// overwritten, so what the guest writes there (boot entries, Secure Boot keys) survives restarts.
 public struct Firmware: Sendable, Codable, Equatable {
-    /// The firmware code image (e.g. `OVMF_CODE.fd`), opened read-only. Absolute path.
+    /// The firmware code image (e.g. `OVMF_CODE_4M.fd`), opened read-only. Absolute path.
     public var code: String
-    /// This VM's own writable copy of the variable store (e.g. a copy of `OVMF_VARS.fd`). Absolute path.
+    /// This VM's own writable copy of the variable store (e.g. a copy of `OVMF_VARS_4M.fd`). Absolute path;
+    /// `nil` maps the code alone, and the firmware then keeps its variables in RAM only (lost at exit).
     public var vars: String?
+    /// The template ``vars`` is created from when it does not exist (e.g. `OVMF_VARS_4M.fd`). Absolute path.
+    public var varsTemplate: String?
+    /// Boots with Secure Boot enforced: SMM on (`-machine smm=on`) and the flash restricted to SMM code
+    /// (`-global driver=cfi.pflash01,property=secure,value=on`). Needs a q35 machine, a Secure Boot
+    /// build of the firmware (`requires-smm`) and a variable store with keys enrolled.
+    public var secureBoot: Bool
 
     /// Creates firmware options.
-    public init(code: String, vars: String? = nil) { self.code = code; self.vars = vars }
+    public init(code: String, vars: String? = nil, varsTemplate: String? = nil, secureBoot: Bool = false) {
+        self.code = code; self.vars = vars; self.varsTemplate = varsTemplate; self.secureBoot = secureBoot
+    }
+
+    private enum CodingKeys: String, CodingKey { case code, vars, varsTemplate, secureBoot }
+
+    /// Decodes firmware options; `varsTemplate` and `secureBoot` may be absent (older records).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        code = try c.decode(String.self, forKey: .code)
+        vars = try c.decodeIfPresent(String.self, forKey: .vars)
+        varsTemplate = try c.decodeIfPresent(String.self, forKey: .varsTemplate)
+        secureBoot = try c.decodeIfPresent(Bool.self, forKey: .secureBoot) ?? false
+    }
 }
 
 /// Boot options.

@@ -206,6 +206,17 @@ struct Validator {
         if let fw = c.firmware {
             absolutePath("firmware.code", fw.code)
             if let v = fw.vars { absolutePath("firmware.vars", v) }
+            if let t = fw.varsTemplate {
+                absolutePath("firmware.varsTemplate", t)
+                if fw.vars == nil { add("firmware.varsTemplate", "needs firmware.vars (the store to create from it)") }
+            }
+            if fw.secureBoot {
+                let type = c.machine.type ?? (c.arch ?? .host).defaultMachineType ?? ""
+                if !(type == "q35" || type.hasPrefix("pc-q35-")) {
+                    add("firmware.secureBoot", "needs a q35 machine (SMM-protected flash), got machine type \(Names.quoted(type))")
+                }
+                if fw.vars == nil { add("firmware.secureBoot", "needs firmware.vars (the enrolled keys live in the variable store)") }
+            }
         }
         if let b = c.boot {
             if let o = b.order {

@@ -54,6 +54,8 @@ extension Instance {
     ///   the live VM's socket is never touched.
     /// - A stale socket (nobody listening) is replaced.
     /// - When QEMU refuses to start, its own error message is reported at once.
+    /// - A UEFI variable store that does not exist is created from its template
+    ///   (``Firmware/prepareVariableStore()``); an existing one is never overwritten.
     /// - Secrets are written 0600 into the 0700 runtime directory for QEMU to read
     ///   and deleted once QMP is up; QEMU gets a minimal environment.
     /// - Images whose header names other host files (a qcow2 external data file, a VMDK
@@ -82,6 +84,10 @@ extension Instance {
         defer { Posix.closeFD(lockFD) }
 
         try await ensureNotRunning(layout)
+        // The VM's own UEFI variable store, copied from its template once (under the start lock).
+        do { try config.firmware?.prepareVariableStore() } catch {
+            throw InstanceError(code: .startFailed, message: "VM \(config.name): \(error)")
+        }
 
         let binary: String
         do {

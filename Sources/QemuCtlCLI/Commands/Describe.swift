@@ -71,6 +71,12 @@ extension QemuCtlCommand {
                 add("machine", stored.launch.spec.machine.type ?? "default", "record")
                 add("arch", stored.launch.spec.arch.rawValue, "record")
                 add("boot.kernel", stored.launch.spec.boot.kernel, "record")
+                let recorded = VirtualMachine(name: name, spec: stored.launch.spec, source: SourceLocation(file: "record", line: 1, column: 1))
+                if let fw = FirmwareFacts(recorded, pid: store.runningPID(name), socketDirectory: store.directory) {
+                    add("firmware.code", fw.code ?? "(none found)", fw.source)
+                    add("firmware.vars", fw.vars ?? "(none)", fw.source)
+                    add("firmware.secureBoot", fw.secureBoot ? "yes" : "no", "record")
+                }
                 for d in stored.launch.spec.disks {
                     if case .file(let path, let format) = d.backend { add("disks[\(d.name)].file", "\(path) (\(format.rawValue))", "record") }
                 }

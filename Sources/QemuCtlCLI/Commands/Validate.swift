@@ -1,5 +1,6 @@
 import ArgumentParser
 import Manifest
+import Reconcile
 
 #if canImport(Glibc)
 import Glibc
@@ -40,7 +41,9 @@ extension QemuCtlCommand {
                 printError("hint: a manifest file, a directory (searched for *.yaml and *.yml), or - for standard input")
                 throw ExitCode(2)
             }
-            let set = ManifestLoader(hostFiles: .warn).load(paths: file)
+            var set = ManifestLoader(hostFiles: .warn).load(paths: file)
+            // EFI firmware that only the host's firmware descriptors can tell about (Mapping+Firmware.swift).
+            set.diagnostics += set.virtualMachines.flatMap(VMConfigMapping.firmwareWarnings)
             switch output {
             case .json:
                 print(set.jsonReport(), terminator: "")

@@ -94,6 +94,7 @@ struct FlatSpec: Sendable {
         w.add("spec.firmware.type", s.firmware.type.rawValue)
         w.add("spec.firmware.code", Render.quoted(s.firmware.code))
         w.add("spec.firmware.vars", Render.quoted(s.firmware.vars))
+        w.add("spec.firmware.secureBoot", bool: s.firmware.secureBoot)
         w.add("spec.boot.kernel", Render.quoted(s.boot.kernel))
         w.add("spec.boot.initrd", Render.quoted(s.boot.initrd))
         w.add("spec.boot.cmdline", Render.quoted(s.boot.cmdline))
