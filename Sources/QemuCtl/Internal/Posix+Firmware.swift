@@ -15,18 +15,10 @@ extension Posix {
         case existed
     }
 
-    /// `path` with every symbolic link, `.` and `..` resolved, or `nil` when it cannot be (the file
-    /// or a directory on the way is missing). The corresponding C function is `realpath`.
-    package static func realPath(_ path: String) -> String? {
-        guard let p = realpath(path, nil) else { return nil }
-        defer { free(p) }
-        return String(cString: p)
-    }
-
     /// Copies `source` to a new file `destination` with exactly `mode`, never replacing or following
     /// anything already at `destination`.
     ///
-    /// The copy is written into a temporary file beside `destination` (`NAME.RANDOM.tmp.PID`, created
+    /// The copy is written into a temporary file beside `destination` (``temporaryName(for:)``, created
     /// `O_EXCL|O_NOFOLLOW`, synced) and then hard-linked to `destination` with `link(2)`, which
     /// fails with `EEXIST` when the name exists in any form (a dangling symbolic link included) and
     /// never follows it. So `destination` appears complete or not at all, two processes racing get
@@ -40,22 +32,23 @@ extension Posix {
     {
         var existing = stat()
         if lstat(destination, &existing) == 0 { return .success(.existed) }
-        let dir: String
+        let dir: String, base: String
         if let slash = destination.lastIndex(of: "/") {
             dir = slash == destination.startIndex ? "/" : String(destination[..<slash])
+            base = String(destination[destination.index(after: slash)...])
         } else {
-            dir = "."
+            (dir, base) = (".", destination)
         }
         if let e = makeMissingDirectories(dir) { return .failure(CopyError(message: e)) }
         let input = open(source, O_RDONLY | O_CLOEXEC)
         guard input >= 0 else { return .failure(CopyError(message: "cannot open \(source): \(errorText(errno))")) }
         defer { close(input) }
-        // NAME.RANDOM.tmp.PID: unique within this process too (concurrent tasks), and still of the
-        // NAME.tmp.PID shape that removeStaleTemporaries sweeps once the process is gone.
+        // The project's one temporary-name shape (unpredictable, unique across concurrent tasks), the
+        // only names removeStaleTemporaries sweeps once their process is gone.
         var temp = ""
         var output: CInt = -1
         for _ in 0..<8 where output < 0 {
-            temp = destination + ".\(String(UInt32.random(in: .min ... .max), radix: 16)).tmp.\(getpid())"
+            temp = dir + "/" + temporaryName(for: base)
             output = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
             if output < 0 && errno != EEXIST { break }
         }
