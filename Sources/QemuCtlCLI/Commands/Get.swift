@@ -20,6 +20,8 @@ struct VMSummary: Codable {
     var uptimeSeconds: Int?
     var restartPending: Bool
     var detail: String?
+    /// Relaunches by `qemuctl controller` after QEMU exited (its restart policy), from the record.
+    var restarts: Int = 0
 }
 
 extension VMSummary {
@@ -34,12 +36,13 @@ extension VMSummary {
                   accelerator: vm.liveness == .alive ? record?.accelerator : nil,
                   cpus: vm.live?.cpuCount ?? vm.record?.spec.cpu.count,
                   memory: (vm.live?.memorySize ?? vm.record?.spec.memory.size).map { ByteSizeText.format($0) },
-                  uptimeSeconds: uptime, restartPending: vm.restartPending, detail: vm.detail)
+                  uptimeSeconds: uptime, restartPending: vm.restartPending, detail: vm.detail,
+                  restarts: record?.restarts?.count ?? 0)
     }
 
     var row: [String] {
         [name, state, accelerator ?? "-", cpus.map(String.init) ?? "-", memory ?? "-",
-         uptimeSeconds.map(Self.duration) ?? "-", restartPending ? "yes" : "-"]
+         uptimeSeconds.map(Self.duration) ?? "-", "\(restarts)", restartPending ? "yes" : "-"]
     }
 
     static func duration(_ s: Int) -> String {
@@ -103,13 +106,13 @@ extension QemuCtlCommand {
                 try Terminal.json(rows)
             case .yaml:
                 for r in rows {
-                    print("- name: \(r.name)\n  state: \(r.state)\n  accelerator: \(r.accelerator ?? "null")\n  cpus: \(r.cpus.map(String.init) ?? "null")\n  memory: \(r.memory ?? "null")\n  uptimeSeconds: \(r.uptimeSeconds.map(String.init) ?? "null")\n  restartPending: \(r.restartPending)")
+                    print("- name: \(r.name)\n  state: \(r.state)\n  accelerator: \(r.accelerator ?? "null")\n  cpus: \(r.cpus.map(String.init) ?? "null")\n  memory: \(r.memory ?? "null")\n  uptimeSeconds: \(r.uptimeSeconds.map(String.init) ?? "null")\n  restarts: \(r.restarts)\n  restartPending: \(r.restartPending)")
                 }
             case .table:
                 if rows.isEmpty {
                     print("No VMs in \(store.directory).")
                 } else {
-                    print(Terminal.table(["NAME", "STATE", "ACCEL", "CPUS", "MEMORY", "UPTIME", "RESTART-PENDING"], rows.map(\.row)), terminator: "")
+                    print(Terminal.table(["NAME", "STATE", "ACCEL", "CPUS", "MEMORY", "UPTIME", "RESTARTS", "RESTART-PENDING"], rows.map(\.row)), terminator: "")
                 }
             }
         }
