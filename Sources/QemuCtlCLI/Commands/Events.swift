@@ -81,6 +81,9 @@ final class EventFollower: Sendable {
     let json: Bool
     let sinceStart: Bool
     let deadline: Duration
+    /// When set, receives each event (VM, event, data) instead of it being printed: how
+    /// `qemuctl controller` follows the same monitors.
+    let sink: (@Sendable (String, String, JSONValue) -> Void)?
 
     private struct State {
         var stop = false
@@ -96,7 +99,9 @@ final class EventFollower: Sendable {
     /// Serialises output lines.
     private let output = Mutex(())
 
-    init(store: StateStore, names: [String], json: Bool, sinceStart: Bool, deadline: Duration) {
+    init(store: StateStore, names: [String], json: Bool, sinceStart: Bool, deadline: Duration,
+         sink: (@Sendable (String, String, JSONValue) -> Void)? = nil) {
+        self.sink = sink
         self.store = store
         self.names = names
         self.json = json
@@ -244,6 +249,7 @@ final class EventFollower: Sendable {
 
     /// Prints one line (text or JSON); notes when standard output has gone away.
     private func emit(vm: String, event: String, data: JSONValue, time: Double? = nil, source: String) {
+        if let sink { return sink(vm, event, data) }
         let t = time ?? Date().timeIntervalSince1970
         let stamp = Self.timestamp(t)
         let line: String
