@@ -434,7 +434,7 @@ final class ControllerLoop: Sendable {
             }
         }
         if initial || reason.contains("changed") || reason.contains("SIGHUP") {
-            if !plan.hasChanges { say(vm: "-", "in-sync", "\(plan.vms.count) VM\(plan.vms.count == 1 ? " matches" : "s match") the manifests (\(reason))") }
+            if !plan.hasChanges { say(vm: "-", "in-sync", "\(result.plan.vms.count) VM\(result.plan.vms.count == 1 ? " matches" : "s match") the manifests (\(reason))") }
         }
         state.withLock { s in
             s.histories = updated
