@@ -106,8 +106,11 @@ extension QemuCtlCommand {
                 source.resume()
                 sources.append(source)
             }
+            // VMs appear mostly by the controller's own launches: a rescan each second is enough (each
+            // scan reads every record), and exits are seen at once (the monitor connection closes).
             let follower = EventFollower(store: global.store, names: [], json: false, sinceStart: false,
-                                         deadline: global.deadline) { vm, event, data in loop.event(vm: vm, event, data) }
+                                         deadline: global.deadline, sink: { vm, event, data in loop.event(vm: vm, event, data) },
+                                         rescanInterval: .seconds(1))
             let following = Task { await follower.run() }
             await loop.run()
             follower.requestStop()

@@ -84,6 +84,8 @@ final class EventFollower: Sendable {
     /// When set, receives each event (VM, event, data) instead of it being printed: how
     /// `qemuctl controller` follows the same monitors.
     let sink: (@Sendable (String, String, JSONValue) -> Void)?
+    /// How often the state directory is scanned for VMs that appeared.
+    let rescanInterval: Duration
 
     private struct State {
         var stop = false
@@ -100,8 +102,9 @@ final class EventFollower: Sendable {
     private let output = Mutex(())
 
     init(store: StateStore, names: [String], json: Bool, sinceStart: Bool, deadline: Duration,
-         sink: (@Sendable (String, String, JSONValue) -> Void)? = nil) {
+         sink: (@Sendable (String, String, JSONValue) -> Void)? = nil, rescanInterval: Duration = .milliseconds(200)) {
         self.sink = sink
+        self.rescanInterval = rescanInterval
         self.store = store
         self.names = names
         self.json = json
@@ -126,7 +129,7 @@ final class EventFollower: Sendable {
         while !shouldStop {
             scan(initial: first)
             first = false
-            try? await Task.sleep(for: .milliseconds(200))
+            try? await Task.sleep(for: rescanInterval)
         }
         let (tasks, clients) = state.withLock { s in (Array(s.tasks.values), Array(s.clients.values)) }
         clients.forEach { $0.close() }
