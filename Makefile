@@ -81,13 +81,14 @@ release: deps
 	$(SWIFT) build $(RELEASE_FLAGS) --product qemuctl
 
 bench: deps guest
-	@for p in qemuctl qmp-rtt launch yaml-bench apply-bench scale-bench; do \
+	@for p in qemuctl qmp-rtt launch yaml-bench apply-bench scale-bench controller-bench; do \
 	  $(SWIFT) build $(RELEASE_FLAGS) --product $$p || exit 1; done
 	.build/release/qmp-rtt
 	.build/release/launch
 	.build/release/yaml-bench
 	.build/release/apply-bench
 	.build/release/scale-bench
+	.build/release/controller-bench
 
 # The manual page qemuctl.1: swift-argument-parser's generate-manual plugin (offline: the
 # package is already checked out), or `qemuctl __man` when the plugin cannot run.

@@ -51,6 +51,7 @@ let package = Package(
         .target(name: "BenchSupport", dependencies: ["CBenchRaw"], path: "bench/BenchSupport"),
         .executableTarget(name: "apply-bench", dependencies: ["BenchSupport", "CBenchRaw"], path: "bench/apply"),
         .executableTarget(name: "scale-bench", dependencies: ["BenchSupport", "CBenchRaw"], path: "bench/scale"),
+        .executableTarget(name: "controller-bench", dependencies: ["BenchSupport", "CBenchRaw"], path: "bench/controller"),
 
         // MARK: - Fuzzing (make fuzz builds these with libFuzzer; a normal build runs a corpus once)
         .target(name: "FuzzSupport"),

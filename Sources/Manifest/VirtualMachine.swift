@@ -30,6 +30,9 @@ package struct VirtualMachine: Sendable, Hashable, Codable {
 package struct VirtualMachineSpec: Sendable, Hashable, Codable {
     /// `runState` (live).
     package var runState: RunState = .running
+    /// `restartPolicy` (metadata): what `qemuctl controller` does when QEMU exits. `nil` when the
+    /// manifest does not say (records written before the field existed, too): ``RestartPolicy/never``.
+    package var restartPolicy: RestartPolicy?
     /// `arch`; the host's architecture when absent.
     package var arch: Architecture = .host
     /// `emulator`: the QEMU binary or a directory holding it; nil means search.
@@ -85,6 +88,22 @@ package enum RunState: String, Sendable, Hashable, Codable, CaseIterable {
     case paused
     /// Shut down (no QEMU process).
     case stopped
+}
+
+extension VirtualMachineSpec {
+    /// `spec.restartPolicy`: whether `qemuctl controller` launches a VM again when its QEMU exits
+    /// while the manifest wants it running.
+    package enum RestartPolicy: String, Sendable, Hashable, Codable, CaseIterable {
+        /// Never: a VM whose QEMU exited stays down until an `apply` (today's behaviour).
+        case never
+        /// Whenever QEMU exits, however it exited.
+        case always
+        /// Only when the exit was not the guest's own shutdown or poweroff.
+        case onFailure
+    }
+
+    /// ``restartPolicy``, with the default (``RestartPolicy/never``) when the manifest does not say.
+    package var effectiveRestartPolicy: RestartPolicy { restartPolicy ?? .never }
 }
 
 /// `spec.arch`, GOARCH names as the seed library uses them.

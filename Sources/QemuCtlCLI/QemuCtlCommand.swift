@@ -18,7 +18,7 @@ struct QemuCtlCommand: AsyncParsableCommand {
         subcommands: [Manual.self],
         groupedSubcommands: [
             CommandGroup(name: "Declarative", subcommands: [
-                Apply.self, Diff.self, PlanCommand.self, Validate.self, Schema.self, Import.self, Export.self,
+                Apply.self, Controller.self, Diff.self, PlanCommand.self, Validate.self, Schema.self, Import.self, Export.self,
             ]),
             CommandGroup(name: "Operations", subcommands: [
                 Start.self, Stop.self, Pause.self, Resume.self, Reset.self, Delete.self,

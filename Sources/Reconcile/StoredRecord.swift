@@ -29,6 +29,9 @@ package struct StoredRecord: Sendable, Hashable, Codable {
     /// Set when `qemuctl import --adopt` took over a QEMU started elsewhere; cleared by the
     /// next launch (a relaunch is qemuctl's own).
     package var adopted: Adoption?
+    /// What `qemuctl controller` recorded about the VM's exits and restarts (restart count, last
+    /// exit, backoff); `nil` until the controller saw it exit, and in records written before it existed.
+    package var restarts: RestartHistory?
 
     /// Creates a record.
     package init(launch: LaunchRecord, restartPending: Bool = false, pid: Int32? = nil, accelerator: String? = nil,

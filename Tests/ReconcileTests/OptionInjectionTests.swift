@@ -92,6 +92,7 @@ private let fieldCases: [FieldCase] = {
         f("metadata.labels{key}", "metadata:\n  name: l\n  labels:\n    @V: v", "team"),
         f("metadata.labels{value}", "metadata:\n  name: l\n  labels:\n    team: @V", "web"),
         f("spec.runState", "  runState: @V", "paused"),
+        f("spec.restartPolicy", "  restartPolicy: @V", "onFailure"),
         f("spec.arch", "  arch: @V", "amd64"),
         f("spec.emulator", "  emulator: @V", "emu/qemu", .combined, prefix: "emu/"),
         f("spec.machine.type", "  machine: {type: @V, accel: tcg}", "q35"),

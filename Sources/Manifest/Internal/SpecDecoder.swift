@@ -108,6 +108,8 @@ struct SpecDecoder {
     private func decodeSpec(_ r: ObjectReader, vmName: String, macs: inout [(String, YAMLNode, Bool)]) -> VirtualMachineSpec {
         var spec = VirtualMachineSpec()
         spec.runState = r.enumeration("runState") ?? .running
+        // Left nil when absent, so a manifest without it equals a record written before the field existed.
+        if r.has("restartPolicy") { spec.restartPolicy = r.enumeration("restartPolicy") }
         spec.arch = r.enumeration("arch") ?? .host
         spec.emulator = r.string("emulator")
         ctx.checkHostFile(spec.emulator, r.position("emulator"), "emulator")

@@ -83,6 +83,14 @@ extension QemuCtlCommand {
                 for n in stored.launch.spec.networks { add("networks[\(n.name)].link", n.link.rawValue, "record") }
                 for (path, _) in stored.launch.secrets.sorted(by: { $0.key < $1.key }) { add(path, "(sensitive)", "record") }
                 add("restartPending", stored.restartPending ? "yes" : "no", "record")
+                add("restartPolicy", stored.launch.spec.effectiveRestartPolicy.rawValue, "record")
+                add("restarts", String(stored.restarts?.count ?? 0), "record")
+                if let h = stored.restarts {
+                    if let e = h.lastExit { add("lastExit", "\(e.reason) at \(EventFollower.timestamp(e.at))", "record") }
+                    if let t = h.lastRestartAt { add("lastRestart", EventFollower.timestamp(t), "record") }
+                    if let t = h.nextRestartAt { add("nextRestart", "\(EventFollower.timestamp(t)) (backoff after \(h.consecutive) in a row)", "record") }
+                    if let why = h.leftDown { add("leftDown", why, "record") }
+                }
                 add("manifest", stored.source, "record")
                 add("serialLog", layout.runtimeDirectory + "/serial.log", "state dir")
             }

@@ -81,6 +81,11 @@ final class EventFollower: Sendable {
     let json: Bool
     let sinceStart: Bool
     let deadline: Duration
+    /// When set, receives each event (VM, event, data) instead of it being printed: how
+    /// `qemuctl controller` follows the same monitors.
+    let sink: (@Sendable (String, String, JSONValue) -> Void)?
+    /// How often the state directory is scanned for VMs that appeared.
+    let rescanInterval: Duration
 
     private struct State {
         var stop = false
@@ -101,7 +106,10 @@ final class EventFollower: Sendable {
     /// Serialises output lines.
     private let output = Mutex(())
 
-    init(store: StateStore, names: [String], json: Bool, sinceStart: Bool, deadline: Duration) {
+    init(store: StateStore, names: [String], json: Bool, sinceStart: Bool, deadline: Duration,
+         sink: (@Sendable (String, String, JSONValue) -> Void)? = nil, rescanInterval: Duration = .milliseconds(200)) {
+        self.sink = sink
+        self.rescanInterval = rescanInterval
         self.store = store
         self.names = names
         self.json = json
@@ -126,7 +134,7 @@ final class EventFollower: Sendable {
         while !shouldStop {
             scan(initial: first)
             first = false
-            try? await Task.sleep(for: .milliseconds(200))
+            try? await Task.sleep(for: rescanInterval)
         }
         let (tasks, clients) = state.withLock { s in (Array(s.tasks.values), Array(s.clients.values)) }
         clients.forEach { $0.close() }
@@ -260,6 +268,7 @@ final class EventFollower: Sendable {
 
     /// Prints one line (text or JSON); notes when standard output has gone away.
     private func emit(vm: String, event: String, data: JSONValue, time: Double? = nil, source: String) {
+        if let sink { return sink(vm, event, data) }
         let t = time ?? Date().timeIntervalSince1970
         let stamp = Self.timestamp(t)
         let line: String

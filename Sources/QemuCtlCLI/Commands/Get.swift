@@ -23,6 +23,8 @@ struct VMSummary: Codable {
     var uptimeSeconds: Int?
     var restartPending: Bool
     var detail: String?
+    /// Relaunches by `qemuctl controller` after QEMU exited (its restart policy), from the record.
+    var restarts: Int = 0
 }
 
 extension VMSummary {
@@ -37,12 +39,13 @@ extension VMSummary {
                   accelerator: vm.liveness == .alive ? record?.accelerator : nil,
                   cpus: vm.live?.cpuCount ?? vm.record?.spec.cpu.count,
                   memory: (vm.live?.memorySize ?? vm.record?.spec.memory.size).map { ByteSizeText.format($0) },
-                  uptimeSeconds: uptime, restartPending: vm.restartPending, detail: vm.detail)
+                  uptimeSeconds: uptime, restartPending: vm.restartPending, detail: vm.detail,
+                  restarts: record?.restarts?.count ?? 0)
     }
 
     /// The keys, in the order the YAML shows them (JSON sorts them).
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, state, accelerator, cpus, memory, uptimeSeconds, restartPending, detail
+        case name, state, accelerator, cpus, memory, uptimeSeconds, restarts, restartPending, detail
     }
 
     /// Encodes every key, nulls included (synthesized coding would leave out nil values).
@@ -73,6 +76,7 @@ extension VMSummary {
         case .cpus: cpus.map(Value.int) ?? .null
         case .memory: text(memory)
         case .uptimeSeconds: uptimeSeconds.map(Value.int) ?? .null
+        case .restarts: .int(restarts)
         case .restartPending: .bool(restartPending)
         case .detail: text(detail)
         }
@@ -121,7 +125,7 @@ extension VMSummary {
 
     var row: [String] {
         [name, state, accelerator ?? "-", cpus.map(String.init) ?? "-", memory ?? "-",
-         uptimeSeconds.map(Self.duration) ?? "-", restartPending ? "yes" : "-"]
+         uptimeSeconds.map(Self.duration) ?? "-", "\(restarts)", restartPending ? "yes" : "-"]
     }
 
     static func duration(_ s: Int) -> String {
@@ -190,7 +194,7 @@ extension QemuCtlCommand {
                 if rows.isEmpty {
                     print("No VMs in \(store.directory).")
                 } else {
-                    print(Terminal.table(["NAME", "STATE", "ACCEL", "CPUS", "MEMORY", "UPTIME", "RESTART-PENDING"], rows.map(\.row)), terminator: "")
+                    print(Terminal.table(["NAME", "STATE", "ACCEL", "CPUS", "MEMORY", "UPTIME", "RESTARTS", "RESTART-PENDING"], rows.map(\.row)), terminator: "")
                 }
             }
         }

@@ -70,6 +70,7 @@ struct FlatSpec: Sendable {
     init(labels: [String: String], spec s: VirtualMachineSpec, secrets: [String: SecretMarker]) {
         self.labels = labels.keys.sorted().map { Leaf(path: "metadata.labels[\($0)]", value: Render.quoted(labels[$0])) }
         var w = LeafWriter(secrets: secrets)
+        w.add("spec.restartPolicy", s.effectiveRestartPolicy.rawValue)
         w.add("spec.arch", s.arch.rawValue)
         w.add("spec.emulator", Render.quoted(s.emulator))
         w.add("spec.machine.type", Render.quoted(s.machine.type))
