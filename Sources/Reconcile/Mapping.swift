@@ -122,6 +122,6 @@ package enum VMConfigMapping {
     /// apply step) must call QMP `set_link` with `up: false` for each of these ids after start and before
     /// `cont`.
     package static func nicsWithLinkDown(_ vm: VirtualMachine) -> [String] {
-        vm.spec.networks.filter { $0.link == .down }.map { "net-\($0.name)" }
+        vm.spec.networks.filter { $0.link == .down }.map { DeviceID.network($0.name).rawValue }
     }
 }

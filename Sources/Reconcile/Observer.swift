@@ -148,7 +148,7 @@ package struct Observer: Sendable {
         var greeted = false
         var status: QMP.QMPRunStatus? = nil
         var blocks: [QMPBlockDevice] = []
-        var cpus = JSONValue.null, memory = JSONValue.null, pci = JSONValue.null
+        var cpus = JSONValue.null, memory = JSONValue.null, dimms = JSONValue.null, pci = JSONValue.null
         var groupNames: [String] = []
         var groups: [String: QMPIOThrottle] = [:]
         var readError: QMPError? = nil
@@ -243,7 +243,7 @@ package struct Observer: Sendable {
                 let reads = self.reads
                 var commands: [QMPExchange.Command] = []  // after the opening's status and block queries
                 if reads.cpus { commands.append(("query-cpus-fast", nil)) }
-                if reads.memory { commands.append(("query-memory-size-summary", nil)) }
+                if reads.memory { commands += [("query-memory-size-summary", nil), ("query-memory-devices", nil)] }
                 if reads.pci { commands.append(("query-pci", nil)) }
                 return commands
             }
@@ -260,19 +260,19 @@ package struct Observer: Sendable {
                         status = try QMP.QMPRunStatus(reply: try it.next()!.get())
                         blocks = QMPBlockDevice.list(reply: try it.next()!.get())
                         if reads.cpus { cpus = try it.next()!.get() }
-                        if reads.memory { memory = try it.next()!.get() }
+                        if reads.memory { memory = try it.next()!.get(); dimms = try it.next()!.get() }
                         if reads.pci { pci = try it.next()!.get() }
                         groupNames = blocks.compactMap { b in
-                            guard ThrottleGroups.hasGroup(b),
+                            guard b.hasThrottleGroup,
                                   let c = b.qdev?.split(separator: "/").first(where: { $0.hasPrefix("disk-") }) else { return nil }
                             return String(c.dropFirst(5))
                         }
                         if groupNames.isEmpty { return nil }
                         return groupNames.map { name in
-                            ("qom-get", ["path": .string(ThrottleGroups.objectPath(name)), "property": "limits"])
+                            ("qom-get", ["path": .string(ThrottleLimits.objectPath(DiskIDs.throttleGroup(disk: name))), "property": "limits"])
                         }
                     }
-                    for (name, reply) in zip(groupNames, replies) { groups[name] = ThrottleGroups.limits(try reply.get()) }
+                    for (name, reply) in zip(groupNames, replies) { groups[name] = ThrottleLimits.fromGroup(try reply.get()) }
                 } catch {
                     readError = error
                 }
@@ -304,7 +304,7 @@ package struct Observer: Sendable {
                 return
             }
             result = vm(.alive, nil, Observer.liveState(
-                status: status, blocks: blocks, cpus: cpus, memory: memory, pci: pci, groups: groups, reads: reads,
+                status: status, blocks: blocks, cpus: cpus, memory: memory, dimms: dimms, pci: pci, groups: groups, reads: reads,
                 record: stored?.launch, aliases: stored?.adopted?.deviceAliases ?? [:]))
         }
     }
@@ -360,7 +360,8 @@ package struct Observer: Sendable {
 
     /// The live state from QEMU's replies.
     /// - Parameter aliases: For an adopted VM, QEMU's block device names → qemuctl's ids.
-    static func liveState(status: QMP.QMPRunStatus, blocks: [QMPBlockDevice], cpus: JSONValue, memory: JSONValue, pci: JSONValue,
+    static func liveState(status: QMP.QMPRunStatus, blocks: [QMPBlockDevice], cpus: JSONValue, memory: JSONValue,
+                          dimms: JSONValue = .null, pci: JSONValue,
                           groups: [String: QMPIOThrottle], reads: Reads, record: LaunchRecord?,
                           aliases: [String: String]) -> LiveState {
         let readsPCI = reads.pci
@@ -406,7 +407,8 @@ package struct Observer: Sendable {
             nics: nics,
             // Not read (nothing in the plan can take a port): unknown, not none.
             freeHotplugPorts: readsPCI ? Instance.freeHotplugPorts(queryPCI: pci).count
-                : (record.map { Self.mayHotplug($0.spec) } == true ? nil : 0))
+                : (record.map { Self.mayHotplug($0.spec) } == true ? nil : 0),
+            dimmSizes: reads.memory ? MemoryDIMMs.sizes(queryMemoryDevices: dimms) : nil)
     }
 
     /// Whether a VM launched with `spec` has hot-plug root ports (q35 with `machine.hotplugPorts` > 0).

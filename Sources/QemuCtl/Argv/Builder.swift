@@ -611,7 +611,7 @@ struct ArgvBuilder {
             case .host(let v, let p): o["driver"] = "usb-host"; o["vendorid"] = v; o["productid"] = p
             case .hostAddress(let b, let a): o["driver"] = "usb-host"; o["hostbus"] = b; o["hostaddr"] = a
             }
-            o["id"] = "usb\(i)"
+            o["id"] = config.usb?.deviceID(i) ?? "usb\(i)"
             o["bus"] = "usb.0"
             opt("-device", o.rendered)
         }

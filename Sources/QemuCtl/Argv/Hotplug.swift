@@ -165,3 +165,17 @@ extension VMConfig {
         return plug
     }
 }
+
+extension VMConfig {
+    /// The steps that hot-plug USB device `name` of this configuration onto its controller
+    /// (`usb.0`), with the id ``DeviceID/usb(_:)``.
+    ///
+    /// - Throws: ``VMConfigError`` when the configuration has no such named USB device, or is invalid.
+    public func hotplug(usb name: String) throws(VMConfigError) -> HotplugSteps {
+        let id = DeviceID.usb(name).rawValue
+        guard let device = try hotplugOptions().first(where: { $0.option == "-device" && $0.value["id"]?.stringValue == id }) else {
+            throw VMConfigError(problems: [.init(path: "usb.devices", message: "no USB device named \(name)")])
+        }
+        return HotplugSteps(deviceID: id, steps: [QMPStep("device_add", device.value)])
+    }
+}
