@@ -47,13 +47,9 @@ extension Applier {
                 let layout = store.layout(name)
                 let adopted = (try? store.loadRecord(StoredRecord.self, name: name))??.adopted
                 if let pid = layout.runningPID() ?? adopted.flatMap({ $0.matches(pid: $0.pid) ? $0.pid : nil }) {
-                    Posix.signal(pid, Posix.sigkill)
-                    var gone = false
-                    for _ in 0..<500 where !gone {
-                        gone = !Posix.processExists(pid)
-                        if !gone { try? await Task.sleep(for: .milliseconds(10)) }
+                    guard await Instance.signalLadder(pid: pid, [.sigkill], stepTimeout: .seconds(5)) != nil else {
+                        throw ApplyError("pid \(pid) survived SIGKILL")
                     }
-                    guard gone else { throw ApplyError("pid \(pid) survived SIGKILL") }
                     log.say("killed (SIGKILL, pid \(pid))")
                 }
                 store.removeRuntimeFiles(name)
