@@ -36,6 +36,7 @@ import Testing
         var vncPassword: String? = "pw-a"
         var spicePassword: String? = "pw-a"
         var usb = ["kbd: keyboard"]
+        var usbTablet = false
         // The guest VM.
         var cpus = 1
         var memory = "256MiB"
@@ -82,6 +83,7 @@ import Testing
               display:
                 vnc: {listen: none\(s.vncPassword.map { ", passwordFrom: {file: \(dir.file($0))}" } ?? "")}
                 spice: {listen: unix\(s.spicePassword.map { ", passwordFrom: {file: \(dir.file($0))}" } ?? "")}
+              usbTablet: \(s.usbTablet)
               usb:
                 devices:
             \(s.usb.map { "      - {name: \($0.split(separator: ":")[0]), type:\($0.split(separator: ":")[1])}" }.joined(separator: "\n"))
@@ -210,6 +212,12 @@ import Testing
                      let (mouse, kbd) = (try await i.hasDevice("usb-mouse"), try await i.hasDevice("usb-kbd"))
                      return !mouse && kbd
                  }),
+        ]),
+        Case(handler: "USBTabletChange", vm: "bare", steps: [
+            Step(label: "add", spec: Spec(usbTablet: true), reason: "hot-plug a tablet onto the USB controller",
+                 said: "~ spec.usbTablet true (hot-plugged, read back)", check: { try await $0.hasDevice(USB.tabletID) }),
+            Step(label: "remove", spec: Spec(), reason: "unplug the tablet",
+                 said: "~ spec.usbTablet false (unplugged, read back)", check: { try await !$0.hasDevice(USB.tabletID) }),
         ]),
         Case(handler: "DiskHotplug", vm: "guest", steps: [
             Step(label: "add", spec: Spec(extraDisk: true), said: "+ spec.disks[data] hot-plugged",

@@ -601,7 +601,8 @@ struct ArgvBuilder {
         guard let controller = usbController else { return }
         pciDevice("usb", JSONObject(["driver": controller.driver, "id": "usb"]))
         var devices = config.usb?.devices ?? []
-        if config.usbTablet && !devices.contains(.tablet) { devices.append(.tablet) }
+        let tablet = config.usbTablet && !devices.contains(.tablet) ? devices.count : nil
+        if tablet != nil { devices.append(.tablet) }
         for (i, d) in devices.enumerated() {
             var o = JSONObject()
             switch d {
@@ -611,7 +612,7 @@ struct ArgvBuilder {
             case .host(let v, let p): o["driver"] = "usb-host"; o["vendorid"] = v; o["productid"] = p
             case .hostAddress(let b, let a): o["driver"] = "usb-host"; o["hostbus"] = b; o["hostaddr"] = a
             }
-            o["id"] = config.usb?.deviceID(i) ?? "usb\(i)"
+            o["id"] = i == tablet ? USB.tabletID : config.usb?.deviceID(i) ?? "usb\(i)"
             o["bus"] = "usb.0"
             opt("-device", o.rendered)
         }

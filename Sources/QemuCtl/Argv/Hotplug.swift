@@ -172,9 +172,16 @@ extension VMConfig {
     ///
     /// - Throws: ``VMConfigError`` when the configuration has no such named USB device, or is invalid.
     public func hotplug(usb name: String) throws(VMConfigError) -> HotplugSteps {
-        let id = DeviceID.usb(name).rawValue
+        try hotplug(usbDeviceID: DeviceID.usb(name).rawValue)
+    }
+
+    /// The steps that hot-plug the USB device with guest id `id` (``DeviceID/usb(_:)``, or
+    /// ``USB/tabletID`` for the tablet of ``usbTablet``) onto the controller.
+    ///
+    /// - Throws: ``VMConfigError`` when the configuration has no such USB device, or is invalid.
+    public func hotplug(usbDeviceID id: String) throws(VMConfigError) -> HotplugSteps {
         guard let device = try hotplugOptions().first(where: { $0.option == "-device" && $0.value["id"]?.stringValue == id }) else {
-            throw VMConfigError(problems: [.init(path: "usb.devices", message: "no USB device named \(name)")])
+            throw VMConfigError(problems: [.init(path: "usb.devices", message: "no USB device with id \(id)")])
         }
         return HotplugSteps(deviceID: id, steps: [QMPStep("device_add", device.value)])
     }

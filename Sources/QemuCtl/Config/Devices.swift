@@ -206,6 +206,10 @@ public struct USB: Sendable, Codable, Equatable {
         names = try c.decodeIfPresent([String].self, forKey: .names) ?? []
     }
 
+    /// The id of the tablet ``VMConfig/usbTablet`` adds (when ``devices`` has none): outside the
+    /// `usb-NAME` scheme, so no named device can take it.
+    public static let tabletID = "usbtablet"
+
     /// The guest device id of device `index`.
     func deviceID(_ index: Int) -> String {
         index < names.count ? DeviceID.usb(names[index]).rawValue : "usb\(index)"

@@ -31,7 +31,7 @@ enum LiveChanges {
     /// Every handler.
     static let table: [any LiveChange] = [
         RunStateChange(), DiskThrottleChange(), CDROMMediaChange(), NICLinkChange(), DisplayPasswordChange(),
-        VCPUCountChange(), MemorySizeChange(), DiskHotplug(), NICHotplug(), USBHotplug(),
+        VCPUCountChange(), MemorySizeChange(), DiskHotplug(), NICHotplug(), USBHotplug(), USBTabletChange(),
     ]
 
     /// Handlers by the field paths they own.
