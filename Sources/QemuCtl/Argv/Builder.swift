@@ -102,7 +102,7 @@ struct ArgvBuilder {
             reqs.append(.init(id: DiskIDs(disk: d).device, fixed: d.pciSlot, path: "disks[\(i)]"))
         }
         for (i, n) in config.networks.enumerated() {
-            reqs.append(.init(id: "net-\(n.name)", fixed: n.pciSlot, path: "networks[\(i)]"))
+            reqs.append(.init(id: DeviceID.network(n.name).rawValue, fixed: n.pciSlot, path: "networks[\(i)]"))
         }
         if config.balloon != nil { reqs.append(.init(id: "balloon0", path: "balloon")) }
         // After everything older, so that adding them moves no existing device.
@@ -480,11 +480,11 @@ struct ArgvBuilder {
                 nd["port"] = v.port; nd["group"] = v.group; nd["mode"] = v.mode
             }
             opt("-netdev", nd.rendered)
-            var dev = JSONObject(["driver": n.model, "id": "net-\(n.name)", "netdev": netdevID])
+            var dev = JSONObject(["driver": n.model, "id": DeviceID.network(n.name).rawValue, "netdev": netdevID])
             dev["mac"] = n.mac?.rawValue
             if multiqueue { dev["mq"] = true }
             dev["bootindex"] = n.bootIndex
-            pciDevice("net-\(n.name)", dev)
+            pciDevice(DeviceID.network(n.name).rawValue, dev)
         }
     }
 

@@ -109,7 +109,7 @@ extension VMConfig {
             throw VMConfigError(problems: [.init(path: "networks", message: "no network named \(name)")])
         }
         let options = try hotplugOptions()
-        let netdevID = "netdev-\(name)", deviceID = "net-\(name)"
+        let netdevID = "netdev-\(name)", deviceID = DeviceID.network(name).rawValue
         guard let netdev = options.first(where: { $0.option == "-netdev" && $0.value["id"]?.stringValue == netdevID }),
               var device = options.first(where: { $0.option == "-device" && $0.value["id"]?.stringValue == deviceID })?.value.objectValue
         else {

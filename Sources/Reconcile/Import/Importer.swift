@@ -408,7 +408,7 @@ private struct Reader {
                 usbController = "ehci"
             } else if driver == "usb-kbd" || driver == "usb-mouse" {
                 let taken = Set(usbDevices.compactMap { $0.mapValue("name") })
-                let n = Self.manifestName(p["id"], prefix: "usb-", fallback: driver == "usb-kbd" ? "keyboard" : "mouse", taken: taken)
+                let n = Self.manifestName(p["id"], prefix: DeviceID.Kind.usb.rawValue + "-", fallback: driver == "usb-kbd" ? "keyboard" : "mouse", taken: taken)
                 usbDevices.append(.map([("name", .string(n)), ("type", .string(driver == "usb-kbd" ? "keyboard" : "mouse"))]))
             } else if driver == "pcie-root-port", p["id"]?.hasPrefix("hotplug") == true {
                 hotplugPorts += 1
@@ -465,7 +465,7 @@ private struct Reader {
             if let n = inserted?.nodeName { consumedNodes.insert(n) }
             if let d = b.device, !d.isEmpty { consumedNodes.insert(d) }
             if let d = device.props["drive"] { consumedNodes.insert(d) }
-            let prefix = isCD ? "cd-" : "disk-"
+            let prefix = (isCD ? DeviceID.Kind.cdrom : .disk).rawValue + "-"
             let manifestName = Self.manifestName(id, prefix: prefix, fallback: isCD ? "cd" : "disk", taken: takenNames)
             takenNames.insert(manifestName)
             if !qdev.split(separator: "/").contains(Substring(prefix + manifestName)) { aliases[qdev] = prefix + manifestName }
@@ -582,9 +582,9 @@ private struct Reader {
                 warnings.append("\(d.text): its back end cannot be expressed, so the NIC will be dropped on the next restart")
                 continue
             }
-            let n = Self.manifestName(p["id"], prefix: "net-", fallback: "net", taken: nicNames)
+            let n = Self.manifestName(p["id"], prefix: DeviceID.Kind.network.rawValue + "-", fallback: "net", taken: nicNames)
             nicNames.insert(n)
-            if let id = p["id"], id != "net-\(n)" { aliases[id] = "net-\(n)" }
+            if let id = p["id"], id != DeviceID.network(n).rawValue { aliases[id] = DeviceID.network(n).rawValue }
             var entry: [(String, ManifestDocument)] = [("name", .string(n)), backend]
             let driver = p["driver"] ?? "virtio-net-pci"
             if driver != "virtio-net-pci" { entry.append(("model", .string(driver))) }
