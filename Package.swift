@@ -11,7 +11,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // MARK: - C
@@ -26,19 +25,18 @@ let package = Package(
         .target(name: "QMP", dependencies: ["CSocketShims"]),
         .target(
             name: "QemuCtl",
-            dependencies: ["QMP", "CSocketShims", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["QMP", "CSocketShims"]
         ),
         .target(name: "Manifest", dependencies: ["CYAML"]),
         .target(
             name: "Reconcile",
-            dependencies: ["Manifest", "QemuCtl", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Manifest", "QemuCtl"]
         ),
         .executableTarget(
             name: "QemuCtlCLI",
             dependencies: [
                 "Reconcile", "Manifest", "QemuCtl", "QMP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 

@@ -36,6 +36,9 @@ package final class Field: Sendable {
     /// For a `live` field: the sibling field that bounds live changes (`count` up to
     /// `maxCount`); beyond it, a change needs a restart.
     package let liveUpTo: String?
+    /// For a `live` field whose class depends on the VM: when the change is live
+    /// (`within cpu.maxCount, not below the boot count`); otherwise it needs a restart.
+    package let liveWhen: String?
     /// A hash of `name`, so the decoder matches keys with one integer comparison.
     let keyHash: UInt64
     /// For an object: its fields, and the indices of the required ones and of the
@@ -59,11 +62,20 @@ package final class Field: Sendable {
     nonisolated(unsafe) let nameBytes: UnsafeBufferPointer<UInt8>
     nonisolated(unsafe) let childBuffer: UnsafeBufferPointer<Field>
 
+    /// The change class as the schema and the reference state it: `live within cpu.maxCount; restart
+    /// otherwise` for a field whose class depends on the VM (``liveWhen``), else the class.
+    package var changeText: String {
+        guard change == .live, let liveWhen else { return change.rawValue }
+        return "live \(liveWhen); restart otherwise"
+    }
+
     /// Creates a field.
     package init(
         _ name: String, _ type: FieldType, _ change: ChangeClass, _ doc: String,
-        default defaultValue: DefaultValue? = nil, required: Bool = false, liveUpTo: String? = nil
+        default defaultValue: DefaultValue? = nil, required: Bool = false, liveUpTo: String? = nil,
+        liveWhen: String? = nil
     ) {
+        self.liveWhen = liveWhen
         self.name = name
         self.type = type
         self.change = change

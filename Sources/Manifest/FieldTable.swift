@@ -76,11 +76,15 @@ package enum FieldTable {
         .enumeration(E.allCases.map(\.rawValue))
     }
 
-    static func secretRef(_ name: String, _ doc: String) -> Field {
+    /// A secret reference field; `change` is its class and its children's (a disk backend's secret
+    /// is read when the disk is opened: restart; a display password: live), `liveWhen` the condition.
+    static func secretRef(_ name: String, _ doc: String, _ change: ChangeClass = .live, liveWhen: String? = nil) -> Field {
         Field(name, .object([
-            Field("file", .string(.path), .live, "A file whose whole content (one trailing newline removed) is the secret; relative to the manifest."),
-            Field("env", .string(.envName), .live, "An environment variable of the qemuctl process that holds the secret."),
-        ], oneOf: ["file", "env"]), .live, doc + " A reference, never the value: {file: PATH} or {env: NAME}.")
+            Field("file", .string(.path), change, "A file whose whole content (one trailing newline removed) is the secret; relative to the manifest.",
+                  liveWhen: liveWhen),
+            Field("env", .string(.envName), change, "An environment variable of the qemuctl process that holds the secret.",
+                  liveWhen: liveWhen),
+        ], oneOf: ["file", "env"]), change, doc + " A reference, never the value: {file: PATH} or {env: NAME}.", liveWhen: liveWhen)
     }
 
     static let sizeMiB: UInt64 = 1 << 20
@@ -113,18 +117,22 @@ package enum FieldTable {
         Field("firmware", .object(firmwareFields, oneOf: []), .restart, "BIOS or EFI firmware."),
         Field("boot", .object(bootFields, oneOf: []), .restart, "Direct kernel boot and boot order."),
         Field("disks", .array(diskField), .live,
-              "Block devices. Adding or removing a disk is a hot-plug; images are never deleted."),
+              "Block devices. Adding or removing a disk is a hot-plug; images are never deleted.",
+              liveWhen: "on q35: adding into a free hot-plug root port (virtio, nvme) or onto a SCSI controller present at launch; "
+                  + "removing a hot-plugged or SCSI disk"),
         Field("cdroms", .array(cdromField), .restart, "CD-ROM drives; their media can be changed live."),
         Field("networks", .array(networkField), .live,
-              "Network interfaces. Adding or removing one is a hot-plug."),
+              "Network interfaces. Adding or removing one is a hot-plug.",
+              liveWhen: "on q35: adding into a free hot-plug root port; removing a hot-plugged NIC"),
         Field("display", .object(displayFields, oneOf: []), .restart, "Remote displays and video."),
         Field("serial", .object(serialFields, oneOf: []), .restart, "The serial console."),
         Field("guestAgent", .bool, .restart,
               "Add a virtio-serial port for the QEMU guest agent (org.qemu.guest_agent.0).", default: .bool(false)),
         Field("spiceAgent", .bool, .restart,
               "Add the SPICE agent channel (clipboard, resolution); needs display.spice.", default: .bool(false)),
-        Field("usbTablet", .bool, .restart,
-              "Add a USB tablet for absolute pointer positioning on VNC/SPICE.", default: .bool(false)),
+        Field("usbTablet", .bool, .live,
+              "Add a USB tablet for absolute pointer positioning on VNC/SPICE.", default: .bool(false),
+              liveWhen: "with a USB controller present at launch"),
         Field("usb", .object(usbFields, oneOf: []), .restart, "USB controller and devices."),
         Field("balloon", .bool, .restart, "Add a virtio memory balloon device.", default: .bool(false)),
         Field("rng", .bool, .restart, "Add a virtio RNG fed from the host's /dev/urandom.", default: .bool(false)),
@@ -147,7 +155,8 @@ package enum FieldTable {
         Field("model", .string(.word), .restart,
               "CPU model (host, max, qemu64, …). Default: a model that works with the chosen accelerator."),
         Field("count", .integer(min: 1, max: 1024), .live,
-              "vCPUs at boot. Changes up to maxCount are hot-plugged.", default: .integer(1), liveUpTo: "maxCount"),
+              "vCPUs at boot. Changes up to maxCount are hot-plugged.", default: .integer(1), liveUpTo: "maxCount",
+              liveWhen: "within cpu.maxCount set at launch and not below the boot count"),
         Field("maxCount", .integer(min: 1, max: 1024), .restart,
               "Upper bound for hot-plugged vCPUs. Default: count."),
         Field("sockets", .integer(min: 1, max: 1024), .restart, "CPU sockets of the topology."),
@@ -160,7 +169,8 @@ package enum FieldTable {
     static let memoryFields: [Field] = [
         Field("size", .size(min: sizeMiB, max: 16 * sizeTiB), .live,
               "RAM at boot. Changes up to max are applied by hot-plug or balloon.",
-              default: .string("512MiB"), liveUpTo: "max"),
+              default: .string("512MiB"), liveUpTo: "max",
+              liveWhen: "within memory.max set at launch and not below the boot size; a shrink only by whole hot-plugged DIMMs"),
         Field("max", .size(min: sizeMiB, max: 16 * sizeTiB), .restart,
               "Upper bound for memory hot-plug. Default: no hot-plug."),
         Field("slots", .integer(min: 1, max: 256), .restart,
@@ -244,14 +254,14 @@ package enum FieldTable {
             Field("snapshot", .string(.word), .restart, "Snapshot to open (read-only)."),
             Field("conf", .string(.path), .restart, "ceph.conf to use."),
             Field("user", .string(.word), .restart, "Ceph client id."),
-            secretRef("keyFrom", "The cephx key."),
+            secretRef("keyFrom", "The cephx key; read when the disk is opened.", .restart),
         ], oneOf: []), .restart, "A Ceph RBD image."),
         Field("iscsi", .object([
             Field("portal", .string(.hostPort), .restart, "Target portal, host:port.", required: true),
             Field("target", .string(.word), .restart, "Target IQN.", required: true),
             Field("lun", .integer(min: 0, max: 16383), .restart, "Logical unit number.", default: .integer(0)),
             Field("user", .string(.word), .restart, "CHAP user name."),
-            secretRef("passwordFrom", "The CHAP password."),
+            secretRef("passwordFrom", "The CHAP password; read when the disk is opened.", .restart),
             Field("initiator", .string(.word), .restart, "Initiator IQN. Default: QEMU's."),
         ], oneOf: []), .restart, "An iSCSI LUN."),
         Field("interface", cases(VirtualMachineSpec.Disk.Interface.self), .restart,
@@ -332,7 +342,8 @@ package enum FieldTable {
         Field("vnc", .object([
             Field("listen", .string(.vncListen), .restart,
                   "none (clients are handed over by qemuctl), HOST:DISPLAY or unix:PATH.", default: .string("none")),
-            secretRef("passwordFrom", "VNC password, set and changed live."),
+            secretRef("passwordFrom", "VNC password, set and changed live.",
+                      liveWhen: "when VNC was launched with a password (QEMU can neither switch VNC password auth on nor off live)"),
         ], oneOf: []), .restart, "A VNC server."),
         Field("spice", .object([
             Field("listen", .string(.spiceListen), .restart,
@@ -362,7 +373,8 @@ package enum FieldTable {
             Field("product", .string(.usbID), .restart, "Host device product id (type host)."),
             Field("bus", .integer(min: 0, max: 255), .restart, "Host bus number (type host)."),
             Field("address", .integer(min: 0, max: 255), .restart, "Host device address (type host)."),
-        ], oneOf: []), .live, "A USB device.")), .live, "USB devices; adding or removing one is a hot-plug."),
+        ], oneOf: []), .live, "A USB device.")), .live, "USB devices; adding or removing one is a hot-plug.",
+              liveWhen: "with a USB controller present at launch"),
     ]
 
     static let rtcFields: [Field] = [

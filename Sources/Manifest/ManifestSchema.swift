@@ -38,7 +38,7 @@ package enum ManifestSchema {
             description += " Live up to \(bound); beyond it, a restart."
         }
         m.append(("description", .string(description)))
-        m.append(("x-qemuctl-change", .string(field.change.rawValue)))
+        m.append(("x-qemuctl-change", .string(field.changeText)))
         switch field.type {
         case .string(let format):
             m.append(("type", type("string", nullable: nullable)))
@@ -134,7 +134,7 @@ package enum ManifestSchema {
             case .string(let s)?: "`\(s)`"
             case nil: field.required ? "required" : ""
             }
-            let change = field.change.rawValue + (field.liveUpTo.map { " (up to `\($0)`)" } ?? "")
+            let change = field.changeText
             let doc = field.doc.replacingPipes()
             out += "| `\(path)` | \(type) | \(def) | \(change) | \(doc) |\n"
         }

@@ -437,7 +437,9 @@ struct Mapper {
         // The controller is added only when a device needs it.
         guard tablet || !u.devices.isEmpty else { return nil }
         var devices: [USBDevice] = []
+        var names: [String] = []
         for (i, d) in u.devices.enumerated() {
+            defer { if devices.count > names.count { names.append(d.name) } }
             let p = "spec.usb.devices[\(i)]"
             switch d.type {
             case .tablet: devices.append(.tablet)
@@ -455,7 +457,7 @@ struct Mapper {
                 }
             }
         }
-        return USB(controller: controller, devices: devices)
+        return USB(controller: controller, devices: devices, names: names)
     }
 
     /// `0x046d` → 0x046d.

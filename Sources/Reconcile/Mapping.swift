@@ -128,6 +128,23 @@ package enum VMConfigMapping {
     /// apply step) must call QMP `set_link` with `up: false` for each of these ids after start and before
     /// `cont`.
     package static func nicsWithLinkDown(_ vm: VirtualMachine) -> [String] {
-        vm.spec.networks.filter { $0.link == .down }.map { "net-\($0.name)" }
+        vm.spec.networks.filter { $0.link == .down }.map { DeviceID.network($0.name).rawValue }
+    }
+
+    /// QEMU's I/O limits (as ``Instance`` reads them back) as the manifest writes them: the reverse
+    /// of the mapping of `spec.disks[].throttle`; one burst length (the first set) stands for all.
+    package static func manifestThrottle(_ t: Throttle?) -> VirtualMachineSpec.Disk.Throttle? {
+        guard let t else { return nil }
+        func v(_ x: Int?) -> UInt64? { x.flatMap { $0 > 0 ? UInt64($0) : nil } }
+        var m = VirtualMachineSpec.Disk.Throttle()
+        m.bps = v(t.bpsTotal); m.bpsRead = v(t.bpsRead); m.bpsWrite = v(t.bpsWrite)
+        m.iops = v(t.iopsTotal); m.iopsRead = v(t.iopsRead); m.iopsWrite = v(t.iopsWrite)
+        m.bpsMax = v(t.bpsTotalMax); m.bpsReadMax = v(t.bpsReadMax); m.bpsWriteMax = v(t.bpsWriteMax)
+        m.iopsMax = v(t.iopsTotalMax); m.iopsReadMax = v(t.iopsReadMax); m.iopsWriteMax = v(t.iopsWriteMax)
+        m.iopsSize = v(t.iopsSize)
+        let lengths = [t.bpsTotalMaxLength, t.bpsReadMaxLength, t.bpsWriteMaxLength,
+                       t.iopsTotalMaxLength, t.iopsReadMaxLength, t.iopsWriteMaxLength]
+        m.burstLength = max(1, lengths.compactMap { $0 }.first ?? 1)
+        return m
     }
 }

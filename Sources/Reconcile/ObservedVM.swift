@@ -244,12 +244,17 @@ package struct LiveState: Sendable, Hashable, Codable {
     package var nics: [ObservedNIC]?
     /// Empty `pcie-root-port`s left for hot-plug (q35); nil when not a PCIe machine or unknown.
     package var freeHotplugPorts: Int?
+    /// The sizes of the hot-plugged DIMMs (`query-memory-devices`), read with ``memorySize``; a
+    /// shrink is live only when whole DIMMs make up the difference.
+    package var dimmSizes: [UInt64]?
 
     /// Creates live values.
     package init(
         runStatus: QMPRunStatus, cpuCount: Int? = nil, memorySize: UInt64? = nil, disks: [ObservedDisk]? = nil,
-        cdroms: [ObservedCDROM]? = nil, nics: [ObservedNIC]? = nil, freeHotplugPorts: Int? = nil
+        cdroms: [ObservedCDROM]? = nil, nics: [ObservedNIC]? = nil, freeHotplugPorts: Int? = nil,
+        dimmSizes: [UInt64]? = nil
     ) {
+        self.dimmSizes = dimmSizes
         self.runStatus = runStatus
         self.cpuCount = cpuCount
         self.memorySize = memorySize

@@ -7,7 +7,6 @@ import Foundation
 import Glibc
 #endif
 package import Manifest
-package import QMP
 import QemuCtl
 
 /// Reads the actual state of managed VMs: from the running QEMU over QMP, with the
@@ -73,10 +72,6 @@ package struct Observer: Sendable {
         await withTaskExecutorPreference(BlockingWorkExecutor.shared) { observeAll([(name, desired)], preconnected: nil)[0] }
     }
 
-    /// The queries every observation starts with, written as soon as a monitor's connection is
-    /// open (before its peer is checked: they only read).
-    static let opening: [QMPExchange.Command] = [("query-status", nil), ("query-block", nil)]
-
     /// Connections opened ahead of an observation, and the VMs they were opened for.
     package struct Preconnection: Sendable {
         /// The state directory of the VMs.
@@ -84,7 +79,7 @@ package struct Observer: Sendable {
         /// The VMs connected to (or tried).
         package var names: [String]
         /// The connections, each with the opening queries written.
-        var connections: QMPExchange.Preconnected
+        var connections: MonitorObservation.Preconnection
     }
 
     /// Connects to the monitor of each of `names` (by default every VM with a record; at most
@@ -95,8 +90,8 @@ package struct Observer: Sendable {
     /// and the queries change nothing in a VM.
     package func preconnect(_ names: [String]? = nil) -> Preconnection {
         let names = names ?? store.recordedNames()
-        return Preconnection(directory: store.directory, names: names, connections: QMPExchange.Preconnected(
-            paths: names.sorted().prefix(concurrency).map { store.layout($0).socketPath }, opening: Observer.opening))
+        return Preconnection(directory: store.directory, names: names, connections: MonitorObservation.Preconnection(
+            paths: names.sorted().prefix(concurrency).map { store.layout($0).socketPath }))
     }
 
     /// Connections opened when the process started, before its command line was parsed (`diff`
@@ -115,14 +110,14 @@ package struct Observer: Sendable {
     /// state directory and `/proc` tell is read one VM after another (CPU work: threads would only
     /// contend) while the QEMUs answer the connections with their greetings.
     private func observeAll(_ vms: [(name: String, desired: VirtualMachineSpec?)],
-                            preconnected: QMPExchange.Preconnected?) -> [(ObservedVM?, String?)] {
+                            preconnected: MonitorObservation.Preconnection?) -> [(ObservedVM?, String?)] {
         let probes = vms.map { Probe(observer: self, name: $0.name, desired: $0.desired) }
         // Without a socket only the record and /proc can tell: gone, broken, or starting (retried).
         for probe in probes where !probe.socketExists { probe.prepare() }
         let talking = probes.filter { $0.result == nil }
-        let errors = QMPExchange.run(talking.map { $0.conversation() }, timeout: timeout, maxOpen: concurrency,
-                                     preconnected: preconnected, whileConnecting: { talking.forEach { $0.prepare() } })
-        for (probe, error) in zip(talking, errors) { probe.ended(error) }
+        let outcomes = MonitorObservation.run(talking.map { $0.target() }, timeout: timeout, maxOpen: concurrency,
+                                              preconnected: preconnected, whileConnecting: { talking.forEach { $0.prepare() } })
+        for (probe, outcome) in zip(talking, outcomes) { probe.ended(outcome) }
         return probes.map { $0.result ?? ($0.vm(.gone, "not running")) }
     }
 
@@ -144,14 +139,6 @@ package struct Observer: Sendable {
         var starting = false
         /// The outcome, once known.
         var result: (ObservedVM?, String?)? = nil
-        /// Whether QEMU greeted (errors after it are read errors, not connect errors).
-        var greeted = false
-        var status: QMP.QMPRunStatus? = nil
-        var blocks: [QMPBlockDevice] = []
-        var cpus = JSONValue.null, memory = JSONValue.null, pci = JSONValue.null
-        var groupNames: [String] = []
-        var groups: [String: QMPIOThrottle] = [:]
-        var readError: QMPError? = nil
 
         var reads: Reads { Reads(record: stored?.launch, desired: desired) }
 
@@ -221,91 +208,58 @@ package struct Observer: Sendable {
             (ObservedVM(name: name, ownership: .foreign, liveness: .alive, detail: detail, record: nil, live: nil), nil)
         }
 
-        /// What to ask this VM's QEMU: the opening queries (status, block devices) as soon as
-        /// connected; at the greeting the peer checks and the queries the record and manifest
-        /// call for (CPUs, memory, PCI), answered with the opening's; then the throttle groups'
-        /// limits when its disks have groups.
-        func conversation() -> QMPExchange.Conversation {
-            var c = QMPExchange.Conversation(path: layout.socketPath) { [self] _, peer in
+        /// Why the QEMU answering on the VM's socket is not the one the record names, if it is not:
+        /// the one place the peer is checked (its pid and command line, or an adopted VM's pid).
+        func peerProblem(_ peer: Int32?) -> String? {
+            guard let peer else { return nil }
+            if let adopted = stored?.adopted {
+                return adopted.matches(pid: peer) ? nil
+                    : "the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl adopted (pid \(adopted.pid))"
+            }
+            guard let stored else { return nil }
+            let mentioned = peer == running?.pid
+                ? Posix.mentionsAnyOf([stored.launch.uuid], commandLine: running?.commandLine ?? [])
+                : Posix.commandLine(of: peer, mentionsAnyOf: [stored.launch.uuid])
+            return mentioned == false ? "the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl launched" : nil
+        }
+
+        /// What to ask this VM's QEMU: at the greeting, once its peer is checked, the reads the
+        /// record and manifest call for (``Reads``).
+        func target() -> MonitorObservation.Target {
+            MonitorObservation.Target(path: layout.socketPath, retryRefused: { [self] in
+                locate()
+                return starting && pid.map(Posix.processExists) == true
+            }) { [self] peer in
                 prepare()
-                greeted = true
-                if let adopted = stored?.adopted, let peer, !adopted.matches(pid: peer) {
-                    result = foreign("the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl adopted (pid \(adopted.pid))")
-                    return nil
-                }
-                if let stored, stored.adopted == nil, let peer,
-                   (peer == running?.pid ? Posix.mentionsAnyOf([stored.launch.uuid], commandLine: running!.commandLine)
-                                         : Posix.commandLine(of: peer, mentionsAnyOf: [stored.launch.uuid])) == false {
-                    // The socket answers, but the QEMU behind it is not the one recorded.
-                    result = foreign("the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl launched")
+                if let problem = peerProblem(peer) {
+                    result = foreign(problem)
                     return nil
                 }
                 let reads = self.reads
-                var commands: [QMPExchange.Command] = []  // after the opening's status and block queries
-                if reads.cpus { commands.append(("query-cpus-fast", nil)) }
-                if reads.memory { commands.append(("query-memory-size-summary", nil)) }
-                if reads.pci { commands.append(("query-pci", nil)) }
-                return commands
+                return ObservationReads(cpus: reads.cpus, memory: reads.memory, pci: reads.pci)
             }
-            c.opening = Observer.opening
-            c.retryRefused = { [self] in
-                locate()
-                return starting && pid.map(Posix.processExists) == true
-            }
-            c.next = { [self] replies in
-                do throws(QMPError) {
-                    if status == nil {
-                        let reads = self.reads
-                        var it = replies.makeIterator()
-                        status = try QMP.QMPRunStatus(reply: try it.next()!.get())
-                        blocks = QMPBlockDevice.list(reply: try it.next()!.get())
-                        if reads.cpus { cpus = try it.next()!.get() }
-                        if reads.memory { memory = try it.next()!.get() }
-                        if reads.pci { pci = try it.next()!.get() }
-                        groupNames = blocks.compactMap { b in
-                            guard ThrottleGroups.hasGroup(b),
-                                  let c = b.qdev?.split(separator: "/").first(where: { $0.hasPrefix("disk-") }) else { return nil }
-                            return String(c.dropFirst(5))
-                        }
-                        if groupNames.isEmpty { return nil }
-                        return groupNames.map { name in
-                            ("qom-get", ["path": .string(ThrottleGroups.objectPath(name)), "property": "limits"])
-                        }
-                    }
-                    for (name, reply) in zip(groupNames, replies) { groups[name] = ThrottleGroups.limits(try reply.get()) }
-                } catch {
-                    readError = error
-                }
-                return nil
-            }
-            return c
         }
 
-        /// The conversation ended: `error` is why it stopped early, if it did.
-        func ended(_ error: QMPError?) {
+        /// The observation ended as `outcome`.
+        func ended(_ outcome: MonitorObservation.Outcome) {
             prepare()
-            guard result == nil else { return }  // decided during the conversation (not the QEMU recorded)
-            if let error, !greeted {
+            guard result == nil else { return }  // decided at the greeting (not the QEMU recorded)
+            switch outcome {
+            case .hungUp:
+                result = vm(.gone, "not running")
+            case .failed(greeted: false, let timedOut, let message):
                 locate()
-                if error.code == .timedOut || pid != nil {
-                    result = vm(.unresponsive, "unresponsive: QMP did not answer within \(observer.timeout): \(error.message)")
+                if timedOut || pid != nil {
+                    result = vm(.unresponsive, "unresponsive: QMP did not answer within \(observer.timeout): \(message)")
                 } else {
                     result = vm(.gone, "not running (stale socket)")
                 }
-                return
+            case .failed(greeted: true, let timedOut, let message):
+                result = vm(timedOut ? .unresponsive : .gone, timedOut ? "unresponsive: \(message)" : message)
+            case .observed(let o):
+                result = vm(.alive, nil, Observer.liveState(o, reads: reads, record: stored?.launch,
+                                                            aliases: stored?.adopted?.deviceAliases ?? [:]))
             }
-            if let error = error ?? readError {
-                result = vm(error.code == .timedOut ? .unresponsive : .gone,
-                            error.code == .timedOut ? "unresponsive: \(error.message)" : error.message)
-                return
-            }
-            guard let status else {
-                result = vm(.gone, "not running")
-                return
-            }
-            result = vm(.alive, nil, Observer.liveState(
-                status: status, blocks: blocks, cpus: cpus, memory: memory, pci: pci, groups: groups, reads: reads,
-                record: stored?.launch, aliases: stored?.adopted?.deviceAliases ?? [:]))
         }
     }
 
@@ -358,55 +312,50 @@ package struct Observer: Sendable {
         }
     }
 
-    /// The live state from QEMU's replies.
-    /// - Parameter aliases: For an adopted VM, QEMU's block device names → qemuctl's ids.
-    static func liveState(status: QMP.QMPRunStatus, blocks: [QMPBlockDevice], cpus: JSONValue, memory: JSONValue, pci: JSONValue,
-                          groups: [String: QMPIOThrottle], reads: Reads, record: LaunchRecord?,
-                          aliases: [String: String]) -> LiveState {
-        let readsPCI = reads.pci
-        let onPorts = readsPCI ? Set(Self.devicesOnHotplugPorts(pci).map { aliases[$0] ?? $0 }) : []
+    /// The live state from QEMU's observation.
+    /// - Parameter aliases: For an adopted VM, QEMU's device names → qemuctl's ids.
+    static func liveState(_ o: Observation, reads: Reads, record: LaunchRecord?, aliases: [String: String]) -> LiveState {
+        let onPorts = Set((o.pci?.onHotplugPorts ?? []).map { aliases[$0] ?? $0 })
         var disks: [ObservedDisk] = []
         var cdroms: [ObservedCDROM] = []
-        for b in blocks {
-            guard let reported = b.qdev else { continue }
-            let qdev = aliases[reported] ?? reported
-            let components = qdev.split(separator: "/")
-            if let c = components.first(where: { $0.hasPrefix("cd-") }) {
-                cdroms.append(ObservedCDROM(name: String(c.dropFirst(3)), media: b.inserted.map(\.file)))
-            } else if let c = components.first(where: { $0.hasPrefix("disk-") }) {
-                let name = String(c.dropFirst(5))
-                // The block backend's own limits when set (by hand, or live on a disk without a group), else the group's.
-                let backend = b.inserted?.throttle
-                let limits = backend.map { !$0.isUnlimited } == true ? backend : groups[name]
-                disks.append(ObservedDisk(name: name, throttle: Self.throttle(limits),
-                                          hotplugged: onPorts.contains(String(c))))
+        for b in o.blocks {
+            guard let id = DeviceID.find(in: aliases[b.qdev] ?? b.qdev) else { continue }
+            switch id.kind {
+            case .cdrom:
+                cdroms.append(ObservedCDROM(name: id.name, media: b.media))
+            case .disk:
+                disks.append(ObservedDisk(name: id.name, throttle: VMConfigMapping.manifestThrottle(b.throttle),
+                                          hotplugged: onPorts.contains(id.rawValue)))
+            case .network, .usb:
+                continue
             }
         }
         var nics: [ObservedNIC]? = nil
-        if readsPCI, let record {
+        if let pci = o.pci, let record {
             // The devices tell which NICs exist; QMP cannot report link state, so the record's is trusted.
-            let present = Set(Self.pciDeviceIDs(pci).map { aliases[$0] ?? $0 })
+            let present = Set(pci.ids.map { aliases[$0] ?? $0 })
             var found: [ObservedNIC] = []
-            for n in record.spec.networks where present.contains("net-\(n.name)") || n.model.hasPrefix("usb-") {
-                found.append(ObservedNIC(name: n.name, link: n.link, hotplugged: onPorts.contains("net-\(n.name)")))
+            for n in record.spec.networks where present.contains(DeviceID.network(n.name).rawValue) || n.model.hasPrefix("usb-") {
+                found.append(ObservedNIC(name: n.name, link: n.link, hotplugged: onPorts.contains(DeviceID.network(n.name).rawValue)))
             }
-            for id in present where id.hasPrefix("net-") && !record.spec.networks.contains(where: { "net-\($0.name)" == id }) {
-                found.append(ObservedNIC(name: String(id.dropFirst(4)), hotplugged: onPorts.contains(id)))
+            for raw in present {
+                guard let id = DeviceID(rawValue: raw), id.kind == .network,
+                      !record.spec.networks.contains(where: { $0.name == id.name }) else { continue }
+                found.append(ObservedNIC(name: id.name, hotplugged: onPorts.contains(raw)))
             }
             nics = found.sorted { $0.name < $1.name }
         }
-        let base = memory["base-memory"]?.intValue ?? 0
-        let plugged = memory["plugged-memory"]?.intValue ?? 0
         return LiveState(
-            runStatus: QMPRunStatus(rawValue: status.status),
-            cpuCount: reads.cpus ? cpus.arrayValue?.count : nil,
-            memorySize: reads.memory ? UInt64(base + plugged) : nil,
+            runStatus: QMPRunStatus(rawValue: o.status),
+            cpuCount: reads.cpus ? o.vcpus : nil,
+            memorySize: reads.memory ? o.memorySize : nil,
             disks: disks.sorted { $0.name < $1.name },
             cdroms: cdroms.sorted { $0.name < $1.name },
             nics: nics,
             // Not read (nothing in the plan can take a port): unknown, not none.
-            freeHotplugPorts: readsPCI ? Instance.freeHotplugPorts(queryPCI: pci).count
-                : (record.map { Self.mayHotplug($0.spec) } == true ? nil : 0))
+            freeHotplugPorts: o.pci.map { $0.freeHotplugPorts.count }
+                ?? (record.map { Self.mayHotplug($0.spec) } == true ? nil : 0),
+            dimmSizes: reads.memory ? o.dimmSizes : nil)
     }
 
     /// Whether a VM launched with `spec` has hot-plug root ports (q35 with `machine.hotplugPorts` > 0).
@@ -414,56 +363,5 @@ package struct Observer: Sendable {
         guard spec.machine.hotplugPorts > 0 else { return false }
         if let type = spec.machine.type { return type == "q35" || type.hasPrefix("pc-q35") }
         return spec.arch == .amd64 || spec.arch == .i386
-    }
-
-    /// Every `qdev_id` in a `query-pci` reply.
-    static func pciDeviceIDs(_ reply: JSONValue) -> Set<String> {
-        var ids: Set<String> = []
-        func walk(_ devices: [JSONValue]) {
-            for d in devices {
-                if let id = d["qdev_id"]?.stringValue, !id.isEmpty { ids.insert(id) }
-                walk(d["pci_bridge"]?["devices"]?.arrayValue ?? [])
-            }
-        }
-        for bus in reply.arrayValue ?? [] { walk(bus["devices"]?.arrayValue ?? []) }
-        return ids
-    }
-
-    /// The ids of devices plugged into a `hotplugN` root port: the ones added after launch.
-    static func devicesOnHotplugPorts(_ reply: JSONValue) -> Set<String> {
-        var ids: Set<String> = []
-        for bus in reply.arrayValue ?? [] {
-            for d in bus["devices"]?.arrayValue ?? [] where d["qdev_id"]?.stringValue?.hasPrefix("hotplug") == true {
-                for child in d["pci_bridge"]?["devices"]?.arrayValue ?? [] {
-                    if let id = child["qdev_id"]?.stringValue { ids.insert(id) }
-                }
-            }
-        }
-        return ids
-    }
-
-    /// QEMU's throttle values as the manifest writes them: zero is "not set".
-    static func throttle(_ t: QMP.QMPIOThrottle?) -> VirtualMachineSpec.Disk.Throttle? {
-        guard let t, !t.isUnlimited else { return nil }
-        func v(_ x: Int) -> UInt64? { x > 0 ? UInt64(x) : nil }
-        var m = VirtualMachineSpec.Disk.Throttle()
-        m.bps = v(t.bps); m.bpsRead = v(t.bpsRead); m.bpsWrite = v(t.bpsWrite)
-        m.iops = v(t.iops); m.iopsRead = v(t.iopsRead); m.iopsWrite = v(t.iopsWrite)
-        m.bpsMax = v(t.bpsMax); m.bpsReadMax = v(t.bpsReadMax); m.bpsWriteMax = v(t.bpsWriteMax)
-        m.iopsMax = v(t.iopsMax); m.iopsReadMax = v(t.iopsReadMax); m.iopsWriteMax = v(t.iopsWriteMax)
-        m.iopsSize = v(t.iopsSize)
-        m.burstLength = max(1, t.burstLength)
-        return m
-    }
-
-    /// The manifest's throttle as QMP takes it (`nil` clears).
-    static func qmpThrottle(_ m: VirtualMachineSpec.Disk.Throttle?) -> QMP.QMPIOThrottle {
-        guard let m else { return QMP.QMPIOThrottle() }
-        func v(_ x: UInt64?) -> Int { Int(clamping: x ?? 0) }
-        return QMP.QMPIOThrottle(
-            bps: v(m.bps), bpsRead: v(m.bpsRead), bpsWrite: v(m.bpsWrite), iops: v(m.iops), iopsRead: v(m.iopsRead),
-            iopsWrite: v(m.iopsWrite), bpsMax: v(m.bpsMax), iopsMax: v(m.iopsMax), bpsReadMax: v(m.bpsReadMax),
-            bpsWriteMax: v(m.bpsWriteMax), iopsReadMax: v(m.iopsReadMax), iopsWriteMax: v(m.iopsWriteMax),
-            iopsSize: v(m.iopsSize), burstLength: m.burstLength)
     }
 }

@@ -16,10 +16,11 @@ package import Manifest
 /// - unresponsive → ``Action/unresponsive``; foreign or without a record → ``Action/unmanaged``:
 ///   nothing is planned for them, and they are never launched a second time.
 ///
-/// Disks and NICs added or removed are live on q35 when a hot-plug root port is free (adds use
-/// them in field order) or the device sits on a hot-pluggable bus, else they need a restart.
-/// `cpu.count` and `memory.size` are live between their boot value and the maximum set at
-/// launch (`maxCount`, `max`).
+/// A live-declared field is classified for this VM by its handler in ``LiveChanges`` (the one
+/// the applier runs): disks and NICs added or removed are live on q35 when a hot-plug root port
+/// is free (adds use them in field order) or the device sits on a hot-pluggable bus; `cpu.count`
+/// and `memory.size` are live between their boot value and the maximum set at launch (`maxCount`,
+/// `max`); else the change needs a restart, with the reason.
 ///
 /// ```swift
 /// let p = plan(desired: manifests.vms, actual: observed, options: PlanOptions(restart: .never))
@@ -264,6 +265,7 @@ struct Diff {
             return runState.map { [$0] } ?? []
         }
         var out: [FieldChange] = []
+        var budget = HotplugBudget(live)
         let want = FlatSpec(labels: desired.labels, spec: desired.spec, secrets: desiredSecrets)
         let have = FlatSpec(labels: record.labels, spec: actualSpec, secrets: record.secrets)
         let recorded = FlatSpec(labels: record.labels, spec: record.spec, secrets: record.secrets)
@@ -275,12 +277,11 @@ struct Diff {
         for path in Set(haveLabels.keys).union(wantLabels.keys).sorted() {
             let w = wantLabels[path], h = haveLabels[path]
             if Leaf.differ(desired: w, actual: h) {
-                out.append(change(path, w, h, recordedLeaves))
+                out.append(change(path, w, h, recordedLeaves, &budget))
             }
         }
         if let runState { out.append(runState) }
 
-        var budget = Hotplug(diff: self)
         var changedGroups: Set<String> = []
         for (w, h) in zip(want.items, have.items) {
             switch (w, h) {
@@ -289,7 +290,7 @@ struct Diff {
                 guard Leaf.differ(desired: wl, actual: hl) else { continue }
                 // When an optional group comes or goes, its children are not listed.
                 if wl.isGroup, wl.value == nil || hl.value == nil { changedGroups.insert(wl.path) }
-                out.append(change(wl.path, wl, hl, recordedLeaves))
+                out.append(change(wl.path, wl, hl, recordedLeaves, &budget))
             case (.collection(let path, let we), .collection(_, let he)):
                 out += collectionChanges(path, want: we, have: he, recorded: recorded, budget: &budget)
             default:
@@ -302,73 +303,49 @@ struct Diff {
     /// spec.runState, against QMP's status.
     private func runStateChange() -> FieldChange? {
         guard !live.runStatus.satisfies(desired.spec.runState) else { return nil }
-        do {
-            let s = live.runStatus
-            let reason: String = switch desired.spec.runState {
-            case .running: s.needsReset ? "guest is \(s.rawValue): reset and resume" : "resume"
-            case .paused: s.needsReset ? "guest is \(s.rawValue): reset and pause" : "pause"
-            case .stopped: "shut down (graceful stop)"
-            }
-            return FieldChange(
-                path: "spec.runState", operation: .modify, old: s.rawValue, new: desired.spec.runState.rawValue,
-                declaredClass: Planner.declaredClass("spec.runState"), reason: reason,
-                drift: !s.satisfies(record.spec.runState))
-        }
-    }
-
-    /// A change of one scalar field, with the bound and backend rules applied.
-    private func change(_ path: String, _ w: Leaf?, _ h: Leaf?, _ recorded: [String: Leaf]) -> FieldChange {
-        let declared = Planner.declaredClass(path)
-        var cls = declared
-        var reason: String
-        switch declared {
-        case .metadata: reason = "record only"
-        case .restart: reason = "needs a relaunch"
-        case .live: reason = Self.liveReason(path)
-        }
-        if declared == .live {
-            if path.contains(".rbd.") || path.contains(".iscsi.") {
-                cls = .restart
-                reason = "disk backend secrets are read when the disk is opened"
-            } else if let field = FieldTable.field(at: path), let bound = field.liveUpTo,
-                      let dot = path.lastIndex(of: ".") {
-                let boundPath = path[..<dot] + "." + bound
-                let new = w?.number ?? 0
-                if let max = recorded[boundPath]?.number {
-                    if new > max {
-                        cls = .restart
-                        reason = "beyond \(bound) \(recorded[boundPath]?.value ?? "") set at launch"
-                    } else if let boot = record.bootValue(path) ?? recorded[path]?.number, new < boot {
-                        cls = .restart
-                        reason = "below the boot value \(path == "spec.memory.size" ? ByteSize.format(boot) : String(boot))"
-                    }
-                } else {
-                    cls = .restart
-                    reason = "no \(bound) set at launch"
-                }
-            }
-        }
-        let operation: FieldChange.Operation = w?.value == nil ? .remove : h?.value == nil ? .add : .modify
+        let s = live.runStatus
+        let site = LiveChangeSite(path: "spec.runState", operation: .modify, desired: nil, actual: nil)
+        var budget = HotplugBudget(live)
+        let verdict = LiveChanges.handler(for: site.path)?.classify(site, on: planningVM, budget: &budget)
+            ?? .restart("no live handler")
         return FieldChange(
-            path: path, operation: operation, old: h?.value, new: w?.value, declaredClass: declared, changeClass: cls,
-            reason: reason, drift: Leaf.differ(desired: recorded[path], actual: h),
-            sensitive: w?.secret != nil || h?.secret != nil)
+            path: "spec.runState", operation: .modify, old: s.rawValue, new: desired.spec.runState.rawValue,
+            declaredClass: Planner.declaredClass("spec.runState"), changeClass: verdict.changeClass, reason: verdict.reason,
+            drift: !s.satisfies(record.spec.runState))
     }
 
-    private static func liveReason(_ path: String) -> String {
-        if path.contains(".throttle.") { return "set live (block_set_io_throttle)" }
-        if path.hasSuffix(".passwordFrom") { return "password set live" }
-        if path.hasSuffix(".link") { return "link set live (set_link)" }
-        if path.hasPrefix("spec.cdroms[") { return "media changed live" }
-        if path == "spec.cpu.count" { return "vCPUs hot-plugged" }
-        if path == "spec.memory.size" { return "memory hot-plugged" }
-        return "changed live"
+    /// What the live-change handlers know of this VM.
+    private var planningVM: PlanningVM {
+        PlanningVM(desired: desired.spec, record: record, live: live, actualSpec: actualSpec, hotplugged: hotplugged)
+    }
+
+    /// How a live-declared change is made on this VM: its handler's verdict (restart, the safe
+    /// side, for a path without one: a test keeps that from happening).
+    private func verdict(_ site: LiveChangeSite, _ budget: inout HotplugBudget) -> LiveVerdict {
+        guard let handler = LiveChanges.handler(for: site.path) else { return .restart("no live handler") }
+        return handler.classify(site, on: planningVM, budget: &budget)
+    }
+
+    /// A change of one scalar field; a live-declared one is classified by its handler.
+    private func change(_ path: String, _ w: Leaf?, _ h: Leaf?, _ recorded: [String: Leaf],
+                        _ budget: inout HotplugBudget) -> FieldChange {
+        let declared = Planner.declaredClass(path)
+        let operation: FieldChange.Operation = w?.value == nil ? .remove : h?.value == nil ? .add : .modify
+        let verdict: LiveVerdict = switch declared {
+        case .metadata: LiveVerdict(changeClass: .metadata, reason: "record only")
+        case .restart: .restart("needs a relaunch")
+        case .live: verdict(LiveChangeSite(path: path, operation: operation, desired: w, actual: h), &budget)
+        }
+        return FieldChange(
+            path: path, operation: operation, old: h?.value, new: w?.value, declaredClass: declared,
+            changeClass: verdict.changeClass, reason: verdict.reason, drift: Leaf.differ(desired: recorded[path], actual: h),
+            sensitive: w?.secret != nil || h?.secret != nil)
     }
 
     /// Changes of a named collection: elements in both compared field by field, then elements
     /// only in the manifest (adds), then elements only on the VM (removes).
     private func collectionChanges(
-        _ path: String, want: [Element], have: [Element], recorded: FlatSpec, budget: inout Hotplug
+        _ path: String, want: [Element], have: [Element], recorded: FlatSpec, budget: inout HotplugBudget
     ) -> [FieldChange] {
         var have = have
         if path == "spec.disks" {
@@ -385,115 +362,26 @@ struct Diff {
                 let byPath = Dictionary(h.leaves.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
                 for wl in w.leaves {
                     let hl = byPath[wl.path]
-                    if Leaf.differ(desired: wl, actual: hl) { out.append(change(wl.path, wl, hl, recordedLeaves)) }
+                    if Leaf.differ(desired: wl, actual: hl) { out.append(change(wl.path, wl, hl, recordedLeaves, &budget)) }
                 }
             } else {
                 let declared = Planner.declaredClass(elementPath)
-                let (cls, reason) = declared == .live ? budget.add(path, w.name, desired: desired.spec)
-                    : (declared, declared == .restart ? "needs a relaunch" : "record only")
+                let v = declared == .live ? verdict(LiveChangeSite(path: elementPath, operation: .add), &budget)
+                    : LiveVerdict(changeClass: declared, reason: declared == .restart ? "needs a relaunch" : "record only")
                 out.append(FieldChange(
                     path: elementPath, operation: .add, old: nil, new: w.summary, declaredClass: declared,
-                    changeClass: cls, reason: reason, drift: recordedNames.contains(w.name)))
+                    changeClass: v.changeClass, reason: v.reason, drift: recordedNames.contains(w.name)))
             }
         }
         for h in have where !want.contains(where: { $0.name == h.name }) {
             let elementPath = "\(path)[\(h.name)]"
             let declared = Planner.declaredClass(elementPath)
-            let (cls, reason) = declared == .live ? budget.remove(path, h.name)
-                : (declared, declared == .restart ? "needs a relaunch" : "record only")
+            let v = declared == .live ? verdict(LiveChangeSite(path: elementPath, operation: .remove), &budget)
+                : LiveVerdict(changeClass: declared, reason: declared == .restart ? "needs a relaunch" : "record only")
             out.append(FieldChange(
                 path: elementPath, operation: .remove, old: h.summary, new: nil, declaredClass: declared,
-                changeClass: cls, reason: reason, drift: !recordedNames.contains(h.name)))
+                changeClass: v.changeClass, reason: v.reason, drift: !recordedNames.contains(h.name)))
         }
         return out
-    }
-}
-
-// MARK: - Hotplug
-
-/// Whether adding or removing a device can be done live, and the root ports left for adds.
-struct Hotplug {
-    /// The machine has PCIe root ports for hot-plug (q35).
-    let pcie: Bool
-    /// The machine type as written, for messages.
-    let machineName: String
-    /// Root ports still free.
-    var freePorts: Int
-    let portsKnown: Bool
-    let scsiController: Bool
-    let usbController: Bool
-    let actualSpec: VirtualMachineSpec
-    let hotplugged: Set<String>
-
-    init(diff: Diff) {
-        let s = diff.record.spec
-        let type = s.machine.type
-        if let type {
-            pcie = type == "q35" || type.hasPrefix("pc-q35")
-            machineName = type
-        } else {
-            pcie = s.arch == .amd64 || s.arch == .i386
-            machineName = pcie ? "q35" : "the default machine of \(s.arch.rawValue)"
-        }
-        freePorts = diff.live.freeHotplugPorts ?? 0
-        portsKnown = diff.live.freeHotplugPorts != nil
-        scsiController = s.disks.contains { $0.interface == .scsi } || s.cdroms.contains { $0.interface == .scsi }
-        usbController = s.usb.controller != .none && (s.usbTablet || !s.usb.devices.isEmpty)
-        actualSpec = diff.actualSpec
-        hotplugged = diff.hotplugged
-    }
-
-    private var noPCIe: (ChangeClass, String) {
-        (.restart, "machine \(machineName) has no hot-plug root ports (q35 only)")
-    }
-
-    private mutating func takePort() -> (ChangeClass, String) {
-        if freePorts > 0 {
-            freePorts -= 1
-            return (.live, "hot-plug into a free root port")
-        }
-        return (.restart, portsKnown ? "no free hot-plug root port (machine.hotplugPorts)" : "free hot-plug root ports unknown")
-    }
-
-    mutating func add(_ collection: String, _ name: String, desired: VirtualMachineSpec) -> (ChangeClass, String) {
-        switch collection {
-        case "spec.disks":
-            guard pcie else { return noPCIe }
-            switch desired.disks.first(where: { $0.name == name })?.interface ?? .virtio {
-            case .ide: return (.restart, "IDE disks cannot be hot-plugged")
-            case .scsi:
-                return scsiController ? (.live, "hot-plug onto the SCSI controller")
-                    : (.restart, "no SCSI controller at launch")
-            case .virtio, .nvme: return takePort()
-            }
-        case "spec.networks":
-            guard pcie else { return noPCIe }
-            return takePort()
-        case "spec.usb.devices":
-            return usbController ? (.live, "hot-plug onto the USB controller") : (.restart, "no USB controller at launch")
-        default:
-            return (.live, "changed live")
-        }
-    }
-
-    func remove(_ collection: String, _ name: String) -> (ChangeClass, String) {
-        let path = "\(collection)[\(name)]"
-        switch collection {
-        case "spec.disks":
-            guard pcie else { return noPCIe }
-            if hotplugged.contains(path) { return (.live, "hot-unplug; the image is kept") }
-            if actualSpec.disks.first(where: { $0.name == name })?.interface == .scsi {
-                return (.live, "unplug from the SCSI controller; the image is kept")
-            }
-            return (.restart, "plugged at launch on the root bus; cannot be unplugged live")
-        case "spec.networks":
-            guard pcie else { return noPCIe }
-            return hotplugged.contains(path) ? (.live, "hot-unplug")
-                : (.restart, "plugged at launch on the root bus; cannot be unplugged live")
-        case "spec.usb.devices":
-            return (.live, "unplug from the USB controller")
-        default:
-            return (.live, "changed live")
-        }
     }
 }

@@ -7,7 +7,7 @@ import Foundation
 import Glibc
 #endif
 package import Manifest
-import QemuCtl
+package import QemuCtl
 
 /// Loads manifests, observes the host and plans: the shared first half of
 /// `apply`, `diff` and `plan`.
@@ -39,6 +39,9 @@ package struct Session: Sendable {
         package var observed: Observer.Report
         /// The plan.
         package var plan: Plan
+        /// Each VM's manifest mapped onto a QEMU configuration (without its uuid), once: pass them
+        /// to ``Applier/apply(_:observed:configs:)``.
+        package var configs: [String: VMConfig]
     }
 
     /// Loads `paths` (refusing any invalid manifest before touching anything),
@@ -55,9 +58,10 @@ package struct Session: Sendable {
         var options = PlanOptions(prune: prune, restart: restart, fingerprint: fingerprint)
         let markers: SecretMarkers
         do { markers = try SecretMarkers(store: store, create: false) } catch { throw .invalid([error.message]) }
+        var configs: [String: VMConfig] = [:]
         for vm in set.virtualMachines {
             do {
-                _ = try VMConfigMapping.config(for: vm, uuid: nil, socketDirectory: store.directory)
+                configs[vm.name] = try VMConfigMapping.config(for: vm, uuid: nil, socketDirectory: store.directory)
             } catch {
                 problems.append(error.description)
             }
@@ -76,6 +80,6 @@ package struct Session: Sendable {
         let report = await observer.observe(extraNames: set.virtualMachines.map(\.name), desired: desired,
                                             preconnected: preconnected)
         let plan = Reconcile.plan(desired: set.virtualMachines, actual: report.vms, options: options)
-        return Result(manifests: set, observed: report, plan: plan)
+        return Result(manifests: set, observed: report, plan: plan, configs: configs)
     }
 }

@@ -706,8 +706,8 @@ extension GoldenCase {
             -chardev spicevmc,id=vdagent0,name=vdagent
             -device {"driver":"virtserialport","id":"vdagent0","bus":"vser0.0","chardev":"vdagent0","name":"com.redhat.spice.0"}
             -device {"driver":"qemu-xhci","id":"usb","bus":"pcie.0","addr":"0x2"}
-            -device {"driver":"usb-tablet","id":"usb0","bus":"usb.0"}
-            """#, devices: ["vser0", "vdagent0", "usb", "usb0"], chardevs: ["vdagent0"]),
+            -device {"driver":"usb-tablet","id":"usbtablet","bus":"usb.0"}
+            """#, devices: ["vser0", "vdagent0", "usb", "usbtablet"], chardevs: ["vdagent0"]),
         GoldenCase(
             name: "usb-devices",
             config: vm("usb") {

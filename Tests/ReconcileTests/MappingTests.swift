@@ -652,8 +652,10 @@ struct MappingDeviceTests {
         #expect(c.usbTablet)
         #expect(c.usb == USB(controller: .ehci, devices: [.keyboard, .mouse, .tablet,
                                                           .host(vendorID: 0x046d, productID: 0xc52b),
-                                                          .hostAddress(bus: 1, address: 4)]))
-        _ = try argv(c)
+                                                          .hostAddress(bus: 1, address: 4)],
+                               names: ["kbd", "mouse", "tab", "key", "port"]))
+        // Named devices get ids after their names (hot-plug and unplug address them so).
+        #expect(try argv(c).contains(#"{"driver":"usb-kbd","id":"usb-kbd","bus":"usb.0"}"#))
         #expect(try mapped("  usbTablet: true\n").usb == USB(controller: .xhci))
         #expect(try mapped("  usb: {controller: ehci}\n").usb == nil)
     }

@@ -102,7 +102,7 @@ struct ArgvBuilder {
             reqs.append(.init(id: DiskIDs(disk: d).device, fixed: d.pciSlot, path: "disks[\(i)]"))
         }
         for (i, n) in config.networks.enumerated() {
-            reqs.append(.init(id: "net-\(n.name)", fixed: n.pciSlot, path: "networks[\(i)]"))
+            reqs.append(.init(id: DeviceID.network(n.name).rawValue, fixed: n.pciSlot, path: "networks[\(i)]"))
         }
         if config.balloon != nil { reqs.append(.init(id: "balloon0", path: "balloon")) }
         // After everything older, so that adding them moves no existing device.
@@ -485,11 +485,11 @@ struct ArgvBuilder {
                 nd["port"] = v.port; nd["group"] = v.group; nd["mode"] = v.mode
             }
             opt("-netdev", nd.rendered)
-            var dev = JSONObject(["driver": n.model, "id": "net-\(n.name)", "netdev": netdevID])
+            var dev = JSONObject(["driver": n.model, "id": DeviceID.network(n.name).rawValue, "netdev": netdevID])
             dev["mac"] = n.mac?.rawValue
             if multiqueue { dev["mq"] = true }
             dev["bootindex"] = n.bootIndex
-            pciDevice("net-\(n.name)", dev)
+            pciDevice(DeviceID.network(n.name).rawValue, dev)
         }
     }
 
@@ -606,7 +606,8 @@ struct ArgvBuilder {
         guard let controller = usbController else { return }
         pciDevice("usb", JSONObject(["driver": controller.driver, "id": "usb"]))
         var devices = config.usb?.devices ?? []
-        if config.usbTablet && !devices.contains(.tablet) { devices.append(.tablet) }
+        let tablet = config.usbTablet && !devices.contains(.tablet) ? devices.count : nil
+        if tablet != nil { devices.append(.tablet) }
         for (i, d) in devices.enumerated() {
             var o = JSONObject()
             switch d {
@@ -616,7 +617,7 @@ struct ArgvBuilder {
             case .host(let v, let p): o["driver"] = "usb-host"; o["vendorid"] = v; o["productid"] = p
             case .hostAddress(let b, let a): o["driver"] = "usb-host"; o["hostbus"] = b; o["hostaddr"] = a
             }
-            o["id"] = "usb\(i)"
+            o["id"] = i == tablet ? USB.tabletID : config.usb?.deviceID(i) ?? "usb\(i)"
             o["bus"] = "usb.0"
             opt("-device", o.rendered)
         }

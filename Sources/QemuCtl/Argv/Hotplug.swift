@@ -109,7 +109,7 @@ extension VMConfig {
             throw VMConfigError(problems: [.init(path: "networks", message: "no network named \(name)")])
         }
         let options = try hotplugOptions()
-        let netdevID = "netdev-\(name)", deviceID = "net-\(name)"
+        let netdevID = "netdev-\(name)", deviceID = DeviceID.network(name).rawValue
         guard let netdev = options.first(where: { $0.option == "-netdev" && $0.value["id"]?.stringValue == netdevID }),
               var device = options.first(where: { $0.option == "-device" && $0.value["id"]?.stringValue == deviceID })?.value.objectValue
         else {
@@ -163,5 +163,26 @@ extension VMConfig {
         var plug = try hotplug(network: name, port: "unplug")
         plug.steps = []
         return plug
+    }
+}
+
+extension VMConfig {
+    /// The steps that hot-plug USB device `name` of this configuration onto its controller
+    /// (`usb.0`), with the id ``DeviceID/usb(_:)``.
+    ///
+    /// - Throws: ``VMConfigError`` when the configuration has no such named USB device, or is invalid.
+    public func hotplug(usb name: String) throws(VMConfigError) -> HotplugSteps {
+        try hotplug(usbDeviceID: DeviceID.usb(name).rawValue)
+    }
+
+    /// The steps that hot-plug the USB device with guest id `id` (``DeviceID/usb(_:)``, or
+    /// ``USB/tabletID`` for the tablet of ``usbTablet``) onto the controller.
+    ///
+    /// - Throws: ``VMConfigError`` when the configuration has no such USB device, or is invalid.
+    public func hotplug(usbDeviceID id: String) throws(VMConfigError) -> HotplugSteps {
+        guard let device = try hotplugOptions().first(where: { $0.option == "-device" && $0.value["id"]?.stringValue == id }) else {
+            throw VMConfigError(problems: [.init(path: "usb.devices", message: "no USB device with id \(id)")])
+        }
+        return HotplugSteps(deviceID: id, steps: [QMPStep("device_add", device.value)])
     }
 }

@@ -186,10 +186,33 @@ public struct USB: Sendable, Codable, Equatable {
     public var controller: Controller
     /// Devices on it.
     public var devices: [USBDevice]
+    /// The names of ``devices``, index for index: device `i` with a name gets the id
+    /// `usb-NAME` (``DeviceID/usb(_:)``), which hot-plug and unplug address; one without
+    /// a name (or beyond this list) gets `usbI`.
+    public var names: [String]
 
     /// Creates USB options.
-    public init(controller: Controller = .xhci, devices: [USBDevice] = []) {
-        self.controller = controller; self.devices = devices
+    public init(controller: Controller = .xhci, devices: [USBDevice] = [], names: [String] = []) {
+        self.controller = controller; self.devices = devices; self.names = names
+    }
+
+    private enum CodingKeys: String, CodingKey { case controller, devices, names }
+
+    /// Decodes USB options; `names` may be absent (older encodings).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        controller = try c.decode(Controller.self, forKey: .controller)
+        devices = try c.decode([USBDevice].self, forKey: .devices)
+        names = try c.decodeIfPresent([String].self, forKey: .names) ?? []
+    }
+
+    /// The id of the tablet ``VMConfig/usbTablet`` adds (when ``devices`` has none): outside the
+    /// `usb-NAME` scheme, so no named device can take it.
+    public static let tabletID = "usbtablet"
+
+    /// The guest device id of device `index`.
+    func deviceID(_ index: Int) -> String {
+        index < names.count ? DeviceID.usb(names[index]).rawValue : "usb\(index)"
     }
 }
 

@@ -358,13 +358,16 @@ public struct DiskIDs: Sendable, Equatable {
 
     /// The ids of a disk.
     public init(disk: Disk) {
-        device = "disk-\(disk.name)"; protocolNode = "file-\(disk.name)"; formatNode = "fmt-\(disk.name)"
+        device = DeviceID.disk(disk.name).rawValue; protocolNode = "file-\(disk.name)"; formatNode = "fmt-\(disk.name)"
         throttleNode = disk.throttle == nil ? nil : "thr-\(disk.name)"
-        throttleGroup = disk.throttle == nil ? nil : "tg-\(disk.name)"
+        throttleGroup = disk.throttle == nil ? nil : Self.throttleGroup(disk: disk.name)
     }
+
+    /// The id of the `throttle-group` object of disk `name` (`tg-NAME`), whether or not it has one.
+    public static func throttleGroup(disk name: String) -> String { "tg-\(name)" }
 
     /// The ids of a CD-ROM.
     public init(cdrom: CDROM) {
-        device = "cd-\(cdrom.name)"; protocolNode = "file-\(cdrom.name)"; formatNode = "fmt-\(cdrom.name)"
+        device = DeviceID.cdrom(cdrom.name).rawValue; protocolNode = "file-\(cdrom.name)"; formatNode = "fmt-\(cdrom.name)"
     }
 }

@@ -64,6 +64,13 @@ extension Instance {
         return try await finishAttach(qmp: qmp, pid: pid, socketPath: socketPath, fallbackName: parsed.name, timeout: timeout)
     }
 
+    /// Wraps a monitor connection the caller opened (and keeps closing) for one-off control
+    /// (``pause(timeout:)``, ``resume(timeout:)``, ``reset(timeout:)``), without the round trips
+    /// of attaching: the pid is the socket peer's, the state unknown until ``refreshState(timeout:)``.
+    package static func controlling(_ qmp: QMPClient, name: String) -> Instance {
+        Instance(name: name, socketPath: "", pid: qmp.peerPID ?? 0, qmp: qmp, accelerator: nil, initial: .unknown)
+    }
+
     private static func finishAttach(qmp: QMPClient, pid: Int32, socketPath: String, fallbackName: String?,
                                      timeout: Duration) async throws(InstanceError) -> Instance {
         var name = fallbackName

@@ -156,7 +156,7 @@ extension Instance {
         } catch {
             throw InstanceError.from(error, doing: "reading the memory of VM \(name)")
         }
-        let current = UInt64(summary["base-memory"]?.intValue ?? 0) + UInt64(summary["plugged-memory"]?.intValue ?? 0)
+        let current = MemoryDIMMs.total(summary: summary)
         let dimms: [(id: String, size: UInt64)] = devices.compactMap { d in
             guard let data = d["data"], let id = data["id"]?.stringValue, let size = data["size"]?.intValue else { return nil }
             return (id, UInt64(size))
@@ -179,13 +179,7 @@ extension Instance {
                 throw InstanceError.from(error, doing: "hot-plugging a DIMM into VM \(name) (are memory.max and slots set, and is the size a multiple of 2 MiB?)")
             }
         } else if bytes < current {
-            var remove = current - bytes
-            var chosen: [String] = []
-            for d in dimms.sorted(by: { $0.size > $1.size }) where d.size <= remove {
-                chosen.append(d.id)
-                remove -= d.size
-            }
-            guard remove == 0 else {
+            guard let chosen = MemoryDIMMs.toRemove(sizes: dimms.map(\.size), shrinkBy: current - bytes).map({ $0.map { dimms[$0].id } }) else {
                 throw InstanceError(code: .unsupported, message: "VM \(name): RAM shrinks live only by whole hot-plugged DIMMs; none add up to \(current - bytes) bytes")
             }
             for id in chosen {

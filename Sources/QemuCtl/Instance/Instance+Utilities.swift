@@ -17,7 +17,7 @@ extension Instance {
     /// guest device's id (not the legacy drive name, which `-blockdev` disks lack).
     public func setIOThrottle(disk: String, _ limits: QMPIOThrottle, timeout: Duration = QMPClient.defaultTimeout) async throws(InstanceError) {
         let devices = try await blockDevices(timeout: timeout)
-        let wanted = "disk-\(disk)"
+        let wanted = DeviceID.disk(disk).rawValue
         let qdevs = devices.compactMap(\.qdev)
         // query-block reports a device id, or a QOM path such as
         // /machine/peripheral/disk-data/virtio-backend; both address the device.

@@ -201,8 +201,7 @@ public final class Instance: Sendable {
 
     /// Kills QEMU with SIGKILL and waits until the process is gone.
     public func forceStop(timeout: Duration = .seconds(10)) async throws(InstanceError) {
-        Posix.signal(pid, Posix.sigkill)
-        if await !wait(timeout: timeout) {
+        if await Self.signalLadder(pid: pid, [.sigkill], stepTimeout: timeout) == nil {
             throw InstanceError(code: .unresponsive, message: "VM \(name) (pid \(pid)) did not exit after SIGKILL within \(timeout)")
         }
     }
@@ -213,13 +212,36 @@ public final class Instance: Sendable {
     /// pid): it watches the process id, not a child handle.
     /// - Returns: `true` when the process is gone, `false` at the timeout.
     public func wait(timeout: Duration? = nil) async -> Bool {
+        await Self.waitForExit(pid: pid, timeout: timeout)
+    }
+
+    /// Waits until process `pid` is gone (polled every 5 ms); `false` at the timeout or when
+    /// the task is cancelled first.
+    package static func waitForExit(pid: Int32, timeout: Duration?) async -> Bool {
         let clock = ContinuousClock()
         let end = timeout.map { clock.now + $0 }
         while Posix.processExists(pid) {
             if let end, clock.now >= end { return false }
-            do { try await Task.sleep(for: .milliseconds(10)) } catch { return !Posix.processExists(pid) }
+            do { try await Task.sleep(for: .milliseconds(5)) } catch { return !Posix.processExists(pid) }
         }
         return true
+    }
+
+    /// The signal steps of the stop ladder, the one place that kills a QEMU by pid: each of
+    /// `steps` (``StopOutcome/Step/sigterm``, ``StopOutcome/Step/sigkill``) sends its signal and
+    /// waits up to `stepTimeout` for the process to go.
+    /// - Returns: The step that ended the process; nil when it survived them all.
+    package static func signalLadder(pid: Int32, _ steps: [StopOutcome.Step] = [.sigterm, .sigkill],
+                                     stepTimeout: Duration) async -> StopOutcome.Step? {
+        for step in steps {
+            switch step {
+            case .sigterm: Posix.signal(pid, Posix.sigterm)
+            case .sigkill: Posix.signal(pid, Posix.sigkill)
+            default: continue
+            }
+            if await waitForExit(pid: pid, timeout: stepTimeout) { return step }
+        }
+        return nil
     }
 
     /// Stops the VM by the ladder: ACPI power button, wait up to `timeout`; then
@@ -247,10 +269,7 @@ public final class Instance: Sendable {
             return outcome(.quit)
         }
         if !Posix.processExists(pid) { return outcome(.quit) }
-        Posix.signal(pid, Posix.sigterm)
-        if await wait(timeout: stepTimeout) { return outcome(.sigterm) }
-        Posix.signal(pid, Posix.sigkill)
-        if await wait(timeout: stepTimeout) { return outcome(.sigkill) }
+        if let step = await Self.signalLadder(pid: pid, stepTimeout: stepTimeout) { return outcome(step) }
         throw InstanceError(code: .unresponsive, message: "VM \(name) (pid \(pid)) survived SIGKILL for \(stepTimeout)")
     }
 }

@@ -21,6 +21,13 @@ public struct InstanceError: Error, Sendable, CustomStringConvertible {
     /// The message.
     public var description: String { message }
 
+    /// QEMU's own words when a QMP command failed (the ``qmp`` error's message, without what
+    /// was being done), else ``message``.
+    public var reason: String { qmp?.message ?? message }
+
+    /// Whether a deadline passed: the monitor was busy or QEMU did not answer.
+    public var timedOut: Bool { code == .unresponsive || qmp?.code == .timedOut }
+
     /// The kind of an ``InstanceError``. New kinds may be added.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private let name: String

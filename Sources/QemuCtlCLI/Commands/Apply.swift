@@ -8,6 +8,7 @@ import Foundation
 import Glibc
 #endif
 import Manifest
+import QemuCtl
 import Reconcile
 
 extension PlanOptions.RestartPolicy: ExpressibleByArgument {}
@@ -86,6 +87,7 @@ extension QemuCtlCommand {
             let session = Session(store: store, timeout: global.deadline)
             let plan: Plan
             let observed: [ObservedVM]
+            var configs: [String: VMConfig] = [:]
             if let planFile {
                 guard let data = FileManager.default.contents(atPath: planFile),
                       let saved = try? JSONDecoder().decode(Plan.self, from: data) else {
@@ -109,6 +111,7 @@ extension QemuCtlCommand {
                     for w in result.observed.warnings { Terminal.warn(w) }
                     plan = result.plan
                     observed = result.observed.vms
+                    configs = result.configs
                 } catch {
                     error.report()
                     return 2
@@ -137,7 +140,7 @@ extension QemuCtlCommand {
                 applier.finished = { result in view.finish(result.name, result.status.rawValue) }
                 drawing = Task { await view.run() }
             }
-            let results = await applier.apply(plan, observed: observed)
+            let results = await applier.apply(plan, observed: observed, configs: configs)
             if let view {
                 view.stop()
                 await drawing?.value

@@ -8,6 +8,7 @@ import Foundation
 import Glibc
 #endif
 import QMP
+import QemuCtl
 import Reconcile
 
 /// What `pause`, `resume` and `reset` share: names, the lock, one short QMP connection per VM.
@@ -20,16 +21,22 @@ struct RunControlOptions: ParsableArguments {
     @Option(help: "Seconds to wait for another qemuctl holding the state directory; 0 fails at once.")
     var wait: Double = 60
 
-    /// Runs QMP `command` on each VM (under the state directory's lock), then reads
-    /// the run state back and prints `NAME: DONE (QEMU reports STATE)`.
-    func run(command: String, verb: String, done: String) async throws {
+    /// Runs `action` on each VM (under the state directory's lock), then reads the run
+    /// state back and prints `NAME: DONE (QEMU reports STATE)`.
+    func run(_ action: @escaping (Instance, Duration) async throws(InstanceError) -> Void, verb: String, done: String) async throws {
         let store = global.store
         let access = MonitorAccess(store: store, deadline: global.deadline)
+        let deadline = global.deadline
         try await withLock(store, wait: wait) {
             try await forEachVM(names) { name throws(OperatorError) in
                 let status = try await access.with(name) { qmp throws(QMPError) in
-                    try await qmp.execute(command, timeout: global.deadline)
-                    return try await qmp.queryStatus(timeout: global.deadline).status
+                    let vm = Instance.controlling(qmp, name: name)
+                    do throws(InstanceError) {
+                        try await action(vm, deadline)
+                        return try await vm.refreshState(timeout: deadline).rawValue
+                    } catch {
+                        throw error.qmp ?? QMPError(code: .commandFailed, command: verb, message: error.message)
+                    }
                 }
                 store.journal(name, "\(done) by qemuctl \(verb) (QEMU reports \(status))")
                 print("\(name): \(Terminal.paint(done, .green)) (QEMU reports \(status))")
@@ -60,7 +67,7 @@ extension QemuCtlCommand {
 
         @OptionGroup var options: RunControlOptions
 
-        func run() async throws { try await options.run(command: "stop", verb: "pause", done: "paused") }
+        func run() async throws { try await options.run({ (vm, deadline) throws(InstanceError) in try await vm.pause(timeout: deadline) }, verb: "pause", done: "paused") }
     }
 
     /// `qemuctl resume NAME…`: QMP `cont`.
@@ -71,7 +78,7 @@ extension QemuCtlCommand {
 
         @OptionGroup var options: RunControlOptions
 
-        func run() async throws { try await options.run(command: "cont", verb: "resume", done: "resumed") }
+        func run() async throws { try await options.run({ (vm, deadline) throws(InstanceError) in try await vm.resume(timeout: deadline) }, verb: "resume", done: "resumed") }
     }
 
     /// `qemuctl reset NAME…`: QMP `system_reset`.
@@ -82,6 +89,6 @@ extension QemuCtlCommand {
 
         @OptionGroup var options: RunControlOptions
 
-        func run() async throws { try await options.run(command: "system_reset", verb: "reset", done: "reset") }
+        func run() async throws { try await options.run({ (vm, deadline) throws(InstanceError) in try await vm.reset(timeout: deadline) }, verb: "reset", done: "reset") }
     }
 }

@@ -115,13 +115,8 @@ extension QemuCtlCommand {
         /// then SIGKILL, each given `stepTimeout`.
         private func signals(_ name: String, pid: Int32, start: ContinuousClock.Instant,
                              stepTimeout: Duration) async throws(OperatorError) -> StopOutcome {
-            for (signal, step) in [(Posix.sigterm, StopOutcome.Step.sigterm), (Posix.sigkill, .sigkill)] {
-                _ = Posix.signal(pid, signal)
-                let end = ContinuousClock.now + stepTimeout
-                while Posix.processExists(pid) && ContinuousClock.now < end {
-                    try? await Task.sleep(for: .milliseconds(5))
-                }
-                if !Posix.processExists(pid) { return StopOutcome(step: step, duration: ContinuousClock.now - start) }
+            if let step = await Instance.signalLadder(pid: pid, stepTimeout: stepTimeout) {
+                return StopOutcome(step: step, duration: ContinuousClock.now - start)
             }
             throw OperatorError("QEMU of VM \(name) (pid \(pid)) survived SIGKILL for \(MonitorAccess.seconds(stepTimeout))",
                                 status: OperatorExit.refused)
@@ -132,12 +127,8 @@ extension QemuCtlCommand {
             let clock = ContinuousClock()
             let start = clock.now
             guard let pid else { return StopOutcome(step: .alreadyStopped, duration: .zero) }
-            _ = Posix.signal(pid, Posix.sigkill)
-            while Posix.processExists(pid) {
-                if clock.now - start > .seconds(10) {
-                    throw OperatorError("QEMU of VM \(name) (pid \(pid)) survived SIGKILL for 10 s", status: OperatorExit.refused)
-                }
-                try? await Task.sleep(for: .milliseconds(5))
+            guard await Instance.signalLadder(pid: pid, [.sigkill], stepTimeout: .seconds(10)) != nil else {
+                throw OperatorError("QEMU of VM \(name) (pid \(pid)) survived SIGKILL for 10 s", status: OperatorExit.refused)
             }
             return StopOutcome(step: .sigkill, duration: clock.now - start)
         }

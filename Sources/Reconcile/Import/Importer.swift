@@ -7,7 +7,6 @@ import Foundation
 import Glibc
 #endif
 import Manifest
-import QMP
 import QemuCtl
 
 /// A QEMU started without qemuctl, as `qemuctl import` read it: a manifest that
@@ -69,28 +68,29 @@ package enum Importer {
             inherited = monitors.inheritedPaths.contains(found)
         }
         guard let path else { throw ImportError("give a VM name, --pid PID or --socket PATH") }
-        let qmp: QMPClient
-        do { qmp = try await QMPClient.connect(to: path, timeout: timeout) } catch {
-            if error.code == .timedOut {
+        let instance: Instance
+        do { instance = try await Instance.attach(socketPath: path, timeout: timeout) } catch {
+            if error.timedOut {
                 throw ImportError("the monitor at \(path) did not answer within \(timeout): another client holds it (QEMU serves one at a time) or QEMU is unresponsive")
             }
-            throw ImportError("cannot attach to \(path): \(error.message)")
+            if error.code == .unsupported { throw ImportError("cannot learn the process id behind \(path) (SO_PEERCRED)") }
+            throw ImportError("cannot attach to \(path): \(error.reason)")
         }
-        defer { qmp.close() }
-        guard var peer = qmp.peerPID, peer > 0 else { throw ImportError("cannot learn the process id behind \(path) (SO_PEERCRED)") }
+        defer { instance.close() }
+        var peer = instance.pid
         if let pid, pid != peer {
             // An inherited socket's credentials are its creator's; /proc/PID/fd proved it is pid's.
             guard inherited else { throw ImportError("\(path) belongs to pid \(peer), not \(pid)") }
             peer = pid
         }
         guard let argv = Posix.commandLine(of: peer) else { throw ImportError("cannot read the command line of pid \(peer)") }
-        var reader = Reader(qmp: qmp, timeout: timeout, argv: argv, socketPath: path)
+        var reader = Reader(instance: instance, timeout: timeout, argv: argv, socketPath: path)
         do {
             var vm = try await reader.read(pid: peer, name: name)
             vm.libvirtDomain = MonitorLocator(pid: peer, argv: argv).libvirtDomain
             return vm
         } catch {
-            throw ImportError("reading the VM behind \(path) over QMP: \(error.message)")
+            throw ImportError("reading the VM behind \(path) over QMP: \(error.reason)")
         }
     }
 }
@@ -137,22 +137,12 @@ struct QEMUOption {
     /// either syntax (JSON or `key=value,…`); the leading positional item is stored under `implied`.
     func properties(implied: String) -> [(key: String, value: String)] {
         guard let value else { return [] }
-        if value.hasPrefix("{"), let json = try? JSONValue(parsing: value), case .object(let o) = json {
-            return o.map { ($0.key, Self.text($0.value)) }.sorted { $0.0 < $1.0 }
-        }
+        if let json = QEMUCommandLineReader.jsonProperties(value) { return json }
         return QEMUCommandLineReader.splitOptions(value).enumerated().map { i, kv in
             kv.value == nil && i == 0 ? (implied, kv.key) : (kv.key, kv.value ?? "on")
         }
     }
 
-    static func text(_ v: JSONValue) -> String {
-        switch v {
-        case .string(let s): s
-        case .bool(let b): b ? "on" : "off"
-        case .int(let i): String(i)
-        default: "\(v)"
-        }
-    }
 }
 
 extension [(key: String, value: String)] {
@@ -164,22 +154,23 @@ extension [(key: String, value: String)] {
 // MARK: - Reader
 
 private struct Reader {
-    let qmp: QMPClient
+    let instance: Instance
     let timeout: Duration
     let argv: [String]
     let socketPath: String
     var warnings: [String] = []
     var aliases: [String: String] = [:]
 
-    init(qmp: QMPClient, timeout: Duration, argv: [String], socketPath: String) {
-        self.qmp = qmp
+    init(instance: Instance, timeout: Duration, argv: [String], socketPath: String) {
+        self.instance = instance
         self.timeout = timeout
         self.argv = argv
         self.socketPath = socketPath
     }
 
-    func q(_ command: String, _ arguments: JSONValue? = nil) async throws(QMPError) -> JSONValue {
-        try await qmp.execute(command, arguments: arguments, timeout: timeout)
+    /// A QOM property's string value, nil when QEMU has none.
+    func qom(_ path: String, _ property: String) async -> String? {
+        await instance.qomString(path: path, property: property, timeout: timeout)
     }
 
     mutating func drop(_ o: QEMUOption, _ why: String? = nil) {
@@ -219,17 +210,12 @@ private struct Reader {
     static let videoDrivers: [String: String] = ["VGA": "std", "virtio-vga": "virtio", "qxl-vga": "qxl"]
     static let placement: Set<String> = ["id", "bus", "addr", "driver"]
 
-    mutating func read(pid: Int32, name given: String?) async throws(QMPError) -> ImportedVM {
+    mutating func read(pid: Int32, name given: String?) async throws(InstanceError) -> ImportedVM {
         let options = QEMUOption.parse(argv)
         // MARK: QMP facts
-        let status = try await qmp.queryStatus(timeout: timeout).status
-        let qemuName = try await q("query-name")["name"]?.stringValue
-        let uuid = try await q("query-uuid")["UUID"]?.stringValue ?? ""
-        let kvm = try await q("query-kvm")["enabled"]?.boolValue == true
-        let cpus = try await q("query-cpus-fast").arrayValue?.count ?? 1
-        let memory = try await q("query-memory-size-summary")["base-memory"]?.intValue ?? 0
-        let blocks = try await q("query-block").arrayValue ?? []
-        let vncServers = try await q("query-vnc-servers").arrayValue ?? []
+        let facts = try await instance.facts(timeout: timeout)
+        let (status, qemuName, uuid, kvm) = (facts.status, facts.name, facts.uuid, facts.kvm)
+        let (cpus, memory, blocks) = (facts.vcpus, facts.baseMemory, facts.blocks)
 
         var name = given ?? qemuName ?? QEMUCommandLineReader(arguments: argv).name ?? ""
         if name.isEmpty {
@@ -434,7 +420,7 @@ private struct Reader {
                 usbControllerOption = d
             } else if driver == "usb-kbd" || driver == "usb-mouse" {
                 let taken = Set(usbDevices.compactMap { $0.mapValue("name") })
-                let n = Self.manifestName(p["id"], prefix: "usb-", fallback: driver == "usb-kbd" ? "keyboard" : "mouse", taken: taken)
+                let n = Self.manifestName(p["id"], prefix: DeviceID.Kind.usb.rawValue + "-", fallback: driver == "usb-kbd" ? "keyboard" : "mouse", taken: taken)
                 usbDevices.append(.map([("name", .string(n)), ("type", .string(driver == "usb-kbd" ? "keyboard" : "mouse"))]))
             } else if driver == "pcie-root-port", p["id"]?.hasPrefix("hotplug") == true {
                 hotplugPorts += 1
@@ -468,9 +454,9 @@ private struct Reader {
         var consumedNodes: Set<String> = []
         var anyScsi = false
         for b in blocks {
-            guard let qdev = b["qdev"]?.stringValue, !qdev.isEmpty else {
-                if b["inserted"] != nil {
-                    warnings.append("block device \(b["device"]?.stringValue ?? "?") is attached to no guest device; it is not in the manifest")
+            guard let qdev = b.qdev, !qdev.isEmpty else {
+                if b.inserted != nil {
+                    warnings.append("block device \(b.device ?? "?") is attached to no guest device; it is not in the manifest")
                 }
                 continue
             }
@@ -486,9 +472,9 @@ private struct Reader {
                 // No id: find the type over QOM, and the -device by its drive.
                 var path = qdev
                 if path.hasSuffix("/virtio-backend") { path = String(path.dropLast("/virtio-backend".count)) }
-                let type = (try? await q("qom-get", ["path": .string(path), "property": "type"]))?.stringValue ?? ""
-                let drive = b["device"]?.stringValue
-                let node = b["inserted"]?["node-name"]?.stringValue
+                let type = await qom(path, "type") ?? ""
+                let drive = b.device
+                let node = b.inserted?.nodeName
                 let same = anonymous.indices.filter { anonymous[$0].driver == type }
                 if let i = same.first(where: { i in [drive, node].contains { $0 != nil && $0 != "" && anonymous[i].props["drive"] == $0 } }) ?? same.first {
                     device = anonymous.remove(at: i)
@@ -504,16 +490,16 @@ private struct Reader {
                 continue
             }
             if interface == "scsi" { anyScsi = true }
-            let inserted = b["inserted"]
-            if let n = inserted?["node-name"]?.stringValue { consumedNodes.insert(n) }
-            if let d = b["device"]?.stringValue, !d.isEmpty { consumedNodes.insert(d) }
+            let inserted = b.inserted
+            if let n = inserted?.nodeName { consumedNodes.insert(n) }
+            if let d = b.device, !d.isEmpty { consumedNodes.insert(d) }
             if let d = device.props["drive"] { consumedNodes.insert(d) }
-            let prefix = isCD ? "cd-" : "disk-"
+            let prefix = (isCD ? DeviceID.Kind.cdrom : .disk).rawValue + "-"
             let manifestName = Self.manifestName(id, prefix: prefix, fallback: isCD ? "cd" : "disk", taken: takenNames)
             takenNames.insert(manifestName)
             if !qdev.split(separator: "/").contains(Substring(prefix + manifestName)) { aliases[qdev] = prefix + manifestName }
             var entry: [(String, ManifestDocument)] = [("name", .string(manifestName))]
-            let file = inserted?["file"]?.stringValue
+            let file = inserted?.file
             if isCD {
                 if let file { entry.append(("path", .string(file))) }
                 if interface != "ide" { entry.append(("interface", .string(interface))) }
@@ -525,28 +511,27 @@ private struct Reader {
                 warnings.append("disk \(id ?? qdev): its image (\(file ?? "none")) is not a local file the manifest can name; it will be dropped on the next restart")
                 continue
             }
-            let format = inserted["drv"]?.stringValue ?? "raw"
+            let format = inserted.format ?? "raw"
             guard ["raw", "qcow2", "qed", "vmdk", "vdi", "vhdx", "vpc"].contains(format) else {
                 warnings.append("disk \(id ?? qdev): format driver \(format) is not expressible in a manifest; the disk will be dropped on the next restart")
                 continue
             }
-            if let backing = inserted["image"]?["backing-filename"]?.stringValue {
+            if let backing = inserted.backingFile {
                 warnings.append("disk \(manifestName): its backing file \(backing) is not expressible in a manifest (qemuctl opens images without backing files); flatten it first")
             }
             entry.append(("file", .map([("path", .string(file)), ("format", .string(format))])))
             if interface != "virtio" { entry.append(("interface", .string(interface))) }
             if let s = device.props["serial"] { entry.append(("serial", .string(s))) }
-            if inserted["ro"]?.boolValue == true { entry.append(("readOnly", .bool(true))) }
-            let cache = inserted["cache"]
-            let direct = cache?["direct"]?.boolValue ?? false
-            let noFlush = cache?["no-flush"]?.boolValue ?? false
+            if inserted.readOnly { entry.append(("readOnly", .bool(true))) }
+            let direct = inserted.cacheDirect
+            let noFlush = inserted.cacheNoFlush
             // query-block's `writeback` follows the guest's write-cache toggle (virtio WCE), so the
             // device's configured write-cache decides; `auto` (the default) counts as writeback.
             let writeback = device.props["write-cache"].map { $0 == "auto" || Self.on($0) } ?? true
             let mode = noFlush ? "unsafe" : direct ? (writeback ? "none" : "directsync") : (writeback ? "writeback" : "writethrough")
             if mode != "writeback" { entry.append(("cache", .string(mode))) }
             // query-block does not report discard: the command line's nodes of this disk do.
-            if discardUnmap(inserted["node-name"]?.stringValue) || discardUnmap(b["device"]?.stringValue) {
+            if inserted.discardUnmap || discardUnmap(inserted.nodeName) || discardUnmap(b.device) {
                 entry.append(("discard", .bool(true)))
             }
             if let bi = device.props["bootindex"].flatMap({ Int($0) }) { entry.append(("bootIndex", .int(bi))) }
@@ -583,7 +568,7 @@ private struct Reader {
         for o in drives {
             let p = o.properties(implied: "file")
             let used = p["id"].map(consumedNodes.contains) ?? false
-                || blocks.contains { $0["inserted"]?["file"]?.stringValue == p["file"] && $0["qdev"] != nil }
+                || blocks.contains { $0.inserted?.file == p["file"] && $0.qdev != nil }
             if used { dropKeys(o, p.keys(except: blockKeys)) } else { drop(o, "no guest device uses it") }
         }
 
@@ -629,15 +614,15 @@ private struct Reader {
                 warnings.append("\(d.text): its back end cannot be expressed, so the NIC will be dropped on the next restart")
                 continue
             }
-            let n = Self.manifestName(p["id"], prefix: "net-", fallback: "net", taken: nicNames)
+            let n = Self.manifestName(p["id"], prefix: DeviceID.Kind.network.rawValue + "-", fallback: "net", taken: nicNames)
             nicNames.insert(n)
-            if let id = p["id"], id != "net-\(n)" { aliases[id] = "net-\(n)" }
+            if let id = p["id"], id != DeviceID.network(n).rawValue { aliases[id] = DeviceID.network(n).rawValue }
             var entry: [(String, ManifestDocument)] = [("name", .string(n)), backend]
             let driver = p["driver"] ?? "virtio-net-pci"
             if driver != "virtio-net-pci" { entry.append(("model", .string(driver))) }
             var mac = p["mac"]
             if mac == nil, let id = p["id"] {
-                mac = (try? await q("qom-get", ["path": .string("/machine/peripheral/\(id)"), "property": "mac"]))?.stringValue
+                mac = await qom("/machine/peripheral/\(id)", "mac")
             }
             if let mac { entry.append(("mac", .string(mac))) }
             else { warnings.append("\(d.text): its MAC address cannot be read (no id); the next restart gives it a derived one") }
@@ -648,7 +633,7 @@ private struct Reader {
         for (id, o) in netdevs.sorted(by: { $0.key < $1.key }) where !usedNetdevs.contains(id) { drop(o, "no NIC uses it") }
         for (id, o) in chardevs.sorted(by: { $0.key < $1.key }) where !usedChardevs.contains(id) { drop(o) }
         for (id, o) in objects.sorted(by: { $0.key < $1.key }) where !usedObjects.contains(id) { drop(o) }
-        if vnc == nil && !vncServers.isEmpty { vnc = [("listen", "none")] }
+        if vnc == nil && facts.vncServers > 0 { vnc = [("listen", "none")] }
 
         // MARK: The manifest
         var spec: [(String, ManifestDocument)] = []
@@ -662,7 +647,7 @@ private struct Reader {
         }
         spec.append(("runState", .string(runState)))
         if machineType == nil {
-            let qomType = (try? await q("qom-get", ["path": "/machine", "property": "type"]))?.stringValue ?? ""
+            let qomType = await qom("/machine", "type") ?? ""
             machineType = qomType.hasSuffix("-machine") ? String(qomType.dropLast(8)) : (qomType.isEmpty ? nil : qomType)
         }
         var machine: [(String, ManifestDocument)] = []
@@ -715,17 +700,17 @@ private struct Reader {
     }
 
     /// The throttle of a `query-block` `inserted` object, in manifest keys (zero means unset).
-    static func throttle(_ i: JSONValue) -> [(String, ManifestDocument)] {
+    static func throttle(_ i: MonitorFacts.Inserted) -> [(String, ManifestDocument)] {
         var out: [(String, ManifestDocument)] = []
         for (qemu, key, isSize) in [("bps", "bps", true), ("bps_rd", "bpsRead", true), ("bps_wr", "bpsWrite", true),
                                     ("iops", "iops", false), ("iops_rd", "iopsRead", false), ("iops_wr", "iopsWrite", false),
                                     ("bps_max", "bpsMax", true), ("bps_rd_max", "bpsReadMax", true), ("bps_wr_max", "bpsWriteMax", true),
                                     ("iops_max", "iopsMax", false), ("iops_rd_max", "iopsReadMax", false),
                                     ("iops_wr_max", "iopsWriteMax", false), ("iops_size", "iopsSize", true)] {
-            guard let v = i[qemu]?.intValue, v > 0 else { continue }
+            guard let v = i.throttle[qemu], v > 0 else { continue }
             out.append((key, isSize ? .string(ByteSize.format(UInt64(v))) : .int(v)))
         }
-        if !out.isEmpty, let length = i["bps_max_length"]?.intValue ?? i["iops_max_length"]?.intValue, length > 1,
+        if !out.isEmpty, let length = i.throttle["bps_max_length"] ?? i.throttle["iops_max_length"], length > 1,
            out.contains(where: { $0.0.hasSuffix("Max") }) {
             out.append(("burstLength", .int(length)))
         }

@@ -1,0 +1,103 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+import Manifest
+import QemuCtl
+
+// MARK: - Stop, delete and start (the CLI verbs)
+
+extension Applier {
+
+    /// Stops a VM by the ladder, if it runs.
+    func stop(_ name: String, log: inout Log) async throws(ApplyError) {
+        let layout = store.layout(name)
+        guard Posix.fileExists(layout.socketPath) else { return }
+        let instance: Instance
+        do {
+            instance = try await Instance.attach(socketPath: layout.socketPath, timeout: timeout)
+        } catch {
+            if error.code == .notFound { return }
+            if error.code == .unresponsive {
+                throw ApplyError("VM \(name) is unresponsive (its monitor did not answer within \(timeout)); not stopped. "
+                                 + "Retry when it answers, or `qemuctl delete --force \(name)` kills it")
+            }
+            throw ApplyError(error.message)
+        }
+        defer { instance.close() }
+        do {
+            let outcome = try await instance.stop(timeout: stopTimeout)
+            log.say("stopped (\(outcome))")
+            log.journal("stopped \(outcome)")
+        } catch {
+            throw ApplyError(error.message)
+        }
+    }
+
+    /// `qemuctl delete`: stops the VM (by the ladder, or at once with `force`) and
+    /// removes its runtime files. Disk images are never touched.
+    package func deleteVM(_ name: String, force: Bool) async -> VMResult {
+        var log = Log(name: name, store: store, progress: progress)
+        do throws(ApplyError) {
+            if force {
+                let layout = store.layout(name)
+                let adopted = (try? store.loadRecord(StoredRecord.self, name: name))??.adopted
+                if let pid = layout.runningPID() ?? adopted.flatMap({ $0.matches(pid: $0.pid) ? $0.pid : nil }) {
+                    guard await Instance.signalLadder(pid: pid, [.sigkill], stepTimeout: .seconds(5)) != nil else {
+                        throw ApplyError("pid \(pid) survived SIGKILL")
+                    }
+                    log.say("killed (SIGKILL, pid \(pid))")
+                }
+                store.removeRuntimeFiles(name)
+                log.say("deleted (disk images kept)")
+            } else {
+                try await delete(name, observed: nil, log: &log)
+            }
+            return log.result(.deleted)
+        } catch {
+            log.say("failed: \(error.message)")
+            return log.result(.failed)
+        }
+    }
+
+    /// `qemuctl start`: launches a managed VM that is not running from its launch
+    /// record (the spec it was last launched or applied with), vCPUs running.
+    ///
+    /// The record keeps its spec, labels, secret markers and pending-restart flag; only
+    /// the pid, accelerator and start time change. So a start that contradicts the
+    /// manifest (which says `runState: stopped`) shows as drift in `qemuctl diff`.
+    /// A VM that already runs is left alone and reported ``VMResult/Status/unchanged``.
+    package func startVM(_ name: String) async -> VMResult {
+        var log = Log(name: name, store: store, progress: progress)
+        do throws(ApplyError) {
+            guard var stored = try loadRecord(name) else {
+                throw ApplyError("\(name) is not a VM managed in \(store.directory)")
+            }
+            if let pid = store.runningPID(name) {
+                log.messages.append("already running (pid \(pid))")
+                return log.result(.unchanged)
+            }
+            var spec = stored.launch.spec
+            spec.runState = .running
+            let vm = VirtualMachine(name: name, labels: stored.launch.labels, spec: spec,
+                                    source: SourceLocation(file: stored.source ?? store.recordPath(name), line: 1, column: 1))
+            try await launch(vm, uuid: stored.launch.uuid, stored: &stored, log: &log)
+            return log.result(.created)
+        } catch {
+            log.say("failed: \(error.message)")
+            return log.result(.failed)
+        }
+    }
+
+    /// Stops the VM and removes its runtime files; disk images are never touched.
+    package func delete(_ name: String, observed: ObservedVM?, log: inout Log) async throws(ApplyError) {
+        try await stop(name, log: &log)
+        FaultPoint.hit(.deleteAfterStop)
+        store.removeRuntimeFiles(name)
+        log.say("deleted (disk images kept)")
+    }
+}
