@@ -303,6 +303,10 @@ package struct Applier: Sendable {
             } catch {
                 throw ApplyError(error.message)
             }
+            if let i = instance, let why = store.disproof(ofPeer: i.pid, uid: i.qmp.peerUID, name: plan.name) {
+                i.close()
+                throw ApplyError("refusing to change \(plan.name): \(why)")
+            }
         } else {
             instance = nil
         }
@@ -644,6 +648,9 @@ package struct Applier: Sendable {
             throw ApplyError(error.message)
         }
         defer { instance.close() }
+        if let why = store.disproof(ofPeer: instance.pid, uid: instance.qmp.peerUID, name: name) {
+            throw ApplyError("refusing to stop \(name): \(why)")
+        }
         do {
             let outcome = try await instance.stop(timeout: stopTimeout)
             log.say("stopped (\(outcome))")
@@ -660,8 +667,16 @@ package struct Applier: Sendable {
         do throws(ApplyError) {
             if force {
                 let layout = store.layout(name)
-                let adopted = (try? store.loadRecord(StoredRecord.self, name: name))??.adopted
-                if let pid = layout.runningPID() ?? adopted.flatMap({ $0.matches(pid: $0.pid) ? $0.pid : nil }) {
+                let record = try loadRecord(name)
+                // Only a pid proven to be the recorded QEMU serving the VM's socket is signalled.
+                var proven: Int32? = nil
+                switch record?.signallablePID(layout: layout) {
+                case .success(let pid)?: proven = pid
+                case .failure(let why)? where record?.expectedProcess(fallbackPID: Instance.readPIDFile(layout.pidFile)) != nil:
+                    throw ApplyError("not killed: \(why.message)")
+                default: break  // nothing of it runs
+                }
+                if let pid = proven {
                     Posix.signal(pid, Posix.sigkill)
                     var gone = false
                     for _ in 0..<500 where !gone {
@@ -803,6 +818,7 @@ private final class EarlyRecord: Sendable {
     /// Puts what a running QEMU adds into `record`.
     static func fill(_ record: inout StoredRecord, pid: Int32, accelerator: String?, reasons: [String]) {
         record.pid = pid
+        record.process = ProcessIdentity.current(pid: pid)
         record.accelerator = accelerator
         record.acceleratorReasons = reasons
         record.startedAt = Date().timeIntervalSince1970

@@ -226,18 +226,13 @@ package struct Observer: Sendable {
         /// call for (CPUs, memory, PCI), answered with the opening's; then the throttle groups'
         /// limits when its disks have groups.
         func conversation() -> QMPExchange.Conversation {
-            var c = QMPExchange.Conversation(path: layout.socketPath) { [self] _, peer in
+            var c = QMPExchange.Conversation.checkingPeer(path: layout.socketPath) { [self] _, peer in
                 prepare()
                 greeted = true
-                if let adopted = stored?.adopted, let peer, !adopted.matches(pid: peer) {
-                    result = foreign("the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl adopted (pid \(adopted.pid))")
-                    return nil
-                }
-                if let stored, stored.adopted == nil, let peer,
-                   (peer == running?.pid ? Posix.mentionsAnyOf([stored.launch.uuid], commandLine: running!.commandLine)
-                                         : Posix.commandLine(of: peer, mentionsAnyOf: [stored.launch.uuid])) == false {
-                    // The socket answers, but the QEMU behind it is not the one recorded.
-                    result = foreign("the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl launched")
+                // The socket answers; the process behind it must be the QEMU the record names (uid, pid, start time, exe).
+                if let stored, let why = stored.disproof(peer: peer.map { ($0.pid, $0.uid) }, layout: layout) {
+                    result = foreign("the process on \(layout.socketPath)\(peer.map { " (pid \($0.pid))" } ?? "") is not the QEMU qemuctl "
+                                     + "\(stored.adopted == nil ? "launched" : "adopted"): \(why)")
                     return nil
                 }
                 let reads = self.reads

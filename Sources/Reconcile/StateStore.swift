@@ -7,6 +7,7 @@ import Foundation
 import Glibc
 #endif
 package import QemuCtl
+import Manifest
 
 /// The state directory: where each managed VM's socket and private files live.
 ///
@@ -75,7 +76,7 @@ package struct StateStore: Sendable {
     package func recordedNames() -> [String] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         return entries.filter { name in
-            !name.hasPrefix(".") && Posix.fileExists("\(directory)/\(name)/record.json")
+            StringFormat.name.accepts(name) && Posix.fileExists("\(directory)/\(name)/record.json")
         }.sorted()
     }
 

@@ -6,7 +6,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-import QemuCtl
+package import QemuCtl
 package import Manifest
 
 /// What the state directory keeps per managed VM (`NAME/record.json`): the launch
@@ -29,6 +29,9 @@ package struct StoredRecord: Sendable, Hashable, Codable {
     /// Set when `qemuctl import --adopt` took over a QEMU started elsewhere; cleared by the
     /// next launch (a relaunch is qemuctl's own).
     package var adopted: Adoption?
+    /// The QEMU process (pid, start time, executable) as it was when launched or adopted:
+    /// what proves a monitor's peer and a signal's target (see ``StoredRecord/disproof(peer:layout:)``).
+    package var process: ProcessIdentity? = nil
 
     /// Creates a record.
     package init(launch: LaunchRecord, restartPending: Bool = false, pid: Int32? = nil, accelerator: String? = nil,

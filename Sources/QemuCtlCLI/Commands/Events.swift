@@ -44,7 +44,7 @@ extension QemuCtlCommand {
         @OptionGroup var global: GlobalOptions
 
         @Argument(help: "VM names (default: every VM of the state directory, including ones launched later).",
-                  completion: .vmNames)
+                  completion: .vmNames, transform: VMNameArgument.parse)
         var names: [String] = []
 
         @Flag(help: "One JSON object per line.")

@@ -12,7 +12,7 @@ import Reconcile
 
 /// Options and the run loop `qemuctl vnc` and `qemuctl spice` share.
 struct HandoffOptions: ParsableArguments {
-    @Argument(help: "The VM name.")
+    @Argument(help: "The VM name.", transform: VMNameArgument.parse)
     var name: String
 
     @Option(help: "Accept local clients on HOST:PORT (loopback only; port 0 picks a free one). The default.")

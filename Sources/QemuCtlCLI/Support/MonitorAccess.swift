@@ -27,7 +27,7 @@ struct MonitorAccess {
     /// The runtime layout of `name`, after checking that the name can be a VM of the
     /// state directory and that something is there.
     func layout(_ name: String) throws(OperatorError) -> RuntimeLayout {
-        guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
+        guard VMNameArgument.isValid(name) else {
             throw OperatorError("'\(name)' is not a VM name", status: OperatorExit.usage)
         }
         let layout = store.layout(name)
