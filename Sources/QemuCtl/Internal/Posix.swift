@@ -57,7 +57,7 @@ package enum Posix {
     }
 
     /// Writes `bytes` to `path` atomically with mode `mode`: a temporary file beside
-    /// it (`PATH.tmp.PID`), fsync, rename over `path`, fsync of the directory. A crash
+    /// it (`PATH.RANDOM.tmp.PID`, created with `O_EXCL`), fsync, rename over `path`, fsync of the directory. A crash
     /// or a failed write (disk full, file size limit) at any moment leaves either the
     /// old file or the new one, never a mix; on failure the temporary file is removed
     /// and the message says that `path` is unchanged. Returns nil or an error message.
@@ -68,8 +68,12 @@ package enum Posix {
     ///   not outlive the host's uptime (a pid file) skip it.
     package static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: UInt32 = 0o600,
                                             faultPoint: FaultPoint? = nil, durable: Bool = true) -> String? {
-        let temp = path + ".tmp.\(getpid())"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
+        // A new file under an unpredictable name (never one planted in advance): `PATH.RANDOM.tmp.PID`,
+        // which ``removeStaleTemporaries(inDirectory:)`` still recognises by its last two parts.
+        var generator = SystemRandomNumberGenerator()
+        let infix = String(UInt64.random(in: 0...UInt64.max, using: &generator), radix: 16)
+        let temp = path + ".\(infix).tmp.\(getpid())"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { return "cannot write \(path): cannot create \(temp): \(errorText(errno)); \(path) is unchanged" }
         _ = fchmod(fd, mode)
         func fail(_ what: String, _ e: CInt) -> String {
