@@ -308,4 +308,47 @@ import Testing
         #expect(w.pid("keep") == pid)
         #expect(FileManager.default.fileExists(atPath: "\(w.state)/keep/record.json"))
     }
+
+    // MARK: - events and a full pipe (item 15)
+
+    @Test(arguments: [SIGTERM, SIGINT]) func eventsEndsOnASignalWhileItsOutputPipeIsFull(_ sig: Int32) async throws {
+        let w = try Workspace("ev")
+        defer { w.cleanUp() }
+        let vms = try w.manifest("ev", bareVM("ev"))
+        #expect(try await w.qemuctl("apply", "-f", vms).status == 0)
+        // Far more replayed journal lines than a pipe holds (64 KiB).
+        let line = "2999-01-01T00:00:00.000Z " + String(repeating: "x", count: 200) + "\n"
+        let handle = try #require(FileHandle(forWritingAtPath: "\(w.state)/ev/journal.log"))
+        handle.seekToEndOfFile()
+        handle.write(Data(String(repeating: line, count: 2000).utf8))
+        try handle.close()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: QemuctlBinary.path)
+        p.arguments = ["events", "--since-start", "ev"]
+        p.environment = ProcessInfo.processInfo.environment.merging(w.env) { _, n in n }
+        let out = Pipe()  // nobody reads it; its read end stays open, so writes block instead of failing
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        // Wait until the pipe is full and events is blocked writing to it.
+        let reader = out.fileHandleForReading.fileDescriptor
+        var queued: Int32 = 0
+        let full = Date().addingTimeInterval(20)
+        while Date() < full {
+            _ = ioctl(reader, UInt(FIONREAD), &queued)
+            if queued >= 60000 { break }
+            usleep(20_000)
+        }
+        #expect(queued >= 60000, "the pipe never filled (\(queued) bytes)")
+        usleep(200_000)
+        #expect(p.isRunning)
+        kill(p.processIdentifier, sig)
+        let end = Date().addingTimeInterval(10)
+        while p.isRunning && Date() < end { usleep(20_000) }
+        #expect(!p.isRunning, "events ignored signal \(sig) with its output pipe full")
+        if !p.isRunning {
+            #expect(p.terminationReason == .exit && p.terminationStatus == 0, "\(p.terminationReason) \(p.terminationStatus)")
+        }
+    }
 }
