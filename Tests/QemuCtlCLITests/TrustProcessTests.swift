@@ -351,4 +351,72 @@ import Testing
             #expect(p.terminationReason == .exit && p.terminationStatus == 0, "\(p.terminationReason) \(p.terminationStatus)")
         }
     }
+
+    // MARK: - Display hand-off (item 14)
+
+    /// `Listening on unix socket PATH: …` on stderr → PATH.
+    static func listeningSocket(_ stderr: String) -> String? {
+        guard let r = stderr.range(of: #"Listening on unix socket (/[^:]+):"#, options: .regularExpression) else { return nil }
+        return String(stderr[r].dropFirst("Listening on unix socket ".count).dropLast())
+    }
+
+    @Test func displayHandOffServesOnlyTheOwnerByDefaultAndTCPNeedsAPassword() async throws {
+        let w = try Workspace("dh")
+        defer { w.cleanUp() }
+        let secret = w.dir.file("vnc.pw")
+        FileManager.default.createFile(atPath: secret, contents: Data("pw-123".utf8), attributes: [.posixPermissions: 0o600])
+        try w.manifest("open", bareVM("open", extra: "  display: {vnc: {listen: none}}"))
+        let vms = try w.manifest("locked", bareVM("locked", extra: "  display: {vnc: {listen: none, passwordFrom: {file: \(secret)}}}"))
+        let applied = try await w.qemuctl("apply", "-f", vms)
+        try #require(applied.status == 0, "\(applied.out)\(applied.err)")
+
+        // The default: a 0600 unix socket in the VM's 0700 runtime directory; this user's client gets the display.
+        let listener = try Spawned(["vnc", "open"], environment: w.env, pty: false)
+        try await listener.waitFor("the socket path") { _, err in Self.listeningSocket(err) != nil }
+        let path = try #require(Self.listeningSocket(listener.errorText))
+        #expect(path.hasPrefix("\(w.state)/open/"), "\(path)")
+        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        let dirMode = try FileManager.default.attributesOfItem(atPath: "\(w.state)/open")[.posixPermissions] as? Int
+        #expect(dirMode == 0o700)
+        let client = try TCPTestClient(unixPath: path)
+        let types = try await rfbHandshake(read: { try await client.receive($0) }, send: client.send)
+        #expect(types.contains(1))  // no password on this VM: None
+        try await listener.waitFor("the hand-off") { _, err in err.contains("client handed to open") }
+        // Another local user cannot reach it.
+        let ids = try PermissionTests.otherUserIDs()
+        #expect(try PermissionTests.asOther(ids, "connect", path) == "EACCES")
+        kill(listener.process.processIdentifier, SIGTERM)
+        #expect(await listener.waitForExit() == 0)
+        #expect(!FileManager.default.fileExists(atPath: path))  // removed at exit
+
+        // --socket in a directory others can enter is refused.
+        let shared = w.dir.file("shared")
+        try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true)
+        chmod(shared, 0o755)
+        let exposed = try await w.qemuctl("vnc", "open", "--socket", shared + "/vnc.sock", "--once")
+        #expect(exposed.status == 1)
+        #expect(exposed.err.contains("closed to group and others"), "\(exposed.err)")
+        #expect(!FileManager.default.fileExists(atPath: shared + "/vnc.sock"))
+
+        // TCP for a display without a password: refused unless explicitly accepted.
+        let tcp = try await w.qemuctl("vnc", "open", "--listen", "127.0.0.1:0", "--once")
+        #expect(tcp.status == 1)
+        #expect(tcp.err.contains("has no password"), "\(tcp.err)")
+        #expect(!tcp.err.contains("Listening on"))
+        let accepted = try Spawned(["vnc", "open", "--listen", "127.0.0.1:0", "--insecure-listen", "--once"], environment: w.env, pty: false)
+        try await accepted.waitFor("the listening address") { _, err in listeningPort(err) != nil }
+        kill(accepted.process.processIdentifier, SIGTERM)
+        #expect(await accepted.waitForExit() == 0)
+        // With a password, TCP is allowed: QEMU asks for it (security type 2, VNC authentication).
+        let locked = try Spawned(["vnc", "locked", "--listen", "127.0.0.1:0", "--once"], environment: w.env, pty: false)
+        try await locked.waitFor("the listening address") { _, err in listeningPort(err) != nil }
+        let tcpClient = try TCPTestClient(port: try #require(listeningPort(locked.errorText)))
+        let lockedTypes = try await rfbHandshake(read: { try await tcpClient.receive($0) }, send: tcpClient.send)
+        #expect(lockedTypes.contains(2) && !lockedTypes.contains(1), "\(lockedTypes)")
+        #expect(await locked.waitForExit() == 0)
+        // The flags are checked.
+        #expect(try await w.qemuctl("vnc", "open", "--insecure-listen").status == 2)
+        #expect(try await w.qemuctl("vnc", "open", "--stdio", "--listen", "127.0.0.1:0").status == 2)
+    }
 }
