@@ -22,8 +22,8 @@ extension StoredRecord {
         return Self.isQEMU(now.executable) ? now : nil
     }
 
-    /// Whether an executable path names a QEMU emulator.
-    static func isQEMU(_ executable: String) -> Bool {
+    /// Whether an executable path names a QEMU system emulator (`qemu-system-*`, `qemu-kvm`).
+    package static func isQEMU(_ executable: String) -> Bool {
         let base = executable.split(separator: "/").last.map(String.init) ?? ""
         return base.hasPrefix("qemu-system-") || base.hasPrefix("qemu-kvm")
     }

@@ -419,4 +419,23 @@ import Testing
         #expect(try await w.qemuctl("vnc", "open", "--insecure-listen").status == 2)
         #expect(try await w.qemuctl("vnc", "open", "--stdio", "--listen", "127.0.0.1:0").status == 2)
     }
+
+    // MARK: - import of something that is not QEMU (item 5)
+
+    @Test func importOfAFakeMonitorFails() async throws {
+        let w = try Workspace("im")
+        defer { w.cleanUp() }
+        // A Python script that speaks QMP well enough.
+        let socket = w.dir.file("fake.sock")
+        let fake = try Self.startFakeMonitor(w, socket: socket, log: w.dir.file("fake.log"), extra: ["-name", "fake"])
+        defer { kill(fake.processIdentifier, SIGKILL); fake.waitUntilExit() }
+        let r = try await w.qemuctl("import", "--socket", socket)
+        #expect(r.status != 0, "\(r.out)\(r.err)")
+        #expect(r.err.contains("not a QEMU system emulator"), "\(r.err)")
+        #expect(r.out.isEmpty)
+        // --adopt neither: nothing is recorded.
+        let adopt = try await w.qemuctl("import", "fake", "--socket", socket, "--adopt")
+        #expect(adopt.status != 0)
+        #expect(!FileManager.default.fileExists(atPath: "\(w.state)/fake/record.json"))
+    }
 }
