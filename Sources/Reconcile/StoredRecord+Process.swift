@@ -47,7 +47,17 @@ extension StoredRecord {
             return .failure(ProofFailure(message: "no live QEMU matches its record"))
         }
         let socket = adopted?.socketPath ?? layout.socketPath
-        if let why = expected.disproof(servingSocket: socket) {
+        // A QEMU stopped or wedged long enough fills its listen queue, and a connect then fails: the
+        // recorded identity alone (start time, executable, this user's process) has to do for it.
+        // (One connection only: each one takes a place in that queue.)
+        let why: String?
+        if let peer = ProcessIdentity.listener(of: socket) {
+            why = expected.disproof(peerPID: peer.pid, peerUID: peer.uid)
+        } else {
+            why = expected.disproofOfLiveProcess() ?? (Posix.ownerAndMode("/proc/\(expected.pid)")?.uid == Posix.effectiveUID
+                                                      ? nil : "pid \(expected.pid) does not run as this user")
+        }
+        if let why {
             return .failure(ProofFailure(message: "pid \(expected.pid) is not proven to be its QEMU: \(why)"))
         }
         return .success(expected.pid)

@@ -92,7 +92,8 @@ extension QemuCtlCommand {
                         defer { instance.close() }
                         // The ladder ends in signals to the monitor's peer: only to the recorded QEMU.
                         if let why = store.disproof(ofPeer: instance.pid, uid: instance.qmp.peerUID, name: name) {
-                            throw OperatorError("not stopping \(name): \(why)", status: OperatorExit.refused)
+                            throw OperatorError("not stopping \(name): the process on its socket is not the QEMU qemuctl launched or adopted: \(why)",
+                                                status: OperatorExit.refused)
                         }
                         do throws(InstanceError) {
                             outcome = try await instance.stop(timeout: .milliseconds(Int(timeout * 1000)), stepTimeout: deadline)

@@ -62,6 +62,13 @@ struct HandoffOptions: ParsableArguments {
             Terminal.fail("no running VM named \(name) in \(global.store.directory) (no \(layout.socketPath))")
             throw ExitCode(1)
         }
+        // A viewer types its password into whatever gets its connection: only the recorded QEMU does.
+        let peer = ProcessIdentity.listener(of: layout.socketPath)
+        if let why = global.store.disproof(ofPeer: peer?.pid ?? -1, uid: peer?.uid, name: name) {
+            Terminal.fail("refusing to hand clients to the monitor of VM \(name): the process on \(layout.socketPath) "
+                          + "is not the QEMU qemuctl launched or adopted: \(why)")
+            throw ExitCode(1)
+        }
         let passwordRequired: Bool
         do {
             passwordRequired = try await DisplayHandoff.check(display, vm: name, socketPath: layout.socketPath, timeout: global.deadline)
