@@ -21,6 +21,15 @@ package enum QMPExchange {
     /// ``QMPError/Code-swift.struct/commandFailed``.
     package typealias Reply = Result<JSONValue, QMPError>
 
+    /// The process at the other end of a monitor connection, as the kernel reports it
+    /// (`SO_PEERCRED`: the credentials of the process that listens on the socket).
+    package struct Peer: Sendable, Hashable {
+        /// Its process id.
+        package var pid: Int32
+        /// Its user id.
+        package var uid: UInt32
+    }
+
     /// What to say to one monitor.
     package struct Conversation {
         /// The socket path.
@@ -32,16 +41,25 @@ package enum QMPExchange {
         /// the greeting is read and ``start`` has checked the peer: read-only queries only.
         /// Their replies come first in the first batch's.
         package var opening: [Command] = []
-        /// Called with the greeting and the peer's pid (`SO_PEERCRED`): the commands the
-        /// first batch adds to the ``opening`` (may be none), or `nil` to hang up at once.
-        package var start: (QMPGreeting, Int32?) -> [Command]?
+        /// Called with the greeting and the peer (`SO_PEERCRED`; `nil` when the kernel did not
+        /// say): the commands the first batch adds to the ``opening`` (may be none), or `nil`
+        /// to hang up at once. This is where a caller proves who the peer is before it sends
+        /// anything that is not a read-only query.
+        package var start: (QMPGreeting, Peer?) -> [Command]?
         /// Called with each batch's replies, in order: the next batch, or `nil` when done.
         package var next: ([Reply]) -> [Command]? = { _ in nil }
 
-        /// A conversation with the monitor at `path`.
+        /// A conversation with the monitor at `path`; `start` is given the peer's pid.
         package init(path: String, start: @escaping (QMPGreeting, Int32?) -> [Command]?) {
             self.path = path
-            self.start = start
+            self.start = { greeting, peer in start(greeting, peer?.pid) }
+        }
+
+        /// A conversation with the monitor at `path` whose `start` is given the peer's pid and uid.
+        package static func checkingPeer(path: String, start: @escaping (QMPGreeting, Peer?) -> [Command]?) -> Conversation {
+            var c = Conversation(path: path) { _, _ in nil }
+            c.start = start
+            return c
         }
     }
 
@@ -212,7 +230,7 @@ package enum QMPExchange {
         var lastConnectErrno: CInt = 0
         var framer: QMPFrameReader
         var greeting: QMPGreeting? = nil
-        var peerPID: Int32? = nil
+        var peer: Peer? = nil
         var negotiated = false
         var capabilitiesSent = false
         var nextID = 1
@@ -245,7 +263,7 @@ package enum QMPExchange {
 
         func adopt(_ fd: CInt) {
             self.fd = fd
-            peerPID = Sys.peerCredentials(fd).map { Int32($0.pid) }
+            peer = Sys.peerCredentials(fd).map { Peer(pid: Int32($0.pid), uid: UInt32($0.uid)) }
         }
 
         func connect(timeout: Duration, now: UInt64) {
@@ -291,12 +309,16 @@ package enum QMPExchange {
                     fail(error)
                 case .success(.greeting(let g)) where greeting == nil:
                     greeting = g
-                    guard let first = conversation.start(g, peerPID) else { return finish() }
+                    guard let first = conversation.start(g, peer) else { return finish() }
                     if !first.isEmpty || batch.isEmpty { send(first) }
                 case .success(.reply(let explicitID, let result)):
                     // An id-less error answers input QEMU could not parse: the oldest unanswered command.
+                    // Every earlier batch was answered in full before this one was sent, so a reply
+                    // that matches no unanswered command of this batch answers nothing we asked.
                     guard let entry = batch.first(where: { entry in explicitID.map { $0 == entry.id } ?? (results[entry.id] == nil) }),
-                          results[entry.id] == nil else { continue }
+                          results[entry.id] == nil else {
+                        return fail(Wire.unmatchedReply(id: explicitID.map(String.init), path: path))
+                    }
                     results[entry.id] = result.mapError { $0.qmpError(command: entry.command) }
                     if results.count == batch.count { batchAnswered() }
                 case .success:

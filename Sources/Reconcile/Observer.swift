@@ -208,19 +208,13 @@ package struct Observer: Sendable {
             (ObservedVM(name: name, ownership: .foreign, liveness: .alive, detail: detail, record: nil, live: nil), nil)
         }
 
-        /// Why the QEMU answering on the VM's socket is not the one the record names, if it is not:
-        /// the one place the peer is checked (its pid and command line, or an adopted VM's pid).
-        func peerProblem(_ peer: Int32?) -> String? {
-            guard let peer else { return nil }
-            if let adopted = stored?.adopted {
-                return adopted.matches(pid: peer) ? nil
-                    : "the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl adopted (pid \(adopted.pid))"
-            }
-            guard let stored else { return nil }
-            let mentioned = peer == running?.pid
-                ? Posix.mentionsAnyOf([stored.launch.uuid], commandLine: running?.commandLine ?? [])
-                : Posix.commandLine(of: peer, mentionsAnyOf: [stored.launch.uuid])
-            return mentioned == false ? "the QEMU on \(layout.socketPath) (pid \(peer)) is not the one qemuctl launched" : nil
+        /// Why the process answering on the VM's socket is not the QEMU the record names, if it is
+        /// not: the one place the peer is checked (uid, pid, start time and executable, from the
+        /// record's process identity; an adopted VM's likewise).
+        func peerProblem(_ peer: MonitorObservation.MonitorPeer?) -> String? {
+            guard let stored, let why = stored.disproof(peer: peer.map { ($0.pid, $0.uid) }, layout: layout) else { return nil }
+            return "the process on \(layout.socketPath)\(peer.map { " (pid \($0.pid))" } ?? "") is not the QEMU qemuctl "
+                + "\(stored.adopted == nil ? "launched" : "adopted"): \(why)"
         }
 
         /// What to ask this VM's QEMU: at the greeting, once its peer is checked, the reads the

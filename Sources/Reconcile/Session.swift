@@ -54,7 +54,13 @@ package struct Session: Sendable {
         let preconnected = observer.takeEarly() ?? observer.preconnect()
         let set = ManifestLoader(hostFiles: .ignore).load(paths: paths)
         if set.hasErrors { throw .manifests(set) }
-        var problems: [String] = []
+        // Nothing declared would make --prune delete every managed VM (empty stdin, an empty or comments-only file).
+        if prune && set.virtualMachines.isEmpty {
+            throw .invalid(["error: no objects passed to apply: \(paths.joined(separator: ", ")) declare\(paths.count == 1 ? "s" : "") no VM, "
+                            + "and --prune with nothing declared would delete every managed VM (hint: pass the manifests; "
+                            + "`qemuctl delete NAME` deletes a VM)"])
+        }
+        var problems: [String] = HostClaims.conflicts(desired: set.virtualMachines, store: store, prune: prune)
         var options = PlanOptions(prune: prune, restart: restart, fingerprint: fingerprint)
         let markers: SecretMarkers
         do { markers = try SecretMarkers(store: store, create: false) } catch { throw .invalid([error.message]) }

@@ -180,7 +180,7 @@ package struct StateStore: Sendable {
         guard let state = try? openDirectory(create: false) else { return [] }
         defer { Posix.closeFD(state) }
         return Posix.entryNames(at: state).filter { name in
-            guard !name.hasPrefix("."), !name.hasSuffix(".sock") else { return false }
+            guard !name.hasPrefix("."), !name.hasSuffix(".sock"), StringFormat.name.accepts(name) else { return false }
             if Posix.entryIsSymbolicLink(at: state, name) { return true }
             let (vm, error) = Posix.openPrivateDirectory(at: state, name, parent: directory, create: false)
             if vm < 0 { return error != nil && Posix.entryKind(at: state, name) == "a directory" }

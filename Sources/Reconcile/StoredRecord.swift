@@ -6,7 +6,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
-import QemuCtl
+package import QemuCtl
 package import Manifest
 
 /// What the state directory keeps per managed VM (`NAME/record.json`): the launch
@@ -32,6 +32,9 @@ package struct StoredRecord: Sendable, Hashable, Codable {
     /// What `qemuctl controller` recorded about the VM's exits and restarts (restart count, last
     /// exit, backoff); `nil` until the controller saw it exit, and in records written before it existed.
     package var restarts: RestartHistory?
+    /// The QEMU process (pid, start time, executable) as it was when launched or adopted:
+    /// what proves a monitor's peer and a signal's target (see ``StoredRecord/disproof(peer:layout:)``).
+    package var process: ProcessIdentity? = nil
 
     /// Creates a record.
     package init(launch: LaunchRecord, restartPending: Bool = false, pid: Int32? = nil, accelerator: String? = nil,

@@ -48,8 +48,9 @@ func listeningPort(_ stderr: String) -> Int? {
         pipe.closeInput()
         #expect(await pipe.waitForExit() == 0)
 
-        // --listen (default 127.0.0.1, a free port printed on stderr): one hand-off per client.
-        let listener = try Spawned(["vnc", "v"], environment: w.env, pty: false)
+        // --listen (127.0.0.1, a free port printed on stderr): one hand-off per client. This VM has no
+        // VNC password, so TCP (which every local user reaches) takes --insecure-listen.
+        let listener = try Spawned(["vnc", "v", "--listen", "127.0.0.1:0", "--insecure-listen"], environment: w.env, pty: false)
         try await listener.waitFor("the listening address") { _, err in listeningPort(err) != nil }
         let port = try #require(listeningPort(listener.errorText))
         for i in 1...3 {
@@ -88,7 +89,7 @@ func listeningPort(_ stderr: String) -> Int? {
         pipe.closeInput()
         #expect(await pipe.waitForExit() == 0)
 
-        let listener = try Spawned(["spice", "s", "--listen", "127.0.0.1:0", "--once"], environment: w.env, pty: false)
+        let listener = try Spawned(["spice", "s", "--listen", "127.0.0.1:0", "--insecure-listen", "--once"], environment: w.env, pty: false)
         try await listener.waitFor("the listening address") { _, err in listeningPort(err) != nil }
         let client = try TCPTestClient(port: try #require(listeningPort(listener.errorText)))
         client.send(spiceLinkMessage)

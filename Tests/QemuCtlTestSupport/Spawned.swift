@@ -1,3 +1,4 @@
+import CSocketShims
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -185,6 +186,13 @@ public final class TCPTestClient: Sendable {
             close(fd)
             throw FixtureError("connect 127.0.0.1:\(port): \(e)")
         }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+    }
+
+    /// Connects to the unix socket at `unixPath`.
+    public init(unixPath: String) throws {
+        fd = csock_unix_connect(unixPath)
+        guard fd >= 0 else { throw FixtureError("connect \(unixPath): \(String(cString: strerror(errno)))") }
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
     }
 

@@ -459,6 +459,11 @@ final class Connection: Sendable {
         case .success(.event(let event)):
             deliver(event)
         case .success(.reply(let explicitID, let result)):
+            // Ids below this were issued by this connection (see ``nextID()``).
+            let issued = ids.load(ordering: .relaxed)
+            if let explicitID, explicitID < 1 || explicitID >= issued {
+                return Wire.unmatchedReply(id: String(explicitID), path: path)
+            }
             let resume: (UnsafeContinuation<Reply, Never>, Reply)? = state.withLock { s in
                 var id = explicitID
                 if id == nil {
@@ -466,7 +471,9 @@ final class Connection: Sendable {
                     // are answered in order, so it belongs to the oldest unanswered call.
                     id = s.pending.filter { if case .direct(_?) = $0.value.waiter { return false }; return true }.keys.min()
                 }
-                guard let id, let p = s.pending[id] else { return nil }  // a late reply: dropped
+                // An id this connection issued whose call is gone: a reply after its deadline
+                // or cancellation, dropped (the range check above refused ids never issued).
+                guard let id, let p = s.pending[id] else { return nil }
                 let reply = result.mapError { $0.qmpError(command: p.command) }
                 return s.complete(id, reply).map { ($0, reply) }
             }

@@ -82,6 +82,16 @@ enum Wire {
         QMPError(code: .protocolViolation, message: "\(path) closed the connection without a QMP greeting: is it a QEMU monitor socket?")
     }
 
+    /// The error for a reply whose id matches no command this connection sent (a string id,
+    /// an id never issued, a second reply to one command, or an id-less reply with nothing
+    /// waiting): QEMU never does that, so the peer is not a QEMU monitor or the stream is
+    /// corrupt, and no reply on this connection can be trusted to answer what it seems to.
+    static func unmatchedReply(id: String?, path: String) -> QMPError {
+        QMPError(code: .protocolViolation, message:
+            "\(path) sent a reply \(id.map { "with id \($0)" } ?? "without an id") that matches no command sent: "
+            + "not a QEMU monitor, or a corrupt stream; the connection was closed")
+    }
+
     /// The error for a call that got no reply in time.
     static func timedOut(_ command: String, path: String) -> QMPError {
         QMPError(code: .timedOut, command: command,
@@ -112,12 +122,23 @@ enum Wire {
                 seconds: timestamp?["seconds"]?.intValue ?? 0,
                 microseconds: timestamp?["microseconds"]?.intValue ?? 0)))
         }
+        // Our commands carry integer ids only: a reply with any other id answers nothing we sent.
+        let id: Int?
+        switch message["id"] {
+        case nil: id = nil
+        case .int(let i)?: id = i
+        case let other?:
+            guard message["error"] != nil || message["return"] != nil else { id = nil; break }
+            return .failure(unmatchedReply(id: "\(other)", path: path))
+        }
         if let error = message["error"] {
-            return .success(.reply(id: message["id"]?.intValue, .failure(ReplyError(
+            return .success(.reply(id: id, .failure(ReplyError(
                 errorClass: error["class"]?.stringValue ?? "GenericError", desc: error["desc"]?.stringValue ?? "\(error)"))))
         }
         if let result = message["return"] {
-            return .success(.reply(id: message["id"]?.intValue, .success(result)))
+            // QEMU echoes the id of every command it parsed; only an error may lack one.
+            guard id != nil else { return .failure(unmatchedReply(id: nil, path: path)) }
+            return .success(.reply(id: id, .success(result)))
         }
         if let qmp = message["QMP"] {
             let version = qmp["version"]?["qemu"]

@@ -66,7 +66,7 @@ package enum Posix {
     }
 
     /// Writes `bytes` to `path` atomically with mode `mode`: a temporary file beside
-    /// it (`PATH.tmp.PID`), fsync, rename over `path`, fsync of the directory. A crash
+    /// it (`PATH.RANDOM.tmp.PID`, created with `O_EXCL`), fsync, rename over `path`, fsync of the directory. A crash
     /// or a failed write (disk full, file size limit) at any moment leaves either the
     /// old file or the new one, never a mix; on failure the temporary file is removed
     /// and the message says that `path` is unchanged. Returns nil or an error message.

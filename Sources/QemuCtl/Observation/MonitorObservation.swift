@@ -96,19 +96,28 @@ public enum MonitorObservation: Sendable {
         public func claim() -> Bool { connections.claim() }
     }
 
+    /// The process at the other end of a monitor connection, as the kernel reports it
+    /// (`SO_PEERCRED`: the process that listens on the socket).
+    public struct MonitorPeer: Sendable, Hashable {
+        /// Its process id.
+        public var pid: Int32
+        /// Its user id.
+        public var uid: UInt32
+    }
+
     /// One monitor to observe.
     public struct Target {
         /// The monitor's socket path.
         public var path: String
-        /// Called at the greeting with the peer's pid (`SO_PEERCRED`): what to read, or nil to
-        /// hang up at once (the peer is not the QEMU the caller expects).
-        public var greeted: (Int32?) -> ObservationReads?
+        /// Called at the greeting with the peer (`SO_PEERCRED`; nil when the kernel did not say):
+        /// what to read, or nil to hang up at once (the peer is not the QEMU the caller expects).
+        public var greeted: (MonitorPeer?) -> ObservationReads?
         /// Asked when a connection is refused or the socket is missing: whether to try again
         /// within the deadline (a QEMU that is still starting).
         public var retryRefused: () -> Bool
 
         /// Creates a target.
-        public init(path: String, retryRefused: @escaping () -> Bool = { false }, greeted: @escaping (Int32?) -> ObservationReads?) {
+        public init(path: String, retryRefused: @escaping () -> Bool = { false }, greeted: @escaping (MonitorPeer?) -> ObservationReads?) {
             self.path = path
             self.greeted = greeted
             self.retryRefused = retryRefused
@@ -153,9 +162,9 @@ public enum MonitorObservation: Sendable {
         init(_ target: Target) { self.target = target }
 
         func conversation() -> QMPExchange.Conversation {
-            var c = QMPExchange.Conversation(path: target.path) { [self] _, peer in
+            var c = QMPExchange.Conversation.checkingPeer(path: target.path) { [self] _, peer in
                 greeted = true
-                guard let wanted = target.greeted(peer) else {
+                guard let wanted = target.greeted(peer.map { MonitorPeer(pid: $0.pid, uid: $0.uid) }) else {
                     hungUp = true
                     return nil
                 }

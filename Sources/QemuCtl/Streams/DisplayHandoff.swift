@@ -10,8 +10,12 @@ package enum DisplayHandoff {
     /// The corresponding QMP commands are `query-vnc-servers` (which, unlike `query-vnc`,
     /// lists a server with no listening socket, `-vnc none`) and `query-spice`; a QEMU built
     /// without SPICE does not know `query-spice`, which is reported as such.
+    /// - Returns: Whether the server requires a password (VNC `auth` other than `none`,
+    ///   SPICE `auth` other than `none`), so that a hand-off that anyone on the host can
+    ///   reach is refused for a display without one.
+    @discardableResult
     package static func check(_ display: DisplayProtocol, vm name: String, socketPath: String,
-                              timeout: Duration) async throws(InstanceError) {
+                              timeout: Duration) async throws(InstanceError) -> Bool {
         let command = display == .vnc ? "query-vnc-servers" : "query-spice"
         let reply: JSONValue
         do {
@@ -29,6 +33,8 @@ package enum DisplayHandoff {
             let hint = display == .vnc ? "spec.display.vnc: {listen: none}" : "spec.display.spice: {listen: unix}"
             throw InstanceError(code: .unsupported, message: "VM \(name) has no \(display == .vnc ? "VNC" : "SPICE") display: add \(hint) to its manifest and apply with --restart=if-needed")
         }
+        let auth = display == .vnc ? reply.arrayValue?.first?["auth"]?.stringValue : reply["auth"]?.stringValue
+        return auth != nil && auth != "none"
     }
 
     /// Passes the connected socket `fd` to the VM's `display` server. The caller keeps

@@ -71,6 +71,47 @@ package enum LocalSockets {
         return Listener(fd: fd, host: host, port: Int(UInt16(bigEndian: bound)))
     }
 
+    /// Listens on a new unix socket at `path`, mode 0600, in `path`'s directory, which must
+    /// belong to this user and be closed to group and others (so no one else can reach the
+    /// socket, or put another in its place). A stale socket of ours at `path` is replaced.
+    ///
+    /// The ``Listener/port`` of a unix listener is 0 and its ``Listener/host`` the path.
+    package static func listenUnix(path: String) throws(InstanceError) -> Listener {
+        let slash = path.lastIndex(of: "/")
+        let dir = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
+        var st = stat()
+        guard stat(dir, &st) == 0 else { throw error("\(dir)") }
+        guard st.st_uid == geteuid(), st.st_mode & 0o077 == 0 else {
+            throw InstanceError(code: .invalidConfig, message:
+                "\(dir) must belong to this user and be closed to group and others (it is uid \(st.st_uid), mode "
+                + "\(String(st.st_mode & 0o7777, radix: 8))): a hand-off socket there could be reached or replaced by someone else")
+        }
+        var existing = stat()
+        if lstat(path, &existing) == 0 {
+            guard existing.st_mode & S_IFMT == S_IFSOCK, existing.st_uid == geteuid() else {
+                throw InstanceError(code: .invalidConfig, message: "\(path) exists and is not a socket of this user's; not replacing it")
+            }
+            unlink(path)
+        }
+        let fd = csock_unix_listen(path, 16)
+        guard fd >= 0 else { throw error("listen on \(path)") }
+        guard chmod(path, 0o600) == 0 else {
+            let e = error("chmod 0600 \(path)")
+            Glibc.close(fd)
+            unlink(path)
+            throw e
+        }
+        return Listener(fd: fd, host: path, port: 0)
+    }
+
+    /// The uid of the process at the other end of the unix socket `fd` (`SO_PEERCRED`), or
+    /// `nil` when the kernel does not say (a TCP socket).
+    package static func peerUID(_ fd: Int32) -> UInt32? {
+        var pid: pid_t = 0
+        var uid: uid_t = 0
+        return csock_peer_credentials(fd, &pid, &uid) == 0 ? UInt32(uid) : nil
+    }
+
     /// Waits for the next client of `listener`; `nil` when the signal pipe `wake` became readable first.
     /// Blocks the calling thread.
     package static func accept(_ listener: Listener, wake: Int32) throws(InstanceError) -> Int32? {

@@ -89,9 +89,11 @@ extension QemuCtlCommand {
             let observed: [ObservedVM]
             var configs: [String: VMConfig] = [:]
             if let planFile {
-                guard let data = FileManager.default.contents(atPath: planFile),
-                      let saved = try? JSONDecoder().decode(Plan.self, from: data) else {
-                    Terminal.fail("\(planFile) is not a plan written by `qemuctl plan -o`", hint: "save one with: qemuctl plan -f MANIFESTS -o \(planFile)")
+                let saved: Plan
+                do {
+                    saved = try PlanFile.load(planFile, store: store)
+                } catch {
+                    Terminal.fail(error.message, hint: "save one with: qemuctl plan -f MANIFESTS -o \(planFile)")
                     return 2
                 }
                 // Observed as `plan` did: with the manifests' specs the plan was made for.

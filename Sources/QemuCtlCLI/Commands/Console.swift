@@ -32,7 +32,7 @@ extension QemuCtlCommand {
 
         @OptionGroup var global: GlobalOptions
 
-        @Argument(help: "The VM name.")
+        @Argument(help: "The VM name.", transform: VMNameArgument.parse)
         var name: String
 
         @Flag(help: "Print the serial log so far and exit.")

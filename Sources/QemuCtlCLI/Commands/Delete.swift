@@ -20,7 +20,7 @@ extension QemuCtlCommand {
 
         @OptionGroup var global: GlobalOptions
 
-        @Argument(help: "VM names.")
+        @Argument(help: "VM names.", transform: VMNameArgument.parse)
         var names: [String]
 
         @Flag(help: "Kill at once (SIGKILL) instead of asking the guest to power off.")

@@ -20,7 +20,7 @@ extension QemuCtlCommand {
 
         @OptionGroup var global: GlobalOptions
 
-        @Argument(help: "The VM name.")
+        @Argument(help: "The VM name.", transform: VMNameArgument.parse)
         var name: String
 
         @Option(name: .shortAndLong, help: "table (text) or json.")

@@ -44,7 +44,7 @@ extension QemuCtlCommand {
         @OptionGroup var global: GlobalOptions
 
         @Argument(help: "VM names (default: every VM of the state directory, including ones launched later).",
-                  completion: .vmNames)
+                  completion: .vmNames, transform: VMNameArgument.parse)
         var names: [String] = []
 
         @Flag(help: "One JSON object per line.")
@@ -105,6 +105,9 @@ final class EventFollower: Sendable {
     private let state = Mutex(State())
     /// Serialises output lines.
     private let output = Mutex(())
+    /// How many lines are being written: a `write(2)` to a full pipe nobody reads blocks
+    /// until the reader drains it, perhaps never.
+    private let writing = Atomic<Int>(0)
 
     init(store: StateStore, names: [String], json: Bool, sinceStart: Bool, deadline: Duration,
          sink: (@Sendable (String, String, JSONValue) -> Void)? = nil, rescanInterval: Duration = .milliseconds(200)) {
@@ -118,7 +121,17 @@ final class EventFollower: Sendable {
     }
 
     /// Asks ``run()`` to return (from a signal handler's queue).
-    func requestStop() { state.withLock { $0.stop = true } }
+    ///
+    /// ``run()`` returns once every follower has ended, and a follower blocked writing to
+    /// a full standard output (a pipe nobody reads) never ends: if one still writes 500 ms
+    /// later, the process exits at once with status 0, as a stop does;
+    /// the line being written is lost, nothing else is pending.
+    func requestStop() {
+        state.withLock { $0.stop = true }
+        DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(500)) { [self] in
+            if writing.load(ordering: .acquiring) > 0 { Posix.exitImmediately(0) }
+        }
+    }
 
     private var shouldStop: Bool {
         if Terminal.stdoutClosed { state.withLock { $0.stdoutClosed = true } }
@@ -286,7 +299,9 @@ final class EventFollower: Sendable {
             line = "\(Terminal.paint(stamp, .dim))  \(padded)  \(Terminal.paint(eventText, Self.colour(event)))"
                 + (dataText.isEmpty ? "" : "  " + dataText)
         }
+        writing.add(1, ordering: .acquiringAndReleasing)
         let ok = output.withLock { _ in Terminal.writeLine(line) }
+        writing.subtract(1, ordering: .acquiringAndReleasing)
         if !ok { state.withLock { $0.stdoutClosed = true } }
     }
 

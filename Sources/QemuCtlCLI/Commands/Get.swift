@@ -164,7 +164,7 @@ extension QemuCtlCommand {
 
         @OptionGroup var global: GlobalOptions
 
-        @Argument(help: "VM names (default: all managed VMs).")
+        @Argument(help: "VM names (default: all managed VMs).", transform: VMNameArgument.parse)
         var names: [String] = []
 
         @Option(name: .shortAndLong, help: "table, json or yaml.")

@@ -33,7 +33,7 @@ extension QemuCtlCommand {
 
         @OptionGroup var global: GlobalOptions
 
-        @Argument(help: "The VM name (default: QEMU's -name).")
+        @Argument(help: "The VM name (default: QEMU's -name).", transform: VMNameArgument.parse)
         var name: String?
 
         @Option(help: "The process id of the QEMU.")

@@ -19,8 +19,11 @@ extension QemuCtlCommand {
             abstract: "Show (and optionally save) what apply would do.",
             discussion: """
                 --json prints the plan as JSON; -o FILE saves it for `qemuctl apply FILE`, which \
-                applies exactly that plan and refuses it if the VMs changed in between. Secrets \
-                never appear in a plan.
+                applies exactly that plan and refuses it if the VMs changed in between. A saved \
+                plan is authenticated with a key kept in the state directory: apply refuses one \
+                that was modified, made for another state directory, owned by another user or \
+                writable by others; -o refuses a directory other users may write without the \
+                sticky bit. Secrets never appear in a plan.
 
                 Exit status: 0 success; with --detailed-exitcode (terraform's rule) 0 no changes, \
                 1 error, 2 changes.
@@ -62,12 +65,12 @@ extension QemuCtlCommand {
             }
             let plan = result.plan
             if let out {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                // Written like the state files: a temporary file, synced, renamed (readable by others, as a
-                // plan carries no secret).
-                if let problem = Posix.writeFileAtomically(out, Array(try encoder.encode(plan)), mode: 0o644) {
-                    Terminal.fail(problem, hint: "check that the directory exists and is writable")
+                // Authenticated with the state directory's key, written under an unpredictable name
+                // with O_EXCL and renamed into place (readable by others, as a plan carries no secret).
+                do {
+                    try PlanFile.save(plan, to: out, store: global.store)
+                } catch {
+                    Terminal.fail(error.message, hint: "check that the directory exists and is writable")
                     throw ExitCode(Plan.planErrorExitCode)
                 }
             }

@@ -30,7 +30,7 @@ extension QemuCtlCommand {
 
         @OptionGroup var global: GlobalOptions
 
-        @Argument(help: "The VM name.", completion: .vmNames)
+        @Argument(help: "The VM name.", completion: .vmNames, transform: VMNameArgument.parse)
         var name: String
 
         @Argument(help: "The QMP command, e.g. query-status.")
@@ -108,7 +108,7 @@ extension QemuCtlCommand {
 
         @OptionGroup var global: GlobalOptions
 
-        @Argument(help: "The VM name.", completion: .vmNames)
+        @Argument(help: "The VM name.", completion: .vmNames, transform: VMNameArgument.parse)
         var name: String
 
         @Argument(parsing: .remaining, help: "The HMP command line, e.g. info status.")

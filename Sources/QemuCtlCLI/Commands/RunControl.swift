@@ -15,7 +15,7 @@ import Reconcile
 struct RunControlOptions: ParsableArguments {
     @OptionGroup var global: GlobalOptions
 
-    @Argument(help: "VM names.", completion: .vmNames)
+    @Argument(help: "VM names.", completion: .vmNames, transform: VMNameArgument.parse)
     var names: [String]
 
     @Option(help: "Seconds to wait for another qemuctl holding the state directory; 0 fails at once.")

@@ -8,7 +8,8 @@ extension QemuCtlCommand {
             commandName: "spice",
             abstract: "Hand SPICE connections to a VM's display without opening a TCP port of QEMU's.",
             discussion: """
-                Works as qemuctl vnc does (--listen or --stdio), for the VM's SPICE server \
+                Works as qemuctl vnc does (a private unix socket by default, --socket PATH, --stdio, \
+                or --listen with a password or --insecure-listen), for the VM's SPICE server \
                 (spec.display.spice). A QEMU built without SPICE is reported as such.
                 """
         )

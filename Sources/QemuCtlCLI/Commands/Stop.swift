@@ -31,7 +31,7 @@ extension QemuCtlCommand {
 
         @OptionGroup var state: StateDirOption
 
-        @Argument(help: "VM names.", completion: .vmNames)
+        @Argument(help: "VM names.", completion: .vmNames, transform: VMNameArgument.parse)
         var names: [String]
 
         @Option(help: "Seconds the guest may take to power off before the ladder escalates (quit, SIGTERM, SIGKILL).")
@@ -59,7 +59,7 @@ extension QemuCtlCommand {
                     let layout = try access.layout(name)
                     let outcome: StopOutcome
                     if force {
-                        outcome = try await kill(name, pid: store.runningPID(name))
+                        outcome = try await kill(name, pid: try Self.provenPID(name, store: store))
                     } else {
                         guard store.runningPID(name) != nil || Posix.fileExists(layout.socketPath) else {
                             print("\(name): not running")
@@ -77,7 +77,7 @@ extension QemuCtlCommand {
                             // client) cannot take the power button or quit: the ladder goes on
                             // with the signals. A busy monitor is reported instead: the guest
                             // would lose its clean shutdown only because someone holds the socket.
-                            if failure.status == OperatorExit.unresponsive, let pid = store.runningPID(name),
+                            if failure.status == OperatorExit.unresponsive, let pid = try Self.provenPID(name, store: store),
                                !MonitorProbe.diagnose(socketPath: layout.socketPath, pid: pid).isBusy {
                                 Terminal.warn("\(failure.message); going on with SIGTERM")
                                 outcome = try await signals(name, pid: pid, start: start, stepTimeout: deadline)
@@ -90,6 +90,11 @@ extension QemuCtlCommand {
                             throw failure
                         }
                         defer { instance.close() }
+                        // The ladder ends in signals to the monitor's peer: only to the recorded QEMU.
+                        if let why = store.disproof(ofPeer: instance.pid, uid: instance.qmp.peerUID, name: name) {
+                            throw OperatorError("not stopping \(name): the process on its socket is not the QEMU qemuctl launched or adopted: \(why)",
+                                                status: OperatorExit.refused)
+                        }
                         do throws(InstanceError) {
                             outcome = try await instance.stop(timeout: .milliseconds(Int(timeout * 1000)), stepTimeout: deadline)
                         } catch {
@@ -98,6 +103,31 @@ extension QemuCtlCommand {
                     }
                     report(name, outcome, store: store)
                 }
+            }
+        }
+
+        /// The pid of the VM's QEMU, proven to be the recorded one serving its socket
+        /// (``StoredRecord/signallablePID(layout:)``), or `nil` when none runs.
+        ///
+        /// - Throws: ``OperatorError`` when a process runs but is not proven to be the
+        ///   recorded QEMU: it is never signalled.
+        static func provenPID(_ name: String, store: StateStore) throws(OperatorError) -> Int32? {
+            let layout = store.layout(name)
+            guard let record = try? store.loadRecord(StoredRecord.self, name: name) else {
+                // No record: only a listener on the VM's socket that runs as this user and is a QEMU.
+                guard let peer = ProcessIdentity.listener(of: layout.socketPath) else { return nil }
+                guard peer.uid == Posix.effectiveUID, let exe = ProcessIdentity.executable(of: peer.pid),
+                      exe.split(separator: "/").last?.hasPrefix("qemu") == true else {
+                    throw OperatorError("not signalling pid \(peer.pid) on \(layout.socketPath): it is not this user's QEMU",
+                                        status: OperatorExit.refused)
+                }
+                return peer.pid
+            }
+            switch record.signallablePID(layout: layout) {
+            case .success(let pid): return pid
+            case .failure(let why):
+                guard record.expectedProcess(fallbackPID: Instance.readPIDFile(layout.pidFile)) != nil else { return nil }
+                throw OperatorError("not signalling VM \(name): \(why.message)", status: OperatorExit.refused)
             }
         }
 

@@ -27,7 +27,7 @@ struct MonitorAccess {
     /// The runtime layout of `name`, after checking that the name can be a VM of the
     /// state directory and that something is there.
     func layout(_ name: String) throws(OperatorError) -> RuntimeLayout {
-        guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
+        guard VMNameArgument.isValid(name) else {
             throw OperatorError("'\(name)' is not a VM name", status: OperatorExit.usage)
         }
         let layout = store.layout(name)
@@ -55,11 +55,20 @@ struct MonitorAccess {
     func connect(_ name: String) async throws(OperatorError) -> QMPClient {
         let layout = try layout(name)
         guard Posix.fileExists(layout.socketPath) else { throw notRunning(name) }
+        let client: QMPClient
         do {
-            return try await QMPClient.connect(to: layout.socketPath, timeout: deadline)
+            client = try await QMPClient.connect(to: layout.socketPath, timeout: deadline)
         } catch {
             throw failure(error, name: name)
         }
+        // Commands (a password with `qmp NAME set_password`, a stop) go only to the QEMU the record names.
+        if let why = store.disproof(ofPeer: client.peerPID ?? -1, uid: client.peerUID, name: name) {
+            client.close()
+            throw OperatorError("refusing to use the monitor of VM \(name): \(why)",
+                                hint: "the process on \(layout.socketPath) is not the QEMU qemuctl launched or adopted",
+                                status: OperatorExit.refused)
+        }
+        return client
     }
 
     /// The error for a VM that does not run.

@@ -41,10 +41,11 @@ extension CompletionKind {
 
 /// Names of the VMs in a state directory.
 enum VMNames {
-    /// Recorded VMs plus any `NAME.sock`, sorted.
+    /// Recorded VMs plus any `NAME.sock`, sorted; only names that pass the VM name rule
+    /// (``VMNameArgument``), so no path is built from a stray entry's text.
     static func list(in store: StateStore) -> [String] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: store.directory)) ?? []
         let sockets = entries.filter { $0.hasSuffix(".sock") && !$0.hasPrefix(".") }.map { String($0.dropLast(5)) }
-        return Array(Set(store.recordedNames() + sockets)).sorted()
+        return Array(Set(store.recordedNames() + sockets)).filter(VMNameArgument.isValid).sorted()
     }
 }

@@ -171,6 +171,7 @@ private final class EarlyRecord: Sendable {
     /// Puts what a running QEMU adds into `record`.
     static func fill(_ record: inout StoredRecord, pid: Int32, accelerator: String?, reasons: [String]) {
         record.pid = pid
+        record.process = ProcessIdentity.current(pid: pid)
         record.accelerator = accelerator
         record.acceleratorReasons = reasons
         record.startedAt = Date().timeIntervalSince1970

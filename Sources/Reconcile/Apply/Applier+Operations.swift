@@ -29,6 +29,9 @@ extension Applier {
             throw ApplyError(error.message)
         }
         defer { instance.close() }
+        if let why = store.disproof(ofPeer: instance.pid, uid: instance.qmp.peerUID, name: name) {
+            throw ApplyError("refusing to stop \(name): \(why)")
+        }
         do {
             let outcome = try await instance.stop(timeout: stopTimeout)
             log.say("stopped (\(outcome))")
@@ -45,8 +48,16 @@ extension Applier {
         do throws(ApplyError) {
             if force {
                 let layout = store.layout(name)
-                let adopted = (try? store.loadRecord(StoredRecord.self, name: name))??.adopted
-                if let pid = layout.runningPID() ?? adopted.flatMap({ $0.matches(pid: $0.pid) ? $0.pid : nil }) {
+                let record = try loadRecord(name)
+                // Only a pid proven to be the recorded QEMU serving the VM's socket is signalled.
+                var proven: Int32? = nil
+                switch record?.signallablePID(layout: layout) {
+                case .success(let pid)?: proven = pid
+                case .failure(let why)? where record?.expectedProcess(fallbackPID: Instance.readPIDFile(layout.pidFile)) != nil:
+                    throw ApplyError("not killed: \(why.message)")
+                default: break  // nothing of it runs
+                }
+                if let pid = proven {
                     guard await Instance.signalLadder(pid: pid, [.sigkill], stepTimeout: .seconds(5)) != nil else {
                         throw ApplyError("pid \(pid) survived SIGKILL")
                     }

@@ -28,6 +28,10 @@ extension Applier {
                 throw ApplyError(error.message)
             }
             defer { instance.close() }
+            // Secrets and changes go only to the QEMU this record launched (uid, pid, start time, exe).
+            if let why = store.disproof(ofPeer: instance.pid, uid: instance.qmp.peerUID, name: plan.name) {
+                throw ApplyError("refusing to change \(plan.name): \(why)")
+            }
             let desiredConfig: VMConfig
             if let config { desiredConfig = config } else { desiredConfig = try self.config(for: desired, uuid: stored.launch.uuid) }
             var step = LiveStep(applier: self, instance: instance, desired: desired, desiredConfig: desiredConfig,

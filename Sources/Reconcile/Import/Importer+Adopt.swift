@@ -72,7 +72,9 @@ extension Importer {
             startedAt: Self.processStart(vm.pid)?.timeIntervalSince1970 ?? Date().timeIntervalSince1970, source: nil,
             adopted: Adoption(pid: vm.pid, startTime: Adoption.startTime(of: vm.pid), socketPath: vm.socketPath,
                               deviceAliases: vm.deviceAliases, adoptedAt: Date().timeIntervalSince1970))
-        do { try store.saveRecord(record, name: vm.name) } catch { throw ImportError(error.message) }
+        var proven = record
+        proven.process = ProcessIdentity.current(pid: vm.pid)
+        do { try store.saveRecord(proven, name: vm.name) } catch { throw ImportError(error.message) }
         store.journal(vm.name, "adopted pid=\(vm.pid) socket=\(vm.socketPath)")
         return loaded
     }

@@ -83,6 +83,11 @@ package enum Importer {
             guard inherited else { throw ImportError("\(path) belongs to pid \(peer), not \(pid)") }
             peer = pid
         }
+        // What the kernel says about the peer, not what it says about itself: it must run a QEMU binary.
+        let exe = ProcessIdentity.executable(of: peer) ?? "an unreadable executable"
+        guard StoredRecord.isQEMU(exe) else {
+            throw ImportError("\(path) is served by pid \(peer), which runs \(exe), not a QEMU system emulator; not importing it")
+        }
         guard let argv = Posix.commandLine(of: peer) else { throw ImportError("cannot read the command line of pid \(peer)") }
         var reader = Reader(instance: instance, timeout: timeout, argv: argv, socketPath: path)
         do {
