@@ -191,8 +191,18 @@ enum GoldenFixtures {
         _ = truncate(path, off_t(bytes))
     }
 
+    /// Held by this test process from the first ``prepare()`` until it exits: every golden argv names
+    /// the fixed ``goldenDir``, so a second run of the suite on the same machine (another checkout)
+    /// waits here instead of replacing the files and sockets this one's QEMUs use.
+    private static let machineWideLock: Int32 = {
+        let fd = open(goldenDir + ".lock", O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        if fd >= 0 { _ = flock(fd, LOCK_EX) }
+        return fd
+    }()
+
     static func prepare() throws {
         lock.lock(); defer { lock.unlock() }
+        _ = machineWideLock
         if prepared { return }
         let fm = FileManager.default
         try? fm.removeItem(atPath: goldenDir)

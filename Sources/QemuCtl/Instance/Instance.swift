@@ -77,6 +77,9 @@ public final class Instance: Sendable {
     /// Whether the QMP connection is open.
     public var isConnected: Bool { !qmp.isClosed }
 
+    /// The user id of the process serving the monitor (`SO_PEERCRED`), when the kernel said.
+    public var peerUID: UInt32? { qmp.peerUID }
+
     /// Whether the QEMU process exists (a zombie counts as gone).
     public var isProcessAlive: Bool { Posix.processExists(pid) }
 

@@ -29,7 +29,7 @@ extension Applier {
             throw ApplyError(error.message)
         }
         defer { instance.close() }
-        if let why = store.disproof(ofPeer: instance.pid, uid: instance.qmp.peerUID, name: name) {
+        if let why = store.disproof(ofPeer: instance.pid, uid: instance.peerUID, name: name) {
             throw ApplyError("refusing to stop \(name): \(why)")
         }
         do {

@@ -29,7 +29,7 @@ extension Applier {
             }
             defer { instance.close() }
             // Secrets and changes go only to the QEMU this record launched (uid, pid, start time, exe).
-            if let why = store.disproof(ofPeer: instance.pid, uid: instance.qmp.peerUID, name: plan.name) {
+            if let why = store.disproof(ofPeer: instance.pid, uid: instance.peerUID, name: plan.name) {
                 throw ApplyError("refusing to change \(plan.name): \(why)")
             }
             let desiredConfig: VMConfig
