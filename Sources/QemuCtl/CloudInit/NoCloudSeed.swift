@@ -105,7 +105,7 @@ public struct NoCloudSeed: Sendable, Hashable, CustomStringConvertible {
         guard let userData else { return "#cloud-config\n" + keysPart }
         if sshAuthorizedKeys.isEmpty { return userData }
         guard Self.isCloudConfig(userData) else {
-            let firstLine = userData.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let firstLine = Self.firstLine(userData)
             throw CloudInitError(message: "cannot add ssh authorized keys to user-data that is not #cloud-config (it starts with '\(firstLine.prefix(40))'); "
                                  + "put the keys in the user-data itself, or make it a #cloud-config document")
         }
@@ -130,10 +130,9 @@ public struct NoCloudSeed: Sendable, Hashable, CustomStringConvertible {
 
     /// Whether `text` is a `#cloud-config` document (its first line, as cloud-init reads it).
     public static func isCloudConfig(_ text: String) -> Bool {
-        let first = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-        var line = Substring(first)
-        while let last = line.last, last == " " || last == "\t" || last == "\r" { line.removeLast() }
-        return line == "#cloud-config"
+        var line = firstLine(text).utf8[...]
+        while let last = line.last, last == 0x20 || last == 0x09 || last == 0x0D { line.removeLast() }
+        return line.elementsEqual("#cloud-config".utf8)
     }
 
     // MARK: - Writing
@@ -177,6 +176,11 @@ public struct NoCloudSeed: Sendable, Hashable, CustomStringConvertible {
 
     /// `value` as a YAML double-quoted scalar (JSON's escapes are YAML's).
     static func quoted(_ value: String) -> String { JSONValue.string(value).description }
+
+    /// The text up to the first line feed (a `\r\n` pair is one `Character`, so this splits on bytes).
+    static func firstLine(_ text: String) -> String {
+        String(decoding: text.utf8.prefix { $0 != 0x0A }, as: UTF8.self)
+    }
 
     static func isHostname(_ name: String) -> Bool {
         guard !name.isEmpty, name.utf8.count <= 253 else { return false }
