@@ -61,8 +61,9 @@ final class TCPPeer: @unchecked Sendable {
         for bad in ["tcp:127.0.0.1:2222", "sctp::1-:2", "tcp::0-:22", "tcp::22-:x"] { #expect(HostForward(rule: bad) == nil) }
     }
 
-    @Test func aTCPProbeCountsAnOpenOrTalkingConnectionAndNotAnImmediateClose() async throws {
-        for (behaviour, ready) in [(TCPPeer.Behaviour.keep, true), (.banner, true), (.close, false)] {
+    @Test func aTCPProbeNeedsTheServersFirstBytesNotJustAnAcceptedConnection() async throws {
+        for (behaviour, ready, why) in [(TCPPeer.Behaviour.banner, true, ""), (.keep, false, "sent nothing within"),
+                                        (.close, false, "refused the connection")] {
             let peer = try TCPPeer(behaviour)
             defer { peer.stop() }
             let target = ReadinessTarget(hostForwards: [HostForward(proto: .tcp, hostAddress: "127.0.0.1", hostPort: peer.port, guestPort: 22)])
@@ -71,10 +72,10 @@ final class TCPPeer: @unchecked Sendable {
                 #expect(took < .seconds(5))
             } else {
                 let error = await #expect(throws: ReadinessError.self) {
-                    try await ReadinessCheck.wait(for: .tcpPort(22), target: target, timeout: .seconds(2))
+                    try await ReadinessCheck.wait(for: .tcpPort(22), target: target, timeout: .seconds(4))
                 }
                 #expect(error?.code == .timedOut)
-                #expect(error?.description.contains("refused the connection") == true, "\(String(describing: error))")
+                #expect(error?.description.contains(why) == true, "\(String(describing: error))")
             }
         }
     }

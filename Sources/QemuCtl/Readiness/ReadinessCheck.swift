@@ -10,8 +10,12 @@ import QMP
 /// let waited = try await ReadinessCheck.wait(for: .guestAgent, target: target, timeout: .seconds(300))
 /// ```
 public enum ReadinessCheck: Sendable {
-    /// How long a TCP probe's connection must stay open (or send data) to count as accepted by the guest.
-    public static let tcpSettleTime: Duration = .milliseconds(500)
+    /// How long a TCP probe waits for the guest's server to send its first bytes.
+    ///
+    /// QEMU's user network accepts a host-forward connection on the host side at once, before the
+    /// guest has answered (or while it has no network at all), and holds it open; only data from the
+    /// guest proves that a server listens. Generous, because an emulated guest on a loaded host is slow.
+    public static let tcpSettleTime: Duration = .seconds(3)
     /// The pause between two failed probes.
     public static let pollInterval: Duration = .milliseconds(500)
     /// The longest single agent probe (connect, sync, ping); the overall deadline still bounds it.
@@ -91,13 +95,15 @@ public enum ReadinessCheck: Sendable {
             let (fd, problem) = AgentSocket.connectTCP(host: forward.probeAddress, port: forward.hostPort, deadline: deadline)
             if let problem { return problem }
             defer { AgentSocket.close(fd) }
-            // QEMU's user network accepted on the host side; the guest's answer shows within the settle time.
+            // QEMU's user network accepted on the host side; only the guest server's first bytes prove it listens.
             var buffer = [UInt8](repeating: 0, count: 256)
             var count = 0
+            let through = "through \(forward.probeAddress):\(forward.hostPort)"
             switch AgentSocket.read(fd, into: &buffer, count: &count, deadline: Posix.monotonicNanoseconds() + settle) {
-            case .ok where count > 0, .timedOut: return nil
-            case .ok: return nil
-            case .closed: return "guest port \(forward.guestPort) refused the connection (through \(forward.probeAddress):\(forward.hostPort))"
+            case .ok where count > 0: return nil
+            case .ok, .timedOut:
+                return "guest port \(forward.guestPort) sent nothing within \(tcpSettleTime) (\(through)); the probe needs a server that speaks first, as ssh does"
+            case .closed: return "guest port \(forward.guestPort) refused the connection (\(through))"
             case .failed(let e): return "guest port \(forward.guestPort): \(Posix.errorText(e))"
             }
         }

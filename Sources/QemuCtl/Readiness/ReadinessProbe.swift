@@ -2,11 +2,12 @@
 ///
 /// - ``guestAgent``: the guest agent answers `guest-ping` (after a `guest-sync-delimited`), so the
 ///   guest's userspace is up and the agent is running.
-/// - ``tcpPort(_:)``: a guest TCP port, reached through the VM's user-network host forward (`hostfwd`),
-///   accepts a connection and keeps it: QEMU's user network accepts every connection on the host
-///   side and closes it at once when the guest refuses, so a connection that is closed or reset within
-///   ``ReadinessCheck/tcpSettleTime`` counts as refused; one that sends data (an ssh banner) or stays
-///   open counts as ready.
+/// - ``tcpPort(_:)``: a server on a guest TCP port, reached through the VM's user-network host
+///   forward (`hostfwd`), sends its first bytes (an ssh banner) within ``ReadinessCheck/tcpSettleTime``.
+///   QEMU's user network accepts every host-forward connection on the host side at once and holds it
+///   while the guest is silent (even before the guest has a network), so an accepted connection proves
+///   nothing; a closed one means the guest refused. Servers that wait for the client (HTTP) cannot be
+///   probed this way: use ``serialMatch(_:)`` or the agent.
 /// - ``serialMatch(_:)``: a line of the VM's serial log matches a regular expression (Swift `Regex`
 ///   syntax), e.g. `login:` or a marker printed by cloud-init's `final_message`.
 ///
