@@ -109,6 +109,10 @@ func sshToGuest(key: String, port: Int, _ command: String) throws -> (status: In
             #expect(v4.contains { $0.hasPrefix("10.0.2.") }, "\(nics)")
             let cpus = try await agent.vcpus()
             #expect(cpus.count == 1)
+            // Memory blocks: the guest lists its 1 GiB as online sections.
+            let blocks = try await agent.memoryBlocks()
+            let onlineBlocks = blocks.filter { $0.online }.count
+            #expect(!blocks.isEmpty && onlineBlocks == blocks.count, "\(blocks)")
         }
 
         // Hot-add the second vCPU over QMP, then see it online through the agent.
@@ -123,10 +127,12 @@ func sshToGuest(key: String, port: Int, _ command: String) throws -> (status: In
             #expect(after.count == 2)
         }
         var online: [GuestVCPU] = []
+        var seenByGuest: [GuestVCPU] = []
         let hotplugDeadline = ContinuousClock.now + .seconds(120)
         while ContinuousClock.now < hotplugDeadline {
             online = try await GuestAgent.withConnection(socketPath: agentSocket) { agent in
                 let seen = try await agent.vcpus()
+                seenByGuest = seen
                 return seen.count == 2 ? try await agent.onlineAllVCPUs() : seen
             }
             if online.count == 2 && online.allSatisfy(\.online) { break }
@@ -135,6 +141,7 @@ func sshToGuest(key: String, port: Int, _ command: String) throws -> (status: In
         #expect(online.map(\.logicalID).sorted() == [0, 1], "\(online)")
         let allOnline = online.allSatisfy { $0.online }
         #expect(allOnline, "\(online)")
+        print("cloud guest: the hot-added vCPU as the guest first listed it: \(seenByGuest.map { "\($0.logicalID):\($0.online ? "online" : "offline")" })")
         let nproc = try sshToGuest(key: key, port: port, "nproc")
         #expect(nproc.out == "2\n", "\(nproc.out)\(nproc.err)")
 

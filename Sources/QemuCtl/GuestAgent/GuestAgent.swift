@@ -44,6 +44,8 @@ public final class GuestAgent: Sendable {
     /// The default deadline of a call.
     public static let defaultTimeout: Duration = .seconds(10)
 
+    /// Wraps an already connected stream socket `fd` (tests pass one end of a socketpair); the
+    /// connection owns it from now on and resynchronises before its first call.
     package init(adopting fd: CInt, description: String) {
         socketPath = description
         session = Mutex(Session(fd: fd))
