@@ -7,17 +7,24 @@ SHELL := /bin/bash
 SWIFT ?= swift
 GUEST_DIR ?= $(CURDIR)/.cache/guest
 export QEMUCTL_GUEST_DIR := $(GUEST_DIR)
+# The Debian 12 cloud guest (cloud-init, qemu-guest-agent, openssh-server) of the cloud-image tests.
+CLOUD_GUEST_DIR ?= $(CURDIR)/.cache/cloud-guest
+export QEMUCTL_CLOUD_GUEST_DIR := $(CLOUD_GUEST_DIR)
 # How long `make fuzz` and `make test` run each fuzz target (both run at once, one per core).
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 60
 
 # Debian packages the build, the tests and the demo need.
-APT_PACKAGES := qemu-system-x86 qemu-utils qemu-block-extra libyaml-dev busybox-static cpio kmod pkg-config groff-base ovmf
-# Files whose presence shows a package is installed (same order as above); ovmf's is the firmware
-# descriptor that EFI firmware discovery reads (QEMU's docs/interop/firmware.json).
-CHECK_FILES := /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/lib/x86_64-linux-gnu/qemu/block-rbd.so /usr/include/yaml.h /bin/busybox /usr/bin/cpio /sbin/depmod /usr/bin/pkg-config /usr/bin/groff /usr/share/qemu/firmware/60-edk2-x86_64.json
+# ovmf's firmware descriptor is what EFI firmware discovery reads (QEMU's docs/interop/firmware.json);
+# xorriso makes (and the tests read back) cloud-init seed volumes; mmdebstrap and e2fsprogs build
+# the cloud guest; openssh-client logs in to it.
+APT_PACKAGES := qemu-system-x86 qemu-utils qemu-block-extra libyaml-dev busybox-static cpio kmod pkg-config groff-base ovmf \
+	xorriso mmdebstrap e2fsprogs openssh-client
+# Files whose presence shows a package is installed (same order as above).
+CHECK_FILES := /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/lib/x86_64-linux-gnu/qemu/block-rbd.so /usr/include/yaml.h /bin/busybox /usr/bin/cpio /sbin/depmod /usr/bin/pkg-config /usr/bin/groff /usr/share/qemu/firmware/60-edk2-x86_64.json \
+	/usr/bin/xorriso /usr/bin/mmdebstrap /sbin/mkfs.ext4 /usr/bin/ssh
 
-.PHONY: all deps build guest demo test fuzz fuzz-smoke bench release clean man
+.PHONY: all deps build guest cloud-guest demo test fuzz fuzz-smoke bench release clean man
 
 all: build
 
@@ -50,10 +57,14 @@ build: deps
 guest: deps
 	@scripts/make-guest.sh "$(GUEST_DIR)"
 
+# Debian 12 from deb.debian.org by mmdebstrap (needs root); built once, cached (scripts/README-cloud-guest.md).
+cloud-guest: deps
+	@scripts/make-cloud-guest.sh "$(CLOUD_GUEST_DIR)"
+
 demo: build guest
 	@scripts/demo.sh
 
-test: deps guest
+test: deps guest cloud-guest
 	$(SWIFT) build
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build

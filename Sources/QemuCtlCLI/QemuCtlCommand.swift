@@ -24,7 +24,7 @@ struct QemuCtlCommand: AsyncParsableCommand {
                 Start.self, Stop.self, Pause.self, Resume.self, Reset.self, Delete.self,
             ]),
             CommandGroup(name: "Access", subcommands: [Console.self, VNC.self, SPICE.self, QMPRaw.self, HMP.self]),
-            CommandGroup(name: "Inspection", subcommands: [Get.self, Describe.self, Events.self]),
+            CommandGroup(name: "Inspection", subcommands: [Get.self, Describe.self, Events.self, Wait.self]),
             CommandGroup(name: "Other", subcommands: [Version.self, Completion.self]),
         ]
     )
