@@ -32,10 +32,12 @@ let package = Package(
             name: "Reconcile",
             dependencies: ["Manifest", "QemuCtl"]
         ),
+        // Export to and import from KubeVirt: manifests only, no QEMU (its JSON parsing is QMP's).
+        .target(name: "KubeVirt", dependencies: ["Manifest", "Reconcile", "QMP"]),
         .executableTarget(
             name: "QemuCtlCLI",
             dependencies: [
-                "Reconcile", "Manifest", "QemuCtl", "QMP",
+                "Reconcile", "Manifest", "QemuCtl", "QMP", "KubeVirt",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -61,7 +63,7 @@ let package = Package(
         .testTarget(name: "QMPTests", dependencies: ["QMP", "QemuCtlTestSupport"]),
         .testTarget(name: "QemuCtlTests", dependencies: ["QemuCtl", "QMP", "QemuCtlTestSupport"]),
         .testTarget(name: "ManifestTests", dependencies: ["Manifest", "QemuCtlTestSupport"]),
-        .testTarget(name: "ReconcileTests", dependencies: ["Reconcile", "QemuCtlTestSupport"]),
+        .testTarget(name: "ReconcileTests", dependencies: ["Reconcile", "KubeVirt", "QemuCtlTestSupport"]),
         .testTarget(name: "QemuCtlCLITests", dependencies: ["QemuCtlTestSupport", "QMP"]),
     ]
 )

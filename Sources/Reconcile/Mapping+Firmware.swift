@@ -1,6 +1,5 @@
 package import Manifest
 import QemuCtl
-import QMP
 
 // MARK: - EFI firmware mapping
 
@@ -120,12 +119,7 @@ package struct FirmwareFacts: Sendable, Equatable {
         guard vm.spec.firmware.type == .efi else { return nil }
         secureBoot = vm.spec.firmware.secureBoot
         if let pid, let argv = Posix.commandLine(of: pid) {
-            var files: [String: String] = [:]
-            for (i, a) in argv.enumerated() where a == "-blockdev" && i + 1 < argv.count {
-                guard let node = try? JSONValue(parsing: argv[i + 1]), let name = node["node-name"]?.stringValue,
-                      let file = node["filename"]?.stringValue else { continue }
-                files[name] = file
-            }
+            let files = QEMUCommandLineReader(arguments: argv).blockdevFiles
             if files["efi-code-file"] != nil {
                 code = files["efi-code-file"]
                 vars = files["efi-vars-file"]

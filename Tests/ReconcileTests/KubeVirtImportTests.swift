@@ -2,6 +2,7 @@ import Foundation
 import Manifest
 import QemuCtlTestSupport
 import Testing
+@testable import KubeVirt
 @testable import Reconcile
 
 /// A KubeVirt VM as a cluster would hold it, with fields qemuctl has no equivalent for.

@@ -109,6 +109,9 @@ package struct QEMUCommandLineReader {
     package var monitors: [Monitor] = []
     /// The `-name` (guest=) value.
     package var name: String?
+    /// The `filename` of each `-blockdev` node given in JSON syntax, by node name (what a running
+    /// QEMU really opened, e.g. the EFI flash images).
+    package var blockdevFiles: [String: String] = [:]
 
     /// The unix socket paths of QMP monitors given by path, in command-line order.
     package var qmpSocketPaths: [String] {
@@ -155,6 +158,9 @@ package struct QEMUCommandLineReader {
                 if mode == "control", let id = opts.first(where: { $0.key == "chardev" })?.value {
                     monitorChardevs.append(id)
                 }
+            } else if let v = value("blockdev"), v.hasPrefix("{"), let node = try? JSONValue(parsing: v),
+                      let nodeName = node["node-name"]?.stringValue, let file = node["filename"]?.stringValue {
+                blockdevFiles[nodeName] = file
             } else if let v = value("name") {
                 let opts = Self.splitOptions(v)
                 if let guest = opts.first(where: { $0.key == "guest" })?.value {

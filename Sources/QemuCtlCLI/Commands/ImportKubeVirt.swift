@@ -1,5 +1,6 @@
 import ArgumentParser
 import Manifest
+import KubeVirt
 import Reconcile
 
 #if canImport(Glibc)

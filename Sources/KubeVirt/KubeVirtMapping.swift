@@ -1,4 +1,5 @@
 import Manifest
+package import Reconcile
 
 // MARK: - KubeVirtMapping
 

@@ -1,4 +1,5 @@
 package import Manifest
+package import Reconcile
 
 // MARK: - KubeVirtExport
 
