@@ -35,6 +35,7 @@ struct QemuCtlCommand: AsyncParsableCommand {
     /// Parses and runs the command; usage errors are printed as `qemuctl: error: …`
     /// with a hint, and exit with status 2 (1 for `plan`, whose 2 means "changes").
     static func main() async {
+        Interruption.unblockAtStart()
         Posix.startQEMUAsChild()
         await Observer.$early.withValue(earlyPreconnection()) { await runCommandLine() }
     }

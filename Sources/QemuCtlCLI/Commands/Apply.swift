@@ -122,6 +122,7 @@ extension QemuCtlCommand {
             let renderer = PlanRenderer(color: Terminal.color)
             if plan.hasChanges || plan.hasBlockedVMs {
                 print(renderer.render(plan), terminator: "")
+                fflush(nil)  // the plan is out before the (possibly long) changes start, also into a pipe
             }
             if dryRun {
                 if !plan.hasChanges { print(PlanRenderer.noChangesMessage) }
@@ -133,6 +134,9 @@ extension QemuCtlCommand {
             }
             var applier = Applier(store: store, parallel: parallel, stopTimeout: .milliseconds(Int(stopTimeout * 1000)),
                                   timeout: global.deadline)
+            // From here VMs change: a first Ctrl-C lets the steps in flight finish and record.
+            Interruption.install()
+            applier.shouldStop = { Interruption.requested }
             // On a terminal, a live view of the VMs being changed; erased before the results are printed.
             let view = ProgressView.wanted ? ProgressView(names: plan.vms.filter { $0.action != .noOp }.map(\.name)) : nil
             var drawing: Task<Void, Never>? = nil
@@ -156,6 +160,11 @@ extension QemuCtlCommand {
             print("Applied: \(count(.created)) created, \(count(.updated)) updated, \(count(.restarted)) restarted, "
                   + "\(count(.deleted)) deleted, \(count(.restartPending)) restart pending, \(count(.failed)) failed, "
                   + "\(count(.unchanged)) unchanged.")
+            if Interruption.requested {
+                Terminal.fail("interrupted: \(results.filter { $0.messages == [Applier.notStarted] }.count) VM(s) not started",
+                              hint: "run the same apply again to carry out the rest")
+                return Interruption.status
+            }
             if count(.failed) > 0 || count(.skipped) > 0 { return 1 }
             if count(.restartPending) > 0 { return 3 }
             return 0

@@ -53,6 +53,11 @@ package struct Applier: Sendable {
     package var progress: @Sendable (String, String) -> Void
     /// Called when a VM is done, with its result.
     package var finished: @Sendable (VMResult) -> Void = { _ in }
+    /// The message of a VM an interrupted apply did not start.
+    package static let notStarted = "not started: the apply was interrupted"
+    /// Asked before each VM is started: `true` starts nothing more (an interrupted apply finishes
+    /// and records the VMs in flight; the others are reported skipped, "not started").
+    package var shouldStop: @Sendable () -> Bool = { false }
 
     /// Creates an applier.
     package init(store: StateStore, parallel: Int = 4, stopTimeout: Duration = .seconds(30), timeout: Duration = .seconds(10),
@@ -75,12 +80,14 @@ package struct Applier: Sendable {
         }
         let byName = Dictionary(observed.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var results: [VMResult] = []
+        var started: Set<String> = []
         // Off the cooperative pool: each VM's steps make blocking calls (fsync, spawn).
         await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
         await withTaskGroup(of: VMResult.self) { group in
             var iterator = plan.vms.makeIterator()
             func next() -> Bool {
-                guard let vm = iterator.next() else { return false }
+                guard !shouldStop(), let vm = iterator.next() else { return false }
+                started.insert(vm.name)
                 group.addTask { await self.apply(vm, observed: byName[vm.name], config: configs[vm.name], markers: markers) }
                 return true
             }
@@ -91,6 +98,9 @@ package struct Applier: Sendable {
                 _ = next()
             }
         }
+        }
+        for vm in plan.vms where !started.contains(vm.name) && vm.action != .noOp {
+            results.append(VMResult(name: vm.name, status: .skipped, messages: [Self.notStarted]))
         }
         return results.sorted { $0.name < $1.name }
     }
