@@ -100,6 +100,7 @@ package struct ManifestLoader: Sendable {
                 if files.isEmpty {
                     state.unreadable(path, "no manifests (*.yaml, *.yml) in directory '\(path)'")
                 }
+                state.expect(files: files.count)
                 for (file, size) in files { state.addFile(file, size: size, cwd: cwd) }
             case .success(let info) where info.kind == .file:
                 state.addFile(path, size: info.size, cwd: cwd)
@@ -256,6 +257,14 @@ private struct LoadState {
     var buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
 
     init(loader: ManifestLoader) { self.loader = loader }
+
+    /// Makes room for `count` more files of one VM each (the usual layout), so the arrays of a
+    /// large directory are not copied as they grow.
+    mutating func expect(files count: Int) {
+        vms.reserveCapacity(vms.count + count)
+        macs.reserveCapacity(macs.count + count)
+        files.reserveCapacity(files.count + count)
+    }
 
     mutating func unreadable(_ path: String, _ message: String) {
         diagnostics.append(.init(code: .unreadable, at: SourceLocation(file: path, line: 0, column: 0), message))
@@ -425,10 +434,38 @@ extension ManifestSet {
 extension VirtualMachine {
     /// One line for `validate`: `web-1: valid (amd64, 2 vCPUs, 2GiB, 2 disks, 1 NIC) — vms/web.yaml:9:9`.
     package var summary: String {
-        let s = spec
-        func plural(_ n: Int, _ word: String) -> String { "\(n) \(word)\(n == 1 ? "" : "s")" }
-        return "\(name): valid (\(s.arch.rawValue), \(plural(s.cpu.count, "vCPU")), \(ByteSize.format(s.memory.size)), "
-            + "\(plural(s.disks.count, "disk")), \(plural(s.networks.count, "NIC")), \(s.runState.rawValue)) — \(source)"
+        var line = ""
+        appendSummary(to: &line)
+        return line
+    }
+
+    /// Appends ``summary`` to `out` (no line break), without building the parts as strings of their own.
+    package func appendSummary(to out: inout String) {
+        func plural(_ n: Int, _ word: String) {
+            out += String(n)
+            out += " "
+            out += word
+            if n != 1 { out += "s" }
+        }
+        out += name
+        out += ": valid ("
+        out += spec.arch.rawValue
+        out += ", "
+        plural(spec.cpu.count, "vCPU")
+        out += ", "
+        out += ByteSize.format(spec.memory.size)
+        out += ", "
+        plural(spec.disks.count, "disk")
+        out += ", "
+        plural(spec.networks.count, "NIC")
+        out += ", "
+        out += spec.runState.rawValue
+        out += ") — "
+        out += source.file
+        out += ":"
+        out += String(source.line)
+        out += ":"
+        out += String(source.column)
     }
 }
 
