@@ -94,12 +94,14 @@ final class DecodeContext {
 
     /// Resolves a manifest path against the manifest's directory and removes `.`/`..` segments lexically.
     func resolve(_ path: String) -> String {
-        PathUtilities.resolve(path, against: baseDirectory)
+        var path = path
+        return path.withUTF8 { resolve($0) }
     }
 
     /// The same for a path given as UTF-8 bytes.
     func resolve(_ path: UnsafeBufferPointer<UInt8>) -> String {
-        PathUtilities.resolve(path, against: baseDirectory)
+        // `baseDirectory` is always stored normalized (init and start resolve it).
+        PathUtilities.resolve(path, againstNormalized: baseDirectory)
     }
 }
 

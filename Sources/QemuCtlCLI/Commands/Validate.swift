@@ -54,17 +54,17 @@ extension QemuCtlCommand {
                 for d in set.diagnostics { printError(d.description) }
                 if !set.hasErrors {
                     // One write per 64 KiB of lines, not one stdio call per VM.
-                    var lines = ""
-                    lines.reserveCapacity(min(set.virtualMachines.count, 1024) * 96)
+                    var lines: [UInt8] = []
+                    lines.reserveCapacity((1 << 16) + 4096)
                     for i in set.virtualMachines.indices {
                         set.virtualMachines[i].appendSummary(to: &lines)
-                        lines += "\n"
-                        if lines.utf8.count >= 1 << 16 {
-                            writeAll(1, &lines)
+                        lines.append(UInt8(ascii: "\n"))
+                        if lines.count >= 1 << 16 {
+                            writeAll(1, lines)
                             lines.removeAll(keepingCapacity: true)
                         }
                     }
-                    writeAll(1, &lines)
+                    writeAll(1, lines)
                 } else {
                     let errors = set.diagnostics.filter { $0.severity == .error }.count
                     printError("\(errors) error\(errors == 1 ? "" : "s") in \(file.joined(separator: " "))")
@@ -85,18 +85,21 @@ private final class KeptUntilExit<Value> {
 /// Writes one line to standard error.
 private func printError(_ line: String) {
     var text = line + "\n"
-    writeAll(2, &text)
+    text.withUTF8 { writeAll(2, $0) }
 }
 
-/// Writes all of `text` to file descriptor `fd` (retrying short writes and EINTR; stops at another error).
-private func writeAll(_ fd: Int32, _ text: inout String) {
-    text.withUTF8 { buffer in
-        var offset = 0
-        while offset < buffer.count {
-            let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            offset += n
-        }
+/// Writes all of `bytes` to file descriptor `fd` (retrying short writes and EINTR; stops at another error).
+private func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+    bytes.withUnsafeBufferPointer { writeAll(fd, $0) }
+}
+
+/// Writes all of `buffer` to file descriptor `fd` (retrying short writes and EINTR; stops at another error).
+private func writeAll(_ fd: Int32, _ buffer: UnsafeBufferPointer<UInt8>) {
+    var offset = 0
+    while offset < buffer.count {
+        let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        offset += n
     }
 }
