@@ -21,7 +21,8 @@
 //
 // The qemuctl measured is QEMUCTL, or `qemuctl` beside this executable (.build/release/
 // after `make release` or `make bench`). A first, untimed run checks the output: exit status
-// 0, one line per VM on stdout, nothing on stderr. YAML_BENCH_KEEP=1 keeps the corpus.
+// 0, one line per VM on stdout, nothing on stderr. YAML_BENCH_KEEP=1 keeps the corpus;
+// QEMUCTL_COMPARE=PATH measures a second qemuctl in the same rounds (before/after a change).
 import CYAMLRaw
 
 #if canImport(Glibc)
@@ -148,18 +149,23 @@ func runCommandBenchmark() {
         precondition(events > 0 && bytes == totalBytes, "raw libyaml failed on the corpus")
         return t
     }
-    func ours() -> Timing {
+    func ours(_ argv: [String]) -> Timing {
         let (t, status) = spawn(argv, stdout: "/dev/null", stderr: "/dev/null")
-        precondition(status == 0, "qemuctl validate exited \(status)")
+        precondition(status == 0, "\(argv[0]) validate exited \(status)")
         return t
     }
-    var raws: [Timing] = [], oursAll: [Timing] = []
+    // QEMUCTL_COMPARE=PATH: another qemuctl (an older build, say) measured in the same rounds,
+    // between the two, for a before/after under the same load.
+    let compare = getenv("QEMUCTL_COMPARE").map { String(cString: $0) }
+    var raws: [Timing] = [], oursAll: [Timing] = [], compared: [Timing] = []
     for r in 0..<rounds {
         if r % 2 == 0 {
             raws.append(raw())
-            oursAll.append(ours())
+            if let c = compare { compared.append(ours([c] + argv.dropFirst())) }
+            oursAll.append(ours(argv))
         } else {
-            oursAll.append(ours())
+            oursAll.append(ours(argv))
+            if let c = compare { compared.append(ours([c] + argv.dropFirst())) }
             raws.append(raw())
         }
     }
@@ -173,6 +179,10 @@ func runCommandBenchmark() {
     print("\(rounds) rounds, alternating (qemuctl first in odd rounds); medians:")
     let r = show("raw libyaml, from disk (C):  ", raws)
     let o = show("qemuctl validate -f DIR:     ", oursAll)
+    if let c = compare {
+        let m = show("QEMUCTL_COMPARE (\(c)):\n                              ", compared)
+        print("compared ratio, wall time: \(fmt(r.wall / m.wall)); CPU time: \(fmt(r.cpu / m.cpu))")
+    }
     print("command ratio, wall time: \(fmt(r.wall / o.wall))")
     print("command ratio, CPU time: \(fmt(r.cpu / o.cpu))")
 }
