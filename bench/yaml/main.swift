@@ -11,6 +11,11 @@
 // single-threaded raw figure, so that ratio is not like for like).
 //
 // Usage: yaml-bench [COUNT] [ROUNDS]   (defaults 10000 and 7; best round counts)
+//
+// `yaml-bench command [COUNT] [ROUNDS]` measures instead the whole `qemuctl validate -f DIR`
+// (the release qemuctl beside this executable, as a child process) against raw libyaml
+// reading the same files from disk, alternating, medians of wall and CPU time; its last
+// line is `command ratio, CPU time: X.XX` (goal ≥ 0.5, issue #15). See Command.swift.
 import CYAMLRaw
 import Manifest
 
