@@ -97,6 +97,7 @@ bench: deps guest
 	.build/release/qmp-rtt
 	.build/release/launch
 	.build/release/yaml-bench
+	.build/release/yaml-bench command
 	.build/release/apply-bench
 	.build/release/scale-bench
 	.build/release/controller-bench

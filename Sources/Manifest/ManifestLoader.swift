@@ -100,6 +100,7 @@ package struct ManifestLoader: Sendable {
                 if files.isEmpty {
                     state.unreadable(path, "no manifests (*.yaml, *.yml) in directory '\(path)'")
                 }
+                state.expect(files: files.count)
                 for (file, size) in files { state.addFile(file, size: size, cwd: cwd) }
             case .success(let info) where info.kind == .file:
                 state.addFile(path, size: info.size, cwd: cwd)
@@ -256,6 +257,14 @@ private struct LoadState {
     var buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
 
     init(loader: ManifestLoader) { self.loader = loader }
+
+    /// Makes room for `count` more files of one VM each (the usual layout), so the arrays of a
+    /// large directory are not copied as they grow.
+    mutating func expect(files count: Int) {
+        vms.reserveCapacity(vms.count + count)
+        macs.reserveCapacity(macs.count + count)
+        files.reserveCapacity(files.count + count)
+    }
 
     mutating func unreadable(_ path: String, _ message: String) {
         diagnostics.append(.init(code: .unreadable, at: SourceLocation(file: path, line: 0, column: 0), message))
@@ -425,10 +434,70 @@ extension ManifestSet {
 extension VirtualMachine {
     /// One line for `validate`: `web-1: valid (amd64, 2 vCPUs, 2GiB, 2 disks, 1 NIC) — vms/web.yaml:9:9`.
     package var summary: String {
-        let s = spec
-        func plural(_ n: Int, _ word: String) -> String { "\(n) \(word)\(n == 1 ? "" : "s")" }
-        return "\(name): valid (\(s.arch.rawValue), \(plural(s.cpu.count, "vCPU")), \(ByteSize.format(s.memory.size)), "
-            + "\(plural(s.disks.count, "disk")), \(plural(s.networks.count, "NIC")), \(s.runState.rawValue)) — \(source)"
+        var line: [UInt8] = []
+        appendSummary(to: &line)
+        return String(decoding: line, as: UTF8.self)
+    }
+
+    /// Appends ``summary`` to `out` as UTF-8 (no line break), without building its parts as
+    /// strings of their own (`validate` prints one line per VM of a fleet).
+    package func appendSummary(to out: inout [UInt8]) {
+        func text(_ s: String) {
+            var s = s
+            s.withUTF8 { out.append(contentsOf: $0) }
+        }
+        func number(_ n: some BinaryInteger) {
+            if n < 0 { out.append(UInt8(ascii: "-")) }
+            var v = UInt64(n.magnitude)
+            // The digits, lowest first, in a stack buffer (a UInt64 has at most 20).
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { d in
+                var count = 0
+                repeat {
+                    d[count] = UInt8(ascii: "0") + UInt8(v % 10)
+                    v /= 10
+                    count += 1
+                } while v > 0
+                while count > 0 {
+                    count -= 1
+                    out.append(d[count])
+                }
+            }
+        }
+        func plural(_ n: Int, _ word: String) {
+            number(n)
+            out.append(UInt8(ascii: " "))
+            text(word)
+            if n != 1 { out.append(UInt8(ascii: "s")) }
+        }
+        text(name)
+        text(": valid (")
+        text(spec.arch.rawValue)
+        text(", ")
+        plural(spec.cpu.count, "vCPU")
+        text(", ")
+        // ByteSize.format, digit by digit.
+        let size = spec.memory.size
+        var unitName = "B"
+        var amount = size
+        for (name, unit) in [("TiB", UInt64(1) << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
+        where size >= unit && size % unit == 0 {
+            (unitName, amount) = (name, size / unit)
+            break
+        }
+        number(amount)
+        text(unitName)
+        text(", ")
+        plural(spec.disks.count, "disk")
+        text(", ")
+        plural(spec.networks.count, "NIC")
+        text(", ")
+        text(spec.runState.rawValue)
+        text(") — ")
+        text(source.file)
+        out.append(UInt8(ascii: ":"))
+        number(source.line)
+        out.append(UInt8(ascii: ":"))
+        number(source.column)
     }
 }
 

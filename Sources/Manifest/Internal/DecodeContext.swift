@@ -62,10 +62,23 @@ final class DecodeContext {
         return p
     }
 
+    /// Whether each host path checked so far exists, looked up once per load: manifests of a
+    /// fleet name the same kernels, initrds and images again and again (one `access` each
+    /// otherwise). The loader keeps one context for all the files of a load.
+    private var hostFileExists: [String: Bool] = [:]
+
     /// Reports `path` (absolute) when it does not exist and the policy asks for it.
     /// `node` is only evaluated when the file is missing.
     func checkHostFile(_ path: String?, _ node: @autoclosure () -> YAMLNode, _ what: String) {
-        guard let path, hostFiles != .ignore, !FileSystem.exists(path) else { return }
+        guard let path, hostFiles != .ignore else { return }
+        let exists: Bool
+        if let known = hostFileExists[path] {
+            exists = known
+        } else {
+            exists = FileSystem.exists(path)
+            hostFileExists[path] = exists
+        }
+        guard !exists else { return }
         diagnostics.append(ManifestDiagnostic(
             hostFiles == .warn ? .warning : .error, code: .hostFile, at: location(node()),
             "\(what) '\(path)' does not exist", hint: hostFiles == .warn ? "it must exist before 'apply'" : nil))
@@ -81,12 +94,14 @@ final class DecodeContext {
 
     /// Resolves a manifest path against the manifest's directory and removes `.`/`..` segments lexically.
     func resolve(_ path: String) -> String {
-        PathUtilities.resolve(path, against: baseDirectory)
+        var path = path
+        return path.withUTF8 { resolve($0) }
     }
 
     /// The same for a path given as UTF-8 bytes.
     func resolve(_ path: UnsafeBufferPointer<UInt8>) -> String {
-        PathUtilities.resolve(path, against: baseDirectory)
+        // `baseDirectory` is always stored normalized (init and start resolve it).
+        PathUtilities.resolve(path, againstNormalized: baseDirectory)
     }
 }
 

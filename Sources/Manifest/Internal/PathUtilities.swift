@@ -28,6 +28,32 @@ enum PathUtilities {
         }
     }
 
+    /// `path` (UTF-8 bytes) made absolute against `base`, which is already normalized (as
+    /// ``resolve(_:against:)-(String,_)`` returns it: absolute, without `.`, `..` or empty
+    /// segments): the same result, with `base` copied rather than read segment by segment.
+    static func resolve(_ path: UnsafeBufferPointer<UInt8>, againstNormalized base: String) -> String {
+        let isAbsolute = path.first == UInt8(ascii: "/")
+        let capacity = (isAbsolute ? 0 : base.utf8.count) + path.count + 2
+        return String(unsafeUninitializedCapacity: capacity) { out in
+            var n = 0
+            if !isAbsolute {
+                var base = base
+                // "/" is the empty path here: each segment appended brings its own slash.
+                n = base.withUTF8 { b in
+                    guard b.count > 1 else { return 0 }
+                    (out.baseAddress!).update(from: b.baseAddress!, count: b.count)
+                    return b.count
+                }
+            }
+            n = append(path, to: out, count: n)
+            if n == 0 {
+                out[0] = UInt8(ascii: "/")
+                n = 1
+            }
+            return n
+        }
+    }
+
     /// Appends the segments of `bytes` to the normalized absolute path in `out[0..<count]`.
     private static func append(_ bytes: UnsafeBufferPointer<UInt8>, to out: UnsafeMutableBufferPointer<UInt8>, count: Int) -> Int {
         do {

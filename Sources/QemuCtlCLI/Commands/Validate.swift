@@ -42,6 +42,9 @@ extension QemuCtlCommand {
                 throw ExitCode(2)
             }
             var set = ManifestLoader(hostFiles: .warn).load(paths: file)
+            // The process ends right after this command: the set (every VM of a big fleet) is left to
+            // exit rather than freed object by object.
+            defer { _ = Unmanaged.passRetained(KeptUntilExit(set)) }
             // EFI firmware that only the host's firmware descriptors can tell about (Mapping+Firmware.swift).
             set.diagnostics += set.virtualMachines.flatMap(VMConfigMapping.firmwareWarnings)
             switch output {
@@ -50,7 +53,18 @@ extension QemuCtlCommand {
             case .text:
                 for d in set.diagnostics { printError(d.description) }
                 if !set.hasErrors {
-                    for vm in set.virtualMachines { print(vm.summary) }
+                    // One write per 64 KiB of lines, not one stdio call per VM.
+                    var lines: [UInt8] = []
+                    lines.reserveCapacity((1 << 16) + 4096)
+                    for i in set.virtualMachines.indices {
+                        set.virtualMachines[i].appendSummary(to: &lines)
+                        lines.append(UInt8(ascii: "\n"))
+                        if lines.count >= 1 << 16 {
+                            writeAll(1, lines)
+                            lines.removeAll(keepingCapacity: true)
+                        }
+                    }
+                    writeAll(1, lines)
                 } else {
                     let errors = set.diagnostics.filter { $0.severity == .error }.count
                     printError("\(errors) error\(errors == 1 ? "" : "s") in \(file.joined(separator: " "))")
@@ -62,15 +76,30 @@ extension QemuCtlCommand {
     }
 }
 
+/// Holds a value that is never freed (``Validate`` keeps its result until the process exits).
+private final class KeptUntilExit<Value> {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
 /// Writes one line to standard error.
 private func printError(_ line: String) {
     var text = line + "\n"
-    text.withUTF8 { buffer in
-        var offset = 0
-        while offset < buffer.count {
-            let n = write(2, buffer.baseAddress! + offset, buffer.count - offset)
-            if n <= 0 { break }
-            offset += n
-        }
+    text.withUTF8 { writeAll(2, $0) }
+}
+
+/// Writes all of `bytes` to file descriptor `fd` (retrying short writes and EINTR; stops at another error).
+private func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+    bytes.withUnsafeBufferPointer { writeAll(fd, $0) }
+}
+
+/// Writes all of `buffer` to file descriptor `fd` (retrying short writes and EINTR; stops at another error).
+private func writeAll(_ fd: Int32, _ buffer: UnsafeBufferPointer<UInt8>) {
+    var offset = 0
+    while offset < buffer.count {
+        let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        offset += n
     }
 }
