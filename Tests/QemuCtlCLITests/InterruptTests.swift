@@ -20,15 +20,18 @@ import Testing
         let status = await apply.exitStatus(timeout: .seconds(60))
         #expect(status == 130, "\(apply.out)\(apply.err)")
         #expect(apply.err.contains("interrupted: finishing the steps in flight and recording them, starting nothing new"), "\(apply.err)")
-        #expect(apply.err.contains("interrupted: 2 VM(s) not started"), "\(apply.err)")
-        // The VM in flight was finished and recorded; the others were never started.
+        // The VM in flight (c1, held mid-launch) was finished and recorded; no VM started once the
+        // interrupt was handled. (The handler runs on whichever thread the kernel picks: on a loaded
+        // machine the next VM can start in the moment between SIGCONT and the handler, so the test
+        // counts instead of assuming which moment the handler won.)
+        let notStarted = apply.out.components(separatedBy: "not started: the apply was interrupted").count - 1
         let running = ["c1", "c2", "c3"].filter { w.pid($0) != nil }
-        #expect(running.count == 1, "\(running)")
-        #expect(apply.out.contains("not started: the apply was interrupted"), "\(apply.out)")
-        if let name = running.first {
-            let get = try await w.qemuctl("get", name, "-o", "json")
-            #expect(get.out.contains("\"state\":\"running\"") || get.out.contains("\"state\" : \"running\""), "\(get.out)")
-        }
+        #expect(running.contains("c1"), "\(running)")
+        #expect(notStarted >= 1, "\(apply.out)")
+        #expect(running.count + notStarted == 3, "\(running), \(notStarted) not started: \(apply.out)")
+        #expect(apply.err.contains("interrupted: \(notStarted) VM(s) not started"), "\(apply.err)")
+        let get = try await w.qemuctl("get", "c1", "-o", "json")
+        #expect(get.out.contains("\"running\""), "\(get.out)")
         // The next apply does the rest.
         let again = try await w.qemuctl("apply", "-f", vms)
         #expect(again.status == 0, "\(again.out)\(again.err)")
