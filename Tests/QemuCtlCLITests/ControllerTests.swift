@@ -181,7 +181,13 @@ import Testing
         // The onFailure guest was never launched again.
         #expect(!ctl.out.contains("once  restarted"))
         #expect(!runs(w, "once"))
-        let describe = try await w.qemuctl("describe", "loop")
+        // The record takes the restart history after the pass that relaunched the VM: a describe
+        // in between sees the fresh launch, so look again for a few seconds.
+        var describe = try await w.qemuctl("describe", "loop")
+        for _ in 0..<50 where !describe.out.contains("SHUTDOWN guest-shutdown") {
+            try await Task.sleep(for: .milliseconds(200))
+            describe = try await w.qemuctl("describe", "loop")
+        }
         #expect(describe.out.contains("SHUTDOWN guest-shutdown"), "\(describe.out)")
         ctl.send(SIGTERM)
         #expect(await ctl.exitStatus(timeout: .seconds(15)) == 0)

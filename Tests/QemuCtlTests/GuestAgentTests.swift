@@ -76,7 +76,7 @@ final class FakeAgent: @unchecked Sendable {
     }
 }
 
-@Suite(.timeLimit(.minutes(1))) struct GuestAgentFramerTests {
+@Suite(.timeLimit(.minutes(1)), .offPool) struct GuestAgentFramerTests {
     @Test func bytesBeforeTheSentinelAreDroppedAndFramesAfterItAreRead() throws {
         var f = GuestAgentFramer()
         f.beginSync()
@@ -122,7 +122,7 @@ final class FakeAgent: @unchecked Sendable {
     }
 }
 
-@Suite(.timeLimit(.minutes(1))) struct GuestAgentClientTests {
+@Suite(.timeLimit(.minutes(1)), .offPool) struct GuestAgentClientTests {
     @Test func theClientSendsTheSentinelThenSyncsPastStaleOutput() async throws {
         let peer = try FakeAgent { command, args, _ in
             switch command {

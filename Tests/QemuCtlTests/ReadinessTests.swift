@@ -41,7 +41,7 @@ final class TCPPeer: @unchecked Sendable {
     func stop() { shutdown(fd, Int32(SHUT_RDWR)); close(fd); kept.forEach { close($0) } }
 }
 
-@Suite(.timeLimit(.minutes(1))) struct ReadinessTests {
+@Suite(.timeLimit(.minutes(1)), .offPool) struct ReadinessTests {
     @Test func probesParseFromTheirCommandLineForm() throws {
         #expect(try ReadinessProbe(parsing: "agent") == .guestAgent)
         #expect(try ReadinessProbe(parsing: "tcp:22") == .tcpPort(22))
