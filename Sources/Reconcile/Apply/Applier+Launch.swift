@@ -85,9 +85,20 @@ extension Applier {
             instance = try await Instance.start(config, options: options)
             earlyWritten = early?.written
         } catch {
-            // QEMU did not start (and Instance.start left none running): put the record back as it was.
-            if let previous { try? store.saveRecord(previous, name: vm.name) } else { Posix.unlinkFile(store.recordPath(vm.name)) }
-            throw ApplyError(error.message)
+            // QEMU did not start (and Instance.start left none running): put the record back as it was,
+            // or, for a VM this launch was the first of, leave nothing of it behind but its disk images
+            // (never deleted): no runtime directory or socket that `get` would hide and `delete` refuse.
+            if let previous {
+                try? store.saveRecord(previous, name: vm.name)
+                throw ApplyError(error.message)
+            }
+            store.removeRuntimeFiles(vm.name)
+            let images = vm.spec.disks.compactMap { d -> String? in
+                if case .file(let path, _) = d.backend, d.createSize != nil, Posix.fileExists(path) { return path }
+                return nil
+            }
+            throw ApplyError(error.message + "; nothing of \(vm.name) was left in the state directory"
+                             + (images.isEmpty ? "" : " (disk images kept: \(images.joined(separator: ", ")))"))
         }
         defer { instance.close() }
         FaultPoint.hit(.beforeRecord)
