@@ -61,6 +61,9 @@ package struct ObservedVM: Sendable, Hashable, Codable {
     /// manifest and ``record``, and reports ``VMPlan/pendingRestartCleared`` when the flag
     /// should be dropped. It is here for `get` and `describe`.
     package var restartPending: Bool
+    /// For an ``Liveness/unresponsive`` VM: `true` when the kernel shows another client holding its
+    /// monitor (QEMU serves one at a time), so QEMU is busy rather than hung; nil otherwise.
+    package var monitorBusy: Bool? = nil
 
     /// Creates an observation.
     package init(

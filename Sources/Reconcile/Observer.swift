@@ -244,7 +244,17 @@ package struct Observer: Sendable {
             case .failed(greeted: false, let timedOut, let message):
                 locate()
                 if timedOut || pid != nil {
-                    result = vm(.unresponsive, "unresponsive: QMP did not answer within \(observer.timeout): \(message)")
+                    // Busy is not hung: the kernel shows whether another client holds the monitor.
+                    switch MonitorProbe.diagnose(socketPath: layout.socketPath, pid: pid) {
+                    case .busy:
+                        result = vm(.unresponsive, "busy: another client holds \(layout.socketPath) (QEMU serves one monitor "
+                                    + "client at a time); close it or retry")
+                        result?.0?.monitorBusy = true
+                    case .stopped(let stopped):
+                        result = vm(.unresponsive, "stopped: QEMU (pid \(stopped)) is stopped (SIGSTOP or a debugger) and answers nobody")
+                    case .unresponsive:
+                        result = vm(.unresponsive, "unresponsive: QMP did not answer within \(observer.timeout): \(message)")
+                    }
                 } else {
                     result = vm(.gone, "not running (stale socket)")
                 }

@@ -129,7 +129,10 @@ extension QemuCtlCommand {
                 return 0
             }
             if !plan.hasChanges && !plan.vms.contains(where: \.pendingRestartCleared) {
-                print("No changes: \(plan.vms.count) VM\(plan.vms.count == 1 ? " matches" : "s match") the manifests.")
+                let matching = plan.vms.filter { $0.action == .noOp }.count
+                let blocked = plan.vms.count - matching
+                print("No changes: \(matching) VM\(matching == 1 ? " matches" : "s match") the manifests"
+                      + (blocked > 0 ? "; \(blocked) not planned (see above)." : "."))
                 return plan.hasBlockedVMs ? 1 : 0
             }
             var applier = Applier(store: store, parallel: parallel, stopTimeout: .milliseconds(Int(stopTimeout * 1000)),

@@ -32,7 +32,7 @@ extension VMSummary {
         let state: String = switch vm.liveness {
         case .alive: vm.live?.runStatus.rawValue ?? "running"
         case .gone: vm.record?.spec.runState == .stopped ? "stopped" : "not running"
-        case .unresponsive: "unresponsive"
+        case .unresponsive: vm.monitorBusy == true ? "busy" : "unresponsive"
         }
         let uptime = vm.liveness == .alive ? record?.startedAt.map { Int(Date().timeIntervalSince1970 - $0) } : nil
         self.init(name: vm.name, state: vm.ownership == .foreign ? "\(state) (not managed)" : state,
