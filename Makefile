@@ -42,6 +42,9 @@ deps:
 	    exit 1; \
 	  fi; \
 	fi
+	@# A third-party QMP client for the busy-monitor tests: QEMU's own Python library (PyPI).
+	@python3 -c 'import qemu.qmp' 2>/dev/null || python3 -m pip install --quiet qemu.qmp 2>/dev/null \
+	  || { echo "make deps: install Python's qemu.qmp (pip install qemu.qmp)"; exit 1; }
 	@# The schema tests validate manifests with an independent validator (Python's jsonschema).
 	@python3 -c 'import jsonschema' 2>/dev/null || python3 -m pip install --quiet jsonschema 2>/dev/null \
 	  || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-jsonschema >/dev/null; } \
