@@ -10,18 +10,7 @@ import Testing
     static let otherUser = UnprivilegedUser.name
 
     /// Runs `argv` and returns its status and combined output.
-    static func run(_ argv: [String]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: argv[0])
-        p.arguments = Array(argv.dropFirst())
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    static func run(_ argv: [String]) throws -> (status: Int32, output: String) { try UnprivilegedUser.run(argv) }
 
     /// The uid and gid of the second user, created when missing (``UnprivilegedUser``).
     static func otherUserIDs() throws -> (uid: String, gid: String) {
