@@ -70,10 +70,11 @@ demo: build guest
 test: deps guest cloud-guest
 	$(SWIFT) build
 	$(SWIFT) build --build-tests
-	@# The cloud guest's boot (a Debian userland under TCG, about a minute of both cores) runs on
-	@# its own after the rest, so it does not starve the other tests' QEMUs of CPU.
-	$(SWIFT) test --skip-build --skip CloudGuestTests
-	$(SWIFT) test --skip-build --filter CloudGuestTests
+	@# Two suites that take both cores for a minute run after the rest, so they do not starve the
+	@# other tests' QEMUs and deadlines of CPU: the cloud guest's boot (a Debian userland under TCG)
+	@# and the library consumer (a swift build of this package as a dependency).
+	$(SWIFT) test --skip-build --skip 'CloudGuestTests|LibraryConsumerTests'
+	$(SWIFT) test --skip-build --filter 'CloudGuestTests|LibraryConsumerTests'
 	@$(MAKE) --no-print-directory fuzz-smoke
 
 # libFuzzer targets (fuzz-manifest, fuzz-qmp-frames) with address and leak sanitizers, built
