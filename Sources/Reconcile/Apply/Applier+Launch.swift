@@ -67,6 +67,11 @@ extension Applier {
         stored.launch.secrets = [:]
         let previous: StoredRecord?
         do { previous = try store.loadRecord(StoredRecord.self, name: vm.name) } catch { previous = nil }
+        // Whether this launch makes the VM's runtime directory and socket: only then may a failed
+        // start take them away again (anything that was there before, planted or not, stays).
+        let layout = store.layout(vm.name)
+        let firstOfItsFiles = !Posix.fileExists(layout.runtimeDirectory) && !Posix.isSymbolicLink(layout.runtimeDirectory)
+            && !Posix.fileExists(layout.socketPath) && !Posix.isSymbolicLink(layout.socketPath)
         try save(stored, vm.name)
         FaultPoint.hit(.beforeSpawn)
         log.journal("launch uuid=\(uuid)")
@@ -90,6 +95,10 @@ extension Applier {
             // (never deleted): no runtime directory or socket that `get` would hide and `delete` refuse.
             if let previous {
                 try? store.saveRecord(previous, name: vm.name)
+                throw ApplyError(error.message)
+            }
+            guard firstOfItsFiles else {
+                Posix.unlinkFile(store.recordPath(vm.name))
                 throw ApplyError(error.message)
             }
             store.removeRuntimeFiles(vm.name)
