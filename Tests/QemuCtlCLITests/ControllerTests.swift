@@ -69,7 +69,10 @@ import Testing
         kill(b1, SIGKILL)
         #expect(await eventually { w.pid("a").map { $0 != a1 && alive($0) } ?? false }, "\(ctl.out)\(ctl.err)")
         let back = ContinuousClock.now - killed
-        #expect(back < .seconds(10), "a ran again only after \(back)")
+        // Relaunched by the controller itself (no apply ran); its latency (median ~1.5 s, 1 s of it the
+        // first backoff) is measured by bench/controller. The bound only says "within a pass or two",
+        // with room for a fully loaded test run (10.3 s was seen in one).
+        #expect(back < .seconds(30), "a ran again only after \(back)")
         #expect(await ctl.waitForLine { $0.contains("  a  restarted") } != nil)
         #expect(await ctl.waitForLine { $0.contains("  b  exited") && $0.contains("left down: restartPolicy never") } != nil, "\(ctl.out)")
         // Still down after a resync (every 2 s).
