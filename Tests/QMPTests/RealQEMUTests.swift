@@ -4,7 +4,7 @@ import QemuCtlTestSupport
 import Testing
 
 /// The QMP client against a real `qemu-system-x86_64`.
-@Suite(.timeLimit(.minutes(2)), .offPool) struct RealQEMUTests {
+@Suite(.timeLimit(.minutes(4)), .offPool) struct RealQEMUTests {
     @Test func greetsNegotiatesAndQueriesStatus() async throws {
         let qemu = try QEMUProcess()
         defer { qemu.kill() }
@@ -201,7 +201,9 @@ import Testing
         defer { qemu.kill() }
         let client = try await QMPClient.connect(to: qemu.socketPath)
         let events = client.events()
-        try await qemu.waitForSerial(Fixtures.guestReadyMarker, timeout: 60)
+        // Seconds alone under TCG; the suite runs a dozen TCG guests at once on two cores, where 60 s
+        // was not always enough (a full fresh-clone run saw the ready line not yet printed at 60 s).
+        try await qemu.waitForSerial(Fixtures.guestReadyMarker, timeout: 150)
         #expect(try await client.queryStatus().status == "running")
         try await client.systemPowerdown()
         var sawShutdown: JSONValue? = nil
