@@ -219,6 +219,25 @@ func processVanishes(_ pid: Int32) async throws -> Bool {
         try await vm.forceStop()
     }
 
+    /// A vCPU the guest does not release (no guest runs here) times out with a message about
+    /// vCPUs, not about PCI devices (issue 20, item 6).
+    @Test func aVCPUUnplugTimeoutSpeaksOfVCPUs() async throws {
+        let dir = try TempDir("cpuout")
+        defer { dir.remove() }
+        var config = TestVMs.bare("c1")
+        config.cpu.maxCount = 2
+        let vm = try await Instance.start(config, options: StartOptions(socketDirectory: dir.path))
+        defer { Task { try? await vm.forceStop() } }
+        try await vm.setCPUCount(2)
+        #expect(try await vm.vcpuCount() == 2)
+        let error = await #expect(throws: InstanceError.self) { try await vm.setCPUCount(1, wait: .seconds(1)) }
+        #expect(error?.code == .unresponsive)
+        let message = error?.message ?? ""
+        #expect(message.contains("a vCPU is removed only when the guest takes it offline"), "\(message)")
+        #expect(!message.contains("PCI"), "\(message)")
+        try await vm.forceStop()
+    }
+
     @Test func screendumpWithoutADisplaySaysSo() async throws {
         let dir = try TempDir("shot")
         defer { dir.remove() }

@@ -381,6 +381,7 @@ struct SpecDecoder {
         disk.cache = cache
         disk.discard = discard
         disk.bootIndex = bootIndex
+        disk.pciSlot = d.string("pciAddress").flatMap { Int($0.dropFirst(2), radix: 16) }
         disk.createSize = createSize
         disk.throttle = throttle
         return disk
@@ -486,6 +487,7 @@ struct SpecDecoder {
         nic.model = model
         nic.link = link
         nic.bootIndex = bootIndex
+        nic.pciSlot = n.string("pciAddress").flatMap { Int($0.dropFirst(2), radix: 16) }
         return nic
     }
 
