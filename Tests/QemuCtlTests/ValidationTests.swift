@@ -189,7 +189,7 @@ struct ValidationTests {
         c.pciSlotHints = first.slots
         let kept = c.pciSlotPlan().slots
         #expect(kept == ["net-n1": 2, "net-n2": 3])
-        let cmd = try c.commandLine(LaunchOptions(qmpSocketPath: "/r/q.sock", runtimeDirectory: "/r"))
+        let cmd = try c.commandLine(launch)
         #expect(slots(cmd) == ["0x2", "0x3"])
         #expect(cmd.pciSlots == kept)
         c.networks.append(Network(name: "n3", backend: .user(UserNetwork())))

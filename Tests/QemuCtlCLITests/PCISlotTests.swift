@@ -1,0 +1,82 @@
+import Foundation
+import QMP
+import QemuCtlTestSupport
+import Testing
+
+/// Issue 20, item 3: a device keeps its PCI slot across restarts (so the guest keeps its name
+/// for a NIC: enp0s6), a manifest can pin one with `pciAddress`, and a clash is a validate error.
+@Suite(.timeLimit(.minutes(4)), .offPool) struct PCISlotTests {
+    /// The root-bus slot of each device with an id, as QEMU reports it (`query-pci`).
+    static func slots(_ w: Workspace, _ name: String) async throws -> [String: Int] {
+        let buses = try await QMPClient.withConnection(to: "\(w.state)/\(name).sock") { try await $0.execute("query-pci") }
+        var out: [String: Int] = [:]
+        for bus in buses.arrayValue ?? [] where bus["bus"]?.intValue == 0 {
+            for d in bus["devices"]?.arrayValue ?? [] {
+                if let id = d["qdev_id"]?.stringValue, !id.isEmpty, let slot = d["slot"]?.intValue { out[id] = slot }
+            }
+        }
+        return out
+    }
+
+    /// A q35 VM without hot-plug ports (so removing a disk is a restart), with a virtio disk
+    /// `data` before the NICs when `disk`, and `nics` (name and optional `pciAddress`).
+    func manifest(_ w: Workspace, disk: Bool, nics: [(String, String?)]) -> String {
+        var spec = "  machine: {type: q35, accel: tcg, hotplugPorts: 0}\n  memory: {size: 64MiB}\n"
+        if disk {
+            spec += "  disks:\n    - {name: data, file: {path: \(w.dir.file("data.qcow2")), format: qcow2}, create: {size: 16MiB}}\n"
+        }
+        spec += "  networks:\n"
+        for (name, slot) in nics {
+            spec += "    - {name: \(name), user: {}\(slot.map { ", pciAddress: \"\($0)\"" } ?? "")}\n"
+        }
+        return "apiVersion: qemuctl/v1\nkind: VirtualMachine\nmetadata: {name: p}\nspec:\n" + spec
+    }
+
+    @Test func nicsKeepTheirSlotsWhenADeviceBeforeThemGoesAndTheFreedSlotIsReused() async throws {
+        let w = try Workspace("pci1")
+        defer { w.cleanUp() }
+        var vms = try w.manifest("p", manifest(w, disk: true, nics: [("lan", nil), ("wan", nil)]))
+        let created = try await w.qemuctl("apply", "-f", vms)
+        #expect(created.status == 0, "\(created.out)\(created.err)")
+        let first = try await Self.slots(w, "p")
+        let (disk, lan, wan) = (try #require(first["disk-data"]), try #require(first["net-lan"]), try #require(first["net-wan"]))
+        #expect(disk < lan && lan < wan, "\(first)")  // the disk comes first: without the record, the NICs would move down
+
+        // The disk goes: a restart, after which both NICs are where they were.
+        vms = try w.manifest("p", manifest(w, disk: false, nics: [("lan", nil), ("wan", nil)]))
+        let restarted = try await w.qemuctl("apply", "-f", vms, "--restart", "if-needed", "--stop-timeout", "1")
+        #expect(restarted.status == 0, "\(restarted.out)\(restarted.err)")
+        #expect(restarted.out.contains("restarted"), "\(restarted.out)")
+        let second = try await Self.slots(w, "p")
+        #expect(second["disk-data"] == nil)
+        #expect(second["net-lan"] == lan && second["net-wan"] == wan, "\(first) → \(second)")
+        #expect(try await w.qemuctl("diff", "-f", vms).status == 0)
+
+        // A new NIC takes a free slot (the disk's, the lowest) and moves no other.
+        vms = try w.manifest("p", manifest(w, disk: false, nics: [("lan", nil), ("wan", nil), ("dmz", nil)]))
+        let added = try await w.qemuctl("apply", "-f", vms, "--restart", "if-needed", "--stop-timeout", "1")
+        #expect(added.status == 0, "\(added.out)\(added.err)")
+        let third = try await Self.slots(w, "p")
+        #expect(third["net-lan"] == lan && third["net-wan"] == wan && third["net-dmz"] == disk, "\(third)")
+    }
+
+    @Test func aPinnedAddressIsUsedAndAClashIsAValidateErrorWithItsPlace() async throws {
+        let w = try Workspace("pci2")
+        defer { w.cleanUp() }
+        let vms = try w.manifest("p", manifest(w, disk: false, nics: [("lan", nil), ("wan", "0x10")]))
+        #expect(try await w.qemuctl("validate", "-f", vms).status == 0)
+        let created = try await w.qemuctl("apply", "-f", vms)
+        #expect(created.status == 0, "\(created.out)\(created.err)")
+        let slots = try await Self.slots(w, "p")
+        #expect(slots["net-wan"] == 0x10 && slots["net-lan"] == 1, "\(slots)")
+
+        // Two NICs on one slot: refused by validate, with the file, line and column of the second.
+        let clash = try w.manifest("clash", manifest(w, disk: false, nics: [("lan", "0x10"), ("wan", "0x10")])
+            .replacingOccurrences(of: "name: p}", with: "name: clash}"))
+        let invalid = try await w.qemuctl("validate", "-f", "\(clash)/clash.yaml")
+        #expect(invalid.status != 0)
+        #expect(invalid.err.contains("clash.yaml:9:"), "\(invalid.err)")
+        #expect(invalid.err.contains("first used at line 8"), "\(invalid.err)")
+        #expect(invalid.err.contains("PCI slot 0x10 on the root bus is already taken in this VM"), "\(invalid.err)")
+    }
+}
