@@ -190,4 +190,84 @@ import Testing
             }
         }
     }
+
+    // MARK: - Defaults
+
+    /// Manifests with every optional object present and each list element holding only its
+    /// required fields (one per backend kind), so every documented default is decoded.
+    static let defaultsManifests: [String] = [
+        """
+        apiVersion: qemuctl/v1
+        kind: VirtualMachine
+        metadata: {name: d1}
+        spec:
+          machine: {type: q35}
+          cpu: {}
+          memory: {max: 1GiB}
+          firmware: {}
+          boot: {kernel: /k}
+          disks:
+            - {name: f, file: {path: /f.qcow2, format: qcow2}, throttle: {bps: 1MiB}}
+            - {name: n, nbd: {host: h, export: e}}
+            - {name: r, rbd: {pool: p, image: i}}
+            - {name: i, iscsi: {portal: "h:3260", target: t}}
+          cdroms: [{name: cd}]
+          networks:
+            - {name: u, user: {}}
+            - {name: t, tap: {}}
+            - {name: s, stream: {unix: /s}}
+          display: {vnc: {}, spice: {}}
+          serial: {}
+          usb: {devices: [{name: k, type: keyboard}]}
+          rtc: {}
+          audio: {}
+        """,
+    ]
+
+    /// Fields whose documented default is not a leaf of the flattened spec, and why.
+    static let defaultsNotFlattened: [String: String] = [
+        "spec.runState": "compared with QMP's status, not flattened (RunStateChange)",
+    ]
+
+    /// Every documented default is what the decoder gives a manifest that leaves the field out.
+    @Test func everyDocumentedDefaultIsWhatAManifestWithoutTheFieldGets() throws {
+        var leaves: [String: Set<String>] = [:]
+        for yaml in Self.defaultsManifests {
+            let set = ManifestLoader().load(bytes: Array(yaml.utf8), file: "d.yaml", baseDirectory: "/base")
+            #expect(!set.hasErrors, "\(set.diagnostics.map(\.description))")
+            for vm in set.virtualMachines {
+                let flat = FlatSpec(labels: [:], spec: vm.spec, secrets: [:])
+                var all: [Leaf] = []
+                for item in flat.items {
+                    switch item {
+                    case .leaf(let l): all.append(l)
+                    case .collection(_, let elements): all += elements.flatMap(\.leaves)
+                    }
+                }
+                for l in all {
+                    // spec.disks[f].readOnly → spec.disks[].readOnly
+                    let path = l.path.replacing(/\[[^\]]*\]/, with: "[]")
+                    if let v = l.value { leaves[path, default: []].insert(v) }
+                }
+            }
+        }
+        var checked = 0
+        for (path, field) in FieldTable.all {
+            guard let d = field.defaultValue else { continue }
+            let text: String = switch d {
+            case .bool(let b): b ? "true" : "false"
+            case .integer(let i): String(i)
+            case .string(let s): s
+            }
+            if let why = Self.defaultsNotFlattened[path] {
+                #expect(why.count > 20)
+                continue
+            }
+            let seen = leaves[path] ?? []
+            #expect(seen.contains(text) || seen.contains("\"\(text)\""),
+                    "\(path): documented default \(text), a manifest without it gets \(seen.sorted())")
+            checked += 1
+        }
+        #expect(checked > 30, "only \(checked) defaults checked")
+    }
 }
