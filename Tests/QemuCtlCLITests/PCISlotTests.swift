@@ -78,5 +78,20 @@ import Testing
         #expect(invalid.err.contains("clash.yaml:9:"), "\(invalid.err)")
         #expect(invalid.err.contains("first used at line 8"), "\(invalid.err)")
         #expect(invalid.err.contains("PCI slot 0x10 on the root bus is already taken in this VM"), "\(invalid.err)")
+
+        // On a disk that is not a PCI device, or outside the slots: refused too.
+        let ide = try w.manifest("ide", """
+            apiVersion: qemuctl/v1
+            kind: VirtualMachine
+            metadata: {name: ide}
+            spec:
+              disks:
+                - {name: d, file: {path: /d.raw, format: raw}, interface: ide, pciAddress: "0x05"}
+                - {name: e, file: {path: /e.raw, format: raw}, pciAddress: "0x00"}
+            """)
+        let refused = try await w.qemuctl("validate", "-f", "\(ide)/ide.yaml")
+        #expect(refused.status != 0)
+        #expect(refused.err.contains("ide.yaml:6:") && refused.err.contains("an ide disk is not a PCI device"), "\(refused.err)")
+        #expect(refused.err.contains("ide.yaml:7:") && refused.err.contains("PCI slot 0x00 is not a device slot"), "\(refused.err)")
     }
 }

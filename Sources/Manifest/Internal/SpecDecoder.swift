@@ -164,6 +164,10 @@ struct SpecDecoder {
             if let disk = decodeDisk(d) {
                 unique(disk.name, d.position("name"), in: &driveNames, what: "drive")
                 uniqueSlot(disk.pciSlot, d, in: &pciSlots)
+                if disk.pciSlot != nil, disk.interface != .virtio, disk.interface != .nvme {
+                    ctx.error(d.position("pciAddress"), "an \(disk.interface.rawValue) disk is not a PCI device",
+                              hint: "pciAddress is for virtio and nvme disks; ide and scsi disks sit on their controller")
+                }
                 spec.disks.append(disk)
             }
         }
