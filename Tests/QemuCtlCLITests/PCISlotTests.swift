@@ -94,4 +94,29 @@ import Testing
         #expect(refused.err.contains("ide.yaml:6:") && refused.err.contains("an ide disk is not a PCI device"), "\(refused.err)")
         #expect(refused.err.contains("ide.yaml:7:") && refused.err.contains("PCI slot 0x00 is not a device slot"), "\(refused.err)")
     }
+
+    /// An adopted QEMU's device slots are recorded at adoption: qemuctl's relaunch puts each NIC
+    /// where the hand-made command line had it, not where qemuctl would have put it.
+    @Test func anAdoptedVMsRelaunchKeepsTheSlotsItWasStartedWith() async throws {
+        let w = try Workspace("pci3")
+        defer { w.cleanUp() }
+        let socket = w.dir.file("hand.sock")
+        let qemu = try await handStartedQEMU([
+            "-name", "hand9", "-machine", "q35", "-accel", "tcg", "-m", "64", "-S",
+            "-qmp", "unix:\(socket),server=on,wait=off",
+            "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,id=nic0,addr=0x7",
+            "-netdev", "user,id=n1", "-device", "e1000,netdev=n1,id=net-wan,addr=0x3",
+        ], socket: socket)
+        defer { kill(qemu.processIdentifier, SIGKILL) }
+        let adopted = try await w.qemuctl("import", "--socket", socket, "--adopt")
+        #expect(adopted.status == 0, "\(adopted.err)")
+        try FileManager.default.createDirectory(atPath: w.dir.file("vms"), withIntermediateDirectories: true)
+        try adopted.out.write(toFile: w.dir.file("vms/hand9.yaml"), atomically: true, encoding: .utf8)
+        kill(qemu.processIdentifier, SIGKILL)
+        qemu.waitUntilExit()
+        let relaunched = try await w.qemuctl("apply", "-f", w.dir.file("vms/hand9.yaml"))
+        #expect(relaunched.status == 0, "\(relaunched.out)\(relaunched.err)")
+        let slots = try await Self.slots(w, "hand9")
+        #expect(slots["net-nic0"] == 7 && slots["net-wan"] == 3, "\(slots)")
+    }
 }
