@@ -198,6 +198,10 @@ struct ValidationTests {
         let pinned = c.pciSlotPlan()
         #expect(pinned.problems.isEmpty)
         #expect(pinned.slots["net-n3"] == 2 && pinned.slots["net-n2"] == 3 && pinned.slots["net-n1"] == 1)
+        // A board where QEMU places devices itself cannot honour a fixed slot: said, not ignored.
+        var microvm = nics(1, machine: "microvm")
+        microvm.networks[0].pciSlot = 5
+        #expect(microvm.pciSlotPlan().problems.map(\.path) == ["networks[0].pciSlot"])
     }
 
     @Test func ideUnitsRunOut() {

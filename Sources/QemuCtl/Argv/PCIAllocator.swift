@@ -59,7 +59,12 @@ struct PCIAllocator {
 
     /// Returns `id → slot`, or problems.
     func allocate(_ requests: [Request]) -> (slots: [String: Int], problems: [ConfigProblem]) {
-        guard let usable = family.usableSlots, let bus = family.rootBus else { return ([:], []) }
+        guard let usable = family.usableSlots, let bus = family.rootBus else {
+            // QEMU places devices itself on other boards: a fixed slot would be silently ignored.
+            return ([:], requests.filter { $0.fixed != nil }.map {
+                .init(path: $0.path + ".pciSlot", message: "a fixed PCI slot needs a q35 or i440FX (pc) machine; on this one QEMU places devices itself")
+            })
+        }
         var used = reserved
         var slots: [String: Int] = [:]
         var problems: [ConfigProblem] = []
