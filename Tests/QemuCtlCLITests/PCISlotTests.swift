@@ -58,6 +58,14 @@ import Testing
         #expect(added.status == 0, "\(added.out)\(added.err)")
         let third = try await Self.slots(w, "p")
         #expect(third["net-lan"] == lan && third["net-wan"] == wan && third["net-dmz"] == disk, "\(third)")
+
+        // A QEMU that died is launched again by the next apply, every device in its slot.
+        let pid = try #require(w.pid("p"))
+        kill(pid, SIGKILL)
+        for _ in 0..<200 where kill(pid, 0) == 0 { try await Task.sleep(for: .milliseconds(20)) }
+        let again = try await w.qemuctl("apply", "-f", vms)
+        #expect(again.status == 0, "\(again.out)\(again.err)")
+        #expect(try await Self.slots(w, "p") == third)
     }
 
     @Test func aPinnedAddressIsUsedAndAClashIsAValidateErrorWithItsPlace() async throws {
