@@ -17,7 +17,7 @@ package enum HostFileCheck {
     package static func problems(_ config: VMConfig) -> [String] {
         var out: [String] = []
         for d in config.disks {
-            guard case .file(let f) = d.backend, let p = imageProblem(path: f.path, format: f.format) else { continue }
+            guard case .file(let f) = d.backend, let p = imageProblem(path: f.path, format: f.format, backing: f.backing) else { continue }
             out.append("disk \(d.name): \(p)")
         }
         for cd in config.cdroms {
@@ -32,8 +32,49 @@ package enum HostFileCheck {
         return out
     }
 
-    /// Why the image at `path`, declared `format`, must not be opened; `nil` when it may be.
-    package static func imageProblem(path: String, format: DiskFormat) -> String? {
+    /// Why the image at `path`, declared `format` with the declared backing file `backing`, must not be opened;
+    /// `nil` when it may be.
+    ///
+    /// An image whose header names a backing file must declare exactly that file and its format (`backing`); the
+    /// backing file itself must pass the same checks and name no backing file of its own. An image that names
+    /// none must declare none.
+    package static func imageProblem(path: String, format: DiskFormat, backing: BackingFile? = nil) -> String? {
+        if let p = headerProblem(path: path, format: format) { return p }
+        let named: ImageHeader.Backing?
+        switch ImageHeader.backing(path: path, format: format) {
+        case .failure(let why): return why.description
+        case .success(let b): named = b
+        }
+        switch (named, backing) {
+        case (nil, nil):
+            return nil
+        case (let n?, nil):
+            return "the \(format.rawValue) image \(path) has the backing file \(n.path)"
+                + (n.format.map { " (\($0))" } ?? "") + ", which the manifest does not declare; qemuctl never follows "
+                + "an undeclared backing file (declare it: file.backing: {path: \(n.path), format: \(n.format ?? "FORMAT")})"
+        case (nil, let b?):
+            return "the manifest declares the backing file \(b.path) (\(b.format.rawValue)) for \(path), but the image's "
+                + "header names none (remove file.backing, or use the overlay that is backed by it)"
+        case (let n?, let b?):
+            if n.path != b.path {
+                return "the \(format.rawValue) image \(path) has the backing file \(n.path), not the declared \(b.path) "
+                    + "(declare file.backing: {path: \(n.path), format: \(n.format ?? b.format.rawValue)}, or rebase the image)"
+            }
+            if let f = n.format, f != b.format.rawValue {
+                return "the \(format.rawValue) image \(path) declares its backing file \(n.path) as \(f), not the manifest's "
+                    + "\(b.format.rawValue) (set file.backing.format: \(f))"
+            }
+            if b.path == path { return "the image \(path) names itself as its backing file" }
+            if let p = imageProblem(path: b.path, format: b.format) {
+                return "backing file of \(path): \(p)"
+            }
+            return nil
+        }
+    }
+
+    /// The problems of the header of the image at `path` that no declaration can lift (external data files,
+    /// VMDK descriptors).
+    private static func headerProblem(path: String, format: DiskFormat) -> String? {
         switch format {
         case .qcow2:
             guard let h = Posix.readFile(path, limit: 512), h.count >= 8, Array(h[0..<4]) == qcow2Magic else { return nil }

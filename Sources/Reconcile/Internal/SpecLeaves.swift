@@ -286,6 +286,11 @@ struct LeafWriter {
         add(p + ".discard", bool: d.discard)
         add(p + ".bootIndex", int: d.bootIndex)
         add(p + ".create.size", size: d.createSize)
+        add(p + ".create.from.path", Render.quoted(d.createFrom?.path))
+        add(p + ".create.from.format", d.createFrom?.format.rawValue)
+        add(p + ".create.mode", d.createFrom == nil ? nil : (d.createMode ?? .overlay).rawValue)
+        add(p + ".file.backing.path", Render.quoted(d.backing?.path))
+        add(p + ".file.backing.format", d.backing?.format.rawValue)
         // No throttle and a throttle without limits mean the same; QMP reports the latter.
         let t = d.throttle ?? .init()
         let q = p + ".throttle."
