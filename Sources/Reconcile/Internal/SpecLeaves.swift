@@ -256,6 +256,8 @@ struct LeafWriter {
         }
         add(p + ".file.path", Render.quoted(file?.0))
         add(p + ".file.format", file?.1.rawValue)
+        add(p + ".file.backing.path", Render.quoted(d.backing?.path))
+        add(p + ".file.backing.format", d.backing?.format.rawValue)
         var unix: String?, host: String?, port: Int?
         switch nbd?.server {
         case .unix(let u): unix = u
@@ -289,8 +291,6 @@ struct LeafWriter {
         add(p + ".create.from.path", Render.quoted(d.createFrom?.path))
         add(p + ".create.from.format", d.createFrom?.format.rawValue)
         add(p + ".create.mode", d.createFrom == nil ? nil : (d.createMode ?? .overlay).rawValue)
-        add(p + ".file.backing.path", Render.quoted(d.backing?.path))
-        add(p + ".file.backing.format", d.backing?.format.rawValue)
         // No throttle and a throttle without limits mean the same; QMP reports the latter.
         let t = d.throttle ?? .init()
         let q = p + ".throttle."
