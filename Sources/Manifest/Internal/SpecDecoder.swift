@@ -364,7 +364,8 @@ struct SpecDecoder {
         var createMode: VirtualMachineSpec.Disk.CreateMode? = nil
         if let c = d.object("create") {
             createSize = c.size("size")
-            createMode = c.enumeration("mode")
+            // The mode (default overlay) means something only with a base.
+            createMode = c.has("from") ? c.enumeration("mode") : nil
             if let from = c.object("from") {
                 createFrom = imageFile(from)
                 if let base = createFrom, let f = fileReader, let p = f.string("path"), base.path == p {
