@@ -84,16 +84,17 @@ final class DecodeContext {
             "\(what) '\(path)' does not exist", hint: hostFiles == .warn ? "it must exist before 'apply'" : nil))
     }
 
-    /// Checks a base image (`create.from.path`) when host files are looked at: it must exist, and be
-    /// a regular file when `regular` (an overlay's backing file). An error in `warn` mode too: no image
-    /// can be made from a base that is not there.
+    /// Checks a base image (`create.from.path`) when host files are looked at: it must exist (a missing
+    /// one is reported like other missing host files: a warning for `validate`, as it may still be
+    /// fetched before `apply`), and be a regular file when `regular` (an overlay's backing file; always
+    /// an error).
     func checkBaseImage(_ path: String, _ node: @autoclosure () -> YAMLNode, regular: Bool) {
         guard hostFiles != .ignore else { return }
         switch FileSystem.info(path) {
         case .failure(let f):
-            diagnostics.append(ManifestDiagnostic(.error, code: .hostFile, at: location(node()),
+            diagnostics.append(ManifestDiagnostic(hostFiles == .warn ? .warning : .error, code: .hostFile, at: location(node()),
                                                   "base image '\(path)' cannot be used: \(f.message)",
-                                                  hint: "create.from.path must name an existing image"))
+                                                  hint: hostFiles == .warn ? "it must exist before 'apply'" : "create.from.path must name an existing image"))
         case .success(let i) where regular && i.kind != .file:
             diagnostics.append(ManifestDiagnostic(.error, code: .hostFile, at: location(node()),
                                                   "base image '\(path)' is not a regular file",
