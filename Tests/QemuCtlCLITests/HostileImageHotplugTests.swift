@@ -30,7 +30,7 @@ import Testing
         try Self.qemuImg(["create", "-q", "-f", "raw", base, "1M"])
         try Self.qemuImg(["create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", declared])
         func vm(_ disks: String) -> String {
-            bareVM("h", extra: "  machine: {type: q35, accel: tcg, hotplugPorts: 2}\n" + disks)
+            bareVM("h", extra: "  machine: {type: q35, accel: tcg, hotplugPorts: 3}\n" + disks)
                 .replacingOccurrences(of: "  machine: {type: q35, accel: tcg}\n", with: "")
         }
         func nodes() async throws -> [JSONValue] {
@@ -51,14 +51,21 @@ import Testing
         #expect(undeclared.out.contains("file.backing: {path: \(secret), format: raw}"), "\(undeclared.out)")
         #expect(try await nodes().allSatisfy { $0["file"]?.stringValue != secret && $0["node-name"]?.stringValue != "fmt-over" })
 
-        // A declared chain is hot-plugged with the base read-only below the overlay.
-        try w.manifest("h", vm("  disks:\n    - {name: dec, file: {path: \(declared), format: qcow2, backing: {path: \(base), format: raw}}}\n"))
+        // A declared chain is hot-plugged with the base read-only below the overlay; so is an overlay made from the
+        // base by the hot-plug itself.
+        let made = w.dir.file("made.qcow2")
+        try w.manifest("h", vm("  disks:\n    - {name: dec, file: {path: \(declared), format: qcow2, backing: {path: \(base), format: raw}}}\n"
+                               + "    - {name: new, file: {path: \(made), format: qcow2}, create: {from: {path: \(base), format: raw}}}\n"))
         let plugged = try await w.qemuctl("apply", "--timeout", "30", "-f", vms)
         #expect(plugged.status == 0, "\(plugged.out)\(plugged.err)")
         #expect(plugged.out.contains("+ spec.disks[dec] hot-plugged"), "\(plugged.out)")
+        #expect(plugged.out.contains("created disk new: \(made) (qcow2, overlay of \(base) (raw))"), "\(plugged.out)")
+        #expect(plugged.out.contains("+ spec.disks[new] hot-plugged"), "\(plugged.out)")
         let list = try await nodes()
         func node(_ name: String) -> JSONValue? { list.first { $0["node-name"]?.stringValue == name } }
-        #expect(Set(list.compactMap { $0["node-name"]?.stringValue }) == ["bfile-dec", "bfmt-dec", "file-dec", "fmt-dec"], "\(list)")
+        #expect(Set(list.compactMap { $0["node-name"]?.stringValue })
+                    == ["bfile-dec", "bfmt-dec", "file-dec", "fmt-dec", "bfile-new", "bfmt-new", "file-new", "fmt-new"], "\(list)")
+        #expect(node("bfmt-new")?["ro"]?.boolValue == true && node("fmt-new")?["backing_file"]?.stringValue == base)
         #expect(node("bfmt-dec")?["drv"]?.stringValue == "raw")
         #expect(node("bfmt-dec")?["ro"]?.boolValue == true)
         #expect(node("bfile-dec")?["file"]?.stringValue == base)
@@ -69,6 +76,7 @@ import Testing
         #expect(described.out.contains("disks[dec].backing") && described.out.contains("\(base) (raw, read-only)"), "\(described.out)")
 
         try w.manifest("h", vm("  disks:\n    - {name: dec, file: {path: \(declared), format: qcow2, backing: {path: \(base), format: raw}}}\n"
+                               + "    - {name: new, file: {path: \(made), format: qcow2}, create: {from: {path: \(base), format: raw}}}\n"
                                + "    - {name: df, file: {path: \(dataFile), format: qcow2}}\n"))
         let refused = try await w.qemuctl("apply", "--timeout", "30", "-f", vms)
         #expect(refused.status != 0)

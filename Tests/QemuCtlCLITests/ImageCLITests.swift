@@ -129,6 +129,8 @@ import Testing
         let described = try await w.qemuctl("describe", "o")
         #expect(described.out.contains("disks[root].backing") && described.out.contains("\(base) (raw, read-only)"), "\(described.out)")
         #expect(!described.out.contains("disks[copy].backing"), "\(described.out)")
+        let diff = try await w.qemuctl("diff", "-f", vms)
+        #expect(diff.status == 0, "the running VM matches its manifest: \(diff.out)\(diff.err)")
         let again = try await w.qemuctl("apply", "--timeout", "30", "-f", vms)
         #expect(again.status == 0 && !again.out.contains("created disk"), "\(again.out)\(again.err)")
 
