@@ -107,6 +107,8 @@ import Testing
         #expect(valid.status == 0, "\(valid.err)")
         let applied = try await w.qemuctl("apply", "--timeout", "30", "-f", vms)
         #expect(applied.status == 0, "\(applied.out)\(applied.err)")
+        #expect(applied.out.contains("+ spec.disks[root]: file \"\(root)\" (qcow2) backed by \"\(base)\" (raw), virtio"), "\(applied.out)")
+        #expect(applied.out.contains("+ spec.disks[copy]: file \"\(copy)\" (raw), virtio"), "\(applied.out)")
         #expect(applied.out.contains("created disk root: \(root) (qcow2, 4MiB, overlay of \(base) (raw))"), "\(applied.out)")
         #expect(applied.out.contains("created disk copy: \(copy) (raw, copy of \(base) (raw))"), "\(applied.out)")
         let info = try JSONValue(parsing: try Self.qemuImg(["info", "-U", "-f", "qcow2", "--output=json", root]))

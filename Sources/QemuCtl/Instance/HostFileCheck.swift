@@ -54,7 +54,8 @@ package enum HostFileCheck {
                 + "an undeclared backing file (declare it: file.backing: {path: \(n.path), format: \(n.format ?? "FORMAT")})"
         case (nil, let b?):
             return "the manifest declares the backing file \(b.path) (\(b.format.rawValue)) for \(path), but the image's "
-                + "header names none (remove file.backing, or use the overlay that is backed by it)"
+                + "header names none (an image that exists is used as it is: remove file.backing or create.from, or use an "
+                + "overlay that is backed by it)"
         case (let n?, let b?):
             if n.path != b.path {
                 return "the \(format.rawValue) image \(path) has the backing file \(n.path), not the declared \(b.path) "

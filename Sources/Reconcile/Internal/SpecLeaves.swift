@@ -405,10 +405,13 @@ enum Render {
         items.isEmpty ? nil : "[" + items.map { quoted($0)! }.joined(separator: ", ") + "]"
     }
 
-    /// `file "/images/a.qcow2" (qcow2), virtio`.
+    /// `file "/images/a.qcow2" (qcow2), virtio`; with a backing file,
+    /// `file "/images/a.qcow2" (qcow2) backed by "/base/d.qcow2" (qcow2), virtio`.
     static func summary(_ d: VirtualMachineSpec.Disk) -> String {
         let backend: String = switch d.backend {
-        case .file(let path, let format): "file \(quoted(path)!) (\(format.rawValue))"
+        case .file(let path, let format):
+            "file \(quoted(path)!) (\(format.rawValue))"
+                + (d.declaredBacking.map { " backed by \(quoted($0.path)!) (\($0.format.rawValue))" } ?? "")
         case .nbd(let n):
             switch n.server {
             case .unix(let u): "nbd unix \(quoted(u)!)"
