@@ -75,6 +75,30 @@ import Testing
         }
     }
 
+    /// A base reached through a link (`current/disk.qcow2`): the overlay's header names the real file, so the
+    /// declaration through the link holds while the link points there, and an overlay is refused, not read over
+    /// another base, once the link is re-pointed (a rebuilt base).
+    @Test func overlayOfALinkedBaseNamesTheRealFileAndIsRefusedWhenTheLinkMoves() async throws {
+        let dir = try TempDir("ich")
+        defer { dir.remove() }
+        let (raw, _) = try Self.bases(in: dir)
+        try FileManager.default.createDirectory(atPath: dir.file("v1"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir.file("v2"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: raw, toPath: dir.file("v1/disk.raw"))
+        try FileManager.default.copyItem(atPath: raw, toPath: dir.file("v2/disk.raw"))
+        try FileManager.default.createSymbolicLink(atPath: dir.file("current"), withDestinationPath: "v1")
+        let declared = dir.file("current/disk.raw")
+        let overlay = dir.file("o.qcow2")
+        #expect(try await ImageCreation.createIfMissing(path: overlay, format: "qcow2", size: nil,
+                                                        from: .init(path: declared, format: .raw, mode: .overlay)))
+        #expect(try Self.info(overlay, "qcow2")["backing-filename"]?.stringValue == dir.file("v1/disk.raw"))
+        #expect(HostFileCheck.imageProblem(path: overlay, format: .qcow2, backing: BackingFile(path: declared, format: .raw)) == nil)
+        try FileManager.default.removeItem(atPath: dir.file("current"))
+        try FileManager.default.createSymbolicLink(atPath: dir.file("current"), withDestinationPath: "v2")
+        let problem = HostFileCheck.imageProblem(path: overlay, format: .qcow2, backing: BackingFile(path: declared, format: .raw))
+        #expect(problem?.contains("has the backing file \(dir.file("v1/disk.raw")), not the declared \(declared)") == true, "\(problem ?? "")")
+    }
+
     @Test func sizeMayGrowTheNewImageButNeverShrinkIt() async throws {
         let dir = try TempDir("ich")
         defer { dir.remove() }

@@ -23,9 +23,9 @@ import QMP
 /// An image made from a base (``Base``) starts by opening the base once, read-only; qemu-img reads it
 /// only through that descriptor (`/proc/PID/fd/N`, itself opened read-only), so what was checked is
 /// what is read and the base is never written. Many images may share one base.
-/// - overlay: `qemu-img create -f qcow2 -u -b BASE -F FORMAT` — the header names the base by its
-///   absolute path with its format recorded; `-u` keeps qemu-img from opening the base by name at
-///   all (the size is known already);
+/// - overlay: `qemu-img create -f qcow2 -u -b BASE -F FORMAT` — the header names the base by the
+///   real path of the file opened (links resolved) with its format recorded; `-u` keeps qemu-img
+///   from opening the base by name at all (the size is known already);
 /// - copy: `qemu-img convert -f FORMAT -O FORMAT`, then `qemu-img resize` when `size` is larger.
 package enum ImageCreation {
     /// The image a new one is made from (`create.from`).
@@ -129,8 +129,10 @@ package enum ImageCreation {
         case nil:
             steps = [["create", "-q", "-f", format, viaDescriptor, String(size ?? 0)]]
         case let b? where b.base.mode == .overlay:
-            // The header names the base by its path (what QEMU opens later, read-only) with its format.
-            steps = [["create", "-q", "-f", format, "-u", "-b", b.base.path, "-F", b.base.format.rawValue,
+            // The header names the base by the real path of the file opened and checked (links resolved), with
+            // its format: a link in the declared path re-pointed later (a rebuilt `current`) then makes the
+            // declaration differ from the header, and the overlay is refused instead of read over another base.
+            steps = [["create", "-q", "-f", format, "-u", "-b", b.realPath, "-F", b.base.format.rawValue,
                       viaDescriptor, String(size ?? b.virtualSize)]]
         case let b?:
             steps = [["convert", "-q", "-U", "-f", b.base.format.rawValue, "-O", format, b.viaDescriptor, viaDescriptor]]
@@ -161,6 +163,8 @@ package enum ImageCreation {
         let fd: CInt
         let viaDescriptor: String
         let virtualSize: UInt64
+        /// Where the opened file is, links resolved (`/proc/self/fd/N`'s target).
+        let realPath: String
 
         init(_ base: Base, binary: String) async throws(Failure) {
             let fd = open(base.path, O_RDONLY | O_CLOEXEC | O_NOCTTY)
@@ -196,6 +200,10 @@ package enum ImageCreation {
             guard let json = try? JSONValue(parsing: info.stdout), let vsize = json["virtual-size"]?.intValue, vsize > 0 else {
                 throw Failure(message: "qemu-img info gave no virtual size for the base image \(base.path)")
             }
+            guard let real = Posix.realPath(via), real.hasPrefix("/") else {
+                throw Failure(message: "cannot tell where the base image \(base.path) is (its directory was removed?)")
+            }
+            self.realPath = real
             self.base = base
             self.fd = fd
             self.viaDescriptor = via

@@ -57,7 +57,9 @@ package enum HostFileCheck {
                 + "header names none (an image that exists is used as it is: remove file.backing or create.from, or use an "
                 + "overlay that is backed by it)"
         case (let n?, let b?):
-            if n.path != b.path {
+            // The same file by another name (a link in the declared path, as an overlay made by qemuctl names the
+            // base's real path) is the declared one: what QEMU opens at the declared path is what the header names.
+            if n.path != b.path, Posix.realPath(n.path) == nil || Posix.realPath(n.path) != Posix.realPath(b.path) {
                 return "the \(format.rawValue) image \(path) has the backing file \(n.path), not the declared \(b.path) "
                     + "(declare file.backing: {path: \(n.path), format: \(n.format ?? b.format.rawValue)}, or rebase the image)"
             }
