@@ -143,3 +143,33 @@ import Testing
         #expect(FileManager.default.fileExists(atPath: root) && FileManager.default.fileExists(atPath: copy), "images are never deleted")
     }
 }
+
+extension ImageCLITests {
+    /// A QEMU started by hand with an overlay on a base: `import` declares the backing file (path and the
+    /// format QEMU opened it with), and the manifest validates against the image's header.
+    @Test func importDeclaresTheBackingFileOfAnOverlay() async throws {
+        let w = try Workspace("imi")
+        defer { w.cleanUp() }
+        let base = try Self.base(w)
+        let overlay = w.dir.file("over.qcow2")
+        _ = try Self.qemuImg(["create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", overlay])
+        let socket = w.dir.file("hand.sock")
+        let qemu = try await handStartedQEMU([
+            "-name", "handov", "-machine", "q35", "-accel", "tcg", "-m", "64",
+            "-qmp", "unix:\(socket),server=on,wait=off",
+            "-blockdev", #"{"driver":"file","node-name":"bf","filename":"\#(base)","read-only":true}"#,
+            "-blockdev", #"{"driver":"raw","node-name":"bq","file":"bf","read-only":true}"#,
+            "-blockdev", #"{"driver":"file","node-name":"f0","filename":"\#(overlay)"}"#,
+            "-blockdev", #"{"driver":"qcow2","node-name":"q0","file":"f0","backing":"bq"}"#,
+            "-device", "virtio-blk-pci,drive=q0,id=root",
+        ], socket: socket)
+        defer { kill(qemu.processIdentifier, SIGKILL) }
+        let imported = try await w.qemuctl("import", "--socket", socket)
+        #expect(imported.status == 0, "\(imported.err)")
+        #expect(!imported.err.contains("backing") && !imported.err.contains("no guest device uses it"), "\(imported.err)")
+        #expect(imported.out.contains("backing:\n          path: \(base)\n          format: raw"), "\(imported.out)")
+        try imported.out.write(toFile: w.dir.file("handov.yaml"), atomically: true, encoding: .utf8)
+        let valid = try await w.qemuctl("validate", "-f", w.dir.file("handov.yaml"))
+        #expect(valid.status == 0, "\(valid.out)\(valid.err)")
+    }
+}
