@@ -99,6 +99,31 @@ import Testing
         #expect(problem?.contains("has the backing file \(dir.file("v1/disk.raw")), not the declared \(declared)") == true, "\(problem ?? "")")
     }
 
+    /// Many VMs share one base: each opens it read-only below its own overlay, at the same time, and an
+    /// overlay can still be made from it while they run.
+    @Test func manyVMsShareOneBase() async throws {
+        let dir = try TempDir("ich")
+        defer { dir.remove() }
+        let (_, qcow2) = try Self.bases(in: dir)
+        let before = try Self.digest(qcow2)
+        var vms: [Instance] = []
+        defer { for vm in vms { Task { try? await vm.forceStop() } } }
+        for i in 0..<3 {
+            let overlay = dir.file("vm\(i).qcow2")
+            #expect(try await ImageCreation.createIfMissing(path: overlay, format: "qcow2", size: nil,
+                                                            from: .init(path: qcow2, format: .qcow2, mode: .overlay)))
+            let disk = Disk(name: "root", backend: .file(FileDisk(path: overlay, format: .qcow2, backing: BackingFile(path: qcow2, format: .qcow2))))
+            vms.append(try await Instance.start(TestVMs.bare("share\(i)", disks: [disk]),
+                                                options: StartOptions(socketDirectory: dir.file("s"), startPaused: true, timeout: .seconds(30))))
+        }
+        for vm in vms {
+            let nodes = try await vm.qmp.execute("query-named-block-nodes", arguments: ["flat": true]).arrayValue ?? []
+            #expect(nodes.contains { $0["node-name"]?.stringValue == "bfmt-root" && $0["ro"]?.boolValue == true })
+        }
+        for vm in vms { try await vm.forceStop() }
+        #expect(try Self.digest(qcow2) == before)
+    }
+
     @Test func sizeMayGrowTheNewImageButNeverShrinkIt() async throws {
         let dir = try TempDir("ich")
         defer { dir.remove() }
