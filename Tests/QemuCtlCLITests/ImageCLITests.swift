@@ -48,6 +48,9 @@ import Testing
                     path: \(overlay)
                     format: qcow2
                     backing: {path: \(base), format: qcow2}
+                - name: chainedbase
+                  file: {path: \(w.dir.file("new.qcow2")), format: qcow2}
+                  create: {from: {path: \(overlay), format: qcow2}}
             """)
         let vms = try w.manifest("v", yaml)
         let r = try await w.qemuctl("validate", "-f", vms)
@@ -55,6 +58,7 @@ import Testing
         let file = "\(vms)/v.yaml"
         #expect(r.err.contains("\(file):\(Self.line(yaml, "file: {path: \(overlay)")):14: error: VM 'v': disk undeclared: the qcow2 image \(overlay) has the backing file \(base) (raw), which the manifest does not declare"), "\(r.err)")
         #expect(r.err.contains("(declare it: file.backing: {path: \(base), format: raw})"), "\(r.err)")
+        #expect(r.err.contains("\(file):\(Self.line(yaml, "create: {from: {path: \(overlay)")):23: error: VM 'v': disk chainedbase: the qcow2 image \(overlay) has a backing file of its own (\(base)); a base must be self-contained"), "\(r.err)")
         #expect(r.err.contains("\(file):\(Self.line(yaml, "backing: {path:")):9: error: VM 'v': disk wrongfmt: the qcow2 image \(overlay) declares its backing file \(base) as raw, not the manifest's qcow2"), "\(r.err)")
 
         // Bases that cannot be: the manifest's own errors.

@@ -105,7 +105,7 @@ import Testing
             try await Instance.start(TestVMs.bare("h10", disks: [disk]),
                                      options: StartOptions(socketDirectory: dir.file("s"), startPaused: true, timeout: .seconds(30)))
         }
-        #expect(error?.message.contains("backing file of \(image): the qcow2 image \(middle) has the backing file \(secret)") == true,
+        #expect(error?.message.contains("backing file of \(image): the qcow2 image \(middle) has a backing file of its own (\(secret))") == true,
                 "\(error?.message ?? "")")
     }
 

@@ -196,7 +196,7 @@ import Testing
                 _ = try await ImageCreation.createIfMissing(path: dir.file("d-\(mode).qcow2"), format: "qcow2", size: nil,
                                                             from: .init(path: chained, format: .qcow2, mode: mode))
             }
-            #expect(error?.message.contains("refusing the base image \(chained): the qcow2 image \(chained) has the backing file \(raw)") == true,
+            #expect(error?.message.contains("refusing the base image \(chained): the qcow2 image \(chained) has a backing file of its own (\(raw)); a base must be self-contained") == true,
                     "\(error?.message ?? "")")
         }
         // Declared with the wrong format: qemu-img cannot read it as that.

@@ -184,7 +184,7 @@ package enum ImageCreation {
             let via = "/proc/\(Posix.currentPID)/fd/\(fd)"
             // The base is read as what it is declared to be, and must be self-contained: no backing file, data file
             // or extent it names is ever followed.
-            if let problem = HostFileCheck.imageProblem(path: via, format: base.format) {
+            if let problem = HostFileCheck.baseProblem(path: via, format: base.format) {
                 throw Failure(message: "refusing the base image \(base.path): "
                               + problem.replacing(via, with: base.path))
             }

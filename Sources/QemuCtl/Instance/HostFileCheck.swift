@@ -68,10 +68,24 @@ package enum HostFileCheck {
                     + "\(b.format.rawValue) (set file.backing.format: \(f))"
             }
             if b.path == path { return "the image \(path) names itself as its backing file" }
-            if let p = imageProblem(path: b.path, format: b.format) {
+            if let p = baseProblem(path: b.path, format: b.format) {
                 return "backing file of \(path): \(p)"
             }
             return nil
+        }
+    }
+
+    /// Why the image at `path`, declared `format`, cannot be a base (`create.from`) or a declared backing file:
+    /// it must be self-contained, naming no backing file of its own (chains are declared one level deep) and
+    /// passing the header checks; `nil` when it can.
+    package static func baseProblem(path: String, format: DiskFormat) -> String? {
+        if let p = headerProblem(path: path, format: format) { return p }
+        switch ImageHeader.backing(path: path, format: format) {
+        case .failure(let why): return why.description
+        case .success(nil): return nil
+        case .success(let n?):
+            return "the \(format.rawValue) image \(path) has a backing file of its own (\(n.path)); a base must be "
+                + "self-contained (flatten it: qemu-img convert -f \(format.rawValue) -O \(format.rawValue) \(path) FLAT)"
         }
     }
 
