@@ -199,13 +199,30 @@ import Testing
             #expect(error?.message.contains("refusing the base image \(chained): the qcow2 image \(chained) has a backing file of its own (\(raw)); a base must be self-contained") == true,
                     "\(error?.message ?? "")")
         }
+        // In a directory others can write (no sticky bit): another user could swap the base under the overlays.
+        try FileManager.default.createDirectory(atPath: dir.file("open"), withIntermediateDirectories: true)
+        #expect(chmod(dir.file("open"), 0o777) == 0)
+        try FileManager.default.copyItem(atPath: raw, toPath: dir.file("open/base.raw"))
+        error = await #expect(throws: ImageCreation.Failure.self) {
+            _ = try await ImageCreation.createIfMissing(path: dir.file("f.qcow2"), format: "qcow2", size: nil,
+                                                        from: .init(path: dir.file("open/base.raw"), format: .raw, mode: .overlay))
+        }
+        #expect(error?.message.contains("its directory \(dir.file("open")) is writable by group or others without the sticky bit") == true,
+                "\(error?.message ?? "")")
+        // Or through a link into such a directory.
+        try FileManager.default.createSymbolicLink(atPath: dir.file("link.raw"), withDestinationPath: dir.file("open/base.raw"))
+        error = await #expect(throws: ImageCreation.Failure.self) {
+            _ = try await ImageCreation.createIfMissing(path: dir.file("g.qcow2"), format: "qcow2", size: nil,
+                                                        from: .init(path: dir.file("link.raw"), format: .raw, mode: .overlay))
+        }
+        #expect(error?.message.contains("writable by group or others without the sticky bit") == true, "\(error?.message ?? "")")
         // Declared with the wrong format: qemu-img cannot read it as that.
         error = await #expect(throws: ImageCreation.Failure.self) {
             _ = try await ImageCreation.createIfMissing(path: dir.file("e.qcow2"), format: "qcow2", size: nil,
                                                         from: .init(path: raw, format: .qcow2, mode: .overlay))
         }
         #expect(error?.message.contains("qemu-img cannot read the base image \(raw) as qcow2") == true, "\(error?.message ?? "")")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == ["base.qcow2", "base.raw", "chained.qcow2"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == ["base.qcow2", "base.raw", "chained.qcow2", "link.raw", "open"])
     }
 
     @Test func headerNamesAreResolvedBesideTheImage() throws {

@@ -203,6 +203,13 @@ package enum ImageCreation {
             guard let real = Posix.realPath(via), real.hasPrefix("/") else {
                 throw Failure(message: "cannot tell where the base image \(base.path) is (its directory was removed?)")
             }
+            // QEMU opens the base by its path at every launch: nobody but root and this user may be able to put
+            // another file there, where it is named and where it really is.
+            for path in Set([base.path, real]) {
+                if let why = ImageCreation.placeProblem(path, fileUID: st.st_uid) {
+                    throw Failure(message: "refusing the base image \(base.path): \(why)")
+                }
+            }
             self.realPath = real
             self.base = base
             self.fd = fd
@@ -210,6 +217,32 @@ package enum ImageCreation {
             self.virtualSize = UInt64(vsize)
             closeOnThrow = false
         }
+    }
+
+    /// Why another user could replace the file at `path` (owned by `fileUID`): its directory or a parent is
+    /// theirs, or writable by them (a sticky directory, as `/tmp`, only when the file is root's or this user's);
+    /// `nil` when nobody else can.
+    static func placeProblem(_ path: String, fileUID: UInt32) -> String? {
+        let slash = path.lastIndex(of: "/") ?? path.startIndex
+        let dir = slash == path.startIndex ? "/" : String(path[..<slash])
+        if case .refused(let why) = Posix.checkParents(dir) { return why }
+        var ds = stat()
+        guard stat(dir, &ds) == 0 else { return "stat(\(dir)) failed: \(Posix.errorText(Posix.errnoValue))" }
+        let me = Posix.effectiveUID
+        if ds.st_uid != me && ds.st_uid != 0 {
+            return "its directory \(dir) is owned by \(Posix.describeOwner(ds.st_uid)), who could replace it with any file; "
+                + "keep bases in a directory of root's or your own"
+        }
+        guard ds.st_mode & 0o022 != 0 else { return nil }
+        if ds.st_mode & mode_t(S_ISVTX) == 0 {
+            return "its directory \(dir) is writable by group or others without the sticky bit, so they could replace it "
+                + "(fix: chmod go-w \(dir))"
+        }
+        if fileUID != me && fileUID != 0 {
+            return "it is owned by \(Posix.describeOwner(fileUID)) in \(dir), which others can write: only a base of root's "
+                + "or your own is used there"
+        }
+        return nil
     }
 
     /// Checks the image directory `dir` (open as `dirFD`). Returns whether users other than this
