@@ -22,7 +22,9 @@ import QMP
 ///
 /// An image made from a base (``Base``) starts by opening the base once, read-only; qemu-img reads it
 /// only through that descriptor (`/proc/PID/fd/N`, itself opened read-only), so what was checked is
-/// what is read and the base is never written. Many images may share one base.
+/// what is read and the base is never written. The base must be self-contained
+/// (``HostFileCheck/baseProblem(path:format:)``) and in a place only root and this user can change
+/// (``placeProblem(_:fileUID:)``), since QEMU opens it by path at every launch. Many images may share one base.
 /// - overlay: `qemu-img create -f qcow2 -u -b BASE -F FORMAT` — the header names the base by the
 ///   real path of the file opened (links resolved) with its format recorded; `-u` keeps qemu-img
 ///   from opening the base by name at all (the size is known already);

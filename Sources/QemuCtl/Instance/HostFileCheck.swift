@@ -1,8 +1,13 @@
 /// Checks host files before QEMU opens them, for references to other host files that their content can carry and
 /// that QEMU's options cannot switch off.
 ///
-/// The command line already keeps QEMU from following a backing file (`"backing": null`) and never lets it probe
-/// a format (the driver is always the declared one). What is left:
+/// The command line keeps QEMU from following a backing file the configuration does not declare (`"backing": null`,
+/// or the declared file's own read-only node) and never lets it probe a format (the driver is always the declared
+/// one). What is left:
+/// - a qcow2 or QED image whose header names a backing file: it must be exactly the declared one
+///   (``FileDisk/backing``; the same file by another name counts, as does an unrecorded format), itself
+///   self-contained (``baseProblem(path:format:)``); an undeclared one is refused naming it and how to declare it,
+///   rather than attached without it (the guest would see a disk with holes);
 /// - a qcow2 image whose header names an external data file (`qemu-img create -o data_file=…`): QEMU 7.2 opens
 ///   that file, and there is no option to say "none";
 /// - a VMDK that is a text descriptor (or a sparse header that defers to an embedded descriptor): its extent lines
