@@ -149,6 +149,26 @@ import Testing
 }
 
 extension ImageCLITests {
+    /// `apply` of a VM whose existing image names a backing file the manifest does not declare: refused before
+    /// QEMU runs, naming the file and the declaration; declared, the same image starts.
+    @Test func applyRefusesAnUndeclaredBackingFileAndStartsOnceDeclared() async throws {
+        let w = try Workspace("imu")
+        defer { w.cleanUp() }
+        let base = try Self.base(w)
+        let overlay = w.dir.file("over.qcow2")
+        _ = try Self.qemuImg(["create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", overlay])
+        let vms = try w.manifest("u", bareVM("u", extra: "  disks:\n    - {name: root, file: {path: \(overlay), format: qcow2}}\n"))
+        let refused = try await w.qemuctl("apply", "--timeout", "30", "-f", vms)
+        #expect(refused.status != 0)
+        #expect(refused.out.contains("disk root: the qcow2 image \(overlay) has the backing file \(base) (raw), which the manifest does not declare")
+                    && refused.out.contains("file.backing: {path: \(base), format: raw}"), "\(refused.out)\(refused.err)")
+        #expect(w.qemus().isEmpty, "no QEMU was started")
+        try w.manifest("u", bareVM("u", extra: "  disks:\n    - {name: root, file: {path: \(overlay), format: qcow2, backing: {path: \(base), format: raw}}}\n"))
+        let started = try await w.qemuctl("apply", "--timeout", "30", "-f", vms)
+        #expect(started.status == 0, "\(started.out)\(started.err)")
+        #expect(w.qemus().count == 1)
+    }
+
     /// A QEMU started by hand with an overlay on a base: `import` declares the backing file (path and the
     /// format QEMU opened it with), and the manifest validates against the image's header.
     @Test func importDeclaresTheBackingFileOfAnOverlay() async throws {
