@@ -368,7 +368,7 @@ struct SpecDecoder {
             createMode = c.has("from") ? c.enumeration("mode") : nil
             if let from = c.object("from") {
                 createFrom = imageFile(from)
-                if let base = createFrom, let f = fileReader, let p = f.string("path"), base.path == p {
+                if let base = createFrom, case .file(let p, _)? = backend, base.path == p {
                     ctx.error(from.position("path"), "'\(path).create.from.path' is the disk's own image '\(p)'",
                               hint: "the base must be another image, which the new one is made from")
                 }
@@ -382,10 +382,12 @@ struct SpecDecoder {
                               hint: (createMode ?? .overlay) == .overlay ? "an overlay's backing file is its base, create.from: remove file.backing"
                                   : "a copy has no backing file: remove file.backing")
                 }
-                if let base = createFrom {
+                if let base = createFrom, ctx.hostFiles != .ignore {
                     let overlay = (createMode ?? .overlay) == .overlay
                     // A copy's base matters only while the image is still to be made; an overlay's is its backing file.
-                    if overlay || !(fileReader?.string("path").map(FileSystem.exists) ?? false) {
+                    var imageExists = false
+                    if case .file(let p, _)? = backend { imageExists = FileSystem.exists(p) }
+                    if overlay || !imageExists {
                         ctx.checkBaseImage(base.path, from.position("path"), regular: overlay)
                     }
                 }
