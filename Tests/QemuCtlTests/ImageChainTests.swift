@@ -225,6 +225,17 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == ["base.qcow2", "base.raw", "chained.qcow2", "link.raw", "open"])
     }
 
+    @Test func configurationRefusesBackingFilesItCannotAttach() {
+        func problems(_ f: FileDisk) -> [String] { TestVMs.bare("v", disks: [Disk(name: "d", backend: .file(f))]).problems().map(\.message) }
+        #expect(problems(FileDisk(path: "/i.raw", format: .raw, backing: BackingFile(path: "/b.raw", format: .raw)))
+                    .contains("a declared backing file needs a qcow2 image, not raw"))
+        #expect(problems(FileDisk(path: "/i.qcow2", format: .qcow2, backing: BackingFile(path: "/i.qcow2", format: .qcow2)))
+                    .contains("the image cannot be its own backing file"))
+        #expect(!problems(FileDisk(path: "/i.qcow2", format: .qcow2, backing: BackingFile(path: "b.raw", format: .raw))).isEmpty,
+                "a relative backing path")
+        #expect(problems(FileDisk(path: "/i.qcow2", format: .qcow2, backing: BackingFile(path: "/b.raw", format: .raw))).isEmpty)
+    }
+
     @Test func headerNamesAreResolvedBesideTheImage() throws {
         let dir = try TempDir("ich")
         defer { dir.remove() }
