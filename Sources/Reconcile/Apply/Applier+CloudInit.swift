@@ -1,5 +1,5 @@
-import Manifest
-import QemuCtl
+package import Manifest
+package import QemuCtl
 
 // MARK: - cloud-init seed
 
@@ -22,6 +22,22 @@ extension VirtualMachineSpec.CloudInit {
                            sshAuthorizedKeys: sshAuthorizedKeys,
                            networkConfig: try text(networkConfig, "spec.cloudInit.networkConfig"),
                            metaDataExtras: metaData)
+    }
+}
+
+extension VirtualMachineSpec.CloudInit {
+    /// The user-data as the seed will hold it when it is inline or absent (the keys merged in, as
+    /// ``NoCloudSeed/mergedUserData()`` does); `nil` when it comes from a file or variable (not read
+    /// here) or cannot be merged (the error says why).
+    package func inlineMergedUserData() -> Result<String, CloudInitError>? {
+        if case .secret? = userData { return nil }
+        var text: String? = nil
+        if case .inline(let t)? = userData { text = t }
+        do throws(CloudInitError) {
+            return .success(try NoCloudSeed(instanceID: "x", hostname: "x", userData: text, sshAuthorizedKeys: sshAuthorizedKeys).mergedUserData())
+        } catch {
+            return .failure(error)
+        }
     }
 }
 
