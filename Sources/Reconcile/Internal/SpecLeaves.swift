@@ -144,7 +144,12 @@ struct FlatSpec: Sendable {
                 Render.list(c.metaData.keys.sorted().map { "\($0)=\(c.metaData[$0]!)" }) })
             w.add("spec.cloudInit.instanceID", Render.quoted(cloudInit?.instanceID))
         }
-        w.add("spec.readiness", s.readiness.map(Render.readiness))
+        let readiness = s.readiness
+        w.group("spec.readiness", readiness.map(Render.readiness)) { w in
+            w.add("spec.readiness.guestAgent", bool: readiness == .guestAgent ? true : nil)
+            if case .tcpPort(let p)? = readiness { w.add("spec.readiness.tcpPort", int: p) } else { w.add("spec.readiness.tcpPort", int: nil) }
+            if case .serialMatch(let m)? = readiness { w.add("spec.readiness.serialMatch", Render.quoted(m)) } else { w.add("spec.readiness.serialMatch", nil) }
+        }
         w.add("spec.spiceAgent", bool: s.spiceAgent)
         w.add("spec.usbTablet", bool: s.usbTablet)
         w.add("spec.usb.controller", s.usb.controller.rawValue)
