@@ -45,7 +45,7 @@ struct CloudInitReadinessTests {
         let agent = load(manifest(spec: "  guestAgent: true\n  readiness: {guestAgent: true}\n"))
         #expect(agent.virtualMachines.first?.spec.readiness == .guestAgent, "\(lines(agent))")
         let noAgent = load(manifest(spec: "  readiness: {guestAgent: true}\n"))
-        expectSingleError(noAgent, 7, 16, "'spec.readiness.guestAgent' needs 'spec.guestAgent: true'",
+        expectSingleError(noAgent, 6, 15, "'spec.readiness.guestAgent' needs 'spec.guestAgent: true'",
                           hint: "add 'guestAgent: true' to spec (and qemu-guest-agent to the guest)")
 
         let forwarded = """
@@ -57,20 +57,20 @@ struct CloudInitReadinessTests {
         let tcp = load(manifest(spec: forwarded + "  readiness: {tcpPort: 22}\n"))
         #expect(tcp.virtualMachines.first?.spec.readiness == .tcpPort(22), "\(lines(tcp))")
         let udpOnly = load(manifest(spec: forwarded + "  readiness: {tcpPort: 53}\n"))
-        expectSingleError(udpOnly, 10, 25, "'spec.readiness.tcpPort: 53' is not the guest port of a tcp hostfwd",
+        expectSingleError(udpOnly, 9, 24, "'spec.readiness.tcpPort: 53' is not the guest port of a tcp hostfwd",
                           hint: "add 'hostfwd: [tcp:127.0.0.1:HOSTPORT-:53]' to a user network (forwarded guest ports: 22)")
 
         let serial = load(manifest(spec: "  serial: {log: true}\n  readiness: {serialMatch: \"login: $\"}\n"))
         #expect(serial.virtualMachines.first?.spec.readiness == .serialMatch("login: $"), "\(lines(serial))")
         let noLog = load(manifest(spec: "  readiness: {serialMatch: \"login:\"}\n"))
-        expectSingleError(noLog, 7, 16, "'spec.readiness.serialMatch' needs 'spec.serial.log: true'", hint: "the probe reads the serial log")
+        expectSingleError(noLog, 6, 15, "'spec.readiness.serialMatch' needs 'spec.serial.log: true'", hint: "the probe reads the serial log")
         let badRegex = load(manifest(spec: "  serial: {log: true}\n  readiness: {serialMatch: \"(\"}\n"))
-        #expect(lines(badRegex).contains { $0.hasPrefix("t.yaml:8:29: error: 'spec.readiness.serialMatch' is not a valid regular expression") },
+        #expect(lines(badRegex).contains { $0.hasPrefix("t.yaml:7:28: error: 'spec.readiness.serialMatch' is not a valid regular expression") },
                 "\(lines(badRegex))")
         let two = load(manifest(spec: "  guestAgent: true\n  serial: {log: true}\n  readiness: {guestAgent: true, serialMatch: x}\n"))
         #expect(two.diagnostics.contains { $0.severity == .error }, "\(lines(two))")
         let off = load(manifest(spec: "  guestAgent: true\n  readiness: {guestAgent: false}\n"))
-        expectSingleError(off, 8, 27, "'spec.readiness.guestAgent: false' names no probe",
+        expectSingleError(off, 7, 27, "'spec.readiness.guestAgent: false' names no probe",
                           hint: "write 'guestAgent: true', or use tcpPort or serialMatch")
     }
 }
