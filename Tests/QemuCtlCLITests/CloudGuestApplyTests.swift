@@ -52,7 +52,7 @@ private func ssh(key: String, port: Int, _ command: String) async throws -> (sta
         let name = "cga-\(Int.random(in: 100...999))"
         let port = Int.random(in: 30000..<60000)
         let cmdline = try String(contentsOfFile: CachedCloudGuest.dir + "/cmdline", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        func manifest(cpus: Int) -> String {
+        func manifest(cpus: Int, memory: String = "1GiB") -> String {
             """
             apiVersion: qemuctl/v1
             kind: VirtualMachine
@@ -60,7 +60,7 @@ private func ssh(key: String, port: Int, _ command: String) async throws -> (sta
             spec:
               machine: {type: q35, accel: tcg}
               cpu: {model: max, count: \(cpus), maxCount: 2}
-              memory: {size: 1GiB}
+              memory: {size: \(memory), max: 2GiB, slots: 2}
               boot:
                 kernel: \(CachedCloudGuest.dir)/vmlinuz
                 initrd: \(CachedCloudGuest.dir)/initrd.img
@@ -136,12 +136,18 @@ private func ssh(key: String, port: Int, _ command: String) async throws -> (sta
         #expect(!plan.out.contains("cga-changed-"), "\(plan.out)")
         try writeUserData(token)
 
-        // Raise cpu.count within maxCount: hot-plugged, and the guest agent confirms both vCPUs online.
-        try w.manifest(name, manifest(cpus: 2))
+        // Raise cpu.count within maxCount and memory within max: hot-plugged, and the guest agent confirms
+        // both vCPUs and the new memory blocks online.
+        try w.manifest(name, manifest(cpus: 2, memory: "1536MiB"))
         let hot = try await w.qemuctl("apply", "-f", vms, "--timeout", "30")
         #expect(hot.status == 0, "\(hot.out)\(hot.err)")
         #expect(hot.out.contains("~ spec.cpu.count 2 (vCPUs hot-plugged, read back; 2 vCPUs online in the guest (guest agent"), "\(hot.out)")
-        print(hot.out.split(separator: "\n").filter { $0.contains("spec.cpu.count") }.joined(separator: "\n"))
+        #expect(hot.out.contains("~ spec.memory.size 1536MiB (memory hot-plugged, read back; 1536MiB in "), "\(hot.out)")
+        #expect(hot.out.contains(" memory blocks online in the guest (guest agent"), "\(hot.out)")
+        print(hot.out.split(separator: "\n").filter { $0.contains("spec.cpu.count") || $0.contains("spec.memory.size") }.joined(separator: "\n"))
+        let meminfo = try await ssh(key: key, port: port, "awk '/^MemTotal/ {print $2}' /proc/meminfo")
+        let totalKiB = Int(meminfo.out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        #expect(totalKiB > 1_300_000, "MemTotal \(meminfo.out)")
         let cpuinfo = try await ssh(key: key, port: port, "grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online")
         #expect(cpuinfo.out == "2\n0-1\n", "\(cpuinfo.out)")
     }
