@@ -125,6 +125,9 @@ private func ssh(key: String, port: Int, _ command: String) async throws -> (sta
             guard let text = try? String(contentsOfFile: w.state + "/" + file, encoding: .utf8) else { continue }
             #expect(!text.contains(token), "\(file) holds the user-data")
         }
+        // The record keeps the instance-id the seed was made with: iid- and the VM's uuid.
+        let record = try String(contentsOfFile: "\(w.state)/\(name)/record.json", encoding: .utf8)
+        #expect(record.contains("\"cloudInitInstanceID\":\"iid-") || record.contains("\"cloudInitInstanceID\" : \"iid-"), "\(record)")
         let seedMode = try FileManager.default.attributesOfItem(atPath: "\(w.state)/\(name)/cidata.iso")[.posixPermissions] as? Int
         #expect(seedMode == 0o600)
 

@@ -501,8 +501,10 @@ struct SpecDecoder {
         out.userData = cloudInitSource(c, "userData")
         out.networkConfig = cloudInitSource(c, "networkConfig")
         out.sshAuthorizedKeys = c.strings("sshAuthorizedKeys")
+        let keyNodes = c.array("sshAuthorizedKeys").items
         for (i, key) in out.sshAuthorizedKeys.enumerated() where key.split(separator: " ").count < 2 {
-            ctx.error(c.position("sshAuthorizedKeys"), "'\(c.path).sshAuthorizedKeys[\(i)]' is not a public key line",
+            ctx.error(i < keyNodes.count ? keyNodes[i] : c.position("sshAuthorizedKeys"),
+                      "'\(c.path).sshAuthorizedKeys[\(i)]' is not a public key line",
                       hint: "write the content of a .pub file: TYPE BASE64 [COMMENT]")
         }
         out.metaData = c.map("metaData")
