@@ -59,6 +59,10 @@ package struct VirtualMachineSpec: Sendable, Hashable, Codable {
     package var serial = Serial()
     /// `guestAgent`.
     package var guestAgent = false
+    /// `cloudInit`; nil when the manifest has none (no seed is attached).
+    package var cloudInit: CloudInit?
+    /// `readiness`; nil when the manifest declares no readiness probe.
+    package var readiness: Readiness?
     /// `spiceAgent`.
     package var spiceAgent = false
     /// `usbTablet`.
@@ -278,6 +282,50 @@ extension VirtualMachineSpec {
         package var strict = false
         /// Defaults.
         package init() {}
+    }
+}
+
+// MARK: - cloud-init, readiness
+
+extension VirtualMachineSpec {
+    /// `spec.cloudInit`: what goes into the VM's NoCloud seed.
+    package struct CloudInit: Sendable, Hashable, Codable {
+        /// A text of the seed: a secret reference (file or environment variable) or inline text.
+        package enum Source: Sendable, Hashable, Codable {
+            /// Read at launch with the secret reader; never stored or shown.
+            case secret(SecretReference)
+            /// The text as the manifest gives it.
+            case inline(String)
+        }
+        /// `userData`.
+        package var userData: Source?
+        /// `sshAuthorizedKeys`.
+        package var sshAuthorizedKeys: [String] = []
+        /// `networkConfig`.
+        package var networkConfig: Source?
+        /// `metaData` extras.
+        package var metaData: [String: String] = [:]
+        /// `instanceID`; nil means `iid-UUID`.
+        package var instanceID: String?
+        /// The name of the seed's CD-ROM (a drive name no disk or CD-ROM of the VM may use).
+        package static let driveName = "cidata"
+        /// The seed's file name in the VM's runtime directory.
+        package static let seedFileName = "cidata.iso"
+        /// Defaults.
+        package init() {}
+
+        /// The instance-id of a VM with `uuid`: ``instanceID`` or `iid-UUID`.
+        package func effectiveInstanceID(uuid: String) -> String { instanceID ?? "iid-\(uuid)" }
+    }
+
+    /// `spec.readiness`: the one probe that says the guest is ready.
+    package enum Readiness: Sendable, Hashable, Codable {
+        /// The guest agent answers `guest-ping`.
+        case guestAgent
+        /// A server on this guest TCP port answers through a host forward.
+        case tcpPort(Int)
+        /// A serial log line matches this regular expression.
+        case serialMatch(String)
     }
 }
 

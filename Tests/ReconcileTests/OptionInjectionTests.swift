@@ -54,6 +54,9 @@ private enum Reach {
     case token
     /// Started alone; QEMU's failure (message, executed script, connection) shows the literal value arrived.
     case alone
+    /// Read by qemuctl only (into the cloud-init seed, or a readiness probe): QEMU's command line is the same
+    /// whatever the value (checked against the benign value's).
+    case qemuctlOnly
 }
 
 /// One string field: where it is in a manifest, a value that is fine, and how it reaches QEMU.
@@ -190,6 +193,17 @@ private let fieldCases: [FieldCase] = {
         f("spec.rtc.base", "  rtc: {base: @V}", "localtime"),
         f("spec.rtc.clock", "  rtc: {clock: @V}", "vm"),
         f("spec.rtc.driftFix", "  rtc: {driftFix: @V}", "slew"),
+        f("spec.cloudInit.userData.file", "  cloudInit: {userData: {file: @V}}", "ud/u", .qemuctlOnly, prefix: "ud/"),
+        f("spec.cloudInit.userData.env", "  cloudInit: {userData: {env: @V}}", "USER_DATA", .qemuctlOnly),
+        f("spec.cloudInit.userData.inline", "  cloudInit: {userData: {inline: @V}}", "#cloud-config", .qemuctlOnly),
+        f("spec.cloudInit.sshAuthorizedKeys[]", "  cloudInit: {sshAuthorizedKeys: [@V]}", "ssh-ed25519 AAAA me", .qemuctlOnly),
+        f("spec.cloudInit.networkConfig.file", "  cloudInit: {networkConfig: {file: @V}}", "nc/n", .qemuctlOnly, prefix: "nc/"),
+        f("spec.cloudInit.networkConfig.env", "  cloudInit: {networkConfig: {env: @V}}", "NETWORK_CONFIG", .qemuctlOnly),
+        f("spec.cloudInit.networkConfig.inline", "  cloudInit: {networkConfig: {inline: @V}}", "version: 2", .qemuctlOnly),
+        f("spec.cloudInit.metaData{key}", "  cloudInit:\n    metaData:\n      @V: v", "zone", .qemuctlOnly),
+        f("spec.cloudInit.metaData{value}", "  cloudInit:\n    metaData:\n      zone: @V", "eu-1", .qemuctlOnly),
+        f("spec.cloudInit.instanceID", "  cloudInit: {instanceID: @V}", "web-2", .qemuctlOnly),
+        f("spec.readiness.serialMatch", "  serial: {log: true}\n  readiness: {serialMatch: @V}", "login:", .qemuctlOnly),
         f("spec.audio.backend", "  audio: {backend: @V}", "wav"),
         f("spec.audio.model", "  audio: {model: @V}", "ac97"),
     ]
@@ -449,7 +463,7 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
                     Issue.record("\(c.path) accepted the hostile value \(hv.label) (\(yamlQuoted(hv.value))): give it a check that reaches QEMU")
                 case .combined:
                     accepted[vi, default: [:]][c.path] = value
-                case .secretFile, .alone, .token:
+                case .secretFile, .alone, .token, .qemuctlOnly:
                     aloneCases.append((c, value, vi))
                 }
             }
@@ -712,6 +726,18 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
             let needle = c.path.hasSuffix(".env") ? value : path
             #expect(!cmd.arguments.contains { $0.contains(needle) }, "\(label): the secret's reference reached QEMU's argv")
             tally.add("secret-reference-never-in-argv")
+            return
+        }
+        if c.reach == .qemuctlOnly {
+            // qemuctl's own input (the seed's content, a probe): QEMU's argv is what the benign value gives.
+            let benignText = manifestText(c, c.prefix + c.benign, name: name, base: base).text
+            let benignSet = ManifestLoader().load(bytes: Array(benignText.utf8), file: "\(name).yaml", baseDirectory: base)
+            let benignVM = try #require(benignSet.virtualMachines.first, "\(label): \(benignSet.diagnostics.map(\.description))")
+            let benignCmd = try VMConfigMapping.config(for: benignVM, uuid: nil, socketDirectory: base + "/s").commandLine(
+                LaunchOptions(qmpSocketPath: layout.socketPath, runtimeDirectory: layout.runtimeDirectory, pidFile: layout.pidFile, daemonize: true))
+            #expect(cmd.arguments == benignCmd.arguments, "\(label): the value changed QEMU's command line")
+            #expect(cmd.secretFiles.isEmpty && cmd.postStartActions.isEmpty, "\(label)")
+            tally.add("qemuctl-only-argv-unchanged")
             return
         }
         if c.reach == .token {

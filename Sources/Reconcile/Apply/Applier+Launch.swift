@@ -73,6 +73,7 @@ extension Applier {
         let settled = stored.launch
         for i in stored.launch.spec.networks.indices { stored.launch.spec.networks[i].link = .up }
         stored.launch.secrets = [:]
+        stored.cloudInitInstanceID = vm.spec.cloudInit?.effectiveInstanceID(uuid: uuid)
         let previous: StoredRecord?
         do { previous = try store.loadRecord(StoredRecord.self, name: vm.name) } catch { previous = nil }
         // Every device keeps the PCI slot it had at the last launch (a restart makes a new record:
@@ -90,7 +91,11 @@ extension Applier {
         log.journal("launch uuid=\(uuid)")
         let instance: Instance
         var earlyWritten: StoredRecord? = nil
-        do {
+        do throws(InstanceError) {
+            // The cloud-init seed, rebuilt at every launch from the manifest (the volume QEMU attaches).
+            do { _ = try writeCloudInitSeed(vm, uuid: uuid, log: &log) } catch {
+                throw InstanceError(code: .startFailed, message: error.message)
+            }
             // Paused until set up when a NIC's link must go down first or the manifest wants it paused.
             let paused = vm.spec.runState != .running || !VMConfigMapping.nicsWithLinkDown(vm).isEmpty
             // Step 2 for a VM without passwords to set happens while QEMU sets the VM up (it has a

@@ -135,6 +135,21 @@ struct FlatSpec: Sendable {
         w.add("spec.display.video", s.display.video.rawValue)
         w.add("spec.serial.log", bool: s.serial.log)
         w.add("spec.guestAgent", bool: s.guestAgent)
+        let cloudInit = s.cloudInit
+        w.group("spec.cloudInit", cloudInit.map { "{keys: \($0.sshAuthorizedKeys.count)}" }) { w in
+            w.cloudInitSource("spec.cloudInit.userData", cloudInit?.userData)
+            w.add("spec.cloudInit.sshAuthorizedKeys", cloudInit.flatMap { Render.list($0.sshAuthorizedKeys) })
+            w.cloudInitSource("spec.cloudInit.networkConfig", cloudInit?.networkConfig)
+            w.add("spec.cloudInit.metaData", cloudInit.flatMap { c in
+                Render.list(c.metaData.keys.sorted().map { "\($0)=\(c.metaData[$0]!)" }) })
+            w.add("spec.cloudInit.instanceID", Render.quoted(cloudInit?.instanceID))
+        }
+        let readiness = s.readiness
+        w.group("spec.readiness", readiness.map(Render.readiness)) { w in
+            w.add("spec.readiness.guestAgent", bool: readiness == .guestAgent ? true : nil)
+            if case .tcpPort(let p)? = readiness { w.add("spec.readiness.tcpPort", int: p) } else { w.add("spec.readiness.tcpPort", int: nil) }
+            if case .serialMatch(let m)? = readiness { w.add("spec.readiness.serialMatch", Render.quoted(m)) } else { w.add("spec.readiness.serialMatch", nil) }
+        }
         w.add("spec.spiceAgent", bool: s.spiceAgent)
         w.add("spec.usbTablet", bool: s.usbTablet)
         w.add("spec.usb.controller", s.usb.controller.rawValue)
@@ -228,6 +243,20 @@ struct LeafWriter {
             return SecretValue(reference: text, marker: secrets[path])
         }
         items.append(.leaf(Leaf(path: path, value: ref == nil ? nil : Render.sensitive, secret: secret, group: currentGroup)))
+    }
+
+    /// A cloud-init text: a secret reference (rendered `(sensitive)`, compared by marker), or inline
+    /// text compared by its length and SHA-256 (a plan shows neither the text nor a secret).
+    mutating func cloudInitSource(_ path: String, _ source: VirtualMachineSpec.CloudInit.Source?) {
+        switch source {
+        case .secret(let r)?: secret(path, r)
+        case .inline(let text)?:
+            var h = SHA256()
+            h.update(Array(text.utf8))
+            let digest = h.finalize().prefix(8).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }
+            add(path, "inline, \(text.utf8.count) bytes, sha256 \(digest.joined())…")
+        case nil: add(path, nil)
+        }
     }
 
     /// An optional object: a leaf for its presence (`summary`, nil when absent), then its children.
@@ -409,6 +438,15 @@ enum Render {
     }
 
     /// `["a", "b"]`; nil for an empty list (the same as absent).
+    /// `{guestAgent: true}`, `{tcpPort: 22}` or `{serialMatch: "REGEX"}`.
+    static func readiness(_ r: VirtualMachineSpec.Readiness) -> String {
+        switch r {
+        case .guestAgent: "{guestAgent: true}"
+        case .tcpPort(let p): "{tcpPort: \(p)}"
+        case .serialMatch(let m): "{serialMatch: \(quoted(m)!)}"
+        }
+    }
+
     static func list(_ items: [String]) -> String? {
         items.isEmpty ? nil : "[" + items.map { quoted($0)! }.joined(separator: ", ") + "]"
     }
