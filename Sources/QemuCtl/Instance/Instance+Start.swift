@@ -182,6 +182,7 @@ extension Instance {
                 throw InstanceError(code: .startFailed, message: "QEMU started VM \(config.name) but wrote no pid file at \(layout.pidFile)")
             }
             pid = daemon
+            FaultPoint.hit(.spawnedUnrecorded)
             options.onSpawn?(pid, choice)
             FaultPoint.hit(.afterSpawn)
             do {
