@@ -114,10 +114,10 @@ extension StateStore {
             guard let pid = Instance.readPIDFile(layout.pidFile), let identity = ProcessIdentity.current(pid: pid),
                   StoredRecord.isQEMU(identity.executable),
                   Posix.ownerAndMode("/proc/\(pid)")?.uid == Posix.effectiveUID,
-                  let peer = ProcessIdentity.listener(of: layout.socketPath),
-                  identity.disproof(peerPID: peer.pid, peerUID: peer.uid) == nil,
                   let argv = Posix.commandLineBytes(of: pid),
-                  Posix.mentionsAnyOf([record.launch.uuid], commandLine: argv) else { continue }
+                  Posix.mentionsAnyOf([record.launch.uuid], commandLine: argv),
+                  let peer = Self.listenerOfStartingQEMU(identity, socket: layout.socketPath),
+                  identity.disproof(peerPID: peer.pid, peerUID: peer.uid) == nil else { continue }
             let args = argv.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
             record.pid = pid
             record.process = identity
@@ -131,6 +131,19 @@ extension StateStore {
             completed.append((name, pid))
         }
         return completed
+    }
+
+    /// The listener of `socket` (``ProcessIdentity/listener(of:)``), waited for up to 10 s while
+    /// `qemu` is alive as identified: a QEMU spawned moments ago binds and listens a little
+    /// after it started.
+    private static func listenerOfStartingQEMU(_ qemu: ProcessIdentity, socket: String) -> (pid: Int32, uid: UInt32)? {
+        let clock = ContinuousClock()
+        let end = clock.now + .seconds(10)
+        while true {
+            if let peer = ProcessIdentity.listener(of: socket) { return peer }
+            guard clock.now < end, qemu.disproofOfLiveProcess() == nil else { return nil }
+            usleep(20_000)
+        }
     }
 
     /// When a process that started `ticks` clock ticks after boot started, in seconds since the
