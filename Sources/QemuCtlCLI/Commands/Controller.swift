@@ -32,8 +32,8 @@ extension QemuCtlCommand {
                 spec.restartPolicy decides what happens when a QEMU exits while the manifest wants \
                 it running: always launches it again; onFailure too, unless the guest shut down or \
                 powered off by itself (SHUTDOWN with guest: true); never (the default) leaves it \
-                down. Restarts back off: 1 s, doubling up to 5 min, from 1 s again once a VM \
-                stayed up 10 min. The count, the last exit and the backoff are kept in the VM's \
+                down. The first restart is at once; further restarts in a row back off: 1 s, \
+                doubling up to 5 min, counted from the first again once a VM stayed up 10 min. The count, the last exit and the backoff are kept in the VM's \
                 record (`get` RESTARTS, `describe`). At start, VMs whose QEMU went down with the \
                 host (started before the host booted) are launched whatever their policy: they \
                 come back at boot.
@@ -277,6 +277,8 @@ final class ControllerLoop: Sendable {
                     t = min(t, min(last + Self.eventDebounce, first + Self.maximumDebounce))
                 }
                 if let due = s.waits.values.min() { t = min(t, due) }
+                // A QEMU that exited is decided on at once (no debounce): its replacement is the point.
+                if !s.exits.isEmpty { t = now }
                 return t
             }
             if wakeAt > now {
@@ -304,6 +306,7 @@ final class ControllerLoop: Sendable {
                     s.eventsFirstAt = nil
                     s.eventsLastAt = nil
                 }
+                if !s.exits.isEmpty { why.append("QEMU exited") }
                 if s.waits.values.contains(where: { $0 <= t }) { why.append("backoff over") }
                 if t >= nextResync { why.append("resync") }
                 return why
