@@ -12,6 +12,7 @@
 #include <spawn.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -203,4 +204,9 @@ int cproc_spawn(const char *path, char *const argv[], char *const envp[], int st
 
 int cmem_contains(const void *hay, size_t hay_len, const void *needle, size_t needle_len) {
     return memmem(hay, hay_len, needle, needle_len) != NULL;
+}
+
+int cfs_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath) {
+    // glibc's renameat2 wrapper needs _GNU_SOURCE and glibc 2.28; the system call does not.
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, 1u /* RENAME_NOREPLACE */);
 }

@@ -48,10 +48,14 @@ package struct Session: Sendable {
     /// checks that every VM maps onto a QEMU configuration and that its secrets can
     /// be read, observes the host and plans.
     /// - Parameter fingerprint: Whether the plan carries the observed state's fingerprint (``PlanOptions/fingerprint``).
+    /// - Parameter only: When given, only these VMs are observed and planned (the manifests are
+    ///   still all loaded and checked), and nothing is pruned: the controller's pass for VMs whose
+    ///   QEMU just exited, which must not wait for every other VM's monitor to answer.
     package func plan(paths: [String], prune: Bool, restart: PlanOptions.RestartPolicy,
-                      fingerprint: Bool = true) async throws(Failure) -> Result {
+                      fingerprint: Bool = true, only: Set<String>? = nil) async throws(Failure) -> Result {
         // The QEMUs greet while the manifests load.
-        let preconnected = observer.takeEarly() ?? observer.preconnect()
+        let preconnected = only.map { observer.preconnect($0.sorted()) } ?? observer.takeEarly() ?? observer.preconnect()
+        let prune = only == nil && prune
         let set = ManifestLoader(hostFiles: .ignore).load(paths: paths)
         if set.hasErrors { throw .manifests(set) }
         // Nothing declared would make --prune delete every managed VM (empty stdin, an empty or comments-only file).
@@ -82,10 +86,11 @@ package struct Session: Sendable {
             }
         }
         if !problems.isEmpty { throw .invalid(problems) }
-        let desired = Dictionary(set.virtualMachines.map { ($0.name, $0.spec) }, uniquingKeysWith: { a, _ in a })
-        let report = await observer.observe(extraNames: set.virtualMachines.map(\.name), desired: desired,
+        let planned = only.map { names in set.virtualMachines.filter { names.contains($0.name) } } ?? set.virtualMachines
+        let desired = Dictionary(planned.map { ($0.name, $0.spec) }, uniquingKeysWith: { a, _ in a })
+        let report = await observer.observe(extraNames: planned.map(\.name), desired: desired,
                                             preconnected: preconnected)
-        let plan = Reconcile.plan(desired: set.virtualMachines, actual: report.vms, options: options)
+        let plan = Reconcile.plan(desired: planned, actual: report.vms, options: options)
         return Result(manifests: set, observed: report, plan: plan, configs: configs)
     }
 }

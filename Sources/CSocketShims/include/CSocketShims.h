@@ -43,6 +43,11 @@ int cproc_pipe(int fds[2]);
 /// Whether `needle` occurs in `hay` (memmem, which Glibc's Swift overlay does not export).
 int cmem_contains(const void *hay, size_t hay_len, const void *needle, size_t needle_len);
 
+/// renameat2(olddirfd, oldpath, newdirfd, newpath, RENAME_NOREPLACE): fails with EEXIST when
+/// anything has the new name, and with EINVAL where the file system does not support it.
+/// Returns 0 or -1 with errno set.
+int cfs_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+
 /// Spawns `path` in a new session with default signal handling and an empty signal
 /// mask, stdin on `stdin_fd` and stdout on `stdout_fd` (each /dev/null when -1), stderr
 /// on `stderr_fd`, and every other descriptor closed. Returns 0 and stores the pid, or
