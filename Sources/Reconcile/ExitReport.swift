@@ -100,6 +100,13 @@ package struct ExitReport: Sendable, Hashable {
         return report
     }
 
+    /// What the keeper wrote about the last QEMU of `layout` ("QEMU was killed by SIGKILL", "QEMU
+    /// exited with status 1"), or nil when it wrote nothing (QEMU runs, or was started before keepers).
+    package static func keeperSummary(_ layout: RuntimeLayout) -> String? {
+        guard let report = read(layout: layout, record: nil, tailLines: 0) else { return nil }
+        return report.signal != nil || report.exitStatus != nil ? report.summary : nil
+    }
+
     /// A `SHUTDOWN` reason in a few words: "SHUTDOWN host-qmp-quit" → "host-qmp-quit".
     static func shortReason(_ reason: String) -> String {
         var r = reason

@@ -95,7 +95,7 @@ package enum VMConditions {
         case .alive:
             let status = vm.live?.runStatus ?? .running
             guard status == .running else {
-                return VMCondition(type: "Ready", status: .false, reason: "NotRunning",
+                return VMCondition(type: "Ready", status: .false, reason: status.satisfies(.paused) ? "Paused" : "NotRunning",
                                    message: "QEMU reports \(status.rawValue)")
             }
             if let readiness, !readiness.passed {
@@ -165,7 +165,7 @@ package enum VMConditions {
                 return VMCondition(type: "Failed", status: .true, reason: status == .guestPanicked ? "GuestPanicked" : "InternalError",
                                    message: "QEMU reports \(status.rawValue)")
             }
-            return VMCondition(type: "Failed", status: .false, reason: "Running", message: "QEMU runs")
+            return VMCondition(type: "Failed", status: .false, reason: "NoFailure", message: "QEMU runs")
         case .unresponsive:
             return VMCondition(type: "Failed", status: .unknown, reason: vm.monitorBusy == true ? "MonitorBusy" : "Unresponsive",
                                message: vm.monitorBusy == true ? "monitor busy (held by another client)" : (vm.detail ?? "QEMU does not answer"))

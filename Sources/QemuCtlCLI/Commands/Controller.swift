@@ -383,6 +383,12 @@ final class ControllerLoop: Sendable {
             // vanish): the same exit, so a guest's poweroff is never taken for a crash.
             return (s.exits.merging(s.shutdowns) { seen, _ in seen }, s.histories)
         }
+        // An exit without a SHUTDOWN event: what QEMU's keeper saw (the signal or status) says more.
+        for (name, exit) in exits where !exit.byGuest && exit.reason.hasSuffix("(killed or crashed)") {
+            if let kept = ExitReport.keeperSummary(store.layout(name)) {
+                exits[name]?.reason = String(exit.reason.dropLast(1)) + ": \(kept))"
+            }
+        }
         // A death already decided on keeps its exit: a late report of it is not a second exit.
         for (name, exit) in exits {
             if let last = histories[name]?.lastExit, last != exit, last.at >= (startedAt[name] ?? 0), !exit.byGuest {
