@@ -116,7 +116,11 @@ package enum VMConditions {
         }
         let started = record?.startedAt ?? 0
         let recent = journal.filter { $0.at >= started }
-        let pausedLine = recent.last { $0.text.hasPrefix("paused by ") || $0.text == "running state=paused" }
+        // qemuctl's last word on the run state since the start: a pause counts only if no resume followed it.
+        let lastRunControl = recent.last { line in
+            ["paused by ", "resumed by "].contains { line.text.hasPrefix($0) } || line.text.hasPrefix("running state=")
+        }
+        let pausedLine = lastRunControl.flatMap { $0.text.hasPrefix("paused by ") || $0.text == "running state=paused" ? $0 : nil }
         let (reason, message): (String, String)
         switch status {
         case .running:
