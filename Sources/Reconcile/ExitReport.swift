@@ -82,7 +82,13 @@ package struct ExitReport: Sendable, Hashable {
             if let terminating { report.summary += "; QEMU logged: \(terminating)" }
         } else if let code = keeper["status"].flatMap(Int.init) {
             report.exitStatus = code
-            if report.byGuest {
+            // qemuctl's own stop (`stop`, `delete`, a restart) is in the journal, after this QEMU's start.
+            let stop = JournalLine.read(path: layout.runtimeDirectory + "/journal.log")
+                .last { $0.at >= started && $0.text.hasPrefix("stopped") }
+            if let stop, !report.byGuest {
+                report.summary = "QEMU exited with status \(code): \(stop.text)"
+                report.short = "stopped by qemuctl"
+            } else if report.byGuest {
                 report.summary = "the guest powered off (\(recorded!.reason)); QEMU exited with status \(code)"
                 report.short = "guest powered off"
             } else if let reason = report.shutdownReason {

@@ -47,9 +47,12 @@ package struct JournalLine: Sendable, Hashable {
     /// What (`paused by qemuctl pause (QEMU reports paused)`).
     package var text: String
 
-    /// The lines of VM `name`'s journal, oldest first (at most the last 1 MiB).
-    package static func read(_ store: StateStore, name: String) -> [JournalLine] {
-        guard let bytes = Posix.readFile(store.journalPath(name), limit: 1 << 20) else { return [] }
+    /// The lines of VM `name`'s journal, oldest first (at most the first 1 MiB).
+    package static func read(_ store: StateStore, name: String) -> [JournalLine] { read(path: store.journalPath(name)) }
+
+    /// The lines of the journal at `path`, oldest first (at most the first 1 MiB).
+    static func read(path: String) -> [JournalLine] {
+        guard let bytes = Posix.readFile(path, limit: 1 << 20) else { return [] }
         return String(decoding: bytes, as: UTF8.self).split(separator: "\n").compactMap { line -> JournalLine? in
             let parts = line.split(separator: " ", maxSplits: 1)
             guard parts.count == 2, let at = Posix.parseUTCTimestamp(String(parts[0])) else { return nil }
