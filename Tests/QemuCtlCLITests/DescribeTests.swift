@@ -188,6 +188,12 @@ import Testing
         #expect(failed?["reason"] as? String == "Killed")
         #expect(failed?["lastTransitionTime"] is String)
         #expect(Self.condition(object, "Ready")?["status"] as? String == "False")
+
+        // apply launches it again (emptying qemu.log): the record keeps how the last QEMU ended.
+        #expect(try await w.qemuctl("apply", "-f", vms).status == 0)
+        let again = try await w.qemuctl("describe", "k")
+        #expect(again.out.contains("lastExit: QEMU was killed by SIGABRT"), "\(again.out)")
+        #expect(again.out.contains("State: running"), "\(again.out)")
     }
 
     @Test func aGuestPoweroffSeenByTheControllerIsTheGuestsShutdown() async throws {
