@@ -219,6 +219,8 @@ static void keeper_append(char *buf, size_t *n, const char *s) {
 static void keeper_main(const char *path, char *const argv[], char *const envp[], int log_fd, int report_fd) {
     setsid();
     prctl(PR_SET_NAME, "qemuctl-keeper", 0, 0, 0);
+    // In / like the program: it keeps no directory (a mount point) busy for as long as QEMU runs.
+    if (chdir("/") != 0) _exit(127);
     struct sigaction dfl;
     memset(&dfl, 0, sizeof(dfl));
     dfl.sa_handler = SIG_DFL;
