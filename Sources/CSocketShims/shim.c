@@ -200,6 +200,20 @@ int cproc_spawn_detached(const char *path, char *const argv[], char *const envp[
     return rc;
 }
 
+/// This process's argument strings (contiguous from argv[0]), so a keeper can say what it is in
+/// `ps` instead of repeating the qemuctl command that forked it (a `pkill -f 'qemuctl controller'`
+/// must not match it). glibc passes argc and argv to constructors.
+static char *cproc_args_start = NULL;
+static size_t cproc_args_length = 0;
+
+__attribute__((constructor)) static void cproc_capture_arguments(int argc, char **argv, char **envp) {
+    (void)envp;
+    if (argc <= 0 || argv == NULL || argv[0] == NULL) return;
+    char *end = argv[argc - 1] + strlen(argv[argc - 1]);
+    cproc_args_start = argv[0];
+    cproc_args_length = (size_t)(end - argv[0]);
+}
+
 /// Appends the decimal digits of `v` to `buf` at `*n` (async-signal-safe).
 static void keeper_append_number(char *buf, size_t *n, unsigned long long v) {
     char digits[24];
@@ -262,6 +276,26 @@ static void keeper_main(const char *path, char *const argv[], char *const envp[]
     result[0] = (int)child;
     result[1] = got == (ssize_t)sizeof(exec_errno) ? exec_errno : 0;
     (void)!write(report_fd, result, sizeof(result));
+    // Only QEMU's end ends the keeper: the signals a service manager or a terminal sends to a
+    // group are QEMU's business (it was forked before these, so it keeps the defaults).
+    struct sigaction ign;
+    memset(&ign, 0, sizeof(ign));
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGTERM, &ign, NULL);
+    sigaction(SIGINT, &ign, NULL);
+    sigaction(SIGHUP, &ign, NULL);
+    sigaction(SIGQUIT, &ign, NULL);
+    sigaction(SIGPIPE, &ign, NULL);
+    // `ps` shows `qemuctl-keeper pid=N`, not the command that forked it.
+    if (cproc_args_start != NULL && cproc_args_length > 0) {
+        char title[64];
+        size_t t = 0;
+        keeper_append(title, &t, "qemuctl-keeper pid=");
+        keeper_append_number(title, &t, (unsigned long long)child);
+        size_t k = 0;
+        for (; k < t && k < cproc_args_length; k++) cproc_args_start[k] = title[k];
+        for (; k < cproc_args_length; k++) cproc_args_start[k] = '\0';
+    }
     // Keep the log (as descriptor 3) and nothing else: not the parent's pipes, locks or terminal.
     int null_fd = open("/dev/null", O_RDWR);
     if (log_fd != 3) {

@@ -154,6 +154,15 @@ import Testing
         let vms = try w.manifest("k", bareVM("k"))
         #expect(try await w.qemuctl("apply", "-f", vms).status == 0)
         let pid = try #require(w.pid("k"))
+        // QEMU's parent is its keeper: named so in ps, and deaf to the signals a group gets.
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        let afterName = stat[stat.index(after: try #require(stat.lastIndex(of: ")")))...].split(separator: " ")
+        let keeper = try #require(Int32(afterName[1]))
+        let title = try String(contentsOfFile: "/proc/\(keeper)/cmdline", encoding: .utf8)
+        #expect(title.hasPrefix("qemuctl-keeper pid=\(pid)"), "\(title)")
+        kill(keeper, SIGTERM)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(kill(keeper, 0) == 0 && kill(pid, 0) == 0, "SIGTERM ended the keeper or QEMU")
         // Something for the log's tail, written over QMP before the abort.
         _ = try? await QMPClient.withConnection(to: "\(w.state)/k.sock", timeout: .seconds(20)) {
             try await $0.execute("human-monitor-command", arguments: ["command-line": "info nothing-such"])
