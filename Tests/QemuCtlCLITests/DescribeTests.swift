@@ -280,4 +280,23 @@ import Testing
         #expect(agent["detail"] is String)
         #expect(agent["os"] is NSNull)
     }
+
+    /// A restart-class edit left pending: the RestartPending condition and `restart.pendingChanges` name it.
+    @Test func aPendingRestartNamesItsFields() async throws {
+        let w = try Workspace("desc7")
+        defer { w.cleanUp() }
+        #expect(try await w.qemuctl("apply", "-f", try w.manifest("q", bareVM("q"))).status == 0)
+        let edited = try w.manifest("q", bareVM("q").replacingOccurrences(of: "64MiB", with: "96MiB"))
+        let pending = try await w.qemuctl("apply", "-f", edited)
+        #expect(pending.status == 3, "\(pending.out)\(pending.err)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(try await w.qemuctl("describe", "q", "-o", "json").out.utf8)) as? [String: Any])
+        let condition = Self.condition(object, "RestartPending")
+        #expect(condition?["status"] as? String == "True")
+        #expect((condition?["message"] as? String)?.contains("spec.memory.size: 64MiB -> 96MiB") == true, "\(condition ?? [:])")
+        let restart = try #require(object["restart"] as? [String: Any])
+        #expect(restart["pending"] as? Bool == true)
+        #expect(restart["pendingChanges"] as? [String] == ["spec.memory.size: 64MiB -> 96MiB"], "\(restart)")
+        let text = try await w.qemuctl("describe", "q")
+        #expect(text.out.contains("pending: spec.memory.size: 64MiB -> 96MiB"), "\(text.out)")
+    }
 }
