@@ -111,6 +111,8 @@ import Testing
         // Text: the same facts and how to reach the VM.
         let text = try await w.qemuctl("describe", "r")
         #expect(text.status == 0)
+        let explicit = try await w.qemuctl("describe", "r", "-o", "text")
+        #expect(explicit.status == 0 && explicit.out.contains("State: running"), "\(explicit.err)")
         for needle in ["State: running", "PID: \(pid)", "ssh -p \(ssh) localhost", "tcp localhost:\(web) reaches the guest's port 80",
                        "VNC 127.0.0.1:5977 — or `qemuctl vnc r`", "`qemuctl console r`", "throttle bps=20MiB iops=150",
                        "Ready           True", "QEMU command line:"] {

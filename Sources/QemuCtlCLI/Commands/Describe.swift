@@ -27,8 +27,20 @@ extension QemuCtlCommand {
         @Argument(help: "The VM name.", transform: VMNameArgument.parse)
         var name: String
 
+        /// `-o`: text for people (the default; `table` is its old name), or the object as JSON or YAML.
+        enum Format: String, ExpressibleByArgument, CaseIterable {
+            /// Sections of `key: value` lines, conditions as a table, then how to reach the VM.
+            case text
+            /// The same as `text` (what `-o table` meant before describe was one object).
+            case table
+            /// ``VMDescription/document`` as JSON.
+            case json
+            /// ``VMDescription/document`` as YAML.
+            case yaml
+        }
+
         @Option(name: .shortAndLong, help: "text (default), json or yaml.")
-        var output: OutputFormat = .table
+        var output: Format = .text
 
         func run() async throws {
             let store = global.store
@@ -43,7 +55,7 @@ extension QemuCtlCommand {
             switch output {
             case .json: print(description.document.json())
             case .yaml: print(description.document.yaml(), terminator: "")
-            case .table: print(description.text, terminator: "")
+            case .text, .table: print(description.text, terminator: "")
             }
         }
 
