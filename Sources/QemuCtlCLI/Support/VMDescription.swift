@@ -124,7 +124,17 @@ struct VMDescription {
             ("boot", .map([("kernel", text(spec.boot.kernel)), ("initrd", text(spec.boot.initrd)),
                            ("cmdline", text(spec.boot.cmdline)), ("order", text(spec.boot.order))])),
             ("guestAgent", .bool(spec.guestAgent)),
+            ("spiceAgent", .bool(spec.spiceAgent)),
+            ("usbTablet", .bool(spec.usbTablet)),
+            ("balloon", .bool(spec.balloon)),
+            ("rng", .bool(spec.rng)),
             ("serialLog", .bool(spec.serial.log)),
+            ("rtc", .map([("base", .string(spec.rtc.base.rawValue)), ("clock", .string(spec.rtc.clock.rawValue)),
+                          ("driftFix", .string(spec.rtc.driftFix.rawValue))])),
+            ("usb", .map([("controller", .string(spec.usb.controller.rawValue)),
+                          ("devices", .list(spec.usb.devices.map { d in
+                              .map([("name", .string(d.name)), ("type", .string(d.type.rawValue))]) }))])),
+            ("audio", spec.audio.map { a in .map([("backend", .string(a.backend.rawValue)), ("model", .string(a.model.rawValue))]) } ?? .null),
         ])
     }
 
