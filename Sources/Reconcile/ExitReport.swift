@@ -70,7 +70,8 @@ package struct ExitReport: Sendable, Hashable {
         guard !keeper.isEmpty || recorded != nil else { return nil }
 
         var report = ExitReport(summary: "", short: "", exitStatus: nil, signal: nil,
-                                shutdownReason: recorded?.reason ?? terminating, byGuest: recorded?.byGuest ?? false,
+                                shutdownReason: recorded.flatMap { $0.reason.hasPrefix("SHUTDOWN") ? $0.reason : nil } ?? terminating,
+                                byGuest: recorded?.byGuest ?? false,
                                 at: keeper["time"].flatMap(Double.init) ?? recorded?.at,
                                 logTail: Array(qemuLines.suffix(tailLines)), logPath: layout.qemuLog)
         if let number = keeper["signal"].flatMap(Int32.init) {

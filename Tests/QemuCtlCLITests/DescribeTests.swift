@@ -301,4 +301,29 @@ import Testing
         let text = try await w.qemuctl("describe", "q")
         #expect(text.out.contains("pending: spec.memory.size: 64MiB -> 96MiB"), "\(text.out)")
     }
+
+    /// A QEMU that died while no controller ran: the controller started later reports the keeper's signal.
+    @Test func aControllerStartedAfterADeathReportsItsSignal() async throws {
+        let w = try Workspace("desc8")
+        defer { w.cleanUp() }
+        let vms = try w.manifest("n", bareVM("n", extra: "  restartPolicy: never"))
+        #expect(try await w.qemuctl("apply", "-f", vms).status == 0)
+        let pid = try #require(w.pid("n"))
+        kill(pid, SIGABRT)
+        var gone = false
+        for _ in 0..<200 where !gone {
+            gone = (try? String(contentsOfFile: "\(w.state)/n/qemu.log", encoding: .utf8))?.contains("signal=6") == true
+            if !gone { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        let ctl = try QemuctlBinary.Background(["controller", "-f", vms, "--resync", "2"], environment: w.env)
+        defer { ctl.kill() }
+        let line = await ctl.waitForLine(timeout: .seconds(60)) { $0.contains("  n  exited") }
+        #expect(line?.contains("QEMU exited while no controller followed it: QEMU was killed by SIGABRT; left down") == true,
+                "\(ctl.out)\(ctl.err)")
+        ctl.send(SIGTERM)
+        #expect(await ctl.exitStatus(timeout: .seconds(15)) == 0)
+        let text = try await w.qemuctl("describe", "n")
+        #expect(text.out.contains("lastExit: QEMU exited while no controller followed it: QEMU was killed by SIGABRT"), "\(text.out)")
+        #expect(text.out.contains("Reason: QEMU was killed by SIGABRT"), "\(text.out)")
+    }
 }
