@@ -318,12 +318,12 @@ import Testing
         let ctl = try QemuctlBinary.Background(["controller", "-f", vms, "--resync", "2"], environment: w.env)
         defer { ctl.kill() }
         let line = await ctl.waitForLine(timeout: .seconds(60)) { $0.contains("  n  exited") }
-        #expect(line?.contains("QEMU exited while no controller followed it: QEMU was killed by SIGABRT; left down") == true,
+        #expect(line?.contains("no follower saw QEMU go (killed or crashed: QEMU was killed by SIGABRT); left down") == true,
                 "\(ctl.out)\(ctl.err)")
         ctl.send(SIGTERM)
         #expect(await ctl.exitStatus(timeout: .seconds(15)) == 0)
         let text = try await w.qemuctl("describe", "n")
-        #expect(text.out.contains("lastExit: QEMU exited while no controller followed it: QEMU was killed by SIGABRT"), "\(text.out)")
+        #expect(text.out.contains("lastExit: no follower saw QEMU go (killed or crashed: QEMU was killed by SIGABRT)"), "\(text.out)")
         #expect(text.out.contains("Reason: QEMU was killed by SIGABRT"), "\(text.out)")
     }
 }

@@ -389,12 +389,15 @@ final class ControllerLoop: Sendable {
                 exits[name]?.reason = String(exit.reason.dropLast(1)) + ": \(kept))"
             }
         }
-        // A death nobody followed (the controller was not running then): QEMU's keeper still tells how it ended.
+        // A death no follower saw (the controller was not running, or not attached yet): QEMU's keeper
+        // still tells how it ended.
         for (name, started) in startedAt where exits[name] == nil {
             if let last = histories[name]?.lastExit, last.at >= started { continue }
             if let kept = ExitReport.read(layout: store.layout(name), record: nil, tailLines: 0),
                kept.signal != nil || kept.exitStatus != nil, let at = kept.at, at >= started {
-                exits[name] = QEMUExit(reason: "QEMU exited while no controller followed it: \(kept.summary)", byGuest: false, at: at)
+                let reason = kept.signal != nil ? "no follower saw QEMU go (killed or crashed: \(kept.summary))"
+                    : "no follower saw QEMU go: \(kept.summary)"
+                exits[name] = QEMUExit(reason: reason, byGuest: false, at: at)
             }
         }
         // A death already decided on keeps its exit: a late report of it is not a second exit.
