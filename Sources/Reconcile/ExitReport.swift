@@ -3,6 +3,9 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+#if canImport(Glibc)
+import Glibc
+#endif
 package import QemuCtl
 
 /// Why a VM's last QEMU is gone: the one place an exit is put together, from what each witness
@@ -47,8 +50,11 @@ package struct ExitReport: Sendable, Hashable {
     /// controller's record of an earlier exit would be taken for this one.
     /// - Parameter tailLines: How many of QEMU's last lines to keep.
     package static func read(layout: RuntimeLayout, record: StoredRecord?, tailLines: Int = 10) -> ExitReport? {
-        let bytes = Posix.readFile(layout.qemuLog, limit: 1 << 20) ?? []
-        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+        var lines = String(decoding: tail(of: layout.qemuLog), as: UTF8.self)
+            .split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+        if lines.count > 1, Posix.sizeAndModificationTime(layout.qemuLog).map({ $0.size > tailBytes }) == true {
+            lines.removeFirst()  // cut mid-line by the window
+        }
         var keeper: [String: String] = [:]
         var qemuLines: [String] = []
         for line in lines {
@@ -112,6 +118,22 @@ package struct ExitReport: Sendable, Hashable {
     package static func keeperSummary(_ layout: RuntimeLayout) -> String? {
         guard let report = read(layout: layout, record: nil, tailLines: 0) else { return nil }
         return report.signal != nil || report.exitStatus != nil ? report.summary : nil
+    }
+
+    /// How much of the end of `qemu.log` is read: the keeper's line is the last, QEMU's last words before it.
+    static let tailBytes = 64 * 1024
+
+    /// The last ``tailBytes`` of a regular file (empty when it cannot be read; never blocks on a FIFO).
+    static func tail(of path: String) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0 else { return [] }
+        let count = Int(min(Int64(st.st_size), Int64(tailBytes)))
+        var bytes = [UInt8](repeating: 0, count: count)
+        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(st.st_size) - off_t(count)) }
+        return n > 0 ? Array(bytes.prefix(n)) : []
     }
 
     /// A `SHUTDOWN` reason in a few words: "SHUTDOWN host-qmp-quit" → "host-qmp-quit".

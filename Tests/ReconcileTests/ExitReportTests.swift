@@ -76,6 +76,15 @@ import Testing
         #expect(s.summary.contains("stopped by qemuctl stop"))
     }
 
+    @Test func aLongLogIsReadFromItsEnd() throws {
+        let chatter = String(repeating: "qemu-system-x86_64: warning: something repeated many times\n", count: 40_000)
+        let (dir, layout) = try layout(chatter + "last words\nqemuctl-keeper: pid=7 signal=9 core=0 time=1700000010.000\n")
+        defer { dir.remove() }
+        let report = try #require(ExitReport.read(layout: layout, record: nil, tailLines: 2))
+        #expect(report.signal == "SIGKILL")
+        #expect(report.logTail == ["qemu-system-x86_64: warning: something repeated many times", "last words"])
+    }
+
     @Test func nothingSaysItExitedWithoutAKeeperLineOrARecordedExit() throws {
         let (dir, layout) = try layout("qemu-system-x86_64: some warning\n")
         defer { dir.remove() }
