@@ -28,20 +28,32 @@ struct VMDescription {
         var interfaces: [(name: String, mac: String?, addresses: [String])]
     }
 
+    /// The VM's name.
     var name: String
+    /// The state directory it is in.
     var store: StateStore
+    /// What observation found (QMP, with the record filling what QMP cannot report).
     var vm: ObservedVM
+    /// The VM's record, when it has one.
     var stored: StoredRecord?
+    /// How its last QEMU ended, for a VM whose QEMU is gone.
     var exit: ExitReport?
+    /// Ready, Paused, Failed, RestartPending (``VMConditions``).
     var conditions: [VMCondition]
     /// Restart-class changes waiting, as `path: old -> new`.
     var pendingChanges: [String]
+    /// QEMU's arguments, secrets redacted; nil when it does not run.
     var commandLine: [String]?
+    /// QEMU's pid, when it runs.
     var pid: Int32?
+    /// What the guest agent told, for a VM with `spec.guestAgent`.
     var guest: GuestInfo?
+    /// The EFI firmware in use; nil for BIOS.
     var firmware: FirmwareFacts?
 
+    /// The VM's runtime files.
     var layout: RuntimeLayout { store.layout(name) }
+    /// The spec as applied (the record's, amended by live changes).
     var spec: VirtualMachineSpec? { vm.record?.spec ?? stored?.launch.spec }
 
     /// `running`, `paused`, `not running`, `busy`, … as `get` says it.
@@ -193,13 +205,20 @@ struct VMDescription {
 
     /// A port forward of a user-mode NIC: `tcp:127.0.0.1:2222-:22`, read apart.
     struct Forward {
+        /// The rule as written in the manifest.
         var rule: String
+        /// `tcp` or `udp`.
         var proto: String
+        /// The host address (empty: every address).
         var hostAddress: String
+        /// The host port.
         var hostPort: Int?
+        /// The guest address (empty: the guest's DHCP address).
         var guestAddress: String
+        /// The guest port.
         var guestPort: Int?
 
+        /// Reads `rule` apart.
         init(_ rule: String) {
             self.rule = rule
             var rest = Substring(rule)
@@ -303,6 +322,7 @@ struct VMDescription {
         ])
     }
 
+    /// One condition as a mapping (`type`, `status`, `reason`, `message`, `lastTransitionTime`).
     static func conditionDocument(_ c: VMCondition) -> ManifestDocument {
         .map([("type", .string(c.type)), ("status", .string(c.status.rawValue)), ("reason", .string(c.reason)),
               ("message", .string(c.message)),
@@ -467,6 +487,7 @@ struct VMDescription {
         return out
     }
 
+    /// A document value as the text form shows it (`-` for null, `yes`/`no` for booleans).
     static func scalar(_ d: ManifestDocument) -> String {
         switch d {
         case .null: "-"
