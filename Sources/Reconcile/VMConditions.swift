@@ -123,7 +123,9 @@ package enum VMConditions {
         let lastRunControl = recent.last { line in
             ["paused by ", "resumed by "].contains { line.text.hasPrefix($0) } || line.text.hasPrefix("running state=")
         }
-        let pausedLine = lastRunControl.flatMap { $0.text.hasPrefix("paused by ") || $0.text == "running state=paused" ? $0 : nil }
+        let pausedLine = lastRunControl.flatMap { line in
+            line.text.hasPrefix("paused by ") || line.text == "running state=paused" || line.text == "running state=prelaunch" ? line : nil
+        }
         let (reason, message): (String, String)
         switch status {
         case .running:
@@ -133,6 +135,8 @@ package enum VMConditions {
         case .paused:
             if let line = pausedLine, line.text.hasPrefix("paused by ") {
                 (reason, message) = ("PausedByUser", line.text)
+            } else if pausedLine?.text == "running state=prelaunch" {
+                (reason, message) = ("PausedAtLaunch", "launched paused (spec.runState paused) and not resumed since")
             } else if pausedLine != nil {
                 (reason, message) = ("PausedBySpec", "spec.runState is paused (qemuctl apply)")
             } else {

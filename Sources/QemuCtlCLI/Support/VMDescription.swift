@@ -94,6 +94,7 @@ struct VMDescription {
         return .map([
             ("state", .string(state)),
             ("runStatus", text(vm.live?.runStatus.rawValue)),
+            ("runStatusSource", vm.live != nil ? .string("qmp") : .null),
             ("monitor", .string(monitorText)),
             ("accelerator", alive ? text(stored?.accelerator) : .null),
             ("acceleratorReasons", .list((stored?.acceleratorReasons ?? []).map(ManifestDocument.string))),
@@ -298,10 +299,13 @@ struct VMDescription {
         let spice = spec?.display.spice
         return .map([
             ("vnc", vnc.map { v in .map([("listen", .string(v.listen)), ("endpoint", text(vncEndpoint)),
-                                         ("password", .string(v.passwordFrom == nil ? "none" : "set")),
+                                         ("password", .string(v.passwordFrom == nil ? "none" : "(sensitive)")),
+                                         // QEMU cannot report a password: what the record says was set.
+                                         ("passwordSource", .string("record")),
                                          ("connect", .string("qemuctl vnc \(name)"))]) } ?? .null),
             ("spice", spice.map { s in .map([("listen", .string(s.listen)), ("endpoint", text(spiceEndpoint)),
-                                             ("password", .string(s.passwordFrom == nil ? (s.disableTicketing ? "none (ticketing disabled)" : "none") : "set")),
+                                             ("password", .string(s.passwordFrom == nil ? (s.disableTicketing ? "none (ticketing disabled)" : "none") : "(sensitive)")),
+                                             ("passwordSource", .string("record")),
                                              ("connect", .string("qemuctl spice \(name)"))]) } ?? .null),
             ("video", .string(spec?.display.video.rawValue ?? "none")),
             ("console", .map([("connect", .string("qemuctl console \(name)")), ("socket", .string(layout.consoleSocket)),
