@@ -18,7 +18,12 @@ package import QemuCtl
 /// - `qemuctl controller` records the last `SHUTDOWN` event (``RestartHistory/lastExit``), which says
 ///   whether the guest powered off.
 ///
-/// `qemu.log` is kept until the VM's next launch; the record keeps the controller's part after it.
+/// `qemu.log` is kept until the VM's next launch; the launch copies the exit into the record
+/// (``RestartHistory/lastExit``) first. A QEMU that a library caller started (`-daemonize`, no
+/// keeper) or that was adopted has no keeper line: only a recorded `SHUTDOWN` can tell.
+///
+/// The record's ``RestartHistory/lastExit`` is the one durable home of an exit; this type only
+/// reads the witnesses, it never writes.
 package struct ExitReport: Sendable, Hashable {
     /// One line: "QEMU was killed by SIGABRT", "the guest powered off (SHUTDOWN guest-shutdown)".
     package var summary: String

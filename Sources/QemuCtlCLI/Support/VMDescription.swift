@@ -377,7 +377,7 @@ struct VMDescription {
             line(0, "Labels", labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","))
         }
         section("Status")
-        line(2, "State", state + (vm.live.map { $0.runStatus.rawValue != state ? " (QEMU reports \($0.runStatus.rawValue))" : "" } ?? ""))
+        line(2, "State", state + (vm.live.map { state.hasPrefix($0.runStatus.rawValue) ? "" : " (QEMU reports \($0.runStatus.rawValue))" } ?? ""))
         line(2, "Monitor", monitorText)
         if vm.liveness == .alive, let a = stored?.accelerator {
             line(2, "Accelerator", a + (stored!.acceleratorReasons.isEmpty ? "" : " (" + stored!.acceleratorReasons.joined(separator: "; ") + ")"))
@@ -477,7 +477,7 @@ struct VMDescription {
         }
         if let v = vncEndpoint { reach.append("VNC \(v) — or `qemuctl vnc \(name)`") }
         if let s = spiceEndpoint { reach.append("SPICE \(s) — or `qemuctl spice \(name)`") }
-        reach.append("serial console: `qemuctl console \(name)` (log \(layout.serialLog))")
+        if vm.ownership == .managed { reach.append("serial console: `qemuctl console \(name)` (log \(layout.serialLog))") }
         reach.append("monitor: `qemuctl qmp \(name) query-status` (socket \(layout.socketPath))")
         for r in reach { out += "  " + r + "\n" }
         if let commandLine {
