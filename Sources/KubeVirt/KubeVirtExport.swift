@@ -410,6 +410,7 @@ private struct Builder {
         }
         disks.append(.map(entry))
         if d.discard { drop("\(at).discard", "KubeVirt has no per-disk discard field") }
+        if let b = d.backing { drop("\(at).file.backing", "a host backing chain does not move to the cluster: the claim must hold the image with \(b.path) merged in (qemu-img convert)") }
         if d.throttle != nil { drop("\(at).throttle", "KubeVirt has no per-disk I/O limits (use the storage class's QoS)") }
 
         let generated = KubeVirtExport.volumeName(vm: vm.name, drive: d.name)
@@ -422,7 +423,10 @@ private struct Builder {
         }
         switch d.backend {
         case .file:
-            if let size = d.createSize {
+            if let base = d.createFrom {
+                _ = generatedClaimVolume(d.name)
+                drop("\(at).create.from", "the base image \(base.path) does not move to the cluster: the disk refers to claim \(generated), which must hold the image as raw (import the base with CDI; or --pvc \(d.name)=CLAIM)")
+            } else if let size = d.createSize {
                 dataVolumeTemplates.append(.map([
                     ("metadata", .map([("name", .string(generated))])),
                     ("spec", .map([

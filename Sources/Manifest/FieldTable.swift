@@ -234,12 +234,24 @@ package enum FieldTable {
         ]
     }()
 
+    /// The fields of an image reference (`create.from`, `file.backing`): a path and an explicit format.
+    static func imageFileFields(_ path: String, _ format: String, _ change: ChangeClass) -> [Field] {
+        [
+            Field("path", .string(.path), change, path, required: true),
+            Field("format", cases(VirtualMachineSpec.Disk.Format.self), change, format + " Always explicit.", required: true),
+        ]
+    }
+
     static let diskField = Field("[]", .object([
         Field("name", .string(.deviceName), .restart, "Drive name, unique among the VM's disks and CD-ROMs.", required: true),
         Field("file", .object([
             Field("path", .string(.path), .restart, "Image file or block device; relative to the manifest.", required: true),
             Field("format", cases(VirtualMachineSpec.Disk.Format.self), .restart,
                   "Image format, always explicit (no probing).", required: true),
+            Field("backing", .object(imageFileFields("Backing file named in the image's header; relative to the manifest.",
+                                                     "Format of the backing file.", .restart),
+                                     oneOf: []), .restart,
+                  "The backing file an existing qcow2 image names, declared; opened read-only. An image naming one that is not declared is refused."),
         ], oneOf: []), .restart, "A local image file or block device."),
         Field("nbd", .object([
             Field("unix", .string(.path), .restart, "Server's Unix socket."),
@@ -276,7 +288,14 @@ package enum FieldTable {
               "The disk's slot on the root PCI bus, like 0x06 (virtio and nvme disks); see networks[].pciAddress."),
         Field("create", .object([
             Field("size", .size(min: sizeMiB, max: 64 * sizeTiB), .metadata,
-                  "Virtual size of the new image.", required: true),
+                  "Virtual size of the new image; required without from, and with from at least the base's virtual size (default: the base's)."),
+            Field("from", .object(imageFileFields("Base image; relative to the manifest. Opened read-only, never written; may be shared by many VMs.",
+                                                  "Format of the base image.", .restart),
+                                  oneOf: []), .restart,
+                  "Make the new image from a base image instead of blank; an overlay's base is also its declared backing file (a restart to change)."),
+            Field("mode", cases(VirtualMachineSpec.Disk.CreateMode.self), .restart,
+                  "overlay: a qcow2 image backed by the base (copy-on-write); copy: an independent copy in the disk's format.",
+                  default: .string("overlay")),
         ], oneOf: []), .metadata,
               "Create the image when it does not exist (file backend). Never resized, never deleted."),
         Field("throttle", .object(throttleFields, oneOf: []), .live, "I/O limits, changed live."),

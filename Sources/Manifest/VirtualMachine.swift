@@ -424,6 +424,25 @@ extension VirtualMachineSpec {
                 self.initiator = initiator
             }
         }
+        /// An image file named by path and explicit format: `create.from` and `file.backing`.
+        package struct ImageFile: Sendable, Hashable, Codable {
+            /// `path` (absolute once loaded).
+            package var path: String
+            /// `format`.
+            package var format: Format
+            /// Creates the reference.
+            package init(path: String, format: Format) {
+                self.path = path
+                self.format = format
+            }
+        }
+        /// How `create.from` makes the new image.
+        package enum CreateMode: String, Sendable, Hashable, Codable, CaseIterable {
+            /// A qcow2 image whose backing file is the base (copy-on-write; the base is shared, never written).
+            case overlay
+            /// A full, independent copy of the base (`qemu-img convert`) in the disk's format.
+            case copy
+        }
         /// `disks[].throttle`; nil fields mean no limit. Rates in bytes or operations per second.
         package struct Throttle: Sendable, Hashable, Codable {
             /// `bps`.
@@ -475,10 +494,26 @@ extension VirtualMachineSpec {
         package var bootIndex: Int?
         /// `pciAddress` as a slot number (`0x06` → 6); nil lets qemuctl choose and keep one.
         package var pciSlot: Int?
-        /// `create.size` in bytes: create the image with this size when it is absent.
+        /// `create.size` in bytes: create the image with this size when it is absent (with ``createFrom``,
+        /// at least the base's virtual size; nil keeps the base's size).
         package var createSize: UInt64?
+        /// `create.from`: the base image a new image is made from (an overlay on it or a copy of it).
+        package var createFrom: ImageFile?
+        /// `create.mode`; nil means ``CreateMode/overlay``.
+        package var createMode: CreateMode?
+        /// `file.backing`: the backing file an existing image's header names, declared.
+        package var backing: ImageFile?
         /// `throttle`; nil when the manifest sets none.
         package var throttle: Throttle?
+
+        /// Whether the manifest says to create the image when it is absent (`create:`).
+        package var creates: Bool { createSize != nil || createFrom != nil }
+
+        /// The backing file the image is declared to have: `file.backing`, or the base of an overlay
+        /// made by `create.from` (mode overlay); nil when the image must have none.
+        package var declaredBacking: ImageFile? {
+            backing ?? ((createMode ?? .overlay) == .overlay ? createFrom : nil)
+        }
 
         /// Creates a disk with defaults.
         package init(name: String, backend: Backend) {

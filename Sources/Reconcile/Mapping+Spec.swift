@@ -189,7 +189,9 @@ struct Mapper {
         let backend: DiskBackend
         switch d.backend {
         case .file(let path, let f):
-            backend = .file(FileDisk(path: path, format: format(f)))
+            // The declared chain: file.backing, or the base of an overlay made by create.from.
+            let backing = d.declaredBacking.map { BackingFile(path: $0.path, format: format($0.format)) }
+            backend = .file(FileDisk(path: path, format: format(f), backing: backing))
         case .nbd(let n):
             let server: NBDDisk.Server = switch n.server {
             case .unix(let path): .unix(path: path)

@@ -113,6 +113,9 @@ private let fieldCases: [FieldCase] = {
         f("spec.disks[].name", "  disks:\n    - name: @V\n      file: {path: /d.raw, format: raw}", "root"),
         f("spec.disks[].file.path", disk + "      file: {path: @V, format: raw}", "disk/d.raw", .combined, prefix: "disk/"),
         f("spec.disks[].file.format", disk + "      file: {path: /d.raw, format: @V}", "qcow2"),
+        f("spec.disks[].file.backing.path", disk + "      file: {path: /d.qcow2, format: qcow2, backing: {path: @V, format: raw}}",
+          "bk/b.raw", .combined, prefix: "bk/"),
+        f("spec.disks[].file.backing.format", disk + "      file: {path: /d.qcow2, format: qcow2, backing: {path: /b.raw, format: @V}}", "raw"),
         f("spec.disks[].nbd.unix", disk + "      nbd: {unix: @V}", "nbd/s.sock", .combined, prefix: "nbd/"),
         f("spec.disks[].nbd.host", disk + "      nbd: {host: @V}", "nbd.example"),
         f("spec.disks[].nbd.export", disk + "      nbd: {unix: /n.sock, export: @V}", "data", .combined),
@@ -135,6 +138,10 @@ private let fieldCases: [FieldCase] = {
         f("spec.disks[].cache", disk + "      file: {path: /d.raw, format: raw}\n      cache: @V", "none"),
         f("spec.disks[].pciAddress", disk + "      file: {path: /d.raw, format: raw}\n      pciAddress: @V", "0x10"),
         f("spec.disks[].create.size", disk + "      file: {path: /d.raw, format: raw}\n      create: {size: @V}", "1GiB"),
+        f("spec.disks[].create.from.path", disk + "      file: {path: /d.qcow2, format: qcow2}\n      create: {from: {path: @V, format: raw}}",
+          "base/b.raw", .combined, prefix: "base/"),
+        f("spec.disks[].create.from.format", disk + "      file: {path: /d.qcow2, format: qcow2}\n      create: {from: {path: /b.raw, format: @V}}", "raw"),
+        f("spec.disks[].create.mode", disk + "      file: {path: /d.qcow2, format: qcow2}\n      create: {from: {path: /b.raw, format: raw}, mode: @V}", "copy"),
     ] + ["bps", "bpsRead", "bpsWrite", "bpsMax", "bpsReadMax", "bpsWriteMax", "iopsSize"].map { key in
         let base = key.hasSuffix("Max") ? "\(key.dropLast(3)): 1MiB, " : ""
         return f("spec.disks[].throttle.\(key)", disk + "      file: {path: /d.raw, format: raw}\n      throttle: {\(base)\(key): @V}", "2MiB")
@@ -479,6 +486,7 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
         "spec.disks[].nbd.export": "data", "spec.cdroms[].path": "cd/x.iso", "spec.networks[].stream.unix": "stream/s.sock",
         "spec.display.vnc.listen": "unix:@BASE/vnc/v.sock", "spec.display.vnc.passwordFrom.file": "vncpw/p",
         "spec.display.spice.passwordFrom.file": "spicepw/p", "spec.disks[].serial": "SN-1",
+        "spec.disks[].file.backing.path": "bk/b.raw", "spec.disks[].create.from.path": "base/b.raw",
     ]
 
     fileprivate static func startAndVerifyCombined(index vi: Int, fields: [String: String], base root: String, tally: Tally) async throws {
@@ -505,6 +513,11 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
                   serial: \(yamlQuoted(value("spec.disks[].serial")))
                 - name: n
                   nbd: {unix: \(yamlQuoted(value("spec.disks[].nbd.unix"))), export: \(yamlQuoted(value("spec.disks[].nbd.export")))}
+                - name: b
+                  file: {path: bov.qcow2, format: qcow2, backing: {path: \(yamlQuoted(value("spec.disks[].file.backing.path"))), format: raw}}
+                - name: o
+                  file: {path: oov.qcow2, format: qcow2}
+                  create: {from: {path: \(yamlQuoted(value("spec.disks[].create.from.path"))), format: raw}}
               cdroms:
                 - name: c
                   path: \(yamlQuoted(value("spec.cdroms[].path")))
@@ -525,6 +538,19 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
         try makeLink(abs("spec.boot.initrd"), to: Fixtures.guestInitrd)
         try makeFile(abs("spec.disks[].file.path"), bytes: 1 << 20)
         try makeFile(abs("spec.cdroms[].path"), bytes: 1 << 20)
+        // An overlay naming the literal backing path (made by qemu-img, the value one argument), and one made by
+        // qemuctl from the literal base path as `apply` would.
+        try makeFile(abs("spec.disks[].file.backing.path"), bytes: 1 << 20)
+        let made = Process()
+        made.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-img")
+        made.arguments = ["create", "-q", "-f", "qcow2", "-u", "-b", abs("spec.disks[].file.backing.path"), "-F", "raw", base + "/bov.qcow2", "1M"]
+        try made.run()
+        made.waitUntilExit()
+        #expect(made.terminationStatus == 0, "\(label): qemu-img create")
+        try makeFile(abs("spec.disks[].create.from.path"), bytes: 1 << 20)
+        #expect(try await ImageCreation.createIfMissing(path: base + "/oov.qcow2", format: "qcow2", size: nil,
+                                                        from: .init(path: abs("spec.disks[].create.from.path"), format: .raw, mode: .overlay)),
+                "\(label)")
         try FileManager.default.createDirectory(atPath: (abs("spec.networks[].stream.unix") as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         let vncSocket = String(value("spec.display.vnc.listen").dropFirst(5))
         try FileManager.default.createDirectory(atPath: (vncSocket as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
@@ -581,6 +607,7 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
         var byName: [String: JSONValue] = [:]
         for n in nodes { byName[n["node-name"]?.stringValue ?? "?"] = n }
         #expect(Set(byName.keys) == ["file-d", "fmt-d", "file-n", "fmt-n", "file-c", "fmt-c",
+                                     "file-b", "fmt-b", "bfile-b", "bfmt-b", "file-o", "fmt-o", "bfile-o", "bfmt-o",
                                      "efi-code-file", "efi-code", "efi-vars-file", "efi-vars"], "\(label): \(byName.keys.sorted())")
         let expectations: [(node: String, drv: String, file: String?, ro: Bool)] = [
             ("file-d", "file", abs("spec.disks[].file.path"), false), ("fmt-d", "raw", abs("spec.disks[].file.path"), false),
@@ -588,6 +615,10 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
             ("efi-code-file", "file", abs("spec.firmware.code"), true), ("efi-code", "raw", abs("spec.firmware.code"), true),
             ("efi-vars-file", "file", abs("spec.firmware.vars"), false), ("efi-vars", "raw", abs("spec.firmware.vars"), false),
             ("file-n", "nbd", nil, false), ("fmt-n", "raw", nil, false),
+            ("file-b", "file", base + "/bov.qcow2", false), ("fmt-b", "qcow2", base + "/bov.qcow2", false),
+            ("bfile-b", "file", abs("spec.disks[].file.backing.path"), true), ("bfmt-b", "raw", abs("spec.disks[].file.backing.path"), true),
+            ("file-o", "file", base + "/oov.qcow2", false), ("fmt-o", "qcow2", base + "/oov.qcow2", false),
+            ("bfile-o", "file", abs("spec.disks[].create.from.path"), true), ("bfmt-o", "raw", abs("spec.disks[].create.from.path"), true),
         ]
         for e in expectations {
             let n = byName[e.node]
@@ -596,6 +627,9 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
             #expect(n?["backing_file_depth"]?.intValue == 0, "\(label) \(e.node)")
             if let file = e.file { #expect(n?["file"]?.stringValue == file, "\(label) \(e.node)") }
         }
+        // The overlays' backing files are the literal paths, below them.
+        #expect(byName["fmt-b"]?["backing_file"]?.stringValue == abs("spec.disks[].file.backing.path"), "\(label)")
+        #expect(byName["fmt-o"]?["backing_file"]?.stringValue == abs("spec.disks[].create.from.path"), "\(label)")
         // Block backends: only anonymous ones (a -drive would add a named one), attached to our devices.
         let blocks = try await qmp.queryBlock()
         #expect(blocks.allSatisfy { $0.device.isEmpty }, "\(label): \(blocks.map(\.device))")
@@ -611,7 +645,7 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
             guard p["type"]?.stringValue?.hasPrefix("child<") == true else { return nil }
             return p["name"]?.stringValue
         })
-        #expect(ids == ["disk-d", "disk-n", "cd-c", "net-s", "video0", "hotplug0", "hotplug1", "hotplug2", "hotplug3"],
+        #expect(ids == ["disk-d", "disk-n", "disk-b", "disk-o", "cd-c", "net-s", "video0", "hotplug0", "hotplug1", "hotplug2", "hotplug3"],
                 "\(label): \(ids.sorted())")
         // Character devices: the monitor and the console, nothing else.
         let chardevs = try await qmp.execute("query-chardev").arrayValue ?? []

@@ -87,6 +87,20 @@ extension PlanCase {
         PlanCase(
             "create.size is metadata", desired: [vm("web") { $0.disks[0].createSize = 10 * gib }],
             actual: [running(web)], [Expected("web", .update, ["spec.disks[root].create.size: null -> 10GiB (metadata)"])]),
+        PlanCase(
+            "create.from is a restart (an overlay's base is the backing file it is attached with)",
+            desired: [vm("web") { $0.disks[0].createFrom = .init(path: "/img/base.qcow2", format: .qcow2) }],
+            actual: [running(web)], [Expected("web", .restart, pending: true, [
+                "spec.disks[root].create.from.path: null -> \"/img/base.qcow2\" (restart)",
+                "spec.disks[root].create.from.format: null -> qcow2 (restart)",
+                "spec.disks[root].create.mode: null -> overlay (restart)",
+            ])]),
+        PlanCase(
+            "file.backing is a restart", desired: [vm("web") { $0.disks[0].backing = .init(path: "/img/base.raw", format: .raw) }],
+            actual: [running(web)], [Expected("web", .restart, pending: true, [
+                "spec.disks[root].file.backing.path: null -> \"/img/base.raw\" (restart)",
+                "spec.disks[root].file.backing.format: null -> raw (restart)",
+            ])]),
 
         // CPUs and memory within and beyond their maximums
         PlanCase(
@@ -396,6 +410,8 @@ struct FlatteningTests {
         s.audio = .init()
         s.usb.devices = [.init(name: "tab", type: .tablet)]
         s.cpu.features = ["+avx2"]
+        s.disks[0].backing = .init(path: "/img/base.raw", format: .raw)
+        s.disks[0].createFrom = .init(path: "/img/base.raw", format: .raw)
         return s
     }
 

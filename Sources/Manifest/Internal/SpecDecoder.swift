@@ -377,9 +377,54 @@ struct SpecDecoder {
         let cache: VirtualMachineSpec.Disk.Cache = d.enumeration("cache") ?? .writeback
         let discard = d.bool("discard")
         let bootIndex = d.int("bootIndex")
+        var backing: VirtualMachineSpec.Disk.ImageFile? = nil
+        if let f = fileReader, let b = f.object("backing") {
+            backing = imageFile(b)
+            if let format: VirtualMachineSpec.Disk.Format = f.enumeration("format"), format != .qcow2 {
+                ctx.error(f.keyPosition("backing"), "'\(path).file.backing' needs 'file.format: qcow2' (not \(format.rawValue))",
+                          hint: "qemuctl attaches backing chains of qcow2 images only")
+            }
+        }
         var createSize: UInt64? = nil
+        var createFrom: VirtualMachineSpec.Disk.ImageFile? = nil
+        var createMode: VirtualMachineSpec.Disk.CreateMode? = nil
         if let c = d.object("create") {
             createSize = c.size("size")
+            // The mode (default overlay) means something only with a base.
+            createMode = c.has("from") ? c.enumeration("mode") : nil
+            if let from = c.object("from") {
+                createFrom = imageFile(from)
+                if let base = createFrom, case .file(let p, _)? = backend, base.path == p {
+                    ctx.error(from.position("path"), "'\(path).create.from.path' is the disk's own image '\(p)'",
+                              hint: "the base must be another image, which the new one is made from")
+                }
+                if (createMode ?? .overlay) == .overlay, let f = fileReader,
+                   let format: VirtualMachineSpec.Disk.Format = f.enumeration("format"), format != .qcow2 {
+                    ctx.error(c.keyPosition("from"), "'\(path).create.from' with mode overlay makes a qcow2 image, but 'file.format' is \(format.rawValue)",
+                              hint: "set 'file.format: qcow2', or 'create.mode: copy' for an independent \(format.rawValue) copy")
+                }
+                if backing != nil, let f = fileReader {
+                    ctx.error(f.keyPosition("backing"), "'\(path).file.backing' cannot be given with 'create.from'",
+                              hint: (createMode ?? .overlay) == .overlay ? "an overlay's backing file is its base, create.from: remove file.backing"
+                                  : "a copy has no backing file: remove file.backing")
+                }
+                if let base = createFrom, ctx.hostFiles != .ignore {
+                    let overlay = (createMode ?? .overlay) == .overlay
+                    // A copy's base matters only while the image is still to be made; an overlay's is its backing file.
+                    var imageExists = false
+                    if case .file(let p, _)? = backend { imageExists = FileSystem.exists(p) }
+                    if overlay || !imageExists {
+                        ctx.checkBaseImage(base.path, from.position("path"), regular: overlay)
+                    }
+                }
+            } else {
+                if !c.has("size") {
+                    ctx.error(d.keyPosition("create"), "'\(path).create' needs 'size' (a blank image) or 'from' (a base image)")
+                }
+                if c.has("mode") {
+                    ctx.error(c.keyPosition("mode"), "'\(path).create.mode' needs 'create.from'")
+                }
+            }
             if d.has("nbd") || d.has("rbd") || d.has("iscsi") {
                 ctx.error(d.keyPosition("create"), "'\(path).create' works only with the 'file' backend")
             }
@@ -397,8 +442,11 @@ struct SpecDecoder {
         }
 
         guard let name, let backend else { return nil }
-        if case .file(let p, _) = backend, createSize == nil, let f = fileReader {
+        if case .file(let p, _) = backend, !d.has("create"), let f = fileReader {
             ctx.checkHostFile(p, f.position("path"), "disk image")
+        }
+        if let b = backing, let r = fileReader?.object("backing") {
+            ctx.checkHostFile(b.path, r.position("path"), "backing file")
         }
         var disk = VirtualMachineSpec.Disk(name: name, backend: backend)
         disk.interface = interface
@@ -409,8 +457,17 @@ struct SpecDecoder {
         disk.bootIndex = bootIndex
         disk.pciSlot = d.string("pciAddress").flatMap { Int($0.dropFirst(2), radix: 16) }
         disk.createSize = createSize
+        disk.createFrom = createFrom
+        disk.createMode = createMode
+        disk.backing = backing
         disk.throttle = throttle
         return disk
+    }
+
+    /// `create.from` or `file.backing`: a path and an explicit format.
+    private func imageFile(_ r: ObjectReader) -> VirtualMachineSpec.Disk.ImageFile? {
+        guard let p = r.string("path"), let format: VirtualMachineSpec.Disk.Format = r.enumeration("format") else { return nil }
+        return .init(path: p, format: format)
     }
 
     /// Totals and the per-direction limits they exclude.

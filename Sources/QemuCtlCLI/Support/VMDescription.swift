@@ -189,6 +189,8 @@ struct VMDescription {
             return .map([
                 ("name", .string(d.name)), ("backend", .string(backend)), ("path", text(path)), ("format", text(format)),
                 ("createSize", size(d.createSize)), ("fileSize", size(fileSize)),
+                // The read-only file under the image (`file.backing`, or an overlay's base), from the record.
+                ("backing", d.declaredBacking.map { b in .map([("path", .string(b.path)), ("format", .string(b.format.rawValue))]) } ?? .null),
                 ("interface", .string(d.interface.rawValue)), ("readOnly", .bool(d.readOnly)),
                 ("throttle", Self.throttle(observed != nil ? observed!.throttle : d.throttle)),
                 ("throttleSource", .string(observed != nil ? "qmp" : "record")),
@@ -414,6 +416,10 @@ struct VMDescription {
                         parts.append("throttle " + t.map { k, x in "\(k)=\(Self.scalar(x))" }.joined(separator: " "))
                     }
                     line(2, Self.scalar(v["name"] ?? .null), parts.joined(separator: " "))
+                    if case .map(let b)? = v["backing"] {
+                        let bv = Dictionary(b, uniquingKeysWith: { a, _ in a })
+                        line(4, "backing", "\(Self.scalar(bv["path"] ?? .null)) (\(Self.scalar(bv["format"] ?? .null)), read-only)")
+                    }
                 }
             }
             if !spec.cdroms.isEmpty {

@@ -122,7 +122,7 @@ extension Applier {
             }
             store.removeRuntimeFiles(vm.name)
             let images = vm.spec.disks.compactMap { d -> String? in
-                if case .file(let path, _) = d.backend, d.createSize != nil, Posix.fileExists(path) { return path }
+                if case .file(let path, _) = d.backend, d.creates, Posix.fileExists(path) { return path }
                 return nil
             }
             throw ApplyError(error.message + "; nothing of \(vm.name) was left in the state directory"
@@ -167,18 +167,31 @@ extension Applier {
     }
 
     /// Creates the images declared with `create:` that do not exist (format explicit, never probed),
-    /// with ``ImageCreation/createIfMissing(path:format:size:qemuImg:)``: made in a private
-    /// directory and linked into place, never opened by name at the final path.
+    /// blank or from a base (`create.from`: an overlay on it or a copy of it), with
+    /// ``ImageCreation/createIfMissing(path:format:size:from:qemuImg:)``: made in a private
+    /// directory and linked into place, never opened by name at the final path; the base is only read.
     func createDisks(_ vm: VirtualMachine, log: inout Log) async throws(ApplyError) {
         for disk in vm.spec.disks {
-            guard let size = disk.createSize, case .file(let path, let format) = disk.backend else { continue }
+            guard disk.creates, case .file(let path, let format) = disk.backend else { continue }
+            // The manifest's formats are QemuCtl's, name for name.
+            let base = disk.createFrom.flatMap { from in
+                DiskFormat(rawValue: from.format.rawValue).map {
+                    ImageCreation.Base(path: from.path, format: $0, mode: disk.createMode == .copy ? .copy : .overlay)
+                }
+            }
             do {
-                guard try await ImageCreation.createIfMissing(path: path, format: format.rawValue, size: size) else { continue }
+                guard try await ImageCreation.createIfMissing(path: path, format: format.rawValue, size: disk.createSize,
+                                                              from: base) else { continue }
             } catch {
                 throw ApplyError("cannot create disk \(disk.name): \(error.message)")
             }
             FaultPoint.hit(.afterDiskCreate)
-            log.say("created disk \(disk.name): \(path) (\(format.rawValue), \(ByteSize.format(size)))")
+            let size = disk.createSize.map { ", \(ByteSize.format($0))" } ?? ""
+            if let base {
+                log.say("created disk \(disk.name): \(path) (\(format.rawValue)\(size), \(base.mode.rawValue) of \(base.path) (\(base.format.rawValue)))")
+            } else {
+                log.say("created disk \(disk.name): \(path) (\(format.rawValue)\(size))")
+            }
         }
     }
 }

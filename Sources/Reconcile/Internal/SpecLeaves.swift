@@ -256,6 +256,8 @@ struct LeafWriter {
         }
         add(p + ".file.path", Render.quoted(file?.0))
         add(p + ".file.format", file?.1.rawValue)
+        add(p + ".file.backing.path", Render.quoted(d.backing?.path))
+        add(p + ".file.backing.format", d.backing?.format.rawValue)
         var unix: String?, host: String?, port: Int?
         switch nbd?.server {
         case .unix(let u): unix = u
@@ -287,6 +289,9 @@ struct LeafWriter {
         add(p + ".bootIndex", int: d.bootIndex)
         add(p + ".pciAddress", d.pciSlot.map(LeafWriter.pciAddress))
         add(p + ".create.size", size: d.createSize)
+        add(p + ".create.from.path", Render.quoted(d.createFrom?.path))
+        add(p + ".create.from.format", d.createFrom?.format.rawValue)
+        add(p + ".create.mode", d.createFrom == nil ? nil : (d.createMode ?? .overlay).rawValue)
         // No throttle and a throttle without limits mean the same; QMP reports the latter.
         let t = d.throttle ?? .init()
         let q = p + ".throttle."
@@ -408,10 +413,13 @@ enum Render {
         items.isEmpty ? nil : "[" + items.map { quoted($0)! }.joined(separator: ", ") + "]"
     }
 
-    /// `file "/images/a.qcow2" (qcow2), virtio`.
+    /// `file "/images/a.qcow2" (qcow2), virtio`; with a backing file,
+    /// `file "/images/a.qcow2" (qcow2) backed by "/base/d.qcow2" (qcow2), virtio`.
     static func summary(_ d: VirtualMachineSpec.Disk) -> String {
         let backend: String = switch d.backend {
-        case .file(let path, let format): "file \(quoted(path)!) (\(format.rawValue))"
+        case .file(let path, let format):
+            "file \(quoted(path)!) (\(format.rawValue))"
+                + (d.declaredBacking.map { " backed by \(quoted($0.path)!) (\($0.format.rawValue))" } ?? "")
         case .nbd(let n):
             switch n.server {
             case .unix(let u): "nbd unix \(quoted(u)!)"
