@@ -405,6 +405,23 @@ final class ControllerLoop: Sendable {
             // vanish): the same exit, so a guest's poweroff is never taken for a crash.
             return (s.exits.merging(s.shutdowns) { seen, _ in seen }, s.histories)
         }
+        // An exit without a SHUTDOWN event: what QEMU's keeper saw (the signal or status) says more.
+        for (name, exit) in exits where !exit.byGuest && exit.reason.hasSuffix("(killed or crashed)") {
+            if let kept = ExitReport.keeperSummary(store.layout(name)) {
+                exits[name]?.reason = String(exit.reason.dropLast(1)) + ": \(kept))"
+            }
+        }
+        // A death no follower saw (the controller was not running, or not attached yet): QEMU's keeper
+        // still tells how it ended.
+        for (name, started) in startedAt where exits[name] == nil {
+            if let last = histories[name]?.lastExit, last.at >= started { continue }
+            if let kept = ExitReport.read(layout: store.layout(name), record: nil, tailLines: 0),
+               kept.signal != nil || kept.exitStatus != nil, let at = kept.at, at >= started {
+                let reason = kept.signal != nil ? "no follower saw QEMU go (killed or crashed: \(kept.summary))"
+                    : "no follower saw QEMU go: \(kept.summary)"
+                exits[name] = QEMUExit(reason: reason, byGuest: false, at: at)
+            }
+        }
         // A death already decided on keeps its exit: a late report of it is not a second exit.
         for (name, exit) in exits {
             if let last = histories[name]?.lastExit, last != exit, last.at >= (startedAt[name] ?? 0), !exit.byGuest {

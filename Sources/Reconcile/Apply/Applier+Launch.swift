@@ -86,6 +86,12 @@ extension Applier {
         let layout = store.layout(vm.name)
         let firstOfItsFiles = !Posix.fileExists(layout.runtimeDirectory) && !Posix.isSymbolicLink(layout.runtimeDirectory)
             && !Posix.fileExists(layout.socketPath) && !Posix.isSymbolicLink(layout.socketPath)
+        // How the last QEMU ended is in its qemu.log, which this launch empties: kept in the record.
+        if let previous, let exit = ExitReport.read(layout: layout, record: previous, tailLines: 0) {
+            stored.restarts = previous.restarts ?? RestartHistory()
+            stored.restarts?.lastExit = QEMUExit(reason: exit.summary, byGuest: exit.byGuest, at: exit.at ?? Date().timeIntervalSince1970)
+            log.journal("last exit: \(exit.summary)")
+        }
         try save(stored, vm.name)
         FaultPoint.hit(.beforeSpawn)
         log.journal("launch uuid=\(uuid)")
