@@ -72,6 +72,14 @@ import Testing
         let ready2 = parsed.first { $0["name"] as? String == "r2" }?["ready"] as? Bool
         #expect(ready1 == true && ready2 == false, "\(json.out)")
         #expect(parsed.first { $0["name"] as? String == "r3" }?["ready"] is NSNull, "\(json.out)")
+        // describe's Ready condition takes the same probe: passed for r1, failed for r2, running for r3.
+        for (vm, reason) in [("r1", "ReadinessProbePassed"), ("r2", "ReadinessProbeFailed"), ("r3", "Running")] {
+            let d = try await w.qemuctl("describe", vm, "-o", "json")
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(d.out.utf8)) as? [String: Any], "\(d.out)\(d.err)")
+            let conditions = object["conditions"] as? [[String: Any]] ?? []
+            let readyCondition = conditions.first { $0["type"] as? String == "Ready" }
+            #expect(readyCondition?["reason"] as? String == reason, "\(vm): \(conditions)")
+        }
 
         // A readiness change is record-only: no relaunch, and the new probe is what wait uses.
         let pid = w.pid("r2")

@@ -81,8 +81,14 @@ extension QemuCtlCommand {
                 FirmwareFacts(VirtualMachine(name: name, spec: s.launch.spec, source: SourceLocation(file: "record", line: 1, column: 1)),
                               pid: pid, socketDirectory: store.directory)
             }
-            // Readiness (spec.readiness) plugs in here: pass its probe result as `readiness:`.
-            let conditions = VMConditions.all(vm, record: stored, journal: journal, exit: exit, pendingFields: pending)
+            // The declared spec.readiness probe, tried as `get`'s READY column tries it, decides Ready.
+            var readiness: VMConditions.ProbeResult? = nil
+            if vm.liveness == .alive, let probe = VMReadiness.declaredProbe(name, store: store) {
+                let status = await VMReadiness.quickStatus(name, store: store)
+                readiness = (status == .yes, "readiness probe \(probe) " + (status == .yes ? "passes" : "does not pass yet"))
+            }
+            let conditions = VMConditions.all(vm, record: stored, journal: journal, exit: exit, pendingFields: pending,
+                                              readiness: readiness)
             return VMDescription(name: name, store: store, vm: vm, stored: stored, exit: exit, conditions: conditions,
                                  pendingChanges: pending, commandLine: pid.flatMap(VMDescription.commandLine(pid:)), pid: pid,
                                  guest: guest, firmware: firmware)
