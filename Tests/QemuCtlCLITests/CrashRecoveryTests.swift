@@ -191,6 +191,22 @@ func processStops(_ pid: Int32) async -> Bool {
         #expect(w.unreadableStateFiles() == ["\(w.state)/.accelerator-cache.json"], "\(w.unreadableStateFiles())")
     }
 
+    /// `delete --force` of a VM whose QEMU already died: nothing to kill, the record goes (it
+    /// once failed with "not proven to be its QEMU: pid N is not running").
+    @Test func deleteForceOfAVMWhoseQEMUDiedDeletesIt() async throws {
+        let w = try Workspace("cr6")
+        defer { w.cleanUp() }
+        let vms = try w.manifest("dead", bareVM("dead"))
+        #expect(try await w.qemuctl("apply", "-f", vms).status == 0)
+        let pid = try #require(w.pid("dead"))
+        kill(pid, SIGKILL)
+        #expect(await processExits(pid))
+        let delete = try await w.qemuctl("delete", "dead", "--force")
+        #expect(delete.status == 0, "\(delete.out)\(delete.err)")
+        #expect(delete.out.contains("deleted (disk images kept)") && !delete.out.contains("killed"), "\(delete.out)")
+        #expect(!FileManager.default.fileExists(atPath: "\(w.state)/dead/record.json"))
+    }
+
     /// A state file that cannot be written (file size limit: EFBIG, as on a full disk)
     /// leaves the old file byte for byte, no temporary file, and a clear error.
     @Test func fullDiskWhileWritingStateKeepsTheOldState() async throws {

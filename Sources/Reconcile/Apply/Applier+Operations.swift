@@ -53,9 +53,11 @@ extension Applier {
                 var proven: Int32? = nil
                 switch record?.signallablePID(layout: layout) {
                 case .success(let pid)?: proven = pid
-                case .failure(let why)? where record?.expectedProcess(fallbackPID: Instance.readPIDFile(layout.pidFile)) != nil:
+                case .failure(let why)? where record?.expectedProcess(fallbackPID: Instance.readPIDFile(layout.pidFile))?
+                        .disproofOfLiveProcess() == nil:
+                    // The recorded QEMU still runs as recorded, yet is not proven to serve the socket.
                     throw ApplyError("not killed: \(why.message)")
-                default: break  // nothing of it runs
+                default: break  // nothing of it runs (gone, or its pid now names another process: never signalled)
                 }
                 if let pid = proven {
                     guard await Instance.signalLadder(pid: pid, [.sigkill], stepTimeout: .seconds(5)) != nil else {
