@@ -105,6 +105,26 @@ private func ssh(key: String, port: Int, _ command: String) async throws -> (sta
         #expect(login.status == 0, "\(login.out)")
         #expect(login.out == "\(name)\n\(token)\n", "\(login.out)")
 
+        // describe asks the agent: the guest's OS and its address on the user network (once networkd
+        // has its lease: look again for a while).
+        var object: [String: Any] = [:]
+        for _ in 0..<60 {
+            let json = try await w.qemuctl("describe", name, "-o", "json")
+            object = try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any] ?? [:]
+            let interfaces = (object["guestAgent"] as? [String: Any])?["interfaces"] as? [[String: Any]] ?? []
+            if interfaces.contains(where: { ($0["addresses"] as? [String] ?? []).contains("10.0.2.15/24") }) { break }
+            try await Task.sleep(for: .seconds(2))
+        }
+        let guestInfo = try #require(object["guestAgent"] as? [String: Any], "\(object)")
+        #expect(guestInfo["answered"] as? Bool == true, "\(guestInfo)")
+        #expect((guestInfo["os"] as? String)?.contains("Debian") == true, "\(guestInfo)")
+        let interfaces = guestInfo["interfaces"] as? [[String: Any]] ?? []
+        #expect(interfaces.contains { ($0["addresses"] as? [String] ?? []).contains("10.0.2.15/24") }, "\(interfaces)")
+        let describeText = try await w.qemuctl("describe", name)
+        #expect(describeText.out.contains("Guest (agent):") && describeText.out.contains("OS: Debian"), "\(describeText.out)")
+        #expect(describeText.out.contains("ReadinessProbePassed"), "\(describeText.out)")
+        #expect(describeText.out.contains("backing"), "the overlay's chain: \(describeText.out)")
+
         // get: READY yes, and ready: true in JSON; wait --for ready takes the probe from the record.
         let get = try await w.qemuctl("get", name)
         #expect(get.status == 0, "\(get.err)")
