@@ -171,12 +171,7 @@ package enum Posix {
     /// The current time as ISO 8601 UTC, `2026-11-26T00:48:18Z`, from the C library: Foundation's
     /// date formatters load ICU's time zone data, which costs a short-lived command tens of ms.
     package static func utcTimestamp() -> String {
-        var now = time(nil)
-        var parts = tm()
-        gmtime_r(&now, &parts)
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
-            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+        utcTimestamp(Double(time(nil)), milliseconds: false)
     }
 
     /// The current time as ISO 8601 UTC with milliseconds, `2026-11-26T00:48:18.123Z` (journal lines:
@@ -184,14 +179,24 @@ package enum Posix {
     package static func utcTimestampMilliseconds() -> String {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
-        var seconds = now.tv_sec
+        return utcTimestamp(Double(now.tv_sec) + Double(now.tv_nsec / 1_000_000) / 1000, milliseconds: true)
+    }
+
+    /// `t` (seconds since the epoch) as ISO 8601 UTC: `2026-11-26T00:48:18Z`, or with `milliseconds`
+    /// `2026-11-26T00:48:18.123Z`. qemuctl's one timestamp formatter (journal, events, describe,
+    /// controller lines), and ``parseUTCTimestamp(_:)`` reads both forms back.
+    package static func utcTimestamp(_ t: Double, milliseconds: Bool) -> String {
+        // Whole milliseconds first: `t - floor(t)` of a parsed `.123` is 0.12299…, which would print `.122`.
+        let totalMs = Int64((t * 1000).rounded(milliseconds ? .toNearestOrAwayFromZero : .down))
+        var seconds = time_t(totalMs / 1000)
         var parts = tm()
         gmtime_r(&seconds, &parts)
         func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        let ms = Int(now.tv_nsec / 1_000_000)
-        let msText = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
-            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(msText)Z"
+        let whole = "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
+        guard milliseconds else { return whole + "Z" }
+        let ms = Int(totalMs % 1000)
+        return whole + "." + (ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)") + "Z"
     }
 
     /// The time ``utcTimestamp()`` (`2026-11-26T07:32:17Z`) or ``utcTimestampMilliseconds()``

@@ -316,16 +316,6 @@ final class EventFollower: Sendable {
         }
     }
 
-    /// `2026-11-26T00:41:02.123Z`.
-    static func timestamp(_ t: Double) -> String {
-        // Whole milliseconds first: `t - floor(t)` of a parsed `.123` is 0.12299…, which would print `.122`.
-        let totalMs = Int64((t * 1000).rounded())
-        var seconds = time_t(totalMs / 1000)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        let ms = Int(totalMs % 1000)
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        let msText = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(msText)Z"
-    }
+    /// `2026-11-26T00:41:02.123Z` (``Posix/utcTimestamp(_:milliseconds:)``).
+    static func timestamp(_ t: Double) -> String { Posix.utcTimestamp(t, milliseconds: true) }
 }
