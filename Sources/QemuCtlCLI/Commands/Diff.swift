@@ -31,13 +31,14 @@ extension QemuCtlCommand {
         @Flag(help: "Also show managed VMs that no manifest declares (as deletions).")
         var prune = false
 
-        /// Output formats.
-        enum Output: String, ExpressibleByArgument, CaseIterable {
-            case text, json
-        }
+        @Option(name: .shortAndLong, help: "text, json or yaml (json and yaml: the plan apply would carry out, as `qemuctl plan -o` prints it).")
+        var output: TextOutputFormat = .text
 
-        @Option(name: .shortAndLong, help: "text, or json (the plan apply would carry out, as `qemuctl plan --json` prints it).")
-        var output: Output = .text
+        @Flag(help: "The same as -o json.")
+        var json = false
+
+        /// The output format -o (or --json) asks for.
+        var format: TextOutputFormat { json ? .json : output }
 
         func validate() throws {
             if file.isEmpty { throw ValidationError("give at least one -f PATH") }
@@ -47,14 +48,14 @@ extension QemuCtlCommand {
             let session = Session(store: global.store, timeout: global.deadline)
             let result: Session.Result
             do {
-                result = try await session.plan(paths: file, prune: prune, restart: .never, fingerprint: output == .json)
+                result = try await session.plan(paths: file, prune: prune, restart: .never, fingerprint: format.isStructured)
             } catch {
                 error.report()
                 throw ExitCode(Plan.diffErrorExitCode)
             }
             for w in result.observed.warnings { Terminal.warn(w) }
-            if output == .json {
-                try Terminal.json(result.plan)
+            if format.isStructured {
+                try StructuredOutput.print(result.plan, as: format)
             } else {
                 print(PlanRenderer(color: Terminal.color).render(result.plan), terminator: "")
             }

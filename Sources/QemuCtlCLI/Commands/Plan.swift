@@ -12,18 +12,19 @@ import QemuCtl
 import Reconcile
 
 extension QemuCtlCommand {
-    /// `qemuctl plan`: the plan apply would carry out, as text or JSON.
+    /// `qemuctl plan`: the plan apply would carry out, as text, JSON or YAML.
     struct PlanCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "plan",
             abstract: "Show (and optionally save) what apply would do.",
             discussion: """
-                --json prints the plan as JSON; -o FILE saves it for `qemuctl apply FILE`, which \
-                applies exactly that plan and refuses it if the VMs changed in between. A saved \
-                plan is authenticated with a key kept in the state directory: apply refuses one \
-                that was modified, made for another state directory, owned by another user or \
-                writable by others; -o refuses a directory other users may write without the \
-                sticky bit. Secrets never appear in a plan.
+                -o json|yaml prints the plan as JSON or YAML (--json is -o json); --out FILE \
+                saves it for `qemuctl apply FILE` (terraform's -out), which applies exactly that \
+                plan and refuses it if the VMs changed in between. A saved plan is authenticated \
+                with a key kept in the state directory: apply refuses one that was modified, made \
+                for another state directory, owned by another user or writable by others; --out \
+                refuses a directory other users may write without the sticky bit. Secrets never \
+                appear in a plan.
 
                 Exit status: 0 success; with --detailed-exitcode (terraform's rule) 0 no changes, \
                 1 error, 2 changes.
@@ -35,11 +36,17 @@ extension QemuCtlCommand {
         @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).")
         var file: [String] = []
 
-        @Flag(help: "Print the plan as JSON.")
+        @Option(name: .shortAndLong, help: "Output format: text, json or yaml.")
+        var output: String?
+
+        @Flag(help: "The same as -o json.")
         var json = false
 
-        @Option(name: .shortAndLong, help: "Save the plan as JSON to this file.")
+        @Option(help: "Save the plan to this file, for `qemuctl apply FILE`.", completion: .file())
         var out: String?
+
+        /// The output format -o (or --json) asks for.
+        var format: TextOutputFormat { json ? .json : output.flatMap(TextOutputFormat.init(rawValue:)) ?? .text }
 
         @Flag(help: "Exit 2 when there are changes, 0 when there are none, 1 on error.")
         var detailedExitcode = false
@@ -52,6 +59,11 @@ extension QemuCtlCommand {
 
         func validate() throws {
             if file.isEmpty { throw ValidationError("give at least one -f PATH") }
+            // -o used to save the plan: a file name given to it is not taken for a format, nor written.
+            if let output, TextOutputFormat(rawValue: output) == nil {
+                throw ValidationError("-o/--output is the output format (text, json or yaml), not '\(output)'; "
+                                      + "to save the plan use --out \(output)")
+            }
         }
 
         func run() async throws {
@@ -74,8 +86,8 @@ extension QemuCtlCommand {
                     throw ExitCode(Plan.planErrorExitCode)
                 }
             }
-            if json {
-                try Terminal.json(plan)
+            if format.isStructured {
+                try StructuredOutput.print(plan, as: format)
             } else {
                 let renderer = PlanRenderer(color: Terminal.color)
                 print(renderer.render(plan), terminator: "")

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Manifest
+import QMP
 import Reconcile
 
 #if canImport(Glibc)
@@ -24,16 +25,14 @@ extension QemuCtlCommand {
                 """
         )
 
-        /// Output formats.
-        enum Output: String, ExpressibleByArgument, CaseIterable {
-            case text, json
-        }
-
         @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).")
         var file: [String] = []
 
-        @Option(name: .shortAndLong, help: "Output format: text or json.")
-        var output: Output = .text
+        @Option(name: .shortAndLong, help: "Output format: text, json or yaml.")
+        var output: TextOutputFormat = .text
+
+        @Flag(help: "The same as -o json.")
+        var json = false
 
         func run() throws {
             guard !file.isEmpty else {
@@ -47,9 +46,13 @@ extension QemuCtlCommand {
             defer { _ = Unmanaged.passRetained(KeptUntilExit(set)) }
             // EFI firmware that only the host's firmware descriptors can tell about (Mapping+Firmware.swift).
             set.diagnostics += set.virtualMachines.flatMap(VMConfigMapping.firmwareWarnings)
-            switch output {
+            switch json ? .json : output {
             case .json:
                 print(set.jsonReport(), terminator: "")
+            case .yaml:
+                // The same report as the JSON, keys and values, in YAML.
+                let report = set.jsonReport()
+                print(StructuredOutput.yaml((try? JSONValue(parsing: report)) ?? .string(report)), terminator: "")
             case .text:
                 for d in set.diagnostics { printError(d.description) }
                 if !set.hasErrors {
