@@ -41,7 +41,7 @@ package struct PlanOptions: Sendable, Hashable {
 
 /// What `apply` would do, as data: one ``VMPlan`` per VM, sorted by name.
 ///
-/// `Codable` for `plan --json` and `plan -o plan.json`; `apply plan.json` re-observes, compares
+/// `Codable` for `plan --json` and `plan --out plan.json`; `apply plan.json` re-observes, compares
 /// ``StateFingerprint/init(of:)`` of what it sees with ``actualFingerprint`` and refuses the plan
 /// when they differ. A plan holds no secret: values are rendered with secrets redacted, and the
 /// desired specs hold only references.
@@ -226,8 +226,10 @@ package enum Action: String, Sendable, Hashable, Codable, CaseIterable {
 /// One field whose desired value differs from the actual one.
 ///
 /// Values are rendered as they would be written in a manifest (`100MiB`, `"/images/a.qcow2"`,
-/// `running`), absent values as nil; a secret is always `(sensitive)`.
-package struct FieldChange: Sendable, Hashable, Codable {
+/// `running`), absent values as nil; a secret is always `(sensitive)`. Encoded, `old` and `new`
+/// are JSON values (a string, a number, a list; see FieldChange+Coding.swift) and
+/// `oldText`/`newText` keep the rendered form.
+package struct FieldChange: Sendable, Hashable {
     /// The kind of difference.
     package enum Operation: String, Sendable, Hashable, Codable, CaseIterable {
         /// A field or collection element (disk, NIC) that the VM does not have.

@@ -183,12 +183,26 @@ struct Planner {
                 // A group's children say more than its summary.
                 if !l.isGroup, l.value != nil, l.value != b.value { add(l.path, l.value, sensitive: l.secret != nil) }
             case (.collection(let path, let elements), _):
-                for e in elements { add("\(path)[\(e.name)]", e.summary) }
+                for e in elements {
+                    add("\(path)[\(e.name)]", e.summary)
+                    // What the summary leaves out and a reader of a create wants to see: the size a
+                    // disk image is created with, its throttle, a NIC's port forwards.
+                    for l in e.leaves where l.value != nil && !l.isGroup && Self.shownOnCreate(l.path, l.value) {
+                        add(l.path, l.value, sensitive: l.secret != nil)
+                    }
+                }
             default:
                 break
             }
         }
         return out
+    }
+
+    /// Whether a create lists this element field (set to `value`) under the element's summary line
+    /// (which names the backend, the interface and a NIC's MAC).
+    static func shownOnCreate(_ path: String, _ value: String?) -> Bool {
+        if path.hasSuffix(".throttle.burstLength") { return value != "1" }  // QEMU's default
+        return path.contains(".throttle.") || path.hasSuffix(".create.size") || path.hasSuffix(".user.hostfwd")
     }
 
     /// The class ``FieldTable`` gives `path`; an element (`spec.disks[data]`, `metadata.labels[k]`)
