@@ -103,6 +103,9 @@ package struct LaunchRecord: Sendable, Hashable, Codable {
     package var bootCPUCount: Int?
     /// Guest RAM at launch, in bytes; see ``bootCPUCount``.
     package var bootMemorySize: UInt64?
+    /// The ``ApplySet`` id of the manifests that last applied the VM; `nil` in records written
+    /// before sets existed and for adopted VMs (never pruned; see ``ApplySet``).
+    package var applySet: String? = nil
 
     /// Creates a record; the boot values default to `spec`'s.
     package init(

@@ -249,7 +249,7 @@ import Testing
         #expect(elsewhere.status == 2)
         #expect(elsewhere.err.contains("no plan key") || elsewhere.err.contains("authentication"), "\(elsewhere.err)")
 
-        // A directory others may write without the sticky bit is refused for -o; /tmp-like (sticky) is fine.
+        // A directory others may write without the sticky bit is refused for --out; /tmp-like (sticky) is fine.
         let open = w.dir.file("open")
         try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: true)
         chmod(open, 0o777)

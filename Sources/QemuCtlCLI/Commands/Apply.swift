@@ -45,8 +45,10 @@ extension QemuCtlCommand {
         @Flag(help: "Show the plan, change nothing.")
         var dryRun = false
 
-        @Flag(help: "Delete managed VMs that no manifest declares (their disks are kept).")
+        @Flag(help: "Delete managed VMs of this manifest set that no manifest declares any more (their disks are kept).")
         var prune = false
+
+        @OptionGroup var scope: PruneScope
 
         @Option(help: "Relaunch VMs whose change needs it: never (report it pending) or if-needed.")
         var restart: PlanOptions.RestartPolicy = .never
@@ -118,7 +120,8 @@ extension QemuCtlCommand {
                 observed = report.vms
             } else {
                 do {
-                    let result = try await session.plan(paths: file, prune: prune, restart: restart, fingerprint: false)
+                    let result = try await session.plan(paths: file, prune: prune, restart: restart, fingerprint: false,
+                                                          applySet: scope.applySet, selector: scope.selector)
                     for w in result.observed.warnings { Terminal.warn(w) }
                     plan = result.plan
                     observed = result.observed.vms

@@ -28,8 +28,10 @@ extension QemuCtlCommand {
         @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).")
         var file: [String] = []
 
-        @Flag(help: "Also show managed VMs that no manifest declares (as deletions).")
+        @Flag(help: "Also show managed VMs of this manifest set that no manifest declares any more (as deletions).")
         var prune = false
+
+        @OptionGroup var scope: PruneScope
 
         @Option(name: .shortAndLong, help: "text, json or yaml (json and yaml: the plan apply would carry out, as `qemuctl plan -o` prints it).")
         var output: TextOutputFormat = .text
@@ -48,7 +50,8 @@ extension QemuCtlCommand {
             let session = Session(store: global.store, timeout: global.deadline)
             let result: Session.Result
             do {
-                result = try await session.plan(paths: file, prune: prune, restart: .never, fingerprint: format.isStructured)
+                result = try await session.plan(paths: file, prune: prune, restart: .never, fingerprint: format.isStructured,
+                                                applySet: scope.applySet, selector: scope.selector)
             } catch {
                 error.report()
                 throw ExitCode(Plan.diffErrorExitCode)

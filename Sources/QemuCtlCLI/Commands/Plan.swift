@@ -51,8 +51,10 @@ extension QemuCtlCommand {
         @Flag(help: "Exit 2 when there are changes, 0 when there are none, 1 on error.")
         var detailedExitcode = false
 
-        @Flag(help: "Plan the deletion of managed VMs that no manifest declares.")
+        @Flag(help: "Plan the deletion of managed VMs of this manifest set that no manifest declares any more.")
         var prune = false
+
+        @OptionGroup var scope: PruneScope
 
         @Option(help: "never or if-needed (see apply).")
         var restart: PlanOptions.RestartPolicy = .never
@@ -70,11 +72,12 @@ extension QemuCtlCommand {
             let session = Session(store: global.store, timeout: global.deadline)
             let result: Session.Result
             do {
-                result = try await session.plan(paths: file, prune: prune, restart: restart)
+                result = try await session.plan(paths: file, prune: prune, restart: restart, applySet: scope.applySet, selector: scope.selector)
             } catch {
                 error.report()
                 throw ExitCode(Plan.planErrorExitCode)
             }
+            for w in result.observed.warnings { Terminal.warn(w) }
             let plan = result.plan
             if let out {
                 // Authenticated with the state directory's key, written under an unpredictable name

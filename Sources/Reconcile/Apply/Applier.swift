@@ -122,7 +122,8 @@ package struct Applier: Sendable {
                 return log.result(.skipped)
             case .create:
                 guard let desired = vm.desired else { throw ApplyError("the plan has no manifest for \(vm.name)") }
-                try await create(desired, config: config, uuid: vm.uuid ?? observed?.record?.uuid, markers: markers, log: &log)
+                try await create(desired, config: config, uuid: vm.uuid ?? observed?.record?.uuid, applySet: vm.applySet,
+                                 markers: markers, log: &log)
                 return log.result(.created)
             case .delete:
                 try await delete(vm.name, observed: observed, log: &log)
@@ -133,7 +134,7 @@ package struct Applier: Sendable {
                 log.say("restarting: \(vm.changes.filter { $0.changeClass == .restart }.map(\.path).joined(separator: ", "))")
                 try await stop(vm.name, log: &log)
                 FaultPoint.hit(.restartAfterStop)
-                try await create(desired, config: config, uuid: uuid, markers: markers, log: &log)
+                try await create(desired, config: config, uuid: uuid, applySet: vm.applySet, markers: markers, log: &log)
                 return log.result(.restarted)
             case .update, .restart:
                 guard let desired = vm.desired else { throw ApplyError("the plan has no manifest for \(vm.name)") }
