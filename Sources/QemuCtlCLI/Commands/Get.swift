@@ -170,6 +170,12 @@ extension QemuCtlCommand {
         @Option(name: .shortAndLong, help: "table, json or yaml.")
         var output: OutputFormat = .table
 
+        @Option(name: [.customShort("l"), .customLong("selector")],
+                help: ArgumentHelp("Only VMs whose labels (as last applied) match: key=value, key!=value, key, !key; comma-separated.",
+                                   valueName: "selector"),
+                transform: SelectorArgument.parse)
+        var selector: LabelSelector?
+
         func run() async throws {
             let store = global.store
             let report = await Observer(store: store, timeout: global.deadline).observe(extraNames: names)
@@ -183,7 +189,9 @@ extension QemuCtlCommand {
                 vms = vms.filter { names.contains($0.name) }
                 if !missing.isEmpty && vms.isEmpty { throw ExitCode(1) }
             }
-            let rows = vms.map { VMSummary($0, record: try? store.loadRecord(StoredRecord.self, name: $0.name)) }
+            let records = vms.map { try? store.loadRecord(StoredRecord.self, name: $0.name) }
+            let rows = zip(vms, records).filter { _, record in selector?.matches(record?.launch.labels ?? [:]) ?? true }
+                .map { VMSummary($0, record: $1) }
             switch output {
             case .json:
                 try Terminal.json(rows)
