@@ -65,6 +65,7 @@ package struct Session: Sendable {
                             + "`qemuctl delete NAME` deletes a VM)"])
         }
         var problems: [String] = HostClaims.conflicts(desired: set.virtualMachines, store: store, prune: prune)
+        problems += HostChecks.diagnostics(set.virtualMachines).map(\.description)
         var options = PlanOptions(prune: prune, restart: restart, fingerprint: fingerprint)
         options.applySet = applySet ?? ApplySet(paths: paths)
         options.selector = selector

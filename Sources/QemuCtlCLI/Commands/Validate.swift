@@ -46,6 +46,8 @@ extension QemuCtlCommand {
             defer { _ = Unmanaged.passRetained(KeptUntilExit(set)) }
             // EFI firmware that only the host's firmware descriptors can tell about (Mapping+Firmware.swift).
             set.diagnostics += set.virtualMachines.flatMap(VMConfigMapping.firmwareWarnings)
+            // An image two VMs write, and a QEMU that is not installed (a warning here, as missing host files are).
+            set.diagnostics += HostChecks.diagnostics(set.virtualMachines, missingQEMU: .warning)
             switch json ? .json : output {
             case .json:
                 print(set.jsonReport(), terminator: "")
