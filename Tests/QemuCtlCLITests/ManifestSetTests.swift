@@ -107,3 +107,50 @@ struct ManifestSetTests {
         #expect(bad.status == 2 && bad.err.contains("is not a label selector"), "\(bad.err)")
     }
 }
+
+/// #19 item 8: what would fail only at launch is caught by `validate` and `plan`.
+@Suite(.timeLimit(.minutes(2)))
+struct LaunchTimeProblemsTests {
+    @Test("one image written by two VMs is an error at the disk's file:line:col, in validate and in plan")
+    func sharedWritableImage() async throws {
+        let w = try Workspace("lt1")
+        defer { w.cleanUp() }
+        let image = w.dir.file("shared.qcow2")
+        let disk = "  disks:\n    - name: root\n      file: {path: \(image), format: qcow2}\n      create: {size: 1MiB}\n"
+        try w.manifest("a", bareVM("a", extra: disk))
+        let vms = try w.manifest("b", bareVM("b", extra: disk))
+        let validate = try await w.qemuctl("validate", "-f", vms)
+        #expect(validate.status == 1)
+        // b.yaml line 10 is the disk's `file: {path: …}`; column 14 is the path's value.
+        #expect(validate.err.contains("\(vms)/b.yaml:10:14: error:"), "\(validate.err)")
+        #expect(validate.err.contains("VM 'b': disk 'root' uses the image \(image), which VM 'a' also uses; both open it for writing"),
+                "\(validate.err)")
+        let plan = try await w.qemuctl("plan", "-f", vms)
+        #expect(plan.status == 1)
+        #expect(plan.err.contains("which VM 'a' also uses"), "\(plan.err)")
+        // Read-only on both sides is fine.
+        let ro = "  disks:\n    - name: root\n      file: {path: \(image), format: qcow2}\n      readOnly: true\n"
+        try w.manifest("a", bareVM("a", extra: ro))
+        try w.manifest("b", bareVM("b", extra: ro))
+        let fine = try await w.qemuctl("validate", "-f", vms)
+        #expect(!fine.err.contains("also uses"), "\(fine.err)")
+        #expect(w.qemus().isEmpty)
+    }
+
+    @Test("an arch whose QEMU is not installed names the package: an error for plan, a warning for validate")
+    func archWithoutQEMU() async throws {
+        let w = try Workspace("lt2")
+        defer { w.cleanUp() }
+        // An empty PATH: no qemu-system-s390x can be found (nor any other).
+        let vms = try w.manifest("z", bareVM("z").replacingOccurrences(of: "  runState:", with: "  arch: s390x\n  runState:")
+            .replacingOccurrences(of: "type: q35, ", with: ""))
+        let env = w.env.merging(["PATH": w.dir.file("empty-bin")]) { _, b in b }
+        let plan = try await QemuctlBinary.run(["plan", "-f", vms], environment: env)
+        #expect(plan.status == 1)
+        #expect(plan.err.contains("\(vms)/z.yaml:5:"), "\(plan.err)")
+        #expect(plan.err.contains("qemu-system-s390x") && plan.err.contains("qemu-system-misc"), "\(plan.err)")
+        let validate = try await QemuctlBinary.run(["validate", "-f", vms], environment: env)
+        #expect(validate.err.contains("warning: VM 'z': QEMU binary not found: qemu-system-s390x"), "\(validate.err)")
+        #expect(validate.err.contains("apt-get install qemu-system-misc"), "\(validate.err)")
+    }
+}
