@@ -119,7 +119,7 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
         let first = try #require(w.pid("s"))
         // No guest answers the power button: the ladder waits --timeout, then quit ends it.
         let t0 = ContinuousClock.now
-        let stop = try await w.qemuctl("stop", "s", "--timeout", "1")
+        let stop = try await w.qemuctl("stop", "s", "--stop-timeout", "1")
         let took = elapsed(since: t0)
         #expect(stop.status == 0, "\(stop.err)")
         #expect(stop.out.hasPrefix("s: stopped by quit after "), "\(stop.out)")
@@ -151,7 +151,7 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
         // A paused VM cannot react to the button: its ladder starts at quit.
         let pause = try await w.qemuctl("pause", "s")
         #expect(pause.status == 0, "\(pause.out)\(pause.err)")
-        let paused = try await w.qemuctl("stop", "s", "--timeout", "30")
+        let paused = try await w.qemuctl("stop", "s", "--stop-timeout", "30")
         #expect(paused.out.hasPrefix("s: stopped by quit after "), "\(paused.out)")
         #expect(try await w.qemuctl("start", "s").status == 0)
         let third = try #require(w.pid("s"))
@@ -192,7 +192,7 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
         }
         let pid = try #require(w.pid("g"))
         let t0 = clock.now
-        let stop = try await w.qemuctl("stop", "g", "--timeout", "30")
+        let stop = try await w.qemuctl("stop", "g", "--stop-timeout", "30")
         let took = elapsed(since: t0)
         #expect(stop.status == 0, "\(stop.err)")
         #expect(stop.out.hasPrefix("g: stopped by powerdown after "), "\(stop.out)")
@@ -233,7 +233,7 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
         let pid = try #require(w.pid("h"))
         // A client holds the monitor: stop refuses (the guest would lose its clean shutdown).
         let user = try await QMPClient.connect(to: "\(w.state)/h.sock")
-        let busy = try await w.qemuctl("stop", "h", "--monitor-timeout", "1")
+        let busy = try await w.qemuctl("stop", "h", "--timeout", "1")
         #expect(busy.status == 7)
         #expect(busy.err.contains("monitor busy"))
         #expect(busy.err.contains("stop --force h"))
@@ -248,7 +248,7 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
             try await Task.sleep(for: .milliseconds(10))
         }
         let t0 = ContinuousClock.now
-        let stop = try await w.qemuctl("stop", "h", "--monitor-timeout", "1")
+        let stop = try await w.qemuctl("stop", "h", "--timeout", "1")
         let took = elapsed(since: t0)
         #expect(stop.status == 0, "\(stop.err)")
         #expect(stop.out.hasPrefix("h: stopped by SIGKILL after "), "\(stop.out)")

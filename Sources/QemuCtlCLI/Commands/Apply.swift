@@ -31,6 +31,14 @@ extension QemuCtlCommand {
                 Exit status: 0 everything applied (or nothing to do), 1 some change failed, \
                 2 nothing was tried (invalid manifests, stale plan, lock busy), 3 applied, but a \
                 restart is pending.
+
+                EXAMPLES:
+                  qemuctl apply -f vms/                          # make the VMs match every manifest under vms/
+                  qemuctl apply -f vms/ --dry-run                # show the plan, change nothing
+                  qemuctl apply -f vms/ --prune --restart=if-needed
+                  qemuctl apply -f vms/ --prune -l team=web      # prune only VMs labelled team=web
+                  qemuctl plan -f vms/ --out plan.json && qemuctl apply plan.json
+                  qemuctl apply -f vms/ -o json                  # the plan and each VM's result as JSON
                 """
         )
 
@@ -56,8 +64,10 @@ extension QemuCtlCommand {
         @Option(help: "How many VMs to change at once.")
         var parallel = 16
 
-        @Option(help: "Seconds to wait for another qemuctl holding the state directory; 0 fails at once.")
-        var wait: Double = 60
+        @OptionGroup var lock: LockWaitOption
+
+        /// The lock wait in seconds (`--lock-wait`).
+        var wait: Double { lock.seconds }
 
         @Option(help: "Seconds a VM may take to power off before the stop ladder escalates.")
         var stopTimeout: Double = 30
@@ -82,7 +92,7 @@ extension QemuCtlCommand {
                     try await applyLocked(store)
                 }
             } catch let error as StateError {
-                Terminal.fail(error.message, hint: error.isLockBusy ? "another qemuctl is changing this state directory; retry when it is done, or pass a longer --wait" : nil)
+                Terminal.fail(error.message, hint: error.isLockBusy ? "another qemuctl is changing this state directory; retry when it is done, or pass a longer --lock-wait" : nil)
                 throw ExitCode(2)
             }
             if code != 0 { throw ExitCode(code) }

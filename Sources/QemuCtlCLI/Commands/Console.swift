@@ -27,6 +27,10 @@ extension QemuCtlCommand {
                 --log prints what the guest wrote to the console so far (spec.serial.log: true) and exits.
 
                 Exit status: 0 detached (or the log printed), 1 an error, 3 the VM closed the console.
+
+                EXAMPLES:
+                  qemuctl console web-1                          # Ctrl-] detaches
+                  qemuctl console web-1 --log                    # the serial log so far
                 """
         )
 

@@ -43,6 +43,10 @@ extension QemuCtlCommand {
                 in apply. One line per action on standard output (--json: one object per line: \
                 time, timestamp, vm, action, detail); errors on standard error. SIGHUP re-reads \
                 everything; SIGTERM and SIGINT end it with status 0 and leave the VMs running.
+
+                EXAMPLES:
+                  qemuctl controller -f vms/ --prune
+                  qemuctl controller -f vms/ --resync 30 --json
                 """)
 
         @OptionGroup var global: GlobalOptions

@@ -20,6 +20,11 @@ extension QemuCtlCommand {
                 or the managed VMs whose labels match -l; -l with NAMEs or -f deletes only those that match.
 
                 Exit status: 0 all deleted, 1 some failed, 2 nothing tried.
+
+                EXAMPLES:
+                  qemuctl delete web-1 web-2
+                  qemuctl delete -f vms/web.yaml                 # the VMs that manifest defines
+                  qemuctl delete -l team=test --force            # every VM labelled team=test, SIGKILL at once
                 """
         )
 
@@ -71,8 +76,10 @@ extension QemuCtlCommand {
         @Option(help: "Seconds the guest may take to power off before the ladder escalates.")
         var stopTimeout: Double = 30
 
-        @Option(help: "Seconds to wait for another qemuctl holding the state directory; 0 fails at once.")
-        var wait: Double = 60
+        @OptionGroup var lock: LockWaitOption
+
+        /// The lock wait in seconds (`--lock-wait`).
+        var wait: Double { lock.seconds }
 
         func run() async throws {
             let store = global.store
@@ -99,7 +106,7 @@ extension QemuCtlCommand {
                     }
                 }
             } catch let error as StateError {
-                Terminal.fail(error.message, hint: error.isLockBusy ? "another qemuctl is changing this state directory; retry when it is done, or pass a longer --wait" : nil)
+                Terminal.fail(error.message, hint: error.isLockBusy ? "another qemuctl is changing this state directory; retry when it is done, or pass a longer --lock-wait" : nil)
                 throw ExitCode(2)
             }
             if failed > 0 { throw ExitCode(1) }

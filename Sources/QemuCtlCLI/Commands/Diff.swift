@@ -20,6 +20,10 @@ extension QemuCtlCommand {
                 changes made by hand on a running VM show up as drift.
 
                 Exit status (kubectl's rule): 0 no differences, 1 differences, 2 or more an error.
+
+                EXAMPLES:
+                  qemuctl diff -f vms/                           # exit 1 when the VMs drifted
+                  qemuctl diff -f vms/ --prune -o yaml
                 """
         )
 

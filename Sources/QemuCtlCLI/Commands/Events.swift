@@ -40,6 +40,10 @@ extension QemuCtlCommand {
 
                 Ends on Ctrl-C (SIGINT), SIGTERM, or when standard output is closed, with exit \
                 status 0.
+
+                EXAMPLES:
+                  qemuctl events                                 # every VM, also ones launched later
+                  qemuctl events web-1 --since-start -o json
                 """)
 
         @OptionGroup var global: GlobalOptions

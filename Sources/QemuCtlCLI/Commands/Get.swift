@@ -159,7 +159,13 @@ extension QemuCtlCommand {
     /// `qemuctl get`: the managed VMs at a glance.
     struct Get: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List managed VMs: state (from QMP), accelerator, CPUs, memory, uptime, pending restart."
+            abstract: "List managed VMs: state (from QMP), accelerator, CPUs, memory, uptime, pending restart.",
+            discussion: """
+                EXAMPLES:
+                  qemuctl get
+                  qemuctl get web-1 -o yaml
+                  qemuctl get -l team=web -o json | jq '.[].state'
+                """
         )
 
         @OptionGroup var global: GlobalOptions

@@ -27,6 +27,11 @@ extension QemuCtlCommand {
 
                 --adopt records the VM in the state directory: from then on apply, diff, get and delete \
                 manage it (the state directory's NAME.sock links to its socket).
+
+                EXAMPLES:
+                  qemuctl import legacy > vms/legacy.yaml         # by the socket STATE/legacy.sock
+                  qemuctl import --pid 4242 -o json
+                  qemuctl import legacy --adopt
                 """,
             subcommands: [KubeVirt.self]
         )

@@ -114,7 +114,7 @@ extension QemuCtlCommand {
                 qemuctl apply \\-f vms/ \\-\\-prune \\-\\-restart=if\\-needed
                 qemuctl get \\-o yaml
                 qemuctl console web\\-1                # Ctrl\\-] detaches
-                qemuctl stop web\\-1 \\-\\-timeout 60
+                qemuctl stop web\\-1 \\-\\-stop\\-timeout 60
                 qemuctl qmp web\\-1 query\\-status
                 qemuctl events \\-o json
                 .fi

@@ -28,6 +28,12 @@ extension QemuCtlCommand {
 
                 Exit status: 0 success; with --detailed-exitcode (terraform's rule) 0 no changes, \
                 1 error, 2 changes.
+
+                EXAMPLES:
+                  qemuctl plan -f vms/
+                  qemuctl plan -f vms/ -o json | jq .summary
+                  qemuctl plan -f vms/ --out plan.json           # then: qemuctl apply plan.json
+                  qemuctl plan -f vms/ --detailed-exitcode       # 2 when there are changes
                 """
         )
 

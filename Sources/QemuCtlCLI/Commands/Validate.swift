@@ -22,6 +22,11 @@ extension QemuCtlCommand {
 
                 Exit status: 0 all manifests are valid, 1 some manifest is invalid, \
                 2 usage error or unreadable path.
+
+                EXAMPLES:
+                  qemuctl validate -f vms/
+                  qemuctl validate -f vms/web.yaml -o json
+                  cat web.yaml | qemuctl validate -f -
                 """
         )
 
