@@ -291,15 +291,22 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
         let groff = try await QemuctlBinary.run(["-man", "-Tutf8", "-ww", "-z", dir.file("qemuctl.1")], executable: "/usr/bin/groff")
         #expect(groff.status == 0)
         #expect(groff.err.isEmpty, "\(groff.err)")
-        // VM names complete from the state directory.
+        // VM names complete from the state directory: VMs with a readable record (web-1, running),
+        // not a half-created one (an unreadable record) nor a bare socket (#19 item 7).
         let w = try Workspace("comp")
         defer { w.cleanUp() }
-        try FileManager.default.createDirectory(atPath: "\(w.state)/web-1", withIntermediateDirectories: true)
-        try "{}".write(toFile: "\(w.state)/web-1/record.json", atomically: true, encoding: .utf8)
+        #expect(try await w.qemuctl("apply", "-f", try w.manifest("web-1", bareVM("web-1"))).status == 0)
+        try FileManager.default.createDirectory(atPath: "\(w.state)/half", withIntermediateDirectories: true)
+        try "{}".write(toFile: "\(w.state)/half/record.json", atomically: true, encoding: .utf8)
         FileManager.default.createFile(atPath: "\(w.state)/db.sock", contents: nil)
-        // What the bash script runs on TAB after `qemuctl pause ` (words, cursor word, cursor offset).
-        let candidates = try await w.qemuctl("---completion", "pause", "--", "positional@0", "2", "0", "qemuctl", "pause", "")
-        #expect(candidates.out.split(separator: "\n").map(String.init) == ["db", "web-1"], "\(candidates.out)\(candidates.err)")
+        // What the bash script runs on TAB after `qemuctl VERB ` (words, cursor word, cursor offset).
+        // -f completes manifest files and directories (bash: YAML files plus directories).
+        let script = try await w.qemuctl("completion", "bash")
+        #expect(script.out.components(separatedBy: "-o plusdirs -fX '!*.@(yaml|yml)'").count - 1 >= 7, "apply, plan, diff, validate, delete, controller, export")
+        for verb in ["pause", "get", "console", "vnc", "spice", "delete", "start", "stop", "events"] {
+            let candidates = try await w.qemuctl("---completion", verb, "--", "positional@0", "2", "0", "qemuctl", verb, "")
+            #expect(candidates.out.split(separator: "\n").map(String.init) == ["web-1"], "\(verb): \(candidates.out)\(candidates.err)")
+        }
         // --state-dir on the line being completed wins over the environment; the prefix filters.
         let other = try await QemuctlBinary.run(["---completion", "stop", "--", "positional@0", "4", "1", "qemuctl", "stop",
                                                  "--state-dir", w.state, "w"])

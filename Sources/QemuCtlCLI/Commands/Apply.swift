@@ -44,7 +44,7 @@ extension QemuCtlCommand {
 
         @OptionGroup var global: GlobalOptions
 
-        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).")
+        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).", completion: .file(extensions: ["yaml", "yml"]))
         var file: [String] = []
 
         @Argument(help: "A plan saved by `qemuctl plan --out FILE`, applied exactly (manifests are given with -f).")

@@ -36,7 +36,7 @@ extension QemuCtlCommand {
 
         @OptionGroup var global: GlobalOptions
 
-        @Argument(help: "The VM name.", transform: VMNameArgument.parse)
+        @Argument(help: "The VM name.", completion: .vmNames, transform: VMNameArgument.parse)
         var name: String
 
         @Flag(help: "Print the serial log so far and exit.")

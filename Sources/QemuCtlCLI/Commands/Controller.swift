@@ -51,7 +51,7 @@ extension QemuCtlCommand {
 
         @OptionGroup var global: GlobalOptions
 
-        @Option(name: .shortAndLong, help: "A manifest file or a directory (repeatable).")
+        @Option(name: .shortAndLong, help: "A manifest file or a directory (repeatable).", completion: .file(extensions: ["yaml", "yml"]))
         var file: [String] = []
 
         @Flag(help: "Delete managed VMs that no manifest declares (their disks are kept).")

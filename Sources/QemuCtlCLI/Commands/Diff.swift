@@ -29,7 +29,7 @@ extension QemuCtlCommand {
 
         @OptionGroup var global: GlobalOptions
 
-        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).")
+        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).", completion: .file(extensions: ["yaml", "yml"]))
         var file: [String] = []
 
         @Flag(help: "Also show managed VMs of this manifest set that no manifest declares any more (as deletions).")

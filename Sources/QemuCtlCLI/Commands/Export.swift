@@ -46,7 +46,7 @@ extension QemuCtlCommand.Export {
             case yaml, json
         }
 
-        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).")
+        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).", completion: .file(extensions: ["yaml", "yml"]))
         var file: [String] = []
 
         @Option(help: "metadata.namespace of every object (default: kubectl's current namespace).")

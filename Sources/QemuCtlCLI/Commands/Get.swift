@@ -170,7 +170,7 @@ extension QemuCtlCommand {
 
         @OptionGroup var global: GlobalOptions
 
-        @Argument(help: "VM names (default: all managed VMs).", transform: VMNameArgument.parse)
+        @Argument(help: "VM names (default: all managed VMs).", completion: .vmNames, transform: VMNameArgument.parse)
         var names: [String] = []
 
         @Option(name: .shortAndLong, help: "table, json or yaml.")

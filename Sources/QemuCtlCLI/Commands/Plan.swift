@@ -39,7 +39,7 @@ extension QemuCtlCommand {
 
         @OptionGroup var global: GlobalOptions
 
-        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).")
+        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).", completion: .file(extensions: ["yaml", "yml"]))
         var file: [String] = []
 
         @Option(name: .shortAndLong, help: "Output format: text, json or yaml.")

@@ -30,7 +30,7 @@ extension QemuCtlCommand {
                 """
         )
 
-        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).")
+        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).", completion: .file(extensions: ["yaml", "yml"]))
         var file: [String] = []
 
         @Option(name: .shortAndLong, help: "Output format: text, json or yaml.")
