@@ -129,6 +129,7 @@ extension QemuCtlCommand {
                 plan = saved
                 observed = report.vms
             } else {
+                Verbosity.say("loading the manifests of \(file.joined(separator: " ")), reading the VMs of \(store.directory) over QMP, planning")
                 do {
                     let result = try await session.plan(paths: file, prune: prune, restart: restart, fingerprint: false,
                                                           applySet: scope.applySet, selector: scope.selector)
@@ -142,6 +143,7 @@ extension QemuCtlCommand {
                 }
             }
             let renderer = PlanRenderer(color: Terminal.color)
+            Verbosity.say(renderer.summaryLine(plan) + (plan.applySet.map { " Apply set \($0)." } ?? ""))
             if output.isStructured {
                 // Nothing but the report goes to standard output.
             } else if plan.hasChanges || plan.hasBlockedVMs {
@@ -163,6 +165,10 @@ extension QemuCtlCommand {
             }
             var applier = Applier(store: store, parallel: parallel, stopTimeout: .milliseconds(Int(stopTimeout * 1000)),
                                   timeout: global.deadline)
+            // -v: each VM's steps as they happen (the live view, when there is one, shows them too).
+            if Verbosity.level >= 1 {
+                applier.progress = { name, message in Verbosity.say("\(name): \(message)") }
+            }
             // From here VMs change: a first Ctrl-C lets the steps in flight finish and record.
             Interruption.install()
             applier.shouldStop = { Interruption.requested }
@@ -171,7 +177,11 @@ extension QemuCtlCommand {
             var drawing: Task<Void, Never>? = nil
             if let view {
                 fflush(nil)
-                applier.progress = { name, message in view.update(name, message) }
+                let say = applier.progress
+                applier.progress = { name, message in
+                    view.update(name, message)
+                    if Verbosity.level >= 1 { say(name, message) }
+                }
                 applier.finished = { result in view.finish(result.name, result.status.rawValue) }
                 drawing = Task { await view.run() }
             }
