@@ -150,12 +150,15 @@ func hasAnswer(_ text: String) -> Bool { text.contains("\r\n42\r\n") || text.con
         defer { follow.kill() }
         // The log so far first …
         #expect(await follow.waitForLine { $0.contains(Fixtures.guestReadyMarker) } != nil, "\(follow.out)\(follow.err)")
+        #expect(!follow.out.contains("follow-7"))
         // … then what the guest writes after, without running the command again.
         let console = try Spawned(["console", "sh"], environment: w.env, pty: true)
         try await console.waitFor("the attach hint") { out, _ in out.contains("Escape character") }
         console.write("echo follow-$((3+4))\r")
-        #expect(await follow.waitForLine(timeout: .seconds(60)) { $0.contains("follow-7") && !$0.contains("$((") } != nil,
-                "\(follow.out)\(follow.err)")
+        // (The guest's lines end in CRLF; the echo of the command typed has `$((3+4))`, not `follow-7`.)
+        let clock = ContinuousClock(), end = clock.now + .seconds(60)
+        while !follow.out.contains("follow-7"), clock.now < end { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(follow.out.contains("follow-7\r\n"), "\(follow.out)\(follow.err)")
         console.write([0x1d])
         _ = await console.waitForExit()
         follow.send(SIGINT)
