@@ -42,7 +42,7 @@ extension QemuCtlCommand {
         @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).", completion: .file(extensions: ["yaml", "yml"]))
         var file: [String] = []
 
-        @Option(name: .shortAndLong, help: "Output format: text, json or yaml.")
+        @Option(name: .shortAndLong, help: "Output format: text, json or yaml.", completion: .list(TextOutputFormat.allCases.map(\.rawValue)))
         var output: String?
 
         @Flag(help: "The same as -o json.")

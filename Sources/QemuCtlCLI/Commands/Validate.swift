@@ -39,6 +39,9 @@ extension QemuCtlCommand {
         @Flag(help: "The same as -o json.")
         var json = false
 
+        @Flag(name: .shortAndLong, help: "Say on standard error what was read and checked.")
+        var verbose: Int
+
         func run() throws {
             guard !file.isEmpty else {
                 printError("qemuctl: error: give at least one -f PATH")
@@ -53,6 +56,11 @@ extension QemuCtlCommand {
             set.diagnostics += set.virtualMachines.flatMap(VMConfigMapping.firmwareWarnings)
             // An image two VMs write, and a QEMU that is not installed (a warning here, as missing host files are).
             set.diagnostics += HostChecks.diagnostics(set.virtualMachines, missingQEMU: .warning)
+            Verbosity.set(verbose)
+            Verbosity.say("read \(file.joined(separator: " ")): \(set.virtualMachines.count) VM(s), "
+                          + "\(set.diagnostics.count(where: { $0.severity == .error })) error(s), "
+                          + "\(set.diagnostics.count(where: { $0.severity == .warning })) warning(s); "
+                          + "checked images shared between VMs and each architecture's QEMU")
             switch json ? .json : output {
             case .json:
                 print(set.jsonReport(), terminator: "")
