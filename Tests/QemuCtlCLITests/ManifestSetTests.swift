@@ -103,6 +103,8 @@ struct ManifestSetTests {
         #expect(byFile.out.contains("web: deleted"), "\(byFile.out)")
         #expect(w.qemus().isEmpty)
         #expect(FileManager.default.fileExists(atPath: "\(vms)/web.yaml"))
+        let noPrune = try await w.qemuctl("apply", "-f", vms, "-l", "role=web")
+        #expect(noPrune.status == 2 && noPrune.err.contains("give --prune too"), "\(noPrune.err)")
         let bad = try await w.qemuctl("get", "-l", "=x")
         #expect(bad.status == 2 && bad.err.contains("is not a label selector"), "\(bad.err)")
     }

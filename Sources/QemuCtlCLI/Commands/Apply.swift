@@ -80,6 +80,7 @@ extension QemuCtlCommand {
                 throw ValidationError("give manifests with -f PATH, or one saved plan file, not both")
             }
             if parallel < 1 { throw ValidationError("--parallel must be at least 1") }
+            if scope.selector != nil && !prune { throw ValidationError("-l selects what --prune deletes: give --prune too") }
         }
 
         func run() async throws {

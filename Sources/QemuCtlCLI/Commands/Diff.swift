@@ -48,6 +48,7 @@ extension QemuCtlCommand {
 
         func validate() throws {
             if file.isEmpty { throw ValidationError("give at least one -f PATH") }
+            if scope.selector != nil && !prune { throw ValidationError("-l selects what --prune deletes: give --prune too") }
         }
 
         func run() async throws {

@@ -67,6 +67,7 @@ extension QemuCtlCommand {
 
         func validate() throws {
             if file.isEmpty { throw ValidationError("give at least one -f PATH") }
+            if scope.selector != nil && !prune { throw ValidationError("-l selects what --prune deletes: give --prune too") }
             // -o used to save the plan: a file name given to it is not taken for a format, nor written.
             if let output, TextOutputFormat(rawValue: output) == nil {
                 throw ValidationError("-o/--output is the output format (text, json or yaml), not '\(output)'; "

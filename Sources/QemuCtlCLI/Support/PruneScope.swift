@@ -14,7 +14,7 @@ enum SelectorArgument {
 /// (``ApplySet``) whose labels match `-l`.
 struct PruneScope: ParsableArguments {
     @Option(help: ArgumentHelp(
-        "With --prune: the name of the manifest set whose VMs may be pruned (default: a set id made from the -f paths).",
+        "The name of the manifest set: recorded on the VMs launched, and with --prune the only set pruned (default: an id made from the -f paths).",
         valueName: "name"))
     var pruneSet: String?
 
