@@ -50,6 +50,29 @@ struct ManifestSetTests {
         #expect(!text.out.contains("y: delete"), "\(text.out)")
     }
 
+    @Test("a record without a set (written before sets existed) is never pruned, and the plan says why")
+    func legacyRecordsAreNotPruned() async throws {
+        let w = try Workspace("ms4")
+        defer { w.cleanUp() }
+        let vms = try manifest(w, "vms", "old")
+        try manifest(w, "vms", "keep")
+        #expect(try await w.qemuctl("apply", "-f", vms).status == 0)
+        // As an older qemuctl wrote it: no applySet in the launch record.
+        let path = "\(w.state)/old/record.json"
+        var record = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any])
+        var launch = try #require(record["launch"] as? [String: Any])
+        #expect(launch["applySet"] as? String != nil, "a launch records its set: \(launch.keys)")
+        launch["applySet"] = nil
+        record["launch"] = launch
+        try JSONSerialization.data(withJSONObject: record).write(to: URL(fileURLWithPath: path))
+        try FileManager.default.removeItem(atPath: "\(vms)/old.yaml")
+        let pruned = try await w.qemuctl("apply", "-f", vms, "--prune", "--stop-timeout", "1")
+        #expect(pruned.status == 0, "\(pruned.err)")
+        #expect(!pruned.out.contains("old: deleted"), "\(pruned.out)")
+        #expect(pruned.err.contains("old is not in these manifests and has no apply set"), "\(pruned.err)")
+        #expect(w.pid("old") != nil)
+    }
+
     @Test("--prune-set NAME makes the set independent of the paths; a VM joins the set of an apply --prune that declares it")
     func namedSetAndJoining() async throws {
         let w = try Workspace("ms2")
