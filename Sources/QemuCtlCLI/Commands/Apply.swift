@@ -33,12 +33,16 @@ extension QemuCtlCommand {
                 restart is pending.
 
                 EXAMPLES:
-                  qemuctl apply -f vms/                          # make the VMs match every manifest under vms/
-                  qemuctl apply -f vms/ --dry-run                # show the plan, change nothing
+                  # make the VMs match every manifest under vms/
+                  qemuctl apply -f vms/
+                  # show the plan, change nothing
+                  qemuctl apply -f vms/ --dry-run
                   qemuctl apply -f vms/ --prune --restart=if-needed
-                  qemuctl apply -f vms/ --prune -l team=web      # prune only VMs labelled team=web
+                  # prune only VMs labelled team=web
+                  qemuctl apply -f vms/ --prune -l team=web
                   qemuctl plan -f vms/ --out plan.json && qemuctl apply plan.json
-                  qemuctl apply -f vms/ -o json                  # the plan and each VM's result as JSON
+                  # the plan and each VM's result as JSON
+                  qemuctl apply -f vms/ -o json
                 """
         )
 

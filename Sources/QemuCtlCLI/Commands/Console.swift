@@ -33,7 +33,8 @@ extension QemuCtlCommand {
                 EXAMPLES:
                   qemuctl console web-1                          # Ctrl-] detaches
                   qemuctl console web-1 --log                    # the serial log so far
-                  qemuctl console web-1 --log --follow           # and what the guest writes next, as tail -f
+                  # and what the guest writes next, as tail -f
+                  qemuctl console web-1 --log --follow
                 """
         )
 

@@ -23,8 +23,10 @@ extension QemuCtlCommand {
 
                 EXAMPLES:
                   qemuctl delete web-1 web-2
-                  qemuctl delete -f vms/web.yaml                 # the VMs that manifest defines
-                  qemuctl delete -l team=test --force            # every VM labelled team=test, SIGKILL at once
+                  # the VMs that manifest defines
+                  qemuctl delete -f vms/web.yaml
+                  # every VM labelled team=test, SIGKILL at once
+                  qemuctl delete -l team=test --force
                 """
         )
 

@@ -22,7 +22,8 @@ extension QemuCtlCommand {
                 Exit status (kubectl's rule): 0 no differences, 1 differences, 2 or more an error.
 
                 EXAMPLES:
-                  qemuctl diff -f vms/                           # exit 1 when the VMs drifted
+                  # exit 1 when the VMs drifted
+                  qemuctl diff -f vms/
                   qemuctl diff -f vms/ --prune -o yaml
                 """
         )

@@ -42,7 +42,8 @@ extension QemuCtlCommand {
                 status 0.
 
                 EXAMPLES:
-                  qemuctl events                                 # every VM, also ones launched later
+                  # every VM, also ones launched later
+                  qemuctl events
                   qemuctl events web-1 --since-start -o json
                 """)
 

@@ -29,7 +29,8 @@ extension QemuCtlCommand {
                 manage it (the state directory's NAME.sock links to its socket).
 
                 EXAMPLES:
-                  qemuctl import legacy > vms/legacy.yaml         # by the socket STATE/legacy.sock
+                  # by the socket STATE/legacy.sock
+                  qemuctl import legacy > vms/legacy.yaml
                   qemuctl import --pid 4242 -o json
                   qemuctl import legacy --adopt
                 """,

@@ -32,7 +32,8 @@ extension QemuCtlCommand {
                 EXAMPLES:
                   qemuctl plan -f vms/
                   qemuctl plan -f vms/ -o json | jq .summary
-                  qemuctl plan -f vms/ --out plan.json           # then: qemuctl apply plan.json
+                  # then: qemuctl apply plan.json
+                  qemuctl plan -f vms/ --out plan.json
                   qemuctl plan -f vms/ --detailed-exitcode       # 2 when there are changes
                 """
         )

@@ -13,7 +13,8 @@ extension QemuCtlCommand {
                 (spec.display.spice). A QEMU built without SPICE is reported as such.
 
                 EXAMPLES:
-                  qemuctl spice web-1 --listen 127.0.0.1:5930 & remote-viewer spice://127.0.0.1:5930
+                  qemuctl spice web-1 --listen 127.0.0.1:5930 &
+                  remote-viewer spice://127.0.0.1:5930
                 """
         )
 

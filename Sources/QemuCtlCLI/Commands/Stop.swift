@@ -29,8 +29,10 @@ extension QemuCtlCommand {
                 \(OperatorExit.help)
 
                 EXAMPLES:
-                  qemuctl stop web-1                             # power button, then quit, SIGTERM, SIGKILL
-                  qemuctl stop web-1 --stop-timeout 60           # give the guest a minute to power off
+                  # power button, then quit, SIGTERM, SIGKILL
+                  qemuctl stop web-1
+                  # give the guest a minute to power off
+                  qemuctl stop web-1 --stop-timeout 60
                   qemuctl stop web-1 --force                     # SIGKILL at once
                 """)
 
