@@ -96,6 +96,12 @@ package enum KubeVirtExport {
     /// The name of the DataVolume or claim made for a drive without `--pvc`: `VM-DRIVE`.
     package static func volumeName(vm: String, drive: String) -> String { "\(vm)-\(drive)" }
 
+    /// A root-bus slot as KubeVirt writes a guest PCI address: `0000:00:06.0`.
+    static func pciAddress(_ slot: Int) -> String {
+        let hex = String(slot, radix: 16)
+        return "0000:00:" + (hex.count < 2 ? "0" + hex : hex) + ".0"
+    }
+
     /// KubeVirt's NIC model for a QEMU device model, or nil when KubeVirt has none.
     package static func nicModel(_ qemu: String) -> String? {
         switch qemu {
@@ -392,6 +398,7 @@ private struct Builder {
             drop("\(at).interface", "KubeVirt has no NVMe bus; exported as virtio (the guest needs virtio drivers)")
         }
         if d.readOnly { target.append(("readonly", .bool(true))) }
+        if let slot = d.pciSlot { target.append(("pciAddress", .string(KubeVirtExport.pciAddress(slot)))) }
         var entry: [(String, Doc)] = [("name", .string(d.name)), ("disk", .map(target))]
         if let boot = d.bootIndex { entry.append(("bootOrder", .int(boot + 1))) }
         if let serial = d.serial { entry.append(("serial", .string(serial))) }
@@ -526,6 +533,7 @@ private struct Builder {
         entry.append(("macAddress", .string(n.mac)))
         if n.link == .down { entry.append(("state", .string("down"))) }
         if let boot = n.bootIndex { entry.append(("bootOrder", .int(boot + 1))) }
+        if let slot = n.pciSlot { entry.append(("pciAddress", .string(KubeVirtExport.pciAddress(slot)))) }
         interfaces.append(.map(entry))
         networks.append(.map(net))
     }

@@ -57,6 +57,17 @@ package enum KubeVirtImport {
         return (results, errors)
     }
 
+    /// A guest PCI address on the root bus, `0000:00:06.0`, as a manifest's `pciAddress`
+    /// (`0x06`); nil for another domain, bus or function, which qemuctl cannot place.
+    package static func pciAddress(ofKubeVirt text: String) -> String? {
+        let parts = text.lowercased().split(separator: ":")
+        guard parts.count == 3, parts[0] == "0000", parts[1] == "00" else { return nil }
+        let slotFunction = parts[2].split(separator: ".")
+        guard slotFunction.count == 2, slotFunction[1] == "0", slotFunction[0].count == 2,
+              let slot = Int(slotFunction[0], radix: 16), (1...0x1f).contains(slot) else { return nil }
+        return "0x" + slotFunction[0]
+    }
+
     /// A Kubernetes quantity in bytes (`2Gi`, `1G`, `1536Mi`, `1073741824`), nil when it is
     /// not a whole number of bytes.
     package static func bytes(ofQuantity text: String) -> UInt64? {
@@ -360,6 +371,10 @@ private struct Reader {
                 }
             }
             if take("\(at).disk.readonly")?.boolValue == true { entry.append(("readOnly", .bool(true))) }
+            if let address = value("\(at).disk.pciAddress")?.stringValue, let slot = KubeVirtImport.pciAddress(ofKubeVirt: address) {
+                read.insert("\(at).disk.pciAddress")
+                entry.append(("pciAddress", .string(slot)))
+            }
             if d["disk"]?.objectValue?.isEmpty == true { read.insert("\(at).disk") }
             if let serial = take("\(at).serial")?.stringValue { entry.append(("serial", .string(serial))) }
             if let cache = value("\(at).cache")?.stringValue, ["none", "writethrough", "writeback"].contains(cache) {
@@ -410,6 +425,10 @@ private struct Reader {
             if let mac = take("\(at).macAddress")?.stringValue { entry.append(("mac", .string(mac.lowercased()))) }
             if take("\(at).state")?.stringValue == "down" { entry.append(("link", .string("down"))) }
             if let boot = take("\(at).bootOrder")?.intValue { entry.append(("bootIndex", .int(max(0, boot - 1)))) }
+            if let address = value("\(at).pciAddress")?.stringValue, let slot = KubeVirtImport.pciAddress(ofKubeVirt: address) {
+                read.insert("\(at).pciAddress")
+                entry.append(("pciAddress", .string(slot)))
+            }
             out.append(.map(entry))
         }
         return out

@@ -168,7 +168,7 @@ package enum FieldTable {
 
     static let memoryFields: [Field] = [
         Field("size", .size(min: sizeMiB, max: 16 * sizeTiB), .live,
-              "RAM at boot. Changes up to max are applied by hot-plug or balloon.",
+              "RAM at boot. A growth up to max is applied live by hot-plugging one DIMM; a shrink live only by unplugging whole hot-plugged DIMMs the guest releases. (The balloon device, `balloon`, is not a size target: qemuctl does not inflate it.)",
               default: .string("512MiB"), liveUpTo: "max",
               liveWhen: "within memory.max set at launch and not below the boot size; a shrink only by whole hot-plugged DIMMs"),
         Field("max", .size(min: sizeMiB, max: 16 * sizeTiB), .restart,
@@ -272,6 +272,8 @@ package enum FieldTable {
               "Host cache mode.", default: .string("writeback")),
         Field("discard", .bool, .restart, "Pass discard (TRIM) requests to the image.", default: .bool(false)),
         Field("bootIndex", .integer(min: 0, max: 255), .restart, "Boot priority; lower boots first."),
+        Field("pciAddress", .string(.pciSlot), .restart,
+              "The disk's slot on the root PCI bus, like 0x06 (virtio and nvme disks); see networks[].pciAddress."),
         Field("create", .object([
             Field("size", .size(min: sizeMiB, max: 64 * sizeTiB), .metadata,
                   "Virtual size of the new image.", required: true),
@@ -332,8 +334,12 @@ package enum FieldTable {
         Field("model", .string(.word), .restart, "NIC model the guest sees.", default: .string("virtio-net-pci")),
         Field("mac", .string(.mac), .restart,
               "MAC address. Default: derived from the VM and NIC names (52:54:xx:xx:xx:xx), stable across runs."),
-        Field("link", cases(VirtualMachineSpec.Network.Link.self), .live, "Link state, changed live.", default: .string("up")),
+        Field("link", cases(VirtualMachineSpec.Network.Link.self), .live,
+              "Link state, changed live (set_link). QEMU reports no NIC's link state (no QMP or HMP query has it), so `diff` and `describe` show the state qemuctl last set: a set_link made by someone else is not seen.",
+              default: .string("up")),
         Field("bootIndex", .integer(min: 0, max: 255), .restart, "Boot priority; lower boots first."),
+        Field("pciAddress", .string(.pciSlot), .restart,
+              "The device's slot on the root PCI bus (q35 `pcie.0`, i440FX `pci.0`), like 0x06; QEMU's addr. Without it qemuctl picks a free slot at first launch and keeps it across restarts (recorded per device), so the guest's name for the device (enp0s6) stays."),
     ], oneOf: ["user", "tap", "bridge", "socket", "stream", "vde"]), .live, "A NIC.")
 
     // MARK: - display, serial, usb, rtc, audio
@@ -342,13 +348,13 @@ package enum FieldTable {
         Field("vnc", .object([
             Field("listen", .string(.vncListen), .restart,
                   "none (clients are handed over by qemuctl), HOST:DISPLAY or unix:PATH.", default: .string("none")),
-            secretRef("passwordFrom", "VNC password, set and changed live.",
+            secretRef("passwordFrom", "VNC password, set and changed live. QEMU cannot report a password, so `diff` compares against the one qemuctl last set.",
                       liveWhen: "when VNC was launched with a password (QEMU can neither switch VNC password auth on nor off live)"),
         ], oneOf: []), .restart, "A VNC server."),
         Field("spice", .object([
             Field("listen", .string(.spiceListen), .restart,
                   "unix (a socket in the VM's runtime directory) or HOST:PORT.", default: .string("unix")),
-            secretRef("passwordFrom", "SPICE ticket, set and changed live."),
+            secretRef("passwordFrom", "SPICE ticket, set and changed live. QEMU cannot report a ticket, so `diff` compares against the one qemuctl last set."),
             Field("disableTicketing", .bool, .restart, "Allow clients without a password.", default: .bool(false)),
             Field("compression", cases(VirtualMachineSpec.Display.SPICE.Compression.self), .restart,
                   "Image compression. Default: QEMU's."),

@@ -43,6 +43,8 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
     case ipv4CIDR
     /// A USB vendor or product id: `0x` and four hex digits.
     case usbID
+    /// A PCI slot on the root bus, `0xHH` (like `0x06`; QEMU's `addr`).
+    case pciSlot
     /// A drive serial number: 1 to 20 of letters, digits, `_ . -`.
     case serial
     /// A VNC listen address: `none`, `HOST:DISPLAY` or `unix:PATH`.
@@ -71,6 +73,7 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
         case .ipv4: #"^([0-9]{1,2}|[01][0-9]{2}|2[0-4][0-9]|25[0-5])(\.([0-9]{1,2}|[01][0-9]{2}|2[0-4][0-9]|25[0-5])){3}$"#
         case .ipv4CIDR: #"^([0-9]{1,2}|[01][0-9]{2}|2[0-4][0-9]|25[0-5])(\.([0-9]{1,2}|[01][0-9]{2}|2[0-4][0-9]|25[0-5])){3}/([0-9]|[0-2][0-9]|3[0-2])$"#
         case .usbID: #"^0x[0-9a-fA-F]{4}$"#
+        case .pciSlot: #"^0x[0-9a-fA-F]{1,2}$"#
         case .serial: #"^[A-Za-z0-9_.-]{1,20}$"#
         case .vncListen: #"^(none|unix:[^\u0000-\u001f\u007f]{1,4095}|(\[[A-Za-z0-9:.]+\]|[A-Za-z0-9_.-]*):0{0,3}[0-9]{1,2})$"#
         case .spiceListen: #"^(unix|(\[[A-Za-z0-9:.]+\]|[A-Za-z0-9_.-]*):(0{0,4}[1-9]|0{0,3}[1-9][0-9]|0{0,2}[1-9][0-9]{2}|0?[1-9][0-9]{3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))$"#
@@ -97,6 +100,7 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
         case .ipv4: "an IPv4 address like 10.0.2.2"
         case .ipv4CIDR: "an IPv4 network like 10.0.2.0/24"
         case .usbID: "a USB id like 0x046d"
+        case .pciSlot: "a PCI slot like 0x06"
         case .serial: "1 to 20 letters, digits, '_', '.', '-'"
         case .vncListen: "none, HOST:DISPLAY (like 127.0.0.1:0) or unix:PATH"
         case .spiceListen: "unix, or HOST:PORT like 127.0.0.1:5930"
@@ -276,6 +280,8 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
                 return false
             }
             return n <= 32
+        case .pciSlot:
+            return (u.count == 3 || u.count == 4) && s.hasPrefix("0x") && UInt8(s.dropFirst(2), radix: 16) != nil
         case .usbID:
             return u.count == 6 && s.hasPrefix("0x") && UInt16(s.dropFirst(2), radix: 16) != nil
         case .serial:

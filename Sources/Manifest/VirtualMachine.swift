@@ -473,6 +473,8 @@ extension VirtualMachineSpec {
         package var discard = false
         /// `bootIndex`.
         package var bootIndex: Int?
+        /// `pciAddress` as a slot number (`0x06` → 6); nil lets qemuctl choose and keep one.
+        package var pciSlot: Int?
         /// `create.size` in bytes: create the image with this size when it is absent.
         package var createSize: UInt64?
         /// `throttle`; nil when the manifest sets none.
@@ -612,6 +614,8 @@ extension VirtualMachineSpec {
         package var link: Link = .up
         /// `bootIndex`.
         package var bootIndex: Int?
+        /// `pciAddress` as a slot number (`0x06` → 6); nil lets qemuctl choose and keep one.
+        package var pciSlot: Int?
 
         /// Creates a NIC with defaults.
         package init(name: String, backend: Backend, mac: String) {

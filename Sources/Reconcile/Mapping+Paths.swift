@@ -38,6 +38,7 @@ enum FieldPaths {
         ("memory.maxSizeMiB", "memory.max"),
         ("memory.backend.file.path", "memory.path"),
         ("boot.append", "boot.cmdline"),
+        (".pciSlot", ".pciAddress"),
         ("display.vnc.password", "display.vnc.passwordFrom"),
         ("display.spice.password", "display.spice.passwordFrom"),
         (".host.vendorID", ".vendor"),

@@ -224,7 +224,7 @@ struct Mapper {
         }
         return Disk(name: d.name, backend: backend, interface: interface, readOnly: readOnly, cache: cache,
                     discard: d.discard, serial: d.serial, bootIndex: d.bootIndex,
-                    throttle: d.throttle.map { throttle($0, at: "\(p).throttle") })
+                    throttle: d.throttle.map { throttle($0, at: "\(p).throttle") }, pciSlot: d.pciSlot)
     }
 
     mutating func int(_ v: UInt64?, _ field: String) -> Int? {
@@ -323,7 +323,7 @@ struct Mapper {
             backend = .vde(VDENetwork(socket: sock, port: port, group: group))
         }
         return Network(name: n.name, model: n.model, mac: MACAddress(rawValue: n.mac), backend: backend,
-                       bootIndex: n.bootIndex)
+                       bootIndex: n.bootIndex, pciSlot: n.pciSlot)
     }
 
     /// `host:port` (host may be empty or `[IPv6]`, kept as written); a problem and port 0 when malformed.

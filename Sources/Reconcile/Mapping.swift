@@ -105,7 +105,11 @@ package enum VMConfigMapping {
         // The library's own rules, reported with manifest paths. Problems the mapper already reported for a
         // field (e.g. an unmappable size left at a placeholder) are not repeated.
         let reported = Set(m.problems.map(\.field))
-        for p in config.problems() {
+        let configProblems = config.problems()
+        // The PCI slot assignment's problems (a pinned pciAddress taken twice or not free) too, unless the
+        // field has one already (out of range): they would otherwise be found only at launch.
+        let pci = configProblems.isEmpty ? config.pciSlotPlan().problems : []
+        for p in configProblems + pci {
             let field = FieldPaths.manifestPath(forConfigPath: p.path)
             if reported.contains(field) { continue }
             let note = field == "spec.\(p.path)" || field == p.path ? "" : " (QEMU configuration field \(p.path))"

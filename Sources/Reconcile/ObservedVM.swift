@@ -106,6 +106,11 @@ package struct LaunchRecord: Sendable, Hashable, Codable {
     /// The ``ApplySet`` id of the manifests that last applied the VM; `nil` in records written
     /// before sets existed and for adopted VMs (never pruned; see ``ApplySet``).
     package var applySet: String? = nil
+    /// The root-bus PCI slot of each device at its last launch, by QEMU device id (`net-lan`):
+    /// the next launch keeps them (``VMConfig/pciSlotHints``), so a device keeps its slot and the
+    /// guest its name for it. `nil` in records written before it existed or on boards where QEMU
+    /// places devices itself.
+    package var pciSlots: [String: Int]?
 
     /// Creates a record; the boot values default to `spec`'s.
     package init(
@@ -118,6 +123,12 @@ package struct LaunchRecord: Sendable, Hashable, Codable {
         self.secrets = secrets
         self.bootCPUCount = spec.cpu.count
         self.bootMemorySize = spec.memory.size
+    }
+
+    /// Whether `uuid` is the nil uuid (all zeros), which QEMU reports when started without
+    /// `-uuid`: an adopted VM keeps it until qemuctl relaunches it with a uuid of its own.
+    package static func isNilUUID(_ uuid: String) -> Bool {
+        !uuid.isEmpty && uuid.allSatisfy { $0 == "0" || $0 == "-" }
     }
 
     /// The launch value of a field that grows live up to a bound, when the record knows it.
@@ -236,7 +247,8 @@ package struct QMPRunStatus: RawRepresentable, Sendable, Hashable, Codable, Cust
 /// then trusts the record for it. A list that is read holds every device QEMU has, hot-plugged
 /// or not, so a device added or removed out of band shows up.
 package struct LiveState: Sendable, Hashable, Codable {
-    /// `query-status`.
+    /// `query-status`, with QEMU's `prelaunch` (started with `-S`, never resumed) reported as
+    /// ``QMPRunStatus/paused``: both have the vCPUs stopped with the guest intact.
     package var runStatus: QMPRunStatus
     /// vCPUs present (`query-cpus-fast` count); nil when not read.
     package var cpuCount: Int?

@@ -350,7 +350,9 @@ package struct Observer: Sendable {
             nics = found.sorted { $0.name < $1.name }
         }
         return LiveState(
-            runStatus: QMPRunStatus(rawValue: o.status),
+            // QEMU says `prelaunch` for a VM started with -S and never resumed: to a user, and
+            // to the manifest's runState, it is paused.
+            runStatus: o.status == QMPRunStatus.prelaunch.rawValue ? .paused : QMPRunStatus(rawValue: o.status),
             cpuCount: reads.cpus ? o.vcpus : nil,
             memorySize: reads.memory ? o.memorySize : nil,
             disks: disks.sorted { $0.name < $1.name },

@@ -128,6 +128,24 @@ func handStartedQEMU(_ args: [String], socket: String) async throws -> Process {
         // The state directory's name links to the hand-made socket, so commands by name reach it.
         let link = try FileManager.default.destinationOfSymbolicLink(atPath: "\(w.state)/hand2.sock")
         #expect(link == socket)
+        // Started with -S and never resumed, QEMU says prelaunch; get says paused (issue 20, item 6).
+        let get = try await w.qemuctl("get", "hand2")
+        #expect(get.out.contains("paused") && !get.out.contains("prelaunch"), "\(get.out)")
+        #expect(try recordedUUID(w, "hand2") == "00000000-0000-0000-0000-000000000000")
+
+        // Started without -uuid, it has the nil uuid; qemuctl's relaunch gives it one of its own and records it.
+        kill(qemu.processIdentifier, SIGKILL)
+        qemu.waitUntilExit()
+        let relaunched = try await w.qemuctl("apply", "-f", w.dir.file("hand2.yaml"))
+        #expect(relaunched.status == 0, "\(relaunched.out)\(relaunched.err)")
+        #expect(relaunched.out.contains("launched with a new uuid"), "\(relaunched.out)")
+        let uuid = try recordedUUID(w, "hand2")
+        #expect(uuid.count == 36 && uuid != "00000000-0000-0000-0000-000000000000", "\(uuid)")
+        let running = try await QMPClient.withConnection(to: "\(w.state)/hand2.sock") { try await $0.execute("query-uuid") }
+        #expect(running["UUID"]?.stringValue == uuid)
+        let getAgain = try await w.qemuctl("get", "hand2")
+        #expect(getAgain.out.contains("paused") && !getAgain.out.contains("prelaunch"), "\(getAgain.out)")
+        #expect(try await w.qemuctl("diff", "-f", w.dir.file("hand2.yaml")).status == 0)
 
         // Not a QEMU, or no monitor on its command line: clear errors.
         let none = try await w.qemuctl("import", "--pid", String(getpid()))
@@ -164,4 +182,11 @@ func handStartedQEMU(_ args: [String], socket: String) async throws -> Process {
         #expect(adopt.err.contains("spec.networks[0].user.hostfwd[0]"), "\(adopt.err)")
         #expect(!FileManager.default.fileExists(atPath: "\(w.state)/hand3/record.json"))
     }
+}
+
+/// The uuid in VM `name`'s record in the workspace's state directory.
+private func recordedUUID(_ w: Workspace, _ name: String) throws -> String {
+    let data = try Data(contentsOf: URL(fileURLWithPath: "\(w.state)/\(name)/record.json"))
+    let object = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+    return ((object?["launch"] as? [String: Any])?["uuid"] as? String) ?? ""
 }

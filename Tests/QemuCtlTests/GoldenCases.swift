@@ -171,6 +171,23 @@ extension GoldenCase {
             -object {"qom-type":"memory-backend-file","id":"ram0","size":67108864,"mem-path":"/tmp/qemuctl-golden/run/guest-ram","share":true,"prealloc":true}
             """#),
         GoldenCase(
+            name: "memory-lock",
+            config: vm("memlock") { $0.memory = Memory(sizeMiB: 64, lock: true) },
+            expected: #"""
+            -name guest=memlock
+            -no-user-config
+            -nodefaults
+            -machine type=q35
+            -accel tcg
+            -smp cpus=1
+            -m size=64M
+            -overcommit mem-lock=on
+            -display none
+            -chardev socket,id=qmp,path=/tmp/qemuctl-golden/run/qmp.sock,server=on,wait=off
+            -mon chardev=qmp,mode=control
+            -S
+            """#),
+        GoldenCase(
             name: "efi-pflash",
             config: vm("efi") { $0.firmware = Firmware(code: g("efi-code.fd"), vars: g("efi-vars.fd")) },
             expected: #"""
@@ -474,6 +491,27 @@ extension GoldenCase {
             -S
             -netdev {"type":"user","id":"netdev-net0","net":"10.7.0.0/24","host":"10.7.0.2","dns":"10.7.0.3","dhcpstart":"10.7.0.15","restrict":true,"hostfwd":[{"str":"tcp:127.0.0.1:47022-:22"},{"str":"udp::47053-10.7.0.15:53"}]}
             -device {"driver":"virtio-net-pci","id":"net-net0","netdev":"netdev-net0","mac":"52:54:00:12:34:01","bootindex":2,"bus":"pcie.0","addr":"0x1"}
+            """#, devices: ["net-net0"]),
+        GoldenCase(
+            name: "net-user-names",
+            config: vm("usernames") {
+                $0.networks = [Network(name: "net0", mac: "52:54:00:12:34:02", backend: .user(UserNetwork(
+                    hostname: "guest1", domainName: "lab.example")))]
+            },
+            expected: #"""
+            -name guest=usernames
+            -no-user-config
+            -nodefaults
+            -machine type=q35
+            -accel tcg
+            -smp cpus=1
+            -m size=512M
+            -display none
+            -chardev socket,id=qmp,path=/tmp/qemuctl-golden/run/qmp.sock,server=on,wait=off
+            -mon chardev=qmp,mode=control
+            -S
+            -netdev {"type":"user","id":"netdev-net0","hostname":"guest1","domainname":"lab.example"}
+            -device {"driver":"virtio-net-pci","id":"net-net0","netdev":"netdev-net0","mac":"52:54:00:12:34:02","bus":"pcie.0","addr":"0x1"}
             """#, devices: ["net-net0"]),
         GoldenCase(
             name: "net-tap",

@@ -219,6 +219,61 @@ func processVanishes(_ pid: Int32) async throws -> Bool {
         try await vm.forceStop()
     }
 
+    /// A vCPU the guest does not release times out with a message about vCPUs, not about PCI
+    /// devices (issue 20, item 6). The test guest boots (so the ACPI CPU hot-plug interface is
+    /// live; before that QEMU refuses the unplug) and is then paused, so it cannot eject the vCPU.
+    @Test(.timeLimit(.minutes(4))) func aVCPUUnplugTimeoutSpeaksOfVCPUs() async throws {
+        let dir = try TempDir("cpuout")
+        defer { dir.remove() }
+        var config = TestVMs.guest("c1", in: dir)
+        config.cpu.maxCount = 2
+        let vm = try await Instance.start(config, options: StartOptions(socketDirectory: dir.path))
+        defer { Task { try? await vm.forceStop() } }
+        try await waitForFile(dir.file("c1-serial.log"), containing: QemuCtlTestSupport.Fixtures.guestReadyMarker, timeout: 150)
+        try await vm.setCPUCount(2)
+        #expect(try await vm.vcpuCount() == 2)
+        try await vm.pause()
+        let error = await #expect(throws: InstanceError.self) { try await vm.setCPUCount(1, wait: .seconds(2)) }
+        #expect(error?.code == .unresponsive)
+        let message = error?.message ?? ""
+        #expect(message.contains("a vCPU is removed only when the guest takes it offline"), "\(message)")
+        #expect(!message.contains("PCI"), "\(message)")
+        try await vm.forceStop()
+    }
+
+    /// Why the reference says a NIC's link state cannot be read back (issue 20, item 4): after a
+    /// `set_link` down, nothing QEMU 7.2 answers over QMP or HMP differs: not `info network`, not
+    /// `query-rx-filter`, not the NIC's QOM properties. If a QEMU starts to report it, this fails,
+    /// and the observer should read it.
+    @Test func qemuReportsNoNICLinkState() async throws {
+        let dir = try TempDir("link")
+        defer { dir.remove() }
+        var config = TestVMs.bare("ln1")
+        config.networks = [Network(name: "lan", backend: .user(UserNetwork()))]
+        let vm = try await Instance.start(config, options: StartOptions(socketDirectory: dir.path))
+        defer { Task { try? await vm.forceStop() } }
+        let id = DeviceID.network("lan").rawValue
+        func everything() async throws -> [String] {
+            var out: [String] = []
+            out.append("\(try await vm.qmp.execute("human-monitor-command", arguments: ["command-line": "info network"]))")
+            out.append("\(try await vm.qmp.execute("query-rx-filter", arguments: ["name": .string(id)]))")
+            let props = try await vm.qmp.execute("qom-list", arguments: ["path": .string("/machine/peripheral/\(id)")]).arrayValue ?? []
+            for p in props {
+                guard let name = p["name"]?.stringValue, let type = p["type"]?.stringValue,
+                      !type.hasPrefix("child<"), !type.hasPrefix("link<") else { continue }
+                let value = try? await vm.qmp.execute("qom-get", arguments: ["path": .string("/machine/peripheral/\(id)"), "property": .string(name)])
+                out.append("\(name)=\(value.map { "\($0)" } ?? "-")")
+            }
+            return out
+        }
+        let up = try await everything()
+        #expect(up.count > 20, "\(up)")
+        try await vm.setLink(device: id, up: false)
+        let down = try await everything()
+        #expect(down == up, "QEMU now reports link state somewhere: \(zip(up, down).filter { $0 != $1 })")
+        try await vm.forceStop()
+    }
+
     @Test func screendumpWithoutADisplaySaysSo() async throws {
         let dir = try TempDir("shot")
         defer { dir.remove() }

@@ -168,13 +168,40 @@ struct ValidationTests {
         var c = nics(1, machine: "q35")
         c.networks[0].pciSlot = 0x1f
         #expect(commandLineProblems(c).map(\.description) == [
-            "networks[0]: slot 0x1f is not free for devices on pcie.0 (usable: 0x01–0x1e, minus slots the board or defaults use)"])
+            "networks[0].pciSlot: slot 0x1f is not free for devices on pcie.0 (usable: 0x01–0x1e, minus slots the board or defaults use)"])
         c.networks[0].pciSlot = 0x20
         #expect(c.problems().map(\.path) == ["networks[0].pciSlot"])
         c = nics(0, machine: "q35")
         c.disks = [Disk(name: "d", backend: .file(FileDisk(path: "/d", format: .raw)), pciSlot: 5),
                    Disk(name: "e", backend: .file(FileDisk(path: "/e", format: .raw)), pciSlot: 5)]
-        #expect(commandLineProblems(c).map(\.description) == ["disks[1]: slot 0x05 on pcie.0 is already taken"])
+        #expect(commandLineProblems(c).map(\.description) == ["disks[1].pciSlot: slot 0x05 on pcie.0 is already taken"])
+    }
+
+    /// Slots from an earlier launch are kept: removing the first of three NICs moves neither other NIC,
+    /// a new NIC takes the freed slot, a pinned slot wins over a hint, and the plan reports each slot.
+    @Test func hintedSlotsKeepDevicesWhereTheyWere() throws {
+        var c = nics(3, machine: "q35")
+        let first = c.pciSlotPlan()
+        #expect(first.problems.isEmpty)
+        #expect(first.slots["net-n0"] == 1 && first.slots["net-n1"] == 2 && first.slots["net-n2"] == 3)
+        c.networks.removeFirst()
+        #expect(c.pciSlotPlan().slots["net-n1"] == 1)  // without hints, renumbered
+        c.pciSlotHints = first.slots
+        let kept = c.pciSlotPlan().slots
+        #expect(kept == ["net-n1": 2, "net-n2": 3])
+        let cmd = try c.commandLine(launch)
+        #expect(slots(cmd) == ["0x2", "0x3"])
+        #expect(cmd.pciSlots == kept)
+        c.networks.append(Network(name: "n3", backend: .user(UserNetwork())))
+        #expect(c.pciSlotPlan().slots["net-n3"] == 1)
+        c.networks[2].pciSlot = 2  // pins n3 onto n1's recorded slot: n1 moves, nothing clashes
+        let pinned = c.pciSlotPlan()
+        #expect(pinned.problems.isEmpty)
+        #expect(pinned.slots["net-n3"] == 2 && pinned.slots["net-n2"] == 3 && pinned.slots["net-n1"] == 1)
+        // A board where QEMU places devices itself cannot honour a fixed slot: said, not ignored.
+        var microvm = nics(1, machine: "microvm")
+        microvm.networks[0].pciSlot = 5
+        #expect(microvm.pciSlotPlan().problems.map(\.path) == ["networks[0].pciSlot"])
     }
 
     @Test func ideUnitsRunOut() {

@@ -136,6 +136,31 @@ struct KubeVirtImportTests {
         #expect(errors.map(\.description) == ["p.yaml:2:1: error: not a KubeVirt VirtualMachine (apiVersion kubevirt.io/v1, kind VirtualMachine)"])
     }
 
+    /// A pinned pciAddress goes to KubeVirt as a guest PCI address and comes back the same.
+    @Test func pinnedPCIAddressesRoundTrip() throws {
+        let yaml = """
+            apiVersion: qemuctl/v1
+            kind: VirtualMachine
+            metadata: {name: pinned}
+            spec:
+              disks: [{name: root, file: {path: /r.qcow2, format: qcow2}, pciAddress: "0x0a"}]
+              networks: [{name: lan, user: {}, pciAddress: "0x06"}]
+            """
+        let vm = try #require(try ManifestLoader().load(bytes: Array(yaml.utf8), file: "p.yaml", baseDirectory: "/").get().first)
+        let exported = KubeVirtExport.export(vm, sourceMap: nil).document.yaml()
+        #expect(exported.contains("pciAddress: 0000:00:0a.0") || exported.contains("pciAddress: \"0000:00:0a.0\""), "\(exported)")
+        #expect(exported.contains("0000:00:06.0"), "\(exported)")
+        let (results, errors) = KubeVirtImport.read(Array(exported.utf8), file: "cluster.yaml")
+        #expect(errors.isEmpty, "\(errors)")
+        let text = try #require(results.first).document.yaml()
+        let back = try #require(try ManifestLoader().load(bytes: Array(text.utf8), file: "b.yaml", baseDirectory: "/srv").get().first)
+        #expect(back.spec.disks.map(\.pciSlot) == [0x0a] && back.spec.networks.map(\.pciSlot) == [6], "\(text)")
+        #expect(KubeVirtImport.pciAddress(ofKubeVirt: "0000:00:1F.0") == "0x1f")
+        #expect(KubeVirtImport.pciAddress(ofKubeVirt: "0000:81:01.0") == nil)  // another bus: not placeable
+        #expect(KubeVirtImport.pciAddress(ofKubeVirt: "0000:00:06.1") == nil)  // a function
+        #expect(KubeVirtImport.pciAddress(ofKubeVirt: "0000:00:00.0") == nil)  // the host bridge
+    }
+
     @Test func quantitiesInBinaryAndDecimalUnits() {
         #expect(KubeVirtImport.bytes(ofQuantity: "2Gi") == 2 << 30)
         #expect(KubeVirtImport.bytes(ofQuantity: "1G") == 1_000_000_000)

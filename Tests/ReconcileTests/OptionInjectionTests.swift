@@ -133,6 +133,7 @@ private let fieldCases: [FieldCase] = {
         f("spec.disks[].interface", disk + "      file: {path: /d.raw, format: raw}\n      interface: @V", "scsi"),
         f("spec.disks[].serial", disk + "      file: {path: /d.raw, format: raw}\n      serial: @V", "SN-1", .combined),
         f("spec.disks[].cache", disk + "      file: {path: /d.raw, format: raw}\n      cache: @V", "none"),
+        f("spec.disks[].pciAddress", disk + "      file: {path: /d.raw, format: raw}\n      pciAddress: @V", "0x10"),
         f("spec.disks[].create.size", disk + "      file: {path: /d.raw, format: raw}\n      create: {size: @V}", "1GiB"),
     ] + ["bps", "bpsRead", "bpsWrite", "bpsMax", "bpsReadMax", "bpsWriteMax", "iopsSize"].map { key in
         let base = key.hasSuffix("Max") ? "\(key.dropLast(3)): 1MiB, " : ""
@@ -165,6 +166,7 @@ private let fieldCases: [FieldCase] = {
         f("spec.networks[].model", net + "      user: {}\n      model: @V", "e1000"),
         f("spec.networks[].mac", net + "      user: {}\n      mac: @V", "52:54:00:12:34:56"),
         f("spec.networks[].link", net + "      user: {}\n      link: @V", "down"),
+        f("spec.networks[].pciAddress", net + "      user: {}\n      pciAddress: @V", "0x10"),
         f("spec.display.vnc.listen", "  display: {vnc: {listen: @V}}", "vncsock", .combined, prefix: "unix:@BASE/vnc/"),
         f("spec.display.vnc.passwordFrom.file", "  display: {vnc: {passwordFrom: {file: @V}}}", "vncpw/p", .combined, prefix: "vncpw/"),
         f("spec.display.vnc.passwordFrom.env", "  display: {vnc: {passwordFrom: {env: @V}}}", "VNC_PW", .secretFile),

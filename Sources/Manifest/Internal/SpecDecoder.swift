@@ -157,11 +157,17 @@ struct SpecDecoder {
         }
 
         var driveNames = NameSet()
+        var pciSlots: [Int: YAMLNode] = [:]
         let (diskField, diskItems) = r.array("disks")
         for (i, item) in diskItems.enumerated() {
             guard let d = ObjectReader(item, diskField, ctx, parent: r, key: "disks", index: i) else { continue }
             if let disk = decodeDisk(d) {
                 unique(disk.name, d.position("name"), in: &driveNames, what: "drive")
+                uniqueSlot(disk.pciSlot, d, in: &pciSlots)
+                if disk.pciSlot != nil, disk.interface != .virtio, disk.interface != .nvme {
+                    ctx.error(d.position("pciAddress"), "an \(disk.interface.rawValue) disk is not a PCI device",
+                              hint: "pciAddress is for virtio and nvme disks; ide and scsi disks sit on their controller")
+                }
                 spec.disks.append(disk)
             }
         }
@@ -185,6 +191,7 @@ struct SpecDecoder {
             guard let n = ObjectReader(item, nicField, ctx, parent: r, key: "networks", index: i) else { continue }
             if let nic = decodeNetwork(n, vmName: vmName) {
                 guard unique(nic.name, n.position("name"), in: &nicNames, what: "network") else { continue }
+                uniqueSlot(nic.pciSlot, n, in: &pciSlots)
                 macs.append((nic.mac, n.has("mac") ? n.position("mac") : n.position("name"), !n.has("mac")))
                 spec.networks.append(nic)
             }
@@ -253,6 +260,25 @@ struct SpecDecoder {
         }
         seen.insert(name, node)
         return true
+    }
+
+    /// Reports a `pciAddress` outside the root bus's device slots, or the second use of one
+    /// within one VM (which slots a board keeps for itself, `plan` and `apply` say).
+    private func uniqueSlot(_ slot: Int?, _ r: ObjectReader, in seen: inout [Int: YAMLNode]) {
+        guard let slot else { return }
+        let node = r.position("pciAddress")
+        let hex = String(slot, radix: 16)
+        let text = "0x" + (hex.count < 2 ? "0" + hex : hex)
+        guard (1...0x1f).contains(slot) else {
+            ctx.error(node, "PCI slot \(text) is not a device slot", hint: "slots 0x01 to 0x1f (0x00 is the host bridge)")
+            return
+        }
+        if let first = seen[slot] {
+            ctx.error(node, "PCI slot \(text) on the root bus is already taken in this VM",
+                      hint: "first used at line \(first.line), column \(first.column)")
+            return
+        }
+        seen[slot] = node
     }
 
     // MARK: - cpu, memory
@@ -381,6 +407,7 @@ struct SpecDecoder {
         disk.cache = cache
         disk.discard = discard
         disk.bootIndex = bootIndex
+        disk.pciSlot = d.string("pciAddress").flatMap { Int($0.dropFirst(2), radix: 16) }
         disk.createSize = createSize
         disk.throttle = throttle
         return disk
@@ -486,6 +513,7 @@ struct SpecDecoder {
         nic.model = model
         nic.link = link
         nic.bootIndex = bootIndex
+        nic.pciSlot = n.string("pciAddress").flatMap { Int($0.dropFirst(2), radix: 16) }
         return nic
     }
 

@@ -37,7 +37,19 @@ extension VMConfig {
         return QEMUCommandLine(
             arguments: b.args, secretFiles: b.secretFiles, postStartActions: b.postStart,
             accelerator: b.accelerator, cpuModel: b.cpuArgument, machineType: b.machineType,
-            guestAgentSocketPath: b.guestAgentSocket, hotplugPorts: b.hotplugPortIDs)
+            guestAgentSocketPath: b.guestAgentSocket, hotplugPorts: b.hotplugPortIDs, pciSlots: b.slots)
+    }
+
+    /// The root-bus PCI slot each device gets (as ``QEMUCommandLine/pciSlots``) and the problems
+    /// of the slot assignment (a fixed slot taken twice or not free, no slot left), with the paths
+    /// of the devices' fields (`networks[1].pciSlot`). A pure function; ``commandLine(_:)``
+    /// reports the same problems.
+    public func pciSlotPlan() -> (slots: [String: Int], problems: [ConfigProblem]) {
+        guard let mt = machine.type ?? (arch ?? .host).defaultMachineType else { return ([:], []) }
+        var b = ArgvBuilder(config: self, launch: LaunchOptions(qmpSocketPath: "/", runtimeDirectory: "/"))
+        b.family = BoardFamily(machineType: mt)
+        b.planPCI()
+        return (b.slots, b.problems)
     }
 }
 
@@ -116,7 +128,7 @@ struct ArgvBuilder {
         }
         // Without -nodefaults QEMU adds its default VGA and NIC, which take the lowest free slots.
         let reserved: Set<Int> = config.noDefaults ? [] : (family == .q35 ? [0x01, 0x02] : [0x02, 0x03])
-        let (s, p) = PCIAllocator(family: family, reserved: reserved).allocate(reqs)
+        let (s, p) = PCIAllocator(family: family, reserved: reserved, hints: config.pciSlotHints).allocate(reqs)
         slots = s
         problems += p
     }

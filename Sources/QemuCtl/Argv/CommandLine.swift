@@ -52,6 +52,9 @@ public struct QEMUCommandLine: Sendable, Equatable {
     public var guestAgentSocketPath: String?
     /// The ids of the empty hot-plug-capable `pcie-root-port`s (q35), to pass as `bus` to `device_add`.
     public var hotplugPorts: [String]
+    /// The root-bus PCI slot each device got, by device id; empty on a board whose devices QEMU
+    /// places itself. Record it and pass it back as ``VMConfig/pciSlotHints`` to keep slots stable.
+    public var pciSlots: [String: Int] = [:]
 }
 
 /// A secret the launcher writes to a file for a QEMU `secret` object.

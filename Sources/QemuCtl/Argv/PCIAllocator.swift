@@ -40,9 +40,10 @@ enum BoardFamily: Equatable {
     }
 }
 
-/// Assigns root-bus PCI slots: fixed requests first, then the rest in request order from the bottom, and
-/// hot-plug ports from the top, so adding a port does not move other devices. Never hands out a fixed slot of
-/// the board or a slot past 0x1f; reports exhaustion instead of wrapping.
+/// Assigns root-bus PCI slots: fixed requests first, then each other request its hinted slot (the one it had
+/// at an earlier launch) while that is free, then the rest in request order from the bottom, and hot-plug
+/// ports from the top, so adding a port does not move other devices. Never hands out a fixed slot of the
+/// board or a slot past 0x1f; reports exhaustion instead of wrapping.
 struct PCIAllocator {
     struct Request {
         var id: String
@@ -53,27 +54,42 @@ struct PCIAllocator {
 
     let family: BoardFamily
     let reserved: Set<Int>
+    /// Slots by request id from an earlier launch; a hint that is not usable or already taken is ignored.
+    var hints: [String: Int] = [:]
 
     /// Returns `id → slot`, or problems.
     func allocate(_ requests: [Request]) -> (slots: [String: Int], problems: [ConfigProblem]) {
-        guard let usable = family.usableSlots, let bus = family.rootBus else { return ([:], []) }
+        guard let usable = family.usableSlots, let bus = family.rootBus else {
+            // QEMU places devices itself on other boards: a fixed slot would be silently ignored.
+            return ([:], requests.filter { $0.fixed != nil }.map {
+                .init(path: $0.path + ".pciSlot", message: "a fixed PCI slot needs a q35 or i440FX (pc) machine; on this one QEMU places devices itself")
+            })
+        }
         var used = reserved
         var slots: [String: Int] = [:]
         var problems: [ConfigProblem] = []
         for r in requests {
             guard let f = r.fixed else { continue }
             if !usable.contains(f) || reserved.contains(f) {
-                problems.append(.init(path: r.path, message: "slot 0x\(hex2(f)) is not free for devices on \(bus) (usable: 0x\(hex2(usable.lowerBound))–0x\(hex2(usable.upperBound)), minus slots the board or defaults use)"))
+                problems.append(.init(path: r.path + ".pciSlot", message: "slot 0x\(hex2(f)) is not free for devices on \(bus) (usable: 0x\(hex2(usable.lowerBound))–0x\(hex2(usable.upperBound)), minus slots the board or defaults use)"))
             } else if !used.insert(f).inserted {
-                problems.append(.init(path: r.path, message: "slot 0x\(hex2(f)) on \(bus) is already taken"))
+                problems.append(.init(path: r.path + ".pciSlot", message: "slot 0x\(hex2(f)) on \(bus) is already taken"))
             } else {
                 slots[r.id] = f
             }
         }
+        var rest: [Request] = []
+        for r in requests where r.fixed == nil {
+            if let h = hints[r.id], usable.contains(h), used.insert(h).inserted {
+                slots[r.id] = h
+            } else {
+                rest.append(r)
+            }
+        }
         let free = usable.filter { !used.contains($0) }
         var low = free.startIndex, high = free.endIndex
-        let needed = requests.filter { $0.fixed == nil }.count
-        for r in requests where r.fixed == nil {
+        let needed = rest.count
+        for r in rest {
             guard low < high else {
                 problems.append(.init(path: r.path, message: "no free PCI slot on \(bus): \(needed) devices need one, \(free.count) are free (0x\(hex2(usable.lowerBound))–0x\(hex2(usable.upperBound)) minus fixed slots); use fewer devices or machine.hotplugPorts"))
                 break

@@ -76,6 +76,12 @@ public struct VMConfig: Sendable, Codable, Equatable {
     /// Arguments appended verbatim after everything generated. They are the one way around the builder's
     /// guarantees, so they are passed exactly as given and never parsed.
     public var extraArgs: [String]
+    /// The root-bus PCI slots devices had at an earlier launch, by device id (`net-lan`, `disk-root`,
+    /// `scsi0`; see ``QEMUCommandLine/pciSlots``): a device without a fixed slot (``Disk/pciSlot``,
+    /// ``Network/pciSlot``) takes its slot from here while that slot is free, so removing or adding a
+    /// device does not renumber the others (the guest names NICs by slot: `enp0s6`). Not encoded:
+    /// the launcher's record keeps it.
+    public var pciSlotHints: [String: Int] = [:]
 
     /// Creates a configuration from every field; all but `name` have defaults.
     public init(

@@ -53,6 +53,12 @@ extension Instance {
     /// - Throws: ``InstanceError`` with code `unresponsive` when the guest did not release the device
     ///   in time (the request stays pending in QEMU; the backends are kept).
     public func unplug(_ plug: HotplugSteps, wait: Duration = .seconds(30), timeout: Duration = QMPClient.defaultTimeout) async throws(InstanceError) {
+        try await unplug(plug, releasedWhen: "a PCI device is removed only when the guest acknowledges it", wait: wait, timeout: timeout)
+    }
+
+    /// ``unplug(_:wait:timeout:)`` whose timeout message says, in `releasedWhen`, what the guest
+    /// must do for this kind of device to go (a vCPU and a DIMM are not PCI devices).
+    func unplug(_ plug: HotplugSteps, releasedWhen: String, wait: Duration, timeout: Duration) async throws(InstanceError) {
         let events = qmp.events(bufferSize: 256)
         var present = true
         do {
@@ -87,7 +93,7 @@ extension Instance {
                 // The event may have been missed while subscribing; ask QOM whether the device is still there.
                 let stillThere = (try? await qmp.execute("qom-list", arguments: ["path": .string("/machine/peripheral/\(id)")], timeout: timeout)) != nil
                 if stillThere {
-                    throw InstanceError(code: .unresponsive, message: "VM \(name): the guest did not release \(id) within \(wait) (a PCI device is removed only when the guest acknowledges it); the request stays pending")
+                    throw InstanceError(code: .unresponsive, message: "VM \(name): the guest did not release \(id) within \(wait) (\(releasedWhen)); the request stays pending")
                 }
             }
         }
@@ -138,7 +144,8 @@ extension Instance {
             for slot in removable.suffix(present.count - count).reversed() {
                 guard let path = slot["qom-path"]?.stringValue else { continue }
                 let id = String(path.split(separator: "/").last ?? "")
-                try await unplug(HotplugSteps(deviceID: id), wait: wait, timeout: timeout)
+                try await unplug(HotplugSteps(deviceID: id), releasedWhen: "a vCPU is removed only when the guest takes it offline and ejects it",
+                                 wait: wait, timeout: timeout)
             }
         }
     }
@@ -185,7 +192,9 @@ extension Instance {
             for id in chosen {
                 let memdev = devices.first { $0["data"]?["id"]?.stringValue == id }?["data"]?["memdev"]?.stringValue
                 let cleanup = memdev.map { [QMPStep("object-del", ["id": .string(String($0.split(separator: "/").last ?? ""))])] } ?? []
-                try await unplug(HotplugSteps(deviceID: id, cleanup: cleanup), wait: wait, timeout: timeout)
+                try await unplug(HotplugSteps(deviceID: id, cleanup: cleanup),
+                                 releasedWhen: "a DIMM is removed only when the guest takes its memory offline and ejects it",
+                                 wait: wait, timeout: timeout)
             }
         }
     }

@@ -53,12 +53,14 @@ public struct MonitorFacts: Sendable {
     public var vncServers: Int
     /// Block devices, in QEMU's order.
     public var blocks: [Block]
+    /// The slot of each device with an id on the root PCI bus (`query-pci`, bus 0), by its id.
+    public var pciSlots: [String: Int] = [:]
 }
 
 extension Instance {
     /// Reads ``MonitorFacts``. The corresponding QMP commands are `query-status`, `query-name`,
-    /// `query-uuid`, `query-kvm`, `query-cpus-fast`, `query-memory-size-summary`, `query-block`
-    /// and `query-vnc-servers`.
+    /// `query-uuid`, `query-kvm`, `query-cpus-fast`, `query-memory-size-summary`, `query-block`,
+    /// `query-vnc-servers` and `query-pci`.
     public func facts(timeout: Duration = QMPClient.defaultTimeout) async throws(InstanceError) -> MonitorFacts {
         func q(_ command: String) async throws(InstanceError) -> JSONValue {
             do { return try await qmp.execute(command, timeout: timeout) } catch {
@@ -73,6 +75,12 @@ extension Instance {
         let memory = try await q("query-memory-size-summary")["base-memory"]?.intValue ?? 0
         let blocks = try await q("query-block").arrayValue ?? []
         let vnc = try await q("query-vnc-servers").arrayValue?.count ?? 0
+        var pciSlots: [String: Int] = [:]
+        for bus in try await q("query-pci").arrayValue ?? [] where bus["bus"]?.intValue == 0 {
+            for d in bus["devices"]?.arrayValue ?? [] {
+                if let id = d["qdev_id"]?.stringValue, !id.isEmpty, let slot = d["slot"]?.intValue { pciSlots[id] = slot }
+            }
+        }
         let throttleKeys = ["bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr", "bps_max", "bps_rd_max", "bps_wr_max",
                             "iops_max", "iops_rd_max", "iops_wr_max", "iops_size", "bps_max_length", "iops_max_length"]
         return MonitorFacts(
@@ -87,7 +95,7 @@ extension Instance {
                         cacheDirect: i["cache"]?["direct"]?.boolValue ?? false, cacheNoFlush: i["cache"]?["no-flush"]?.boolValue ?? false,
                         discardUnmap: i["discard"]?.stringValue == "unmap", throttle: throttle)
                 })
-            })
+            }, pciSlots: pciSlots)
     }
 
     /// A QOM property's string value (`qom-get`); nil when QEMU has no such property or it is not a string.

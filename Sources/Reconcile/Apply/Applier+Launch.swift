@@ -47,6 +47,14 @@ extension Applier {
     /// 3. once the links the manifest wants down are down: the spec as given.
     func launch(_ vm: VirtualMachine, config mapped: VMConfig? = nil, uuid: String, stored: inout StoredRecord,
                 log: inout Log) async throws(ApplyError) {
+        var uuid = uuid
+        if LaunchRecord.isNilUUID(uuid) {
+            // An adopted QEMU started without -uuid reports the nil uuid, and its record keeps it
+            // so it stays found; qemuctl's own launch gives the VM a uuid of its own.
+            uuid = UUID().uuidString.lowercased()
+            stored.launch.uuid = uuid
+            log.say("the recorded uuid was all zeros (an adopted VM started without -uuid); launched with a new uuid \(uuid)")
+        }
         var config: VMConfig
         if let mapped { config = mapped } else { config = try self.config(for: vm, uuid: uuid) }
         config.uuid = uuid
@@ -70,6 +78,11 @@ extension Applier {
         stored.launch.secrets = [:]
         let previous: StoredRecord?
         do { previous = try store.loadRecord(StoredRecord.self, name: vm.name) } catch { previous = nil }
+        // Every device keeps the PCI slot it had at the last launch (a restart makes a new record:
+        // the previous one has the slots); new devices take free slots, removed ones free theirs.
+        config.pciSlotHints = stored.launch.pciSlots ?? previous?.launch.pciSlots ?? [:]
+        let slots = config.pciSlotPlan().slots
+        stored.launch.pciSlots = slots.isEmpty ? nil : slots
         // Whether this launch makes the VM's runtime directory and socket: only then may a failed
         // start take them away again (anything that was there before, planted or not, stays).
         let layout = store.layout(vm.name)

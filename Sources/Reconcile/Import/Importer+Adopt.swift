@@ -73,6 +73,7 @@ extension Importer {
             adopted: Adoption(pid: vm.pid, startTime: Adoption.startTime(of: vm.pid), socketPath: vm.socketPath,
                               deviceAliases: vm.deviceAliases, adoptedAt: Date().timeIntervalSince1970))
         var proven = record
+        proven.launch.pciSlots = vm.pciSlots.isEmpty ? nil : vm.pciSlots
         proven.process = ProcessIdentity.current(pid: vm.pid)
         do { try store.saveRecord(proven, name: vm.name) } catch { throw ImportError(error.message) }
         store.journal(vm.name, "adopted pid=\(vm.pid) socket=\(vm.socketPath)")

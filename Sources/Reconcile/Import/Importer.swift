@@ -31,6 +31,9 @@ package struct ImportedVM: Sendable {
     package var deviceAliases: [String: String]
     /// The libvirt domain when libvirt manages this QEMU (adopting it would make two managers).
     package var libvirtDomain: String? = nil
+    /// The root-bus PCI slot of each device, by the id qemuctl gives it (QEMU's ids through
+    /// ``deviceAliases``): recorded at adoption, so a relaunch keeps the guest's device names.
+    package var pciSlots: [String: Int] = [:]
 }
 
 /// Why an import failed.
@@ -700,8 +703,10 @@ private struct Reader {
             ("apiVersion", "qemuctl/v1"), ("kind", "VirtualMachine"),
             ("metadata", .map([("name", .string(name))])), ("spec", .map(spec)),
         ])
-        return ImportedVM(name: name, pid: pid, socketPath: socketPath, uuid: uuid, accelerator: kvm ? "kvm" : "tcg",
-                          document: document, warnings: warnings, deviceAliases: aliases)
+        var imported = ImportedVM(name: name, pid: pid, socketPath: socketPath, uuid: uuid, accelerator: kvm ? "kvm" : "tcg",
+                                  document: document, warnings: warnings, deviceAliases: aliases)
+        for (id, slot) in facts.pciSlots { imported.pciSlots[aliases[id] ?? id] = slot }
+        return imported
     }
 
     /// The throttle of a `query-block` `inserted` object, in manifest keys (zero means unset).

@@ -285,6 +285,7 @@ struct LeafWriter {
         add(p + ".cache", d.cache.rawValue)
         add(p + ".discard", bool: d.discard)
         add(p + ".bootIndex", int: d.bootIndex)
+        add(p + ".pciAddress", d.pciSlot.map(LeafWriter.pciAddress))
         add(p + ".create.size", size: d.createSize)
         // No throttle and a throttle without limits mean the same; QMP reports the latter.
         let t = d.throttle ?? .init()
@@ -362,6 +363,13 @@ struct LeafWriter {
         add(p + ".mac", n.mac)
         add(p + ".link", n.link.rawValue)
         add(p + ".bootIndex", int: n.bootIndex)
+        add(p + ".pciAddress", n.pciSlot.map(LeafWriter.pciAddress))
+    }
+
+    /// A slot as the manifest writes it: `0x06`.
+    static func pciAddress(_ slot: Int) -> String {
+        let hex = String(slot, radix: 16)
+        return "0x" + (hex.count < 2 ? "0" + hex : hex)
     }
 }
 
