@@ -171,6 +171,7 @@ private struct Builder {
         for (i, n) in spec.networks.enumerated() { network(n, index: i) }
         displayAndConsole()
         devicesAndClock()
+        cloudInitAndReadiness()
 
         var labels = vm.labels
         labels[KubeVirtExport.ownershipLabel.key] = KubeVirtExport.ownershipLabel.value
@@ -410,6 +411,7 @@ private struct Builder {
         }
         disks.append(.map(entry))
         if d.discard { drop("\(at).discard", "KubeVirt has no per-disk discard field") }
+        if let b = d.backing { drop("\(at).file.backing", "a host backing chain does not move to the cluster: the claim must hold the image with \(b.path) merged in (qemu-img convert)") }
         if d.throttle != nil { drop("\(at).throttle", "KubeVirt has no per-disk I/O limits (use the storage class's QoS)") }
 
         let generated = KubeVirtExport.volumeName(vm: vm.name, drive: d.name)
@@ -422,7 +424,10 @@ private struct Builder {
         }
         switch d.backend {
         case .file:
-            if let size = d.createSize {
+            if let base = d.createFrom {
+                _ = generatedClaimVolume(d.name)
+                drop("\(at).create.from", "the base image \(base.path) does not move to the cluster: the disk refers to claim \(generated), which must hold the image as raw (import the base with CDI; or --pvc \(d.name)=CLAIM)")
+            } else if let size = d.createSize {
                 dataVolumeTemplates.append(.map([
                     ("metadata", .map([("name", .string(generated))])),
                     ("spec", .map([
@@ -616,6 +621,54 @@ private struct Builder {
             domain.append(("clock", .map([
                 ("utc", .map([])), ("timer", .map([("rtc", .map([("tickPolicy", .string("catchup"))]))])),
             ])))
+        }
+    }
+
+    // MARK: cloud-init, readiness
+
+    /// `spec.cloudInit` → a `cloudInitNoCloud` volume on a virtio disk (inline texts inline, the keys merged
+    /// into inline user-data; a file or variable becomes a Secret reference, never its value);
+    /// `spec.readiness` → the VMI's `readinessProbe` (guest agent ping or TCP socket).
+    mutating func cloudInitAndReadiness() {
+        if let c = spec.cloudInit {
+            let name = "cloudinitdisk"
+            var source: [(String, Doc)] = []
+            switch c.inlineMergedUserData() {
+            case .success(let text)?: source.append(("userData", .string(text)))
+            case .failure(let error)?: drop("spec.cloudInit.sshAuthorizedKeys", "\(error)")
+            case nil:
+                let secret = "\(vm.name)-userdata"
+                source.append(("secretRef", .map([("name", .string(secret))])))
+                drop("spec.cloudInit.userData", "a file or variable is a secret: create Secret \(secret) with key userdata holding it (kubectl create secret generic \(secret) --from-file=userdata=FILE)")
+                if !c.sshAuthorizedKeys.isEmpty {
+                    drop("spec.cloudInit.sshAuthorizedKeys", "the keys cannot be merged into user-data kept in a Secret: put them in its ssh_authorized_keys")
+                }
+            }
+            switch c.networkConfig {
+            case .inline(let text)?: source.append(("networkData", .string(text)))
+            case .secret?:
+                let secret = "\(vm.name)-networkdata"
+                source.append(("networkDataSecretRef", .map([("name", .string(secret))])))
+                drop("spec.cloudInit.networkConfig", "a file or variable is a secret: create Secret \(secret) with key networkdata holding it")
+            case nil: break
+            }
+            if !c.metaData.isEmpty {
+                drop("spec.cloudInit.metaData", "KubeVirt's cloudInitNoCloud has no meta-data field (it writes instance-id itself)")
+            }
+            if c.instanceID != nil {
+                drop("spec.cloudInit.instanceID", "KubeVirt sets the instance-id itself (the VMI's uid)")
+            }
+            disks.append(.map([("name", .string(name)), ("disk", .map([("bus", .string("virtio"))]))]))
+            volumes.append(.map([("name", .string(name)), ("cloudInitNoCloud", .map(source))]))
+        }
+        switch spec.readiness {
+        case .guestAgent?:
+            instance.append(("readinessProbe", .map([("guestAgentPing", .map([])), ("initialDelaySeconds", .int(10)), ("periodSeconds", .int(10))])))
+        case .tcpPort(let port)?:
+            instance.append(("readinessProbe", .map([("tcpSocket", .map([("port", .int(port))])), ("initialDelaySeconds", .int(10)), ("periodSeconds", .int(10))])))
+        case .serialMatch?:
+            drop("spec.readiness.serialMatch", "KubeVirt's probes are HTTP, TCP, exec and guest agent ones; none reads the serial console")
+        case nil: break
         }
     }
 }

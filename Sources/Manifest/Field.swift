@@ -39,6 +39,9 @@ package final class Field: Sendable {
     /// For a `live` field whose class depends on the VM: when the change is live
     /// (`within cpu.maxCount, not below the boot count`); otherwise it needs a restart.
     package let liveWhen: String?
+    /// For a `restart` field: why a change needs a relaunch, when there is more to say than that
+    /// (the plan shows it; ``FieldTable/restartReason(at:)`` looks it up, parents included).
+    package let restartReason: String?
     /// A hash of `name`, so the decoder matches keys with one integer comparison.
     let keyHash: UInt64
     /// For an object: its fields, and the indices of the required ones and of the
@@ -73,9 +76,10 @@ package final class Field: Sendable {
     package init(
         _ name: String, _ type: FieldType, _ change: ChangeClass, _ doc: String,
         default defaultValue: DefaultValue? = nil, required: Bool = false, liveUpTo: String? = nil,
-        liveWhen: String? = nil
+        liveWhen: String? = nil, restartReason: String? = nil
     ) {
         self.liveWhen = liveWhen
+        self.restartReason = restartReason
         self.name = name
         self.type = type
         self.change = change

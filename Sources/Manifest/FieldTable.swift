@@ -69,6 +69,18 @@ package enum FieldTable {
     /// The change class of the field at `path`, or nil for an unknown path.
     package static func changeClass(at path: String) -> ChangeClass? { field(at: path)?.change }
 
+    /// Why a change of the field at `path` needs a relaunch: its own ``Field/restartReason`` or its
+    /// nearest parent's (`spec.cloudInit.userData.file` → `spec.cloudInit`), or nil when none says.
+    package static func restartReason(at path: String) -> String? {
+        var p = Substring(path)
+        while !p.isEmpty {
+            if let reason = field(at: String(p))?.restartReason { return reason }
+            guard let dot = p.lastIndex(of: ".") else { break }
+            p = p[..<dot]
+        }
+        return nil
+    }
+
     // MARK: - Shared pieces
 
     /// An enumeration field whose values are the raw values of a Swift enum, in declaration order.
@@ -128,6 +140,12 @@ package enum FieldTable {
         Field("serial", .object(serialFields, oneOf: []), .restart, "The serial console."),
         Field("guestAgent", .bool, .restart,
               "Add a virtio-serial port for the QEMU guest agent (org.qemu.guest_agent.0).", default: .bool(false)),
+        Field("cloudInit", .object(cloudInitFields, oneOf: []), .restart,
+              "A cloud-init NoCloud seed, built at each launch into the VM's runtime directory (0600) and attached "
+              + "read-only as a SCSI CD-ROM labelled cidata. meta-data has instance-id (instanceID, default iid-UUID: stable "
+              + "for the VM) and local-hostname (the VM name).", restartReason: cloudInitRestartReason),
+        Field("readiness", .object(readinessFields, oneOf: ["guestAgent", "tcpPort", "serialMatch"]), .metadata,
+              "How qemuctl tells that the guest is ready (`wait --for ready`, `apply --wait-ready`, get's READY): exactly one probe."),
         Field("spiceAgent", .bool, .restart,
               "Add the SPICE agent channel (clipboard, resolution); needs display.spice.", default: .bool(false)),
         Field("usbTablet", .bool, .live,
@@ -138,6 +156,43 @@ package enum FieldTable {
         Field("rng", .bool, .restart, "Add a virtio RNG fed from the host's /dev/urandom.", default: .bool(false)),
         Field("rtc", .object(rtcFields, oneOf: []), .restart, "The real-time clock."),
         Field("audio", .object(audioFields, oneOf: []), .restart, "An audio device and its host backend."),
+    ]
+
+    /// Why a cloud-init change needs a relaunch.
+    package static let cloudInitRestartReason = "cloud-init runs at first boot; a new instance-id re-runs it"
+
+    /// A text source of the seed: a file, an environment variable, or inline text.
+    static func cloudInitSource(_ name: String, _ doc: String) -> Field {
+        Field(name, .object([
+            Field("file", .string(.path), .restart,
+                  "A file whose content is used, read as secrets are (this user's, mode 0600 or 0400, at most 64 KiB); relative to the manifest."),
+            Field("env", .string(.envName), .restart, "An environment variable of the qemuctl process that holds the text."),
+            Field("inline", .string(.document), .restart, "The text itself (kept in the record like the rest of the manifest)."),
+        ], oneOf: ["file", "env", "inline"]), .restart,
+              doc + " {file: PATH}, {env: NAME} or {inline: TEXT}; a file or variable is a secret: its value never reaches argv, logs, plans or state.")
+    }
+
+    static let cloudInitFields: [Field] = [
+        cloudInitSource("userData", "user-data: #cloud-config, a script or any format cloud-init reads."),
+        Field("sshAuthorizedKeys", .array(Field("[]", .string(.text), .restart, "One public key line.")), .restart,
+              "Public keys for the default user, merged into user-data (ssh_authorized_keys; appended to the user's own "
+              + "#cloud-config keys). With user-data that is not #cloud-config, put the keys in the user-data instead."),
+        cloudInitSource("networkConfig", "network-config (version 1 or 2). Default: cloud-init's fallback, DHCP on the first NIC."),
+        Field("metaData", .map(key: .labelKey, value: .text), .restart,
+              "More meta-data keys (letters, digits, '-' and '_'; not instance-id or local-hostname)."),
+        Field("instanceID", .string(.word), .restart,
+              "The instance-id. Default: iid-UUID (the VM's uuid), stable across relaunches; set a new value to make "
+              + "cloud-init treat the next boot as a first boot and run its once-per-instance modules again."),
+    ]
+
+    static let readinessFields: [Field] = [
+        Field("guestAgent", .bool, .metadata,
+              "true: ready when the guest agent answers guest-ping; needs spec.guestAgent: true."),
+        Field("tcpPort", .integer(min: 1, max: 65535), .metadata,
+              "Ready when a server on this guest TCP port sends its first bytes (an ssh banner) through the VM's host "
+              + "forward; the port must be the guest port of a tcp hostfwd of a user network."),
+        Field("serialMatch", .string(.text), .metadata,
+              "Ready when a line of the serial log matches this regular expression (Swift Regex syntax); needs spec.serial.log: true."),
     ]
 
     static let machineFields: [Field] = [
@@ -234,12 +289,24 @@ package enum FieldTable {
         ]
     }()
 
+    /// The fields of an image reference (`create.from`, `file.backing`): a path and an explicit format.
+    static func imageFileFields(_ path: String, _ format: String, _ change: ChangeClass) -> [Field] {
+        [
+            Field("path", .string(.path), change, path, required: true),
+            Field("format", cases(VirtualMachineSpec.Disk.Format.self), change, format + " Always explicit.", required: true),
+        ]
+    }
+
     static let diskField = Field("[]", .object([
         Field("name", .string(.deviceName), .restart, "Drive name, unique among the VM's disks and CD-ROMs.", required: true),
         Field("file", .object([
             Field("path", .string(.path), .restart, "Image file or block device; relative to the manifest.", required: true),
             Field("format", cases(VirtualMachineSpec.Disk.Format.self), .restart,
                   "Image format, always explicit (no probing).", required: true),
+            Field("backing", .object(imageFileFields("Backing file named in the image's header; relative to the manifest.",
+                                                     "Format of the backing file.", .restart),
+                                     oneOf: []), .restart,
+                  "The backing file an existing qcow2 image names, declared; opened read-only. An image naming one that is not declared is refused."),
         ], oneOf: []), .restart, "A local image file or block device."),
         Field("nbd", .object([
             Field("unix", .string(.path), .restart, "Server's Unix socket."),
@@ -276,7 +343,14 @@ package enum FieldTable {
               "The disk's slot on the root PCI bus, like 0x06 (virtio and nvme disks); see networks[].pciAddress."),
         Field("create", .object([
             Field("size", .size(min: sizeMiB, max: 64 * sizeTiB), .metadata,
-                  "Virtual size of the new image.", required: true),
+                  "Virtual size of the new image; required without from, and with from at least the base's virtual size (default: the base's)."),
+            Field("from", .object(imageFileFields("Base image; relative to the manifest. Opened read-only, never written; may be shared by many VMs.",
+                                                  "Format of the base image.", .restart),
+                                  oneOf: []), .restart,
+                  "Make the new image from a base image instead of blank; an overlay's base is also its declared backing file (a restart to change)."),
+            Field("mode", cases(VirtualMachineSpec.Disk.CreateMode.self), .restart,
+                  "overlay: a qcow2 image backed by the base (copy-on-write); copy: an independent copy in the disk's format.",
+                  default: .string("overlay")),
         ], oneOf: []), .metadata,
               "Create the image when it does not exist (file backend). Never resized, never deleted."),
         Field("throttle", .object(throttleFields, oneOf: []), .live, "I/O limits, changed live."),

@@ -5,6 +5,9 @@
 package enum StringFormat: String, Sendable, Hashable, CaseIterable {
     /// Free text that may reach QEMU (a kernel command line): no control characters or newlines.
     case text
+    /// A document of lines (inline cloud-init user-data): UTF-8 text of at most 65536 bytes whose
+    /// only control characters are tab, line feed and carriage return. Never reaches QEMU's argv.
+    case document
     /// A host path: non-empty, at most 4095 bytes, no control characters or newlines.
     /// Relative paths are resolved against the manifest's directory.
     case path
@@ -56,6 +59,7 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
     package var pattern: String {
         switch self {
         case .text: #"^[^\u0000-\u001f\u007f]*$"#
+        case .document: #"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"#
         case .path: #"^[^\u0000-\u001f\u007f]{1,4095}$"#
         case .name: #"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"#
         case .deviceName: #"^[a-z]([-a-z0-9]{0,22}[a-z0-9])?$"#
@@ -84,6 +88,7 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
     package var summary: String {
         switch self {
         case .text: "text without control characters or newlines"
+        case .document: "text of lines, at most 65536 bytes, without control characters other than tab, line feed and carriage return"
         case .path: "a path of 1 to 4095 bytes without control characters or newlines"
         case .name: "a DNS label: 1 to 63 lower-case letters, digits and '-', starting and ending with a letter or digit"
         case .deviceName: "1 to 24 lower-case letters, digits and '-', starting with a letter and ending with a letter or digit"
@@ -118,6 +123,7 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
     func accepts(_ u: UnsafeBufferPointer<UInt8>) -> Bool {
         switch self {
         case .text: return !Self.hasControl(u)
+        case .document: return u.count <= 65536 && !u.contains(where: Self.isDocumentControl)
         case .path: return !u.isEmpty && u.count <= 4095 && !Self.hasControl(u)
         case .name: return Self.isDNSLabel(u)
         case .deviceName: return Self.isDeviceName(u)
@@ -180,6 +186,12 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
         b == UInt8(ascii: "_") || b == UInt8(ascii: ".") || b == UInt8(ascii: "-")
     }
 
+    /// A control character other than tab, line feed and carriage return.
+    @inline(__always)
+    static func isDocumentControl(_ b: UInt8) -> Bool {
+        (b < 0x20 && b != 0x09 && b != 0x0A && b != 0x0D) || b == 0x7F
+    }
+
     /// Whether any byte is a control character.
     static func hasControl(_ u: UnsafeBufferPointer<UInt8>) -> Bool {
         for b in u where b < 0x20 || b == 0x7F { return true }
@@ -235,6 +247,7 @@ package enum StringFormat: String, Sendable, Hashable, CaseIterable {
         let u = s.utf8
         switch self {
         case .text: return !Self.hasControl(s)
+        case .document: return u.count <= 65536 && !u.contains(where: Self.isDocumentControl)
         case .path: return !u.isEmpty && u.count <= 4095 && !Self.hasControl(s)
         case .name: return u.withContiguousStorageIfAvailable(Self.isDNSLabel) ?? Self.isDNSLabel(u)
         case .deviceName: return Self.isDeviceName(u)

@@ -59,6 +59,10 @@ package struct VirtualMachineSpec: Sendable, Hashable, Codable {
     package var serial = Serial()
     /// `guestAgent`.
     package var guestAgent = false
+    /// `cloudInit`; nil when the manifest has none (no seed is attached).
+    package var cloudInit: CloudInit?
+    /// `readiness`; nil when the manifest declares no readiness probe.
+    package var readiness: Readiness?
     /// `spiceAgent`.
     package var spiceAgent = false
     /// `usbTablet`.
@@ -281,6 +285,50 @@ extension VirtualMachineSpec {
     }
 }
 
+// MARK: - cloud-init, readiness
+
+extension VirtualMachineSpec {
+    /// `spec.cloudInit`: what goes into the VM's NoCloud seed.
+    package struct CloudInit: Sendable, Hashable, Codable {
+        /// A text of the seed: a secret reference (file or environment variable) or inline text.
+        package enum Source: Sendable, Hashable, Codable {
+            /// Read at launch with the secret reader; never stored or shown.
+            case secret(SecretReference)
+            /// The text as the manifest gives it.
+            case inline(String)
+        }
+        /// `userData`.
+        package var userData: Source?
+        /// `sshAuthorizedKeys`.
+        package var sshAuthorizedKeys: [String] = []
+        /// `networkConfig`.
+        package var networkConfig: Source?
+        /// `metaData` extras.
+        package var metaData: [String: String] = [:]
+        /// `instanceID`; nil means `iid-UUID`.
+        package var instanceID: String?
+        /// The name of the seed's CD-ROM (a drive name no disk or CD-ROM of the VM may use).
+        package static let driveName = "cidata"
+        /// The seed's file name in the VM's runtime directory.
+        package static let seedFileName = "cidata.iso"
+        /// Defaults.
+        package init() {}
+
+        /// The instance-id of a VM with `uuid`: ``instanceID`` or `iid-UUID`.
+        package func effectiveInstanceID(uuid: String) -> String { instanceID ?? "iid-\(uuid)" }
+    }
+
+    /// `spec.readiness`: the one probe that says the guest is ready.
+    package enum Readiness: Sendable, Hashable, Codable {
+        /// The guest agent answers `guest-ping`.
+        case guestAgent
+        /// A server on this guest TCP port answers through a host forward.
+        case tcpPort(Int)
+        /// A serial log line matches this regular expression.
+        case serialMatch(String)
+    }
+}
+
 // MARK: - Secrets
 
 /// A reference to a secret; the value itself never appears in a manifest or a spec.
@@ -424,6 +472,25 @@ extension VirtualMachineSpec {
                 self.initiator = initiator
             }
         }
+        /// An image file named by path and explicit format: `create.from` and `file.backing`.
+        package struct ImageFile: Sendable, Hashable, Codable {
+            /// `path` (absolute once loaded).
+            package var path: String
+            /// `format`.
+            package var format: Format
+            /// Creates the reference.
+            package init(path: String, format: Format) {
+                self.path = path
+                self.format = format
+            }
+        }
+        /// How `create.from` makes the new image.
+        package enum CreateMode: String, Sendable, Hashable, Codable, CaseIterable {
+            /// A qcow2 image whose backing file is the base (copy-on-write; the base is shared, never written).
+            case overlay
+            /// A full, independent copy of the base (`qemu-img convert`) in the disk's format.
+            case copy
+        }
         /// `disks[].throttle`; nil fields mean no limit. Rates in bytes or operations per second.
         package struct Throttle: Sendable, Hashable, Codable {
             /// `bps`.
@@ -475,10 +542,26 @@ extension VirtualMachineSpec {
         package var bootIndex: Int?
         /// `pciAddress` as a slot number (`0x06` → 6); nil lets qemuctl choose and keep one.
         package var pciSlot: Int?
-        /// `create.size` in bytes: create the image with this size when it is absent.
+        /// `create.size` in bytes: create the image with this size when it is absent (with ``createFrom``,
+        /// at least the base's virtual size; nil keeps the base's size).
         package var createSize: UInt64?
+        /// `create.from`: the base image a new image is made from (an overlay on it or a copy of it).
+        package var createFrom: ImageFile?
+        /// `create.mode`; nil means ``CreateMode/overlay``.
+        package var createMode: CreateMode?
+        /// `file.backing`: the backing file an existing image's header names, declared.
+        package var backing: ImageFile?
         /// `throttle`; nil when the manifest sets none.
         package var throttle: Throttle?
+
+        /// Whether the manifest says to create the image when it is absent (`create:`).
+        package var creates: Bool { createSize != nil || createFrom != nil }
+
+        /// The backing file the image is declared to have: `file.backing`, or the base of an overlay
+        /// made by `create.from` (mode overlay); nil when the image must have none.
+        package var declaredBacking: ImageFile? {
+            backing ?? ((createMode ?? .overlay) == .overlay ? createFrom : nil)
+        }
 
         /// Creates a disk with defaults.
         package init(name: String, backend: Backend) {

@@ -40,6 +40,12 @@ struct Mapper {
         c.boot = boot(spec.boot)
         c.disks = spec.disks.enumerated().map { disk($1, at: "spec.disks[\($0)]") }
         c.cdroms = spec.cdroms.map(cdrom)
+        if spec.cloudInit != nil {
+            // The NoCloud seed the applier writes before each launch; SCSI, because cloud kernels
+            // (Debian's linux-image-cloud) have virtio_scsi and sr_mod but no AHCI driver.
+            c.cdroms.append(CDROM(name: Spec.CloudInit.driveName, path: runtimeDirectory + "/" + Spec.CloudInit.seedFileName,
+                                  format: .raw, interface: .scsi))
+        }
         c.networks = spec.networks.enumerated().map { network($1, at: "spec.networks[\($0)]") }
         c.display = display(spec.display)
         c.serials = [serial(spec.serial)]
@@ -189,7 +195,9 @@ struct Mapper {
         let backend: DiskBackend
         switch d.backend {
         case .file(let path, let f):
-            backend = .file(FileDisk(path: path, format: format(f)))
+            // The declared chain: file.backing, or the base of an overlay made by create.from.
+            let backing = d.declaredBacking.map { BackingFile(path: $0.path, format: format($0.format)) }
+            backend = .file(FileDisk(path: path, format: format(f), backing: backing))
         case .nbd(let n):
             let server: NBDDisk.Server = switch n.server {
             case .unix(let path): .unix(path: path)

@@ -400,7 +400,7 @@ struct Diff {
         let operation: FieldChange.Operation = w?.value == nil ? .remove : h?.value == nil ? .add : .modify
         let verdict: LiveVerdict = switch declared {
         case .metadata: LiveVerdict(changeClass: .metadata, reason: "record only")
-        case .restart: .restart("needs a relaunch")
+        case .restart: .restart(FieldTable.restartReason(at: path) ?? "needs a relaunch")
         case .live: verdict(LiveChangeSite(path: path, operation: operation, desired: w, actual: h), &budget)
         }
         return FieldChange(

@@ -23,6 +23,8 @@ extension VirtualMachineSpec {
         }
         if let p = display.vnc?.passwordFrom { out.append(("spec.display.vnc.passwordFrom", p)) }
         if let p = display.spice?.passwordFrom { out.append(("spec.display.spice.passwordFrom", p)) }
+        if case .secret(let r)? = cloudInit?.userData { out.append(("spec.cloudInit.userData", r)) }
+        if case .secret(let r)? = cloudInit?.networkConfig { out.append(("spec.cloudInit.networkConfig", r)) }
         return out
     }
 }

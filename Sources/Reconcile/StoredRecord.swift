@@ -35,6 +35,8 @@ package struct StoredRecord: Sendable, Hashable, Codable {
     /// The QEMU process (pid, start time, executable) as it was when launched or adopted:
     /// what proves a monitor's peer and a signal's target (see ``StoredRecord/disproof(peer:layout:)``).
     package var process: ProcessIdentity? = nil
+    /// The cloud-init instance-id of the seed the VM was last launched with (`spec.cloudInit`), or `nil`.
+    package var cloudInitInstanceID: String? = nil
 
     /// Creates a record.
     package init(launch: LaunchRecord, restartPending: Bool = false, pid: Int32? = nil, accelerator: String? = nil,

@@ -52,6 +52,46 @@ struct NormalizationTests {
         #expect(s.display.vnc?.passwordFrom == .file("/repo/vms/secrets/vnc"))
     }
 
+    @Test func imageChainsResolveAgainstTheManifestDirectory() throws {
+        let yaml = manifest(spec: """
+              disks:
+                - name: o
+                  file: {path: images/o.qcow2, format: qcow2}
+                  create: {from: {path: ../bases/debian.qcow2, format: qcow2}, size: 20GiB}
+                - name: c
+                  file: {path: images/c.raw, format: raw}
+                  create: {from: {path: ../bases/debian.qcow2, format: qcow2}, mode: copy}
+                - name: e
+                  file: {path: images/e.qcow2, format: qcow2, backing: {path: base.raw, format: raw}}
+
+            """)
+        let set = ManifestLoader().load(bytes: Array(yaml.utf8), file: "vms/a.yaml", baseDirectory: "/repo/vms")
+        let d = try #require(try set.get().first).spec.disks
+        let base = VirtualMachineSpec.Disk.ImageFile(path: "/repo/bases/debian.qcow2", format: .qcow2)
+        #expect(d[0].createFrom == base && d[0].createMode == .overlay && d[0].createSize == 20 << 30)
+        #expect(d[0].creates && d[0].declaredBacking == base, "an overlay's base is its declared backing file")
+        #expect(d[1].createFrom == base && d[1].createMode == .copy && d[1].createSize == nil)
+        #expect(d[1].creates && d[1].declaredBacking == nil, "a copy has no backing file")
+        #expect(d[2].backing == .init(path: "/repo/vms/base.raw", format: .raw) && !d[2].creates)
+        #expect(d[2].declaredBacking == d[2].backing)
+    }
+
+    @Test func createNeedsASizeOrABaseAndBackingNeedsQcow2() throws {
+        let set = load(manifest(spec: """
+              disks:
+                - name: a
+                  file: {path: a.qcow2, format: qcow2}
+                  create: {mode: copy}
+                - name: b
+                  file: {path: b.raw, format: raw, backing: {path: base.raw, format: raw}}
+
+            """))
+        let text = lines(set).joined(separator: "\n")
+        #expect(text.contains("'spec.disks[0].create' needs 'size' (a blank image) or 'from' (a base image)"), "\(text)")
+        #expect(text.contains("'spec.disks[0].create.mode' needs 'create.from'"), "\(text)")
+        #expect(text.contains("'spec.disks[1].file.backing' needs 'file.format: qcow2' (not raw)"), "\(text)")
+    }
+
     @Test func macIsDerivedDeterministicallyFromVMAndNICNames() throws {
         let yaml = manifest(name: "web-1", spec: "  networks:\n    - {name: net0, user: {}}\n    - {name: net1, user: {}}\n")
         let a = try load(yaml).get()

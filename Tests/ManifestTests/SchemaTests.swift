@@ -60,7 +60,7 @@ struct SchemaTests {
         defer { _ = FileManager.default.changeCurrentDirectoryPath(cwd) }
         let set = ManifestLoader().load(paths: ["examples"])
         #expect(!set.hasErrors, "\(set.diagnostics.map(\.description))")
-        #expect(set.virtualMachines.count == 9)
+        #expect(set.virtualMachines.count == 10)
         let multi = ManifestLoader().load(paths: ["examples/multi.yaml"])
         #expect(try multi.get().map(\.name) == ["ci-runner-1", "ci-runner-2", "ci-cache"])
         let fleet = ManifestLoader().load(paths: ["examples/fleet"])
@@ -123,6 +123,6 @@ struct SchemaTests {
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
         #expect(p.terminationStatus == 0, "\(output)")
-        #expect(goodFiles.count == 9)
+        #expect(goodFiles.count == 10)
     }
 }

@@ -72,9 +72,10 @@ import Testing
         let unknown = try await w.qemuctl("wait", "nosuch", "--for", "running", "--timeout", "1")
         #expect(unknown.status == 8, "\(unknown.err)")
         #expect(unknown.err.contains("no VM named nosuch"))
-        let noProbe = try await w.qemuctl("wait", "x", "--for", "ready")
-        #expect(noProbe.status == 2)
-        #expect(noProbe.err.contains("--for ready needs --probe agent|tcp:PORT|serial:REGEX"), "\(noProbe.err)")
+        // Without --probe the probe is the VM's spec.readiness: an unknown VM is reported as such.
+        let noProbe = try await w.qemuctl("wait", "x", "--for", "ready", "--timeout", "1")
+        #expect(noProbe.status == 8, "\(noProbe.err)")
+        #expect(noProbe.err.contains("no VM named x"), "\(noProbe.err)")
         let badProbe = try await w.qemuctl("wait", "x", "--for", "ready", "--probe", "serial:(")
         #expect(badProbe.status == 2)
         #expect(badProbe.err.contains("is not a valid regular expression"), "\(badProbe.err)")

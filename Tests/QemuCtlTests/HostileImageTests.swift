@@ -39,10 +39,11 @@ import Testing
         return out
     }
 
-    /// A qcow2 whose backing file is a host file (a secret, /etc/shadow, a `json:` pseudo-file name): QEMU opens
-    /// the overlay alone (`"backing": null`), writable, with the qcow2 driver; no node reads the backing file.
+    /// A qcow2 whose backing file is a host file (a secret, /etc/shadow, a `json:` pseudo-file name) that the
+    /// configuration does not declare: refused before QEMU runs, naming the backing file and how to declare it;
+    /// nothing is opened, not even the overlay.
     @Test(arguments: ["secret", "/etc/shadow", "json"])
-    func qcow2BackingFileIsNeverOpened(_ target: String) async throws {
+    func undeclaredQcow2BackingFileIsRefused(_ target: String) async throws {
         let dir = try TempDir("himg")
         defer { dir.remove() }
         let secret = try Self.secretFile(in: dir)
@@ -50,37 +51,76 @@ import Testing
         let backing = target == "json" ? #"json:{"driver":"file","filename":"\#(secret)"}"# : hidden
         let image = dir.file("over.qcow2")
         try Self.qemuImg(["create", "-q", "-f", "qcow2", "-u", "-b", backing, "-F", "raw", image, "1M"])
-        let vm = try await Instance.start(TestVMs.bare("h1", disks: [Disk(name: "root", file: image, format: .qcow2)]),
-                                          options: StartOptions(socketDirectory: dir.file("s"), startPaused: true, timeout: .seconds(30)))
-        defer { Task { try? await vm.forceStop() } }
-        let nodes = try await Self.nodes(vm)
-        #expect(Set(nodes.keys) == ["file-root", "fmt-root"], "\(nodes)")
-        #expect(nodes["fmt-root"]?.drv == "qcow2")
-        #expect(nodes["fmt-root"]?.depth == 0)
-        #expect(nodes["fmt-root"]?.ro == false)
-        #expect(nodes["file-root"]?.file == image)
-        #expect(!nodes.values.contains { $0.file == hidden })
-        // QEMU itself holds no descriptor on the backing file.
-        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(vm.pid)/fd")) ?? []
-        let targets = fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(vm.pid)/fd/\($0)") }
-        #expect(targets.contains(image))
-        #expect(!targets.contains(hidden), "\(targets)")
+        let error = await #expect(throws: InstanceError.self) {
+            try await Instance.start(TestVMs.bare("h1", disks: [Disk(name: "root", file: image, format: .qcow2)]),
+                                     options: StartOptions(socketDirectory: dir.file("s"), startPaused: true, timeout: .seconds(30)))
+        }
+        #expect(error?.code == .invalidConfig)
+        let message = error?.message ?? ""
+        #expect(message.contains("disk root: the qcow2 image \(image) has the backing file \(backing) (raw), which the manifest does not declare"), "\(message)")
+        #expect(message.contains("file.backing: {path: \(backing), format: raw}"), "\(message)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("s/h1/qemu.pid")), "QEMU must not have been started")
     }
 
-    /// A qed image with a backing file: opened alone too.
-    @Test func qedBackingFileIsNeverOpened() async throws {
+    /// A qcow2 whose declared backing file differs from its header's (another path, or another format): refused,
+    /// naming both.
+    @Test func mismatchedBackingDeclarationIsRefused() async throws {
+        let dir = try TempDir("himg")
+        defer { dir.remove() }
+        let base = dir.file("base.raw"), other = dir.file("other.raw"), image = dir.file("over.qcow2")
+        try Self.qemuImg(["create", "-q", "-f", "raw", base, "1M"])
+        try Self.qemuImg(["create", "-q", "-f", "raw", other, "1M"])
+        try Self.qemuImg(["create", "-q", "-f", "qcow2", "-b", base, "-F", "raw", image])
+        for (declared, expected) in [(BackingFile(path: other, format: .raw), "has the backing file \(base), not the declared \(other)"),
+                                     (BackingFile(path: base, format: .qcow2), "declares its backing file \(base) as raw, not the manifest's qcow2")] {
+            let disk = Disk(name: "root", backend: .file(FileDisk(path: image, format: .qcow2, backing: declared)))
+            let error = await #expect(throws: InstanceError.self) {
+                try await Instance.start(TestVMs.bare("h8", disks: [disk]),
+                                         options: StartOptions(socketDirectory: dir.file("s"), startPaused: true, timeout: .seconds(30)))
+            }
+            #expect(error?.code == .invalidConfig)
+            #expect(error?.message.contains(expected) == true, "\(error?.message ?? "")")
+        }
+        // Declaring a backing file for an image that names none is refused too.
+        let plain = dir.file("plain.qcow2")
+        try Self.qemuImg(["create", "-q", "-f", "qcow2", plain, "1M"])
+        let disk = Disk(name: "root", backend: .file(FileDisk(path: plain, format: .qcow2, backing: BackingFile(path: base, format: .raw))))
+        let error = await #expect(throws: InstanceError.self) {
+            try await Instance.start(TestVMs.bare("h9", disks: [disk]),
+                                     options: StartOptions(socketDirectory: dir.file("s"), startPaused: true, timeout: .seconds(30)))
+        }
+        #expect(error?.message.contains("header names none") == true, "\(error?.message ?? "")")
+    }
+
+    /// A declared backing file that itself names a backing file (a chain deeper than the declaration) is refused.
+    @Test func backingFileWithABackingFileOfItsOwnIsRefused() async throws {
+        let dir = try TempDir("himg")
+        defer { dir.remove() }
+        let secret = try Self.secretFile(in: dir)
+        let middle = dir.file("middle.qcow2"), image = dir.file("over.qcow2")
+        try Self.qemuImg(["create", "-q", "-f", "qcow2", "-u", "-b", secret, "-F", "raw", middle, "1M"])
+        try Self.qemuImg(["create", "-q", "-f", "qcow2", "-u", "-b", middle, "-F", "qcow2", image, "1M"])
+        let disk = Disk(name: "root", backend: .file(FileDisk(path: image, format: .qcow2, backing: BackingFile(path: middle, format: .qcow2))))
+        let error = await #expect(throws: InstanceError.self) {
+            try await Instance.start(TestVMs.bare("h10", disks: [disk]),
+                                     options: StartOptions(socketDirectory: dir.file("s"), startPaused: true, timeout: .seconds(30)))
+        }
+        #expect(error?.message.contains("backing file of \(image): the qcow2 image \(middle) has a backing file of its own (\(secret))") == true,
+                "\(error?.message ?? "")")
+    }
+
+    /// A qed image with an undeclared backing file: refused too.
+    @Test func undeclaredQedBackingFileIsRefused() async throws {
         let dir = try TempDir("himg")
         defer { dir.remove() }
         let secret = try Self.secretFile(in: dir)
         let image = dir.file("over.qed")
         try Self.qemuImg(["create", "-q", "-f", "qed", "-u", "-b", secret, "-F", "raw", image, "1M"])
-        let vm = try await Instance.start(TestVMs.bare("h2", disks: [Disk(name: "root", file: image, format: .qed)]),
-                                          options: StartOptions(socketDirectory: dir.file("s"), startPaused: true, timeout: .seconds(30)))
-        defer { Task { try? await vm.forceStop() } }
-        let nodes = try await Self.nodes(vm)
-        #expect(Set(nodes.keys) == ["file-root", "fmt-root"], "\(nodes)")
-        #expect(nodes["fmt-root"]?.drv == "qed")
-        #expect(!nodes.values.contains { $0.file == secret })
+        let error = await #expect(throws: InstanceError.self) {
+            try await Instance.start(TestVMs.bare("h2", disks: [Disk(name: "root", file: image, format: .qed)]),
+                                     options: StartOptions(socketDirectory: dir.file("s"), startPaused: true, timeout: .seconds(30)))
+        }
+        #expect(error?.message.contains("the qed image \(image) has the backing file \(secret) (raw)") == true, "\(error?.message ?? "")")
     }
 
     /// A file holding a qcow2 header (with a backing file) declared raw: the guest sees the bytes, nothing is

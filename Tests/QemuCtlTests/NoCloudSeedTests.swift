@@ -145,4 +145,25 @@ func runCommand(_ path: String, _ arguments: [String]) throws -> (status: Int32,
         #expect(!argv.contains("AAAAC3"), "\(argv)")
         #expect(FileManager.default.fileExists(atPath: dir.file("s.iso")))
     }
+
+    @Test func aWriterThatDiedLeavesNothingThatBlocksTheNextSeed() throws {
+        let dir = try TempDir("seed")
+        defer { dir.remove() }
+        // A dead writer's work directory (a pid that does not run) is swept; a running one's is left.
+        var dead: Int32 = 4_000_000
+        while kill(dead, 0) == 0 || errno != ESRCH { dead -= 1 }
+        let stale = dir.file(".cidata.qemuctl.tmp.\(dead).00000000deadbeef")
+        let live = dir.file(".cidata.qemuctl.tmp.1.00000000cafef00d")  // pid 1 always runs
+        for d in [stale, live] {
+            try FileManager.default.createDirectory(atPath: d + "/content", withIntermediateDirectories: true)
+            try "#cloud-config\n".write(toFile: d + "/content/user-data", atomically: false, encoding: .utf8)
+        }
+        try NoCloudSeed(instanceID: "i", hostname: "h").writeISO(to: dir.file("cidata.iso"))
+        #expect(!FileManager.default.fileExists(atPath: stale))
+        #expect(FileManager.default.fileExists(atPath: live))
+        #expect(FileManager.default.fileExists(atPath: dir.file("cidata.iso")))
+        // The work directory of this writer is gone too: only the volume and the live one remain.
+        let left = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        #expect(left == [".cidata.qemuctl.tmp.1.00000000cafef00d", "cidata.iso"], "\(left)")
+    }
 }

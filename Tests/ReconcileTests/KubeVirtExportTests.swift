@@ -254,6 +254,40 @@ private let cases: [Case] = [
     Case(name: "arm64", spec: "  arch: arm64\n  machine: {type: virt}\n", expect: [
         ("spec.template.spec.architecture", "arm64"), ("spec.template.spec.domain.machine.type", "virt"),
     ], dropped: []),
+    Case(name: "cloud-init-inline-and-agent-readiness", spec: """
+          guestAgent: true
+          cloudInit:
+            sshAuthorizedKeys: ["ssh-ed25519 AAAAC3Nza me@host"]
+            networkConfig: {inline: "version: 2\\n"}
+          readiness: {guestAgent: true}
+        """ + "\n", expect: [
+        ("spec.template.spec.domain.devices.disks[0].name", "cloudinitdisk"),
+        ("spec.template.spec.domain.devices.disks[0].disk.bus", "virtio"),
+        ("spec.template.spec.volumes[0].name", "cloudinitdisk"),
+        ("spec.template.spec.volumes[0].cloudInitNoCloud.userData", "#cloud-config\nssh_authorized_keys:\n  - \"ssh-ed25519 AAAAC3Nza me@host\"\n"),
+        ("spec.template.spec.volumes[0].cloudInitNoCloud.networkData", "version: 2\n"),
+        ("spec.template.spec.readinessProbe.guestAgentPing", [String: Int]()),
+    ], dropped: []),
+    Case(name: "cloud-init-secrets-and-tcp-readiness", spec: """
+          networks:
+            - {name: net0, user: {hostfwd: ["tcp:127.0.0.1:2222-:22"]}}
+          cloudInit:
+            userData: {file: /secrets/user-data}
+            sshAuthorizedKeys: ["ssh-ed25519 AAAAC3Nza me@host"]
+            networkConfig: {env: NETWORK_CONFIG}
+            metaData: {zone: a}
+            instanceID: web-2
+          readiness: {tcpPort: 22}
+        """ + "\n", expect: [
+        ("spec.template.spec.volumes[0].cloudInitNoCloud.secretRef.name", "case-userdata"),
+        ("spec.template.spec.volumes[0].cloudInitNoCloud.networkDataSecretRef.name", "case-networkdata"),
+        ("spec.template.spec.volumes[0].cloudInitNoCloud.userData", nil),
+        ("spec.template.spec.readinessProbe.tcpSocket.port", 22),
+    ], dropped: ["spec.networks[0].user.hostfwd[0]", "spec.cloudInit.userData", "spec.cloudInit.sshAuthorizedKeys", "spec.cloudInit.networkConfig",
+                 "spec.cloudInit.metaData", "spec.cloudInit.instanceID"]),
+    Case(name: "serial-readiness", spec: "  serial: {log: true}\n  readiness: {serialMatch: \"login:\"}\n", expect: [
+        ("spec.template.spec.readinessProbe", nil),
+    ], dropped: ["spec.readiness.serialMatch"]),
     Case(name: "unsupported-arch-and-machine", spec: "  arch: riscv64\n  machine: {type: pc, accel: tcg}\n", expect: [
         ("spec.template.spec.architecture", nil), ("spec.template.spec.domain.machine", nil),
     ], dropped: ["spec.arch", "spec.machine.type", "spec.machine.accel"]),

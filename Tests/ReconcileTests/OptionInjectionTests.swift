@@ -54,6 +54,9 @@ private enum Reach {
     case token
     /// Started alone; QEMU's failure (message, executed script, connection) shows the literal value arrived.
     case alone
+    /// Read by qemuctl only (into the cloud-init seed, or a readiness probe): QEMU's command line is the same
+    /// whatever the value (checked against the benign value's).
+    case qemuctlOnly
 }
 
 /// One string field: where it is in a manifest, a value that is fine, and how it reaches QEMU.
@@ -113,6 +116,9 @@ private let fieldCases: [FieldCase] = {
         f("spec.disks[].name", "  disks:\n    - name: @V\n      file: {path: /d.raw, format: raw}", "root"),
         f("spec.disks[].file.path", disk + "      file: {path: @V, format: raw}", "disk/d.raw", .combined, prefix: "disk/"),
         f("spec.disks[].file.format", disk + "      file: {path: /d.raw, format: @V}", "qcow2"),
+        f("spec.disks[].file.backing.path", disk + "      file: {path: /d.qcow2, format: qcow2, backing: {path: @V, format: raw}}",
+          "bk/b.raw", .combined, prefix: "bk/"),
+        f("spec.disks[].file.backing.format", disk + "      file: {path: /d.qcow2, format: qcow2, backing: {path: /b.raw, format: @V}}", "raw"),
         f("spec.disks[].nbd.unix", disk + "      nbd: {unix: @V}", "nbd/s.sock", .combined, prefix: "nbd/"),
         f("spec.disks[].nbd.host", disk + "      nbd: {host: @V}", "nbd.example"),
         f("spec.disks[].nbd.export", disk + "      nbd: {unix: /n.sock, export: @V}", "data", .combined),
@@ -135,6 +141,10 @@ private let fieldCases: [FieldCase] = {
         f("spec.disks[].cache", disk + "      file: {path: /d.raw, format: raw}\n      cache: @V", "none"),
         f("spec.disks[].pciAddress", disk + "      file: {path: /d.raw, format: raw}\n      pciAddress: @V", "0x10"),
         f("spec.disks[].create.size", disk + "      file: {path: /d.raw, format: raw}\n      create: {size: @V}", "1GiB"),
+        f("spec.disks[].create.from.path", disk + "      file: {path: /d.qcow2, format: qcow2}\n      create: {from: {path: @V, format: raw}}",
+          "base/b.raw", .combined, prefix: "base/"),
+        f("spec.disks[].create.from.format", disk + "      file: {path: /d.qcow2, format: qcow2}\n      create: {from: {path: /b.raw, format: @V}}", "raw"),
+        f("spec.disks[].create.mode", disk + "      file: {path: /d.qcow2, format: qcow2}\n      create: {from: {path: /b.raw, format: raw}, mode: @V}", "copy"),
     ] + ["bps", "bpsRead", "bpsWrite", "bpsMax", "bpsReadMax", "bpsWriteMax", "iopsSize"].map { key in
         let base = key.hasSuffix("Max") ? "\(key.dropLast(3)): 1MiB, " : ""
         return f("spec.disks[].throttle.\(key)", disk + "      file: {path: /d.raw, format: raw}\n      throttle: {\(base)\(key): @V}", "2MiB")
@@ -183,6 +193,17 @@ private let fieldCases: [FieldCase] = {
         f("spec.rtc.base", "  rtc: {base: @V}", "localtime"),
         f("spec.rtc.clock", "  rtc: {clock: @V}", "vm"),
         f("spec.rtc.driftFix", "  rtc: {driftFix: @V}", "slew"),
+        f("spec.cloudInit.userData.file", "  cloudInit: {userData: {file: @V}}", "ud/u", .qemuctlOnly, prefix: "ud/"),
+        f("spec.cloudInit.userData.env", "  cloudInit: {userData: {env: @V}}", "USER_DATA", .qemuctlOnly),
+        f("spec.cloudInit.userData.inline", "  cloudInit: {userData: {inline: @V}}", "#cloud-config", .qemuctlOnly),
+        f("spec.cloudInit.sshAuthorizedKeys[]", "  cloudInit: {sshAuthorizedKeys: [@V]}", "ssh-ed25519 AAAA me", .qemuctlOnly),
+        f("spec.cloudInit.networkConfig.file", "  cloudInit: {networkConfig: {file: @V}}", "nc/n", .qemuctlOnly, prefix: "nc/"),
+        f("spec.cloudInit.networkConfig.env", "  cloudInit: {networkConfig: {env: @V}}", "NETWORK_CONFIG", .qemuctlOnly),
+        f("spec.cloudInit.networkConfig.inline", "  cloudInit: {networkConfig: {inline: @V}}", "version: 2", .qemuctlOnly),
+        f("spec.cloudInit.metaData{key}", "  cloudInit:\n    metaData:\n      @V: v", "zone", .qemuctlOnly),
+        f("spec.cloudInit.metaData{value}", "  cloudInit:\n    metaData:\n      zone: @V", "eu-1", .qemuctlOnly),
+        f("spec.cloudInit.instanceID", "  cloudInit: {instanceID: @V}", "web-2", .qemuctlOnly),
+        f("spec.readiness.serialMatch", "  serial: {log: true}\n  readiness: {serialMatch: @V}", "login:", .qemuctlOnly),
         f("spec.audio.backend", "  audio: {backend: @V}", "wav"),
         f("spec.audio.model", "  audio: {model: @V}", "ac97"),
     ]
@@ -442,7 +463,7 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
                     Issue.record("\(c.path) accepted the hostile value \(hv.label) (\(yamlQuoted(hv.value))): give it a check that reaches QEMU")
                 case .combined:
                     accepted[vi, default: [:]][c.path] = value
-                case .secretFile, .alone, .token:
+                case .secretFile, .alone, .token, .qemuctlOnly:
                     aloneCases.append((c, value, vi))
                 }
             }
@@ -479,6 +500,7 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
         "spec.disks[].nbd.export": "data", "spec.cdroms[].path": "cd/x.iso", "spec.networks[].stream.unix": "stream/s.sock",
         "spec.display.vnc.listen": "unix:@BASE/vnc/v.sock", "spec.display.vnc.passwordFrom.file": "vncpw/p",
         "spec.display.spice.passwordFrom.file": "spicepw/p", "spec.disks[].serial": "SN-1",
+        "spec.disks[].file.backing.path": "bk/b.raw", "spec.disks[].create.from.path": "base/b.raw",
     ]
 
     fileprivate static func startAndVerifyCombined(index vi: Int, fields: [String: String], base root: String, tally: Tally) async throws {
@@ -505,6 +527,11 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
                   serial: \(yamlQuoted(value("spec.disks[].serial")))
                 - name: n
                   nbd: {unix: \(yamlQuoted(value("spec.disks[].nbd.unix"))), export: \(yamlQuoted(value("spec.disks[].nbd.export")))}
+                - name: b
+                  file: {path: bov.qcow2, format: qcow2, backing: {path: \(yamlQuoted(value("spec.disks[].file.backing.path"))), format: raw}}
+                - name: o
+                  file: {path: oov.qcow2, format: qcow2}
+                  create: {from: {path: \(yamlQuoted(value("spec.disks[].create.from.path"))), format: raw}}
               cdroms:
                 - name: c
                   path: \(yamlQuoted(value("spec.cdroms[].path")))
@@ -525,6 +552,19 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
         try makeLink(abs("spec.boot.initrd"), to: Fixtures.guestInitrd)
         try makeFile(abs("spec.disks[].file.path"), bytes: 1 << 20)
         try makeFile(abs("spec.cdroms[].path"), bytes: 1 << 20)
+        // An overlay naming the literal backing path (made by qemu-img, the value one argument), and one made by
+        // qemuctl from the literal base path as `apply` would.
+        try makeFile(abs("spec.disks[].file.backing.path"), bytes: 1 << 20)
+        let made = Process()
+        made.executableURL = URL(fileURLWithPath: "/usr/bin/qemu-img")
+        made.arguments = ["create", "-q", "-f", "qcow2", "-u", "-b", abs("spec.disks[].file.backing.path"), "-F", "raw", base + "/bov.qcow2", "1M"]
+        try made.run()
+        made.waitUntilExit()
+        #expect(made.terminationStatus == 0, "\(label): qemu-img create")
+        try makeFile(abs("spec.disks[].create.from.path"), bytes: 1 << 20)
+        #expect(try await ImageCreation.createIfMissing(path: base + "/oov.qcow2", format: "qcow2", size: nil,
+                                                        from: .init(path: abs("spec.disks[].create.from.path"), format: .raw, mode: .overlay)),
+                "\(label)")
         try FileManager.default.createDirectory(atPath: (abs("spec.networks[].stream.unix") as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         let vncSocket = String(value("spec.display.vnc.listen").dropFirst(5))
         try FileManager.default.createDirectory(atPath: (vncSocket as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
@@ -581,6 +621,7 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
         var byName: [String: JSONValue] = [:]
         for n in nodes { byName[n["node-name"]?.stringValue ?? "?"] = n }
         #expect(Set(byName.keys) == ["file-d", "fmt-d", "file-n", "fmt-n", "file-c", "fmt-c",
+                                     "file-b", "fmt-b", "bfile-b", "bfmt-b", "file-o", "fmt-o", "bfile-o", "bfmt-o",
                                      "efi-code-file", "efi-code", "efi-vars-file", "efi-vars"], "\(label): \(byName.keys.sorted())")
         let expectations: [(node: String, drv: String, file: String?, ro: Bool)] = [
             ("file-d", "file", abs("spec.disks[].file.path"), false), ("fmt-d", "raw", abs("spec.disks[].file.path"), false),
@@ -588,6 +629,10 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
             ("efi-code-file", "file", abs("spec.firmware.code"), true), ("efi-code", "raw", abs("spec.firmware.code"), true),
             ("efi-vars-file", "file", abs("spec.firmware.vars"), false), ("efi-vars", "raw", abs("spec.firmware.vars"), false),
             ("file-n", "nbd", nil, false), ("fmt-n", "raw", nil, false),
+            ("file-b", "file", base + "/bov.qcow2", false), ("fmt-b", "qcow2", base + "/bov.qcow2", false),
+            ("bfile-b", "file", abs("spec.disks[].file.backing.path"), true), ("bfmt-b", "raw", abs("spec.disks[].file.backing.path"), true),
+            ("file-o", "file", base + "/oov.qcow2", false), ("fmt-o", "qcow2", base + "/oov.qcow2", false),
+            ("bfile-o", "file", abs("spec.disks[].create.from.path"), true), ("bfmt-o", "raw", abs("spec.disks[].create.from.path"), true),
         ]
         for e in expectations {
             let n = byName[e.node]
@@ -596,6 +641,9 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
             #expect(n?["backing_file_depth"]?.intValue == 0, "\(label) \(e.node)")
             if let file = e.file { #expect(n?["file"]?.stringValue == file, "\(label) \(e.node)") }
         }
+        // The overlays' backing files are the literal paths, below them.
+        #expect(byName["fmt-b"]?["backing_file"]?.stringValue == abs("spec.disks[].file.backing.path"), "\(label)")
+        #expect(byName["fmt-o"]?["backing_file"]?.stringValue == abs("spec.disks[].create.from.path"), "\(label)")
         // Block backends: only anonymous ones (a -drive would add a named one), attached to our devices.
         let blocks = try await qmp.queryBlock()
         #expect(blocks.allSatisfy { $0.device.isEmpty }, "\(label): \(blocks.map(\.device))")
@@ -611,7 +659,7 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
             guard p["type"]?.stringValue?.hasPrefix("child<") == true else { return nil }
             return p["name"]?.stringValue
         })
-        #expect(ids == ["disk-d", "disk-n", "cd-c", "net-s", "video0", "hotplug0", "hotplug1", "hotplug2", "hotplug3"],
+        #expect(ids == ["disk-d", "disk-n", "disk-b", "disk-o", "cd-c", "net-s", "video0", "hotplug0", "hotplug1", "hotplug2", "hotplug3"],
                 "\(label): \(ids.sorted())")
         // Character devices: the monitor and the console, nothing else.
         let chardevs = try await qmp.execute("query-chardev").arrayValue ?? []
@@ -678,6 +726,18 @@ private func qomString(_ qmp: QMPClient, _ path: String, _ property: String) asy
             let needle = c.path.hasSuffix(".env") ? value : path
             #expect(!cmd.arguments.contains { $0.contains(needle) }, "\(label): the secret's reference reached QEMU's argv")
             tally.add("secret-reference-never-in-argv")
+            return
+        }
+        if c.reach == .qemuctlOnly {
+            // qemuctl's own input (the seed's content, a probe): QEMU's argv is what the benign value gives.
+            let benignText = manifestText(c, c.prefix + c.benign, name: name, base: base).text
+            let benignSet = ManifestLoader().load(bytes: Array(benignText.utf8), file: "\(name).yaml", baseDirectory: base)
+            let benignVM = try #require(benignSet.virtualMachines.first, "\(label): \(benignSet.diagnostics.map(\.description))")
+            let benignCmd = try VMConfigMapping.config(for: benignVM, uuid: nil, socketDirectory: base + "/s").commandLine(
+                LaunchOptions(qmpSocketPath: layout.socketPath, runtimeDirectory: layout.runtimeDirectory, pidFile: layout.pidFile, daemonize: true))
+            #expect(cmd.arguments == benignCmd.arguments, "\(label): the value changed QEMU's command line")
+            #expect(cmd.secretFiles.isEmpty && cmd.postStartActions.isEmpty, "\(label)")
+            tally.add("qemuctl-only-argv-unchanged")
             return
         }
         if c.reach == .token {

@@ -87,6 +87,20 @@ extension PlanCase {
         PlanCase(
             "create.size is metadata", desired: [vm("web") { $0.disks[0].createSize = 10 * gib }],
             actual: [running(web)], [Expected("web", .update, ["spec.disks[root].create.size: null -> 10GiB (metadata)"])]),
+        PlanCase(
+            "create.from is a restart (an overlay's base is the backing file it is attached with)",
+            desired: [vm("web") { $0.disks[0].createFrom = .init(path: "/img/base.qcow2", format: .qcow2) }],
+            actual: [running(web)], [Expected("web", .restart, pending: true, [
+                "spec.disks[root].create.from.path: null -> \"/img/base.qcow2\" (restart)",
+                "spec.disks[root].create.from.format: null -> qcow2 (restart)",
+                "spec.disks[root].create.mode: null -> overlay (restart)",
+            ])]),
+        PlanCase(
+            "file.backing is a restart", desired: [vm("web") { $0.disks[0].backing = .init(path: "/img/base.raw", format: .raw) }],
+            actual: [running(web)], [Expected("web", .restart, pending: true, [
+                "spec.disks[root].file.backing.path: null -> \"/img/base.raw\" (restart)",
+                "spec.disks[root].file.backing.format: null -> raw (restart)",
+            ])]),
 
         // CPUs and memory within and beyond their maximums
         PlanCase(
@@ -338,6 +352,38 @@ struct PlannerTests {
         #expect(p["web"]?.desired?.spec == edited.spec)
     }
 
+    @Test func aCloudInitChangeIsARestartWithItsReasonAndReadinessIsRecordOnly() throws {
+        let launched = vm("web") { $0.cloudInit = .init(); $0.cloudInit!.sshAuthorizedKeys = ["ssh-ed25519 AAAA one"] }
+        let keys = vm("web") { $0.cloudInit = .init(); $0.cloudInit!.sshAuthorizedKeys = ["ssh-ed25519 AAAA two"] }
+        let p = plan(desired: [keys], actual: [running(launched)], options: PlanOptions(restart: .ifNeeded))
+        let change = try #require(p["web"]?.changes.first { $0.path == "spec.cloudInit.sshAuthorizedKeys" })
+        #expect(change.changeClass == .restart)
+        #expect(change.reason == "cloud-init runs at first boot; a new instance-id re-runs it")
+        #expect(p["web"]?.action == .restart)
+
+        // User-data from a file: compared by its marker, shown as (sensitive), a restart with the same reason.
+        let secret = vm("web") { $0.cloudInit = .init(); $0.cloudInit!.userData = .secret(.file("/s/user-data")) }
+        let edited = plan(desired: [secret], actual: [running(secret, secrets: ["spec.cloudInit.userData": SecretMarker("hmac-sha256:aa")])],
+                          options: PlanOptions(secretMarkers: ["web": ["spec.cloudInit.userData": SecretMarker("hmac-sha256:bb")]]))
+        let userData = try #require(edited["web"]?.changes.first { $0.path == "spec.cloudInit.userData" })
+        #expect(userData.sensitive && userData.changeClass == .restart)
+        #expect(userData.reason == "cloud-init runs at first boot; a new instance-id re-runs it")
+
+        // Inline user-data: compared by length and digest, never shown.
+        let inline = vm("web") { $0.cloudInit = .init(); $0.cloudInit!.userData = .inline("#cloud-config\nhostname: a\n") }
+        let inline2 = vm("web") { $0.cloudInit = .init(); $0.cloudInit!.userData = .inline("#cloud-config\nhostname: b\n") }
+        let text = try #require(plan(desired: [inline2], actual: [running(inline)], options: PlanOptions())["web"]?.changes.first)
+        #expect(text.path == "spec.cloudInit.userData" && text.changeClass == .restart)
+        #expect(!(text.new ?? "").contains("hostname") && (text.new ?? "").hasPrefix("inline, 26 bytes, sha256 "), "\(text)")
+
+        // Readiness is how qemuctl probes, not the VM: recorded only.
+        let ready = vm("web") { $0.readiness = .guestAgent; $0.guestAgent = true }
+        let probe = vm("web") { $0.readiness = .tcpPort(22); $0.guestAgent = true }
+        let r = plan(desired: [probe], actual: [running(ready)], options: PlanOptions())
+        #expect(r["web"]?.action == .update)
+        #expect(r["web"]?.changes.allSatisfy { $0.changeClass == .metadata } == true, "\(r["web"]?.changes ?? [])")
+    }
+
     @Test func createListsWhatTheManifestSets() {
         let p = plan(desired: [vm("web", labels: ["role": "web"])], actual: [], options: PlanOptions())
         #expect(p["web"]!.changes.map(Expected.line) == [
@@ -399,6 +445,10 @@ struct FlatteningTests {
         s.audio = .init()
         s.usb.devices = [.init(name: "tab", type: .tablet)]
         s.cpu.features = ["+avx2"]
+        s.disks[0].backing = .init(path: "/img/base.raw", format: .raw)
+        s.disks[0].createFrom = .init(path: "/img/base.raw", format: .raw)
+        s.cloudInit = .init()
+        s.readiness = .guestAgent
         return s
     }
 
@@ -453,8 +503,8 @@ struct FlatteningTests {
         for (path, field) in FieldTable.all where path.hasPrefix("spec.") {
             if case .object = field.type, !seen.contains(path) { continue }  // containers
             if path.hasSuffix(".name") && path.contains("[]") { continue }     // element keys
-            if path.hasSuffix(".file") || path.hasSuffix(".env") { continue }  // inside a secret reference
-            if path.hasPrefix("spec.cpu.features[]")
+            if path.hasSuffix(".file") || path.hasSuffix(".env") || path.hasSuffix(".inline") { continue }  // inside a secret reference or cloud-init source
+            if path.hasPrefix("spec.cpu.features[]") || path.hasPrefix("spec.cloudInit.sshAuthorizedKeys[]")
                 || path.contains("hostfwd[]") { continue }                      // items of scalar lists
             #expect(seen.contains(path), "\(path) is never compared")
         }

@@ -211,6 +211,7 @@ import Testing
             - {name: n, nbd: {host: h, export: e}}
             - {name: r, rbd: {pool: p, image: i}}
             - {name: i, iscsi: {portal: "h:3260", target: t}}
+            - {name: o, file: {path: /o.qcow2, format: qcow2}, create: {from: {path: /base.qcow2, format: qcow2}}}
           cdroms: [{name: cd}]
           networks:
             - {name: u, user: {}}

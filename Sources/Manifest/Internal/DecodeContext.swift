@@ -84,6 +84,26 @@ final class DecodeContext {
             "\(what) '\(path)' does not exist", hint: hostFiles == .warn ? "it must exist before 'apply'" : nil))
     }
 
+    /// Checks a base image (`create.from.path`) when host files are looked at: it must exist (a missing
+    /// one is reported like other missing host files: a warning for `validate`, as it may still be
+    /// fetched before `apply`), and be a regular file when `regular` (an overlay's backing file; always
+    /// an error).
+    func checkBaseImage(_ path: String, _ node: @autoclosure () -> YAMLNode, regular: Bool) {
+        guard hostFiles != .ignore else { return }
+        switch FileSystem.info(path) {
+        case .failure(let f):
+            diagnostics.append(ManifestDiagnostic(hostFiles == .warn ? .warning : .error, code: .hostFile, at: location(node()),
+                                                  "base image '\(path)' cannot be used: \(f.message)",
+                                                  hint: hostFiles == .warn ? "it must exist before 'apply'" : "create.from.path must name an existing image"))
+        case .success(let i) where regular && i.kind != .file:
+            diagnostics.append(ManifestDiagnostic(.error, code: .hostFile, at: location(node()),
+                                                  "base image '\(path)' is not a regular file",
+                                                  hint: "an overlay's base must be an image file; use 'create.mode: copy' to copy a device"))
+        case .success:
+            break
+        }
+    }
+
     func location(_ node: YAMLNode) -> SourceLocation {
         SourceLocation(file: file, line: Int(node.line), column: Int(node.column))
     }

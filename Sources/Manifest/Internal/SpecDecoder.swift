@@ -221,6 +221,8 @@ struct SpecDecoder {
         }
         if let s = r.object("serial") { spec.serial.log = s.bool("log") }
         spec.guestAgent = r.bool("guestAgent")
+        if let c = r.object("cloudInit") { spec.cloudInit = decodeCloudInit(c, spec: spec) }
+        if let p = r.object("readiness") { spec.readiness = decodeReadiness(p, spec: spec) }
         spec.spiceAgent = r.bool("spiceAgent")
         if spec.spiceAgent, spec.display.spice == nil {
             ctx.error(r.keyPosition("spiceAgent"), "'spec.spiceAgent' needs 'spec.display.spice'")
@@ -377,9 +379,54 @@ struct SpecDecoder {
         let cache: VirtualMachineSpec.Disk.Cache = d.enumeration("cache") ?? .writeback
         let discard = d.bool("discard")
         let bootIndex = d.int("bootIndex")
+        var backing: VirtualMachineSpec.Disk.ImageFile? = nil
+        if let f = fileReader, let b = f.object("backing") {
+            backing = imageFile(b)
+            if let format: VirtualMachineSpec.Disk.Format = f.enumeration("format"), format != .qcow2 {
+                ctx.error(f.keyPosition("backing"), "'\(path).file.backing' needs 'file.format: qcow2' (not \(format.rawValue))",
+                          hint: "qemuctl attaches backing chains of qcow2 images only")
+            }
+        }
         var createSize: UInt64? = nil
+        var createFrom: VirtualMachineSpec.Disk.ImageFile? = nil
+        var createMode: VirtualMachineSpec.Disk.CreateMode? = nil
         if let c = d.object("create") {
             createSize = c.size("size")
+            // The mode (default overlay) means something only with a base.
+            createMode = c.has("from") ? c.enumeration("mode") : nil
+            if let from = c.object("from") {
+                createFrom = imageFile(from)
+                if let base = createFrom, case .file(let p, _)? = backend, base.path == p {
+                    ctx.error(from.position("path"), "'\(path).create.from.path' is the disk's own image '\(p)'",
+                              hint: "the base must be another image, which the new one is made from")
+                }
+                if (createMode ?? .overlay) == .overlay, let f = fileReader,
+                   let format: VirtualMachineSpec.Disk.Format = f.enumeration("format"), format != .qcow2 {
+                    ctx.error(c.keyPosition("from"), "'\(path).create.from' with mode overlay makes a qcow2 image, but 'file.format' is \(format.rawValue)",
+                              hint: "set 'file.format: qcow2', or 'create.mode: copy' for an independent \(format.rawValue) copy")
+                }
+                if backing != nil, let f = fileReader {
+                    ctx.error(f.keyPosition("backing"), "'\(path).file.backing' cannot be given with 'create.from'",
+                              hint: (createMode ?? .overlay) == .overlay ? "an overlay's backing file is its base, create.from: remove file.backing"
+                                  : "a copy has no backing file: remove file.backing")
+                }
+                if let base = createFrom, ctx.hostFiles != .ignore {
+                    let overlay = (createMode ?? .overlay) == .overlay
+                    // A copy's base matters only while the image is still to be made; an overlay's is its backing file.
+                    var imageExists = false
+                    if case .file(let p, _)? = backend { imageExists = FileSystem.exists(p) }
+                    if overlay || !imageExists {
+                        ctx.checkBaseImage(base.path, from.position("path"), regular: overlay)
+                    }
+                }
+            } else {
+                if !c.has("size") {
+                    ctx.error(d.keyPosition("create"), "'\(path).create' needs 'size' (a blank image) or 'from' (a base image)")
+                }
+                if c.has("mode") {
+                    ctx.error(c.keyPosition("mode"), "'\(path).create.mode' needs 'create.from'")
+                }
+            }
             if d.has("nbd") || d.has("rbd") || d.has("iscsi") {
                 ctx.error(d.keyPosition("create"), "'\(path).create' works only with the 'file' backend")
             }
@@ -397,8 +444,11 @@ struct SpecDecoder {
         }
 
         guard let name, let backend else { return nil }
-        if case .file(let p, _) = backend, createSize == nil, let f = fileReader {
+        if case .file(let p, _) = backend, !d.has("create"), let f = fileReader {
             ctx.checkHostFile(p, f.position("path"), "disk image")
+        }
+        if let b = backing, let r = fileReader?.object("backing") {
+            ctx.checkHostFile(b.path, r.position("path"), "backing file")
         }
         var disk = VirtualMachineSpec.Disk(name: name, backend: backend)
         disk.interface = interface
@@ -409,8 +459,17 @@ struct SpecDecoder {
         disk.bootIndex = bootIndex
         disk.pciSlot = d.string("pciAddress").flatMap { Int($0.dropFirst(2), radix: 16) }
         disk.createSize = createSize
+        disk.createFrom = createFrom
+        disk.createMode = createMode
+        disk.backing = backing
         disk.throttle = throttle
         return disk
+    }
+
+    /// `create.from` or `file.backing`: a path and an explicit format.
+    private func imageFile(_ r: ObjectReader) -> VirtualMachineSpec.Disk.ImageFile? {
+        guard let p = r.string("path"), let format: VirtualMachineSpec.Disk.Format = r.enumeration("format") else { return nil }
+        return .init(path: p, format: format)
     }
 
     /// Totals and the per-direction limits they exclude.
@@ -515,6 +574,92 @@ struct SpecDecoder {
         nic.bootIndex = bootIndex
         nic.pciSlot = n.string("pciAddress").flatMap { Int($0.dropFirst(2), radix: 16) }
         return nic
+    }
+
+    // MARK: - cloud-init, readiness
+
+    /// The name of the seed's CD-ROM, which no disk or CD-ROM of a VM with `cloudInit` may use.
+    static var seedDriveName: String { VirtualMachineSpec.CloudInit.driveName }
+
+    private func decodeCloudInit(_ c: ObjectReader, spec: VirtualMachineSpec) -> VirtualMachineSpec.CloudInit {
+        var out = VirtualMachineSpec.CloudInit()
+        out.userData = cloudInitSource(c, "userData")
+        out.networkConfig = cloudInitSource(c, "networkConfig")
+        out.sshAuthorizedKeys = c.strings("sshAuthorizedKeys")
+        let keyNodes = c.array("sshAuthorizedKeys").items
+        for (i, key) in out.sshAuthorizedKeys.enumerated() where key.split(separator: " ").count < 2 {
+            ctx.error(i < keyNodes.count ? keyNodes[i] : c.position("sshAuthorizedKeys"),
+                      "'\(c.path).sshAuthorizedKeys[\(i)]' is not a public key line",
+                      hint: "write the content of a .pub file: TYPE BASE64 [COMMENT]")
+        }
+        out.metaData = c.map("metaData")
+        for key in out.metaData.keys.sorted() {
+            let plain = key.utf8.allSatisfy { StringFormat.isAlnum($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }
+            if !plain || key == "instance-id" || key == "local-hostname" {
+                ctx.error(c.position("metaData"), "'\(key)' cannot be a key of '\(c.path).metaData'",
+                          hint: key == "instance-id" ? "set '\(c.path).instanceID' instead"
+                              : key == "local-hostname" ? "local-hostname is the VM name" : "use letters, digits, '-' and '_'")
+            }
+        }
+        out.instanceID = c.string("instanceID")
+        for d in spec.disks where d.name == Self.seedDriveName {
+            ctx.error(c.node, "a VM with '\(c.path)' cannot have a disk named '\(Self.seedDriveName)'",
+                      hint: "the cloud-init seed's CD-ROM is named \(Self.seedDriveName): rename the disk")
+        }
+        for d in spec.cdroms where d.name == Self.seedDriveName {
+            ctx.error(c.node, "a VM with '\(c.path)' cannot have a CD-ROM named '\(Self.seedDriveName)'",
+                      hint: "the cloud-init seed's CD-ROM is named \(Self.seedDriveName): rename the CD-ROM")
+        }
+        return out
+    }
+
+    private func cloudInitSource(_ r: ObjectReader, _ name: String) -> VirtualMachineSpec.CloudInit.Source? {
+        guard let s = r.object(name) else { return nil }
+        if let text = s.string("inline") { return .inline(text) }
+        return secret(r, name).map { .secret($0) }
+    }
+
+    private func decodeReadiness(_ p: ObjectReader, spec: VirtualMachineSpec) -> VirtualMachineSpec.Readiness? {
+        if p.has("guestAgent") {
+            guard p.bool("guestAgent") else {
+                ctx.error(p.position("guestAgent"), "'\(p.path).guestAgent: false' names no probe",
+                          hint: "write 'guestAgent: true', or use tcpPort or serialMatch")
+                return nil
+            }
+            if !spec.guestAgent {
+                ctx.error(p.keyPosition("guestAgent"), "'\(p.path).guestAgent' needs 'spec.guestAgent: true'",
+                          hint: "add 'guestAgent: true' to spec (and qemu-guest-agent to the guest)")
+            }
+            return .guestAgent
+        }
+        if let port = p.int("tcpPort") {
+            var guestPorts: [Int] = []
+            for n in spec.networks {
+                guard case .user(let user) = n.backend else { continue }
+                for rule in user.hostfwd where !rule.hasPrefix("udp:") {
+                    if let colon = rule.lastIndex(of: ":"), let gp = Int(rule[rule.index(after: colon)...]) { guestPorts.append(gp) }
+                }
+            }
+            if !guestPorts.contains(port) {
+                ctx.error(p.position("tcpPort"), "'\(p.path).tcpPort: \(port)' is not the guest port of a tcp hostfwd",
+                          hint: "add 'hostfwd: [tcp:127.0.0.1:HOSTPORT-:\(port)]' to a user network"
+                              + (guestPorts.isEmpty ? "" : " (forwarded guest ports: \(guestPorts.map(String.init).joined(separator: ", ")))"))
+            }
+            return .tcpPort(port)
+        }
+        if let pattern = p.string("serialMatch") {
+            do { _ = try Regex(pattern) } catch {
+                ctx.error(p.position("serialMatch"), "'\(p.path).serialMatch' is not a valid regular expression: \(error)",
+                          hint: "Swift Regex syntax, like 'login:' or 'Cloud-init v\\. .* finished'")
+                return nil
+            }
+            if !spec.serial.log {
+                ctx.error(p.keyPosition("serialMatch"), "'\(p.path).serialMatch' needs 'spec.serial.log: true'",
+                          hint: "the probe reads the serial log")
+            }
+            return .serialMatch(pattern)
+        }
+        return nil
     }
 
     // MARK: - usb, secrets

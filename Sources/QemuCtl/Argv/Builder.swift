@@ -354,9 +354,23 @@ struct ArgvBuilder {
             let path = "disks[\(i)]"
             var proto = JSONObject()
             let format: DiskFormat
+            var backingNode: String? = nil
             switch d.backend {
             case .file(let f):
                 format = f.format
+                // A declared backing file: its own nodes first, read-only, format explicit, and it follows nothing
+                // further (HostFileCheck refuses a base that names a backing file of its own).
+                if let b = f.backing, let bfile = ids.backingProtocolNode, let bfmt = ids.backingFormatNode {
+                    var bproto = JSONObject(["driver": "file", "node-name": bfile, "filename": b.path, "read-only": true])
+                    bproto["cache"] = cacheJSON(d.cache)
+                    opt("-blockdev", bproto.rendered)
+                    var bformat = JSONObject(["driver": b.format.rawValue, "node-name": bfmt, "file": bfile])
+                    if b.format.hasBackingFiles { bformat["backing"] = ArgJSON.null }
+                    bformat["read-only"] = true
+                    bformat["cache"] = cacheJSON(d.cache)
+                    opt("-blockdev", bformat.rendered)
+                    backingNode = bfmt
+                }
                 proto = JSONObject(["driver": "file", "node-name": ids.protocolNode, "filename": f.path])
                 if f.autoReadOnly { proto["auto-read-only"] = true }
             case .nbd(let n):
@@ -397,7 +411,7 @@ struct ArgvBuilder {
 
             var fmt = JSONObject(["driver": format.rawValue, "node-name": ids.formatNode, "file": ids.protocolNode])
             // A backing file named in the image header is never opened: only what the configuration declares is.
-            if format.hasBackingFiles { fmt["backing"] = ArgJSON.null }
+            if let backingNode { fmt["backing"] = backingNode } else if format.hasBackingFiles { fmt["backing"] = ArgJSON.null }
             if d.readOnly { fmt["read-only"] = true }
             fmt["cache"] = cacheJSON(d.cache)
             if d.discard { fmt["discard"] = "unmap" }

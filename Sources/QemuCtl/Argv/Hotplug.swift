@@ -68,7 +68,7 @@ extension VMConfig {
         let options = try hotplugOptions()
         var steps: [QMPStep] = []
         var cleanup: [QMPStep] = []
-        for node in [ids.protocolNode, ids.formatNode, ids.throttleNode].compactMap({ $0 }) {
+        for node in [ids.backingProtocolNode, ids.backingFormatNode, ids.protocolNode, ids.formatNode, ids.throttleNode].compactMap({ $0 }) {
             guard let json = options.first(where: { $0.option == "-blockdev" && $0.value["node-name"]?.stringValue == node }) else { continue }
             steps.append(QMPStep("blockdev-add", json.value))
             cleanup.insert(QMPStep("blockdev-del", ["node-name": .string(node)]), at: 0)

@@ -10,14 +10,31 @@ enum SeedFiles {
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
-    /// A fresh 0700 directory with an unpredictable name inside `parent`.
+    /// A fresh 0700 directory with an unpredictable name inside `parent`: `.cidata.qemuctl.tmp.PID.HEX16`
+    /// (``Posix/temporaryName(for:)``), a name the runtime directory's checks let pass, so a writer that
+    /// died halfway never blocks the VM's next launch; ``removeStale(in:)`` sweeps it then.
     static func makePrivateDirectory(in parent: String) throws(CloudInitError) -> String {
-        var template = Array((parent + "/.cidata.XXXXXX").utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) != nil }
-        guard made else {
+        removeStale(in: parent)
+        let path = parent + "/" + Posix.temporaryName(for: "cidata")
+        guard mkdir(path, 0o700) == 0 else {
             throw CloudInitError(message: "cannot create a private directory in \(parent) for the cloud-init seed: \(Posix.errorText(errno))")
         }
-        return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return path
+    }
+
+    /// Removes the work directories of seed writers that died (their pid no longer runs) from `parent`.
+    static func removeStale(in parent: String) {
+        guard let d = opendir(parent) else { return }
+        var stale: [String] = []
+        while let entry = readdir(d) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.hasPrefix(".cidata."), let pid = Posix.temporaryNamePID(name), pid != getpid(), !Posix.processExists(pid) else { continue }
+            var st = stat()
+            guard lstat(parent + "/" + name, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_uid == geteuid() else { continue }
+            stale.append(parent + "/" + name)
+        }
+        closedir(d)
+        stale.forEach(removeTree)
     }
 
     static func makeDirectory(_ path: String) throws(CloudInitError) {

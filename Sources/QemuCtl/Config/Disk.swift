@@ -140,11 +140,27 @@ public struct FileDisk: Sendable, Codable, Equatable {
     public var format: DiskFormat
     /// Opens read-only when the file is not writable instead of failing (`auto-read-only`).
     public var autoReadOnly: Bool
+    /// The backing file the image's header names, declared: attached read-only below the image with its format
+    /// explicit. `nil` means the image must name none (one that does is refused, see ``HostFileCheck``).
+    public var backing: BackingFile?
 
     /// Creates a file back end.
-    public init(path: String, format: DiskFormat, autoReadOnly: Bool = false) {
-        self.path = path; self.format = format; self.autoReadOnly = autoReadOnly
+    public init(path: String, format: DiskFormat, autoReadOnly: Bool = false, backing: BackingFile? = nil) {
+        self.path = path; self.format = format; self.autoReadOnly = autoReadOnly; self.backing = backing
     }
+}
+
+/// The declared backing file of a qcow2 image: a self-contained image (it names no backing file of its own), opened
+/// read-only and never written; many images may share it.
+public struct BackingFile: Sendable, Codable, Equatable {
+    /// The backing image (absolute path), as the overlay's header names it once resolved against the overlay's
+    /// directory.
+    public var path: String
+    /// Its format; explicit, never probed.
+    public var format: DiskFormat
+
+    /// Creates a backing file declaration.
+    public init(path: String, format: DiskFormat) { self.path = path; self.format = format }
 }
 
 /// An NBD export.
@@ -355,12 +371,19 @@ public struct DiskIDs: Sendable, Equatable {
     public var throttleGroup: String?
     /// The node the device is attached to: the throttle node when there is one, else the format node.
     public var topNode: String { throttleNode ?? formatNode }
+    /// The protocol node of the declared backing file, `bfile-NAME`, when the image has one.
+    public var backingProtocolNode: String?
+    /// The read-only format node of the declared backing file, `bfmt-NAME`: the format node's `backing`.
+    public var backingFormatNode: String?
 
     /// The ids of a disk.
     public init(disk: Disk) {
         device = DeviceID.disk(disk.name).rawValue; protocolNode = "file-\(disk.name)"; formatNode = "fmt-\(disk.name)"
         throttleNode = disk.throttle == nil ? nil : "thr-\(disk.name)"
         throttleGroup = disk.throttle == nil ? nil : Self.throttleGroup(disk: disk.name)
+        if case .file(let f) = disk.backend, f.backing != nil {
+            backingProtocolNode = "bfile-\(disk.name)"; backingFormatNode = "bfmt-\(disk.name)"
+        }
     }
 
     /// The id of the `throttle-group` object of disk `name` (`tg-NAME`), whether or not it has one.

@@ -348,6 +348,11 @@ struct Validator {
         switch d.backend {
         case .file(let f):
             absolutePath("\(p).file.path", f.path)
+            if let b = f.backing {
+                absolutePath("\(p).file.backing.path", b.path)
+                if f.format != .qcow2 { add("\(p).file.backing", "a declared backing file needs a qcow2 image, not \(f.format.rawValue)") }
+                if b.path == f.path { add("\(p).file.backing.path", "the image cannot be its own backing file") }
+            }
         case .nbd(let n):
             switch n.server {
             case .unix(let path): absolutePath("\(p).nbd.server.unix.path", path)

@@ -305,6 +305,16 @@ extension GuestAgent {
         return result
     }
 
+    /// The size in bytes of one of the guest's memory blocks (the same for all of them).
+    ///
+    /// The corresponding agent command is `guest-get-memory-block-info`.
+    /// - Throws: ``GuestAgentError``.
+    public func memoryBlockSize(timeout: Duration = defaultTimeout) async throws(GuestAgentError) -> UInt64 {
+        let value = try await execute("guest-get-memory-block-info", timeout: timeout)
+        guard let size = value["size"]?.intValue, size > 0 else { throw Self.unexpected("guest-get-memory-block-info", value) }
+        return UInt64(size)
+    }
+
     /// Brings memory blocks online or offline; returns the guest's answer for each.
     ///
     /// The corresponding agent command is `guest-set-memory-blocks`.

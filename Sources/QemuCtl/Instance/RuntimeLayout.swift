@@ -130,7 +130,7 @@ public struct RuntimeLayout: Sendable, Hashable {
     /// user's, a hard link or of the wrong kind (`*.sock` sockets, the rest regular files); nor
     /// may `NAME.sock`. Since only this user can write either directory, nothing checked here can
     /// be swapped before QEMU opens it.
-    func prepare() throws(InstanceError) {
+    package func prepare() throws(InstanceError) {
         if let p = problem() { throw InstanceError(code: .invalidConfig, message: p) }
         func fail(_ m: String) -> InstanceError { InstanceError(code: .runtimeDirectory, message: m) }
         switch Posix.checkTrustedDirectory(socketDirectory) {

@@ -23,8 +23,12 @@ public struct MonitorFacts: Sendable {
         public var file: String?
         /// The format driver (`drv`: raw, qcow2, …).
         public var format: String?
-        /// The backing file the image names, if any.
+        /// The backing file the image names, if any (resolved against the image's directory when QEMU says so).
         public var backingFile: String?
+        /// The backing file's format: the driver QEMU opened it with, else the one the image's header records.
+        public var backingFormat: String?
+        /// Whether the backing file names a backing file of its own (a chain deeper than one).
+        public var backingHasBacking: Bool
         /// Opened read-only.
         public var readOnly: Bool
         /// `cache.direct`.
@@ -91,7 +95,10 @@ extension Instance {
                     for key in throttleKeys { if let v = i[key]?.intValue, v > 0 { throttle[key] = v } }
                     return MonitorFacts.Inserted(
                         nodeName: i["node-name"]?.stringValue, file: i["file"]?.stringValue, format: i["drv"]?.stringValue,
-                        backingFile: i["image"]?["backing-filename"]?.stringValue, readOnly: i["ro"]?.boolValue == true,
+                        backingFile: (i["image"]?["full-backing-filename"] ?? i["image"]?["backing-filename"])?.stringValue,
+                        backingFormat: (i["image"]?["backing-image"]?["format"] ?? i["image"]?["backing-filename-format"])?.stringValue,
+                        backingHasBacking: i["image"]?["backing-image"]?["backing-filename"] != nil,
+                        readOnly: i["ro"]?.boolValue == true,
                         cacheDirect: i["cache"]?["direct"]?.boolValue ?? false, cacheNoFlush: i["cache"]?["no-flush"]?.boolValue ?? false,
                         discardUnmap: i["discard"]?.stringValue == "unmap", throttle: throttle)
                 })

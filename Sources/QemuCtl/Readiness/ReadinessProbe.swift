@@ -11,8 +11,9 @@
 /// - ``serialMatch(_:)``: a line of the VM's serial log matches a regular expression (Swift `Regex`
 ///   syntax), e.g. `login:` or a marker printed by cloud-init's `final_message`.
 ///
-/// The manifest field `spec.readiness` will name one of these; `qemuctl wait --for ready` takes it
-/// from `--probe` until then.
+/// The manifest field `spec.readiness` names one of these (`guestAgent: true`, `tcpPort: N`,
+/// `serialMatch: REGEX`); `qemuctl wait --for ready`, `apply --wait-ready` and `get` use it, and
+/// `wait --probe` overrides it.
 public enum ReadinessProbe: Sendable, Hashable, CustomStringConvertible {
     /// The guest agent answers `guest-ping`.
     case guestAgent

@@ -30,7 +30,12 @@ extension QemuCtlCommand {
 
                 Exit status: 0 everything applied (or nothing to do), 1 some change failed, \
                 2 nothing was tried (invalid manifests, stale plan, lock busy), 3 applied, but a \
-                restart is pending.
+                restart is pending, 4 applied, but --wait-ready timed out (as `qemuctl wait` does).
+
+                --wait-ready: once the changes are made, waits until every VM this apply launched, \
+                restarted or updated that declares spec.readiness (and should run) passes its probe, \
+                all within --ready-timeout, and prints each VM's time to ready. A probe that cannot \
+                work (QEMU gone, no agent channel) exits 1.
 
                 EXAMPLES:
                   # make the VMs match every manifest under vms/
@@ -38,6 +43,7 @@ extension QemuCtlCommand {
                   # show the plan, change nothing
                   qemuctl apply -f vms/ --dry-run
                   qemuctl apply -f vms/ --prune --restart=if-needed
+                  qemuctl apply -f vms/ --wait-ready --ready-timeout 2m
                   # prune only VMs labelled team=web
                   qemuctl apply -f vms/ --prune -l team=web
                   qemuctl plan -f vms/ --out plan.json && qemuctl apply plan.json
@@ -79,12 +85,26 @@ extension QemuCtlCommand {
         @Option(name: .shortAndLong, help: "text, json or yaml: with json or yaml, the plan and each VM's result as one object (ApplyReport), and no text.")
         var output: TextOutputFormat = .text
 
+        @Flag(help: "After applying, wait until the VMs launched, restarted or updated pass their spec.readiness probe.")
+        var waitReady = false
+
+        @Option(help: ArgumentHelp(
+            "How long --wait-ready waits for all the VMs: seconds, or a number with ms, s, m or h (default 5m).",
+            discussion: "Not --timeout: that is the QMP monitor deadline on every verb; one option name, one meaning."))
+        var readyTimeout: String = "5m"
+
         func validate() throws {
             if file.isEmpty == (planFile == nil) {
                 throw ValidationError("give manifests with -f PATH, or one saved plan file, not both")
             }
             if parallel < 1 { throw ValidationError("--parallel must be at least 1") }
             if scope.selector != nil && !prune { throw ValidationError("-l selects what --prune deletes: give --prune too") }
+            if waitReady && output.isStructured {
+                throw ValidationError("--wait-ready reports as text: use it without -o \(output.rawValue), or run `qemuctl wait` after")
+            }
+            if QemuCtlCommand.Wait.duration(readyTimeout) == nil {
+                throw ValidationError("--ready-timeout '\(readyTimeout)' is not a duration (seconds, or a number with ms, s, m or h)")
+            }
         }
 
         func run() async throws {
@@ -219,7 +239,15 @@ extension QemuCtlCommand {
                               hint: "run the same apply again to carry out the rest")
                 return Interruption.status
             }
-            return status
+            var ready = ReadyWait.Outcome.ready
+            if waitReady && !Interruption.requested {
+                ready = await ReadyWait.run(results, store: store, timeout: QemuCtlCommand.Wait.duration(readyTimeout)!,
+                                            timeoutText: readyTimeout)
+            }
+            if count(.failed) > 0 || count(.skipped) > 0 || ready == .notApplicable { return 1 }
+            if ready == .timedOut { return QemuCtlCommand.Wait.Exit.timedOut }
+            if count(.restartPending) > 0 { return 3 }
+            return 0
         }
 
         /// Whether `path` holds manifests rather than a saved plan: a directory, a `.yaml`/`.yml`

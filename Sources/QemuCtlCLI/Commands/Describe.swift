@@ -79,6 +79,7 @@ extension QemuCtlCommand {
                 }
                 for d in stored.launch.spec.disks {
                     if case .file(let path, let format) = d.backend { add("disks[\(d.name)].file", "\(path) (\(format.rawValue))", "record") }
+                    if let b = d.declaredBacking { add("disks[\(d.name)].backing", "\(b.path) (\(b.format.rawValue), read-only)", "record") }
                 }
                 for n in stored.launch.spec.networks { add("networks[\(n.name)].link", n.link.rawValue, "record") }
                 for (path, _) in stored.launch.secrets.sorted(by: { $0.key < $1.key }) { add(path, "(sensitive)", "record") }

@@ -25,6 +25,8 @@ struct VMSummary: Codable {
     var detail: String?
     /// Relaunches by `qemuctl controller` after QEMU exited (its restart policy), from the record.
     var restarts: Int = 0
+    /// Whether the VM passes its `spec.readiness` probe (``GetReadiness``); nil when it declares none.
+    var ready: Bool? = nil
 }
 
 extension VMSummary {
@@ -45,7 +47,7 @@ extension VMSummary {
 
     /// The keys, in the order the YAML shows them (JSON sorts them).
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, state, accelerator, cpus, memory, uptimeSeconds, restarts, restartPending, detail
+        case name, state, ready, accelerator, cpus, memory, uptimeSeconds, restarts, restartPending, detail
     }
 
     /// Encodes every key, nulls included (synthesized coding would leave out nil values).
@@ -72,6 +74,7 @@ extension VMSummary {
         return switch key {
         case .name: .string(name)
         case .state: .string(state)
+        case .ready: ready.map(Value.bool) ?? .null
         case .accelerator: text(accelerator)
         case .cpus: cpus.map(Value.int) ?? .null
         case .memory: text(memory)
@@ -124,7 +127,7 @@ extension VMSummary {
     }
 
     var row: [String] {
-        [name, state, accelerator ?? "-", cpus.map(String.init) ?? "-", memory ?? "-",
+        [name, state, ready.map { $0 ? "yes" : "no" } ?? "-", accelerator ?? "-", cpus.map(String.init) ?? "-", memory ?? "-",
          uptimeSeconds.map(Self.duration) ?? "-", "\(restarts)", restartPending ? "yes" : "-"]
     }
 
@@ -159,8 +162,10 @@ extension QemuCtlCommand {
     /// `qemuctl get`: the managed VMs at a glance.
     struct Get: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List managed VMs: state (from QMP), accelerator, CPUs, memory, uptime, pending restart.",
-            discussion: """
+            abstract: "List managed VMs: state (from QMP), readiness, accelerator, CPUs, memory, uptime, pending restart.",
+            discussion: GetReadiness.help + """
+
+
                 EXAMPLES:
                   qemuctl get
                   qemuctl get web-1 -o yaml
@@ -195,9 +200,11 @@ extension QemuCtlCommand {
                 vms = vms.filter { names.contains($0.name) }
                 if !missing.isEmpty && vms.isEmpty { throw ExitCode(1) }
             }
-            let records = vms.map { try? store.loadRecord(StoredRecord.self, name: $0.name) }
-            let rows = zip(vms, records).filter { _, record in selector?.matches(record?.launch.labels ?? [:]) ?? true }
-                .map { VMSummary($0, record: $1) }
+            if let selector {
+                vms = vms.filter { selector.matches((try? store.loadRecord(StoredRecord.self, name: $0.name))?.launch.labels ?? [:]) }
+            }
+            var rows = vms.map { VMSummary($0, record: try? store.loadRecord(StoredRecord.self, name: $0.name)) }
+            await GetReadiness.fill(&rows, vms, store: store)
             switch output {
             case .json:
                 try Terminal.json(rows)
@@ -208,7 +215,7 @@ extension QemuCtlCommand {
                 if rows.isEmpty {
                     print("No VMs in \(store.directory).")
                 } else {
-                    print(Terminal.table(["NAME", "STATE", "ACCEL", "CPUS", "MEMORY", "UPTIME", "RESTARTS", "RESTART-PENDING"], rows.map(\.row)), terminator: "")
+                    print(Terminal.table(["NAME", "STATE", "READY", "ACCEL", "CPUS", "MEMORY", "UPTIME", "RESTARTS", "RESTART-PENDING"], rows.map(\.row)), terminator: "")
                 }
             }
         }

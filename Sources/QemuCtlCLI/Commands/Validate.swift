@@ -48,12 +48,24 @@ extension QemuCtlCommand {
                 printError("hint: a manifest file, a directory (searched for *.yaml and *.yml), or - for standard input")
                 throw ExitCode(2)
             }
-            var set = ManifestLoader(hostFiles: .warn).load(paths: file)
+            var loader = ManifestLoader(hostFiles: .warn)
+            loader.keepsSourceText = true
+            var set = loader.load(paths: file)
             // The process ends right after this command: the set (every VM of a big fleet) is left to
             // exit rather than freed object by object.
             defer { _ = Unmanaged.passRetained(KeptUntilExit(set)) }
             // EFI firmware that only the host's firmware descriptors can tell about (Mapping+Firmware.swift).
             set.diagnostics += set.virtualMachines.flatMap(VMConfigMapping.firmwareWarnings)
+            // Existing images as the launch would refuse them (backing files), at the field that declares them.
+            var maps: [String: ManifestSourceMap]? = nil
+            var imageErrors: [ManifestDiagnostic] = []
+            for vm in set.virtualMachines where vm.spec.disks.contains(where: { if case .file = $0.backend { true } else { false } }) {
+                imageErrors += VMConfigMapping.imageErrors(vm) { [set] field in
+                    if maps == nil { maps = ManifestSourceMap.byVirtualMachine(in: set) }
+                    return maps?[vm.name]?.nearest(field) ?? vm.source
+                }
+            }
+            set.diagnostics += imageErrors
             // An image two VMs write, and a QEMU that is not installed (a warning here, as missing host files are).
             set.diagnostics += HostChecks.diagnostics(set.virtualMachines, missingQEMU: .warning)
             Verbosity.set(verbose)

@@ -11,21 +11,24 @@ extension QemuCtlCommand {
             discussion: """
                 Conditions: running and paused are QEMU's run state (QMP query-status); stopped means \
                 no QEMU runs for the VM; agent means the guest agent answers guest-ping (the VM needs \
-                guestAgent: true and qemu-guest-agent in the guest); ready means the readiness probe \
-                passes. Until the manifest field spec.readiness exists, ready takes the probe from \
-                --probe: agent, tcp:PORT (a guest TCP port reached through the VM's user-network \
-                hostfwd answers: the connection is accepted and not closed at once) or serial:REGEX \
-                (a line of the VM's serial log matches; Swift Regex syntax). A VM that does not run \
+                guestAgent: true and qemu-guest-agent in the guest); ready means the VM's readiness probe \
+                passes: the one its manifest declares in spec.readiness (guestAgent, tcpPort or \
+                serialMatch, as last applied), or the one --probe gives, which overrides it: agent, \
+                tcp:PORT (a guest TCP port reached through the VM's user-network hostfwd sends its \
+                first bytes, as an ssh server does) or serial:REGEX (a line of the VM's serial log \
+                matches; Swift Regex syntax). A VM that does not run \
                 yet is waited for. With several names, all must reach the condition within one \
                 --timeout.
 
                 Exit status: 0 every VM reached the condition; 1 the condition cannot hold for a VM \
-                (no guest agent channel, no host forward for the port, no serial log); 2 usage; \
+                (no guest agent channel, no host forward for the port, no serial log, no probe \
+                declared or given for --for ready); 2 usage; \
                 4 the timeout passed first; 8 no such VM in the state directory.
 
                 Examples:
                   qemuctl wait web-1 --for agent --timeout 5m
-                  qemuctl wait web-1 web-2 --for ready --probe tcp:22
+                  qemuctl wait web-1 web-2 --for ready
+                  qemuctl wait web-1 --for ready --probe tcp:22
                   qemuctl wait web-1 --for stopped --timeout 60
                 """)
 
@@ -51,7 +54,7 @@ extension QemuCtlCommand {
         @Option(name: .customLong("for"), help: "running, paused, stopped, ready or agent.")
         var condition: Condition
 
-        @Option(help: "The readiness probe for --for ready: agent, tcp:PORT or serial:REGEX (spec.readiness will supply it).")
+        @Option(help: "The readiness probe for --for ready, overriding the VM's spec.readiness: agent, tcp:PORT or serial:REGEX.")
         var probe: String?
 
         @Option(help: "How long to wait for all the VMs: seconds, or a number with ms, s, m or h (default 5m).")
@@ -62,10 +65,9 @@ extension QemuCtlCommand {
                 throw ValidationError("--timeout '\(timeout)' is not a duration (seconds, or a number with ms, s, m or h)")
             }
             if condition == .ready {
-                guard let probe else {
-                    throw ValidationError("--for ready needs --probe agent|tcp:PORT|serial:REGEX (spec.readiness is not in the manifest schema yet)")
+                if let probe {
+                    do { _ = try ReadinessProbe(parsing: probe) } catch { throw ValidationError(error.message) }
                 }
-                do { _ = try ReadinessProbe(parsing: probe) } catch { throw ValidationError(error.message) }
             } else if probe != nil {
                 throw ValidationError("--probe applies to --for ready only")
             }
@@ -140,7 +142,16 @@ extension QemuCtlCommand {
                         last = "no QEMU runs for \(name)"
                     }
                 case .agent, .ready:
-                    let probe = probe ?? .guestAgent
+                    let probe: ReadinessProbe
+                    if condition == .agent {
+                        probe = .guestAgent
+                    } else if let given = self.probe.flatMap({ try? ReadinessProbe(parsing: $0) }) ?? VMReadiness.declaredProbe(name, store: store) {
+                        probe = given
+                    } else {
+                        throw ReadinessError(code: .notApplicable,
+                                             message: "\(name) declares no readiness probe (spec.readiness: guestAgent, tcpPort or serialMatch); "
+                                                 + "add one to its manifest and apply, or pass --probe agent|tcp:PORT|serial:REGEX")
+                    }
                     if let pid {
                         let target = ReadinessTarget(layout: layout, commandLine: Posix.commandLine(of: pid) ?? [])
                         if probe == .guestAgent && !Posix.fileExists(layout.guestAgentSocket) {

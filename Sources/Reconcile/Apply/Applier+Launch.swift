@@ -76,6 +76,7 @@ extension Applier {
         let settled = stored.launch
         for i in stored.launch.spec.networks.indices { stored.launch.spec.networks[i].link = .up }
         stored.launch.secrets = [:]
+        stored.cloudInitInstanceID = vm.spec.cloudInit?.effectiveInstanceID(uuid: uuid)
         let previous: StoredRecord?
         do { previous = try store.loadRecord(StoredRecord.self, name: vm.name) } catch { previous = nil }
         // Every device keeps the PCI slot it had at the last launch (a restart makes a new record:
@@ -93,7 +94,11 @@ extension Applier {
         log.journal("launch uuid=\(uuid)")
         let instance: Instance
         var earlyWritten: StoredRecord? = nil
-        do {
+        do throws(InstanceError) {
+            // The cloud-init seed, rebuilt at every launch from the manifest (the volume QEMU attaches).
+            do { _ = try writeCloudInitSeed(vm, uuid: uuid, log: &log) } catch {
+                throw InstanceError(code: .startFailed, message: error.message)
+            }
             // Paused until set up when a NIC's link must go down first or the manifest wants it paused.
             let paused = vm.spec.runState != .running || !VMConfigMapping.nicsWithLinkDown(vm).isEmpty
             // Step 2 for a VM without passwords to set happens while QEMU sets the VM up (it has a
@@ -119,7 +124,7 @@ extension Applier {
             }
             store.removeRuntimeFiles(vm.name)
             let images = vm.spec.disks.compactMap { d -> String? in
-                if case .file(let path, _) = d.backend, d.createSize != nil, Posix.fileExists(path) { return path }
+                if case .file(let path, _) = d.backend, d.creates, Posix.fileExists(path) { return path }
                 return nil
             }
             throw ApplyError(error.message + "; nothing of \(vm.name) was left in the state directory"
@@ -164,18 +169,31 @@ extension Applier {
     }
 
     /// Creates the images declared with `create:` that do not exist (format explicit, never probed),
-    /// with ``ImageCreation/createIfMissing(path:format:size:qemuImg:)``: made in a private
-    /// directory and linked into place, never opened by name at the final path.
+    /// blank or from a base (`create.from`: an overlay on it or a copy of it), with
+    /// ``ImageCreation/createIfMissing(path:format:size:from:qemuImg:)``: made in a private
+    /// directory and linked into place, never opened by name at the final path; the base is only read.
     func createDisks(_ vm: VirtualMachine, log: inout Log) async throws(ApplyError) {
         for disk in vm.spec.disks {
-            guard let size = disk.createSize, case .file(let path, let format) = disk.backend else { continue }
+            guard disk.creates, case .file(let path, let format) = disk.backend else { continue }
+            // The manifest's formats are QemuCtl's, name for name.
+            let base = disk.createFrom.flatMap { from in
+                DiskFormat(rawValue: from.format.rawValue).map {
+                    ImageCreation.Base(path: from.path, format: $0, mode: disk.createMode == .copy ? .copy : .overlay)
+                }
+            }
             do {
-                guard try await ImageCreation.createIfMissing(path: path, format: format.rawValue, size: size) else { continue }
+                guard try await ImageCreation.createIfMissing(path: path, format: format.rawValue, size: disk.createSize,
+                                                              from: base) else { continue }
             } catch {
                 throw ApplyError("cannot create disk \(disk.name): \(error.message)")
             }
             FaultPoint.hit(.afterDiskCreate)
-            log.say("created disk \(disk.name): \(path) (\(format.rawValue), \(ByteSize.format(size)))")
+            let size = disk.createSize.map { ", \(ByteSize.format($0))" } ?? ""
+            if let base {
+                log.say("created disk \(disk.name): \(path) (\(format.rawValue)\(size), \(base.mode.rawValue) of \(base.path) (\(base.format.rawValue)))")
+            } else {
+                log.say("created disk \(disk.name): \(path) (\(format.rawValue)\(size))")
+            }
         }
     }
 }

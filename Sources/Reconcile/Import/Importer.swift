@@ -524,10 +524,18 @@ private struct Reader {
                 warnings.append("disk \(id ?? qdev): format driver \(format) is not expressible in a manifest; the disk will be dropped on the next restart")
                 continue
             }
+            var fileEntry: [(String, ManifestDocument)] = [("path", .string(file)), ("format", .string(format))]
             if let backing = inserted.backingFile {
-                warnings.append("disk \(manifestName): its backing file \(backing) is not expressible in a manifest (qemuctl opens images without backing files); flatten it first")
+                // One declared level below a qcow2 image is what a manifest can say (file.backing).
+                if format == "qcow2", backing.hasPrefix("/"), !inserted.backingHasBacking,
+                   let bf = inserted.backingFormat, ["raw", "qcow2", "qed", "vmdk", "vdi", "vhdx", "vpc"].contains(bf) {
+                    fileEntry.append(("backing", .map([("path", .string(backing)), ("format", .string(bf))])))
+                } else {
+                    warnings.append("disk \(manifestName): its backing file \(backing) is not expressible in a manifest (file.backing "
+                                    + "declares one file with a known format below a qcow2 image); flatten it first")
+                }
             }
-            entry.append(("file", .map([("path", .string(file)), ("format", .string(format))])))
+            entry.append(("file", .map(fileEntry)))
             if interface != "virtio" { entry.append(("interface", .string(interface))) }
             if let s = device.props["serial"] { entry.append(("serial", .string(s))) }
             if inserted.readOnly { entry.append(("readOnly", .bool(true))) }
@@ -559,13 +567,16 @@ private struct Reader {
         }
         var frontier = Array(consumedNodes)
         while let n = frontier.popLast() {
-            if let (_, p) = blockdevByNode[n], let child = p["file"], !consumedNodes.contains(child) {
+            guard let (_, p) = blockdevByNode[n] else { continue }
+            // A format node's protocol child, and its backing node (a declared file.backing, or null for none).
+            for child in [p["file"], p["backing"]].compactMap({ $0 }) where child != "null" && !consumedNodes.contains(child) {
                 consumedNodes.insert(child)
                 frontier.append(child)
             }
         }
         let blockKeys: Set<String> = ["driver", "node-name", "filename", "file", "read-only", "cache", "cache.direct",
-                                      "cache.no-flush", "discard", "auto-read-only", "if", "id", "format", "media", "index"]
+                                      "cache.no-flush", "discard", "auto-read-only", "if", "id", "format", "media", "index",
+                                      "backing"]
         for (n, (o, p)) in blockdevByNode.sorted(by: { $0.key < $1.key }) {
             if consumedNodes.contains(n) {
                 dropKeys(o, p.keys(except: blockKeys))

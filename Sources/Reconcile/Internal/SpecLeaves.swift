@@ -135,6 +135,21 @@ struct FlatSpec: Sendable {
         w.add("spec.display.video", s.display.video.rawValue)
         w.add("spec.serial.log", bool: s.serial.log)
         w.add("spec.guestAgent", bool: s.guestAgent)
+        let cloudInit = s.cloudInit
+        w.group("spec.cloudInit", cloudInit.map { "{keys: \($0.sshAuthorizedKeys.count)}" }) { w in
+            w.cloudInitSource("spec.cloudInit.userData", cloudInit?.userData)
+            w.add("spec.cloudInit.sshAuthorizedKeys", cloudInit.flatMap { Render.list($0.sshAuthorizedKeys) })
+            w.cloudInitSource("spec.cloudInit.networkConfig", cloudInit?.networkConfig)
+            w.add("spec.cloudInit.metaData", cloudInit.flatMap { c in
+                Render.list(c.metaData.keys.sorted().map { "\($0)=\(c.metaData[$0]!)" }) })
+            w.add("spec.cloudInit.instanceID", Render.quoted(cloudInit?.instanceID))
+        }
+        let readiness = s.readiness
+        w.group("spec.readiness", readiness.map(Render.readiness)) { w in
+            w.add("spec.readiness.guestAgent", bool: readiness == .guestAgent ? true : nil)
+            if case .tcpPort(let p)? = readiness { w.add("spec.readiness.tcpPort", int: p) } else { w.add("spec.readiness.tcpPort", int: nil) }
+            if case .serialMatch(let m)? = readiness { w.add("spec.readiness.serialMatch", Render.quoted(m)) } else { w.add("spec.readiness.serialMatch", nil) }
+        }
         w.add("spec.spiceAgent", bool: s.spiceAgent)
         w.add("spec.usbTablet", bool: s.usbTablet)
         w.add("spec.usb.controller", s.usb.controller.rawValue)
@@ -230,6 +245,20 @@ struct LeafWriter {
         items.append(.leaf(Leaf(path: path, value: ref == nil ? nil : Render.sensitive, secret: secret, group: currentGroup)))
     }
 
+    /// A cloud-init text: a secret reference (rendered `(sensitive)`, compared by marker), or inline
+    /// text compared by its length and SHA-256 (a plan shows neither the text nor a secret).
+    mutating func cloudInitSource(_ path: String, _ source: VirtualMachineSpec.CloudInit.Source?) {
+        switch source {
+        case .secret(let r)?: secret(path, r)
+        case .inline(let text)?:
+            var h = SHA256()
+            h.update(Array(text.utf8))
+            let digest = h.finalize().prefix(8).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }
+            add(path, "inline, \(text.utf8.count) bytes, sha256 \(digest.joined())…")
+        case nil: add(path, nil)
+        }
+    }
+
     /// An optional object: a leaf for its presence (`summary`, nil when absent), then its children.
     mutating func group(_ path: String, _ summary: String?, _ body: (inout LeafWriter) -> Void) {
         items.append(.leaf(Leaf(path: path, value: summary, group: currentGroup, isGroup: true)))
@@ -256,6 +285,8 @@ struct LeafWriter {
         }
         add(p + ".file.path", Render.quoted(file?.0))
         add(p + ".file.format", file?.1.rawValue)
+        add(p + ".file.backing.path", Render.quoted(d.backing?.path))
+        add(p + ".file.backing.format", d.backing?.format.rawValue)
         var unix: String?, host: String?, port: Int?
         switch nbd?.server {
         case .unix(let u): unix = u
@@ -287,6 +318,9 @@ struct LeafWriter {
         add(p + ".bootIndex", int: d.bootIndex)
         add(p + ".pciAddress", d.pciSlot.map(LeafWriter.pciAddress))
         add(p + ".create.size", size: d.createSize)
+        add(p + ".create.from.path", Render.quoted(d.createFrom?.path))
+        add(p + ".create.from.format", d.createFrom?.format.rawValue)
+        add(p + ".create.mode", d.createFrom == nil ? nil : (d.createMode ?? .overlay).rawValue)
         // No throttle and a throttle without limits mean the same; QMP reports the latter.
         let t = d.throttle ?? .init()
         let q = p + ".throttle."
@@ -404,14 +438,26 @@ enum Render {
     }
 
     /// `["a", "b"]`; nil for an empty list (the same as absent).
+    /// `{guestAgent: true}`, `{tcpPort: 22}` or `{serialMatch: "REGEX"}`.
+    static func readiness(_ r: VirtualMachineSpec.Readiness) -> String {
+        switch r {
+        case .guestAgent: "{guestAgent: true}"
+        case .tcpPort(let p): "{tcpPort: \(p)}"
+        case .serialMatch(let m): "{serialMatch: \(quoted(m)!)}"
+        }
+    }
+
     static func list(_ items: [String]) -> String? {
         items.isEmpty ? nil : "[" + items.map { quoted($0)! }.joined(separator: ", ") + "]"
     }
 
-    /// `file "/images/a.qcow2" (qcow2), virtio`.
+    /// `file "/images/a.qcow2" (qcow2), virtio`; with a backing file,
+    /// `file "/images/a.qcow2" (qcow2) backed by "/base/d.qcow2" (qcow2), virtio`.
     static func summary(_ d: VirtualMachineSpec.Disk) -> String {
         let backend: String = switch d.backend {
-        case .file(let path, let format): "file \(quoted(path)!) (\(format.rawValue))"
+        case .file(let path, let format):
+            "file \(quoted(path)!) (\(format.rawValue))"
+                + (d.declaredBacking.map { " backed by \(quoted($0.path)!) (\($0.format.rawValue))" } ?? "")
         case .nbd(let n):
             switch n.server {
             case .unix(let u): "nbd unix \(quoted(u)!)"

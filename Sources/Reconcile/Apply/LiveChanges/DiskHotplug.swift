@@ -45,7 +45,7 @@ struct DiskHotplug: LiveChange {
         let config = step.desiredConfig
         // The same image checks as at launch: nothing the image header names beyond the image is opened.
         if let d = config.disks.first(where: { $0.name == name }), case .file(let f) = d.backend,
-           let problem = HostFileCheck.imageProblem(path: f.path, format: f.format) {
+           let problem = HostFileCheck.imageProblem(path: f.path, format: f.format, backing: f.backing) {
             throw ApplyError("disk \(name): \(problem)")
         }
         let instance = step.instance

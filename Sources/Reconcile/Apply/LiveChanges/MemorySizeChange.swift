@@ -3,7 +3,8 @@ import QemuCtl
 
 /// `spec.memory.size`: live within `memory.max` (set at launch) and not below the boot size; a
 /// shrink is live only when the difference is whole hot-plugged DIMMs (``MemoryDIMMs/toRemove(sizes:shrinkBy:)``,
-/// the rule ``Instance/setMemorySize(_:wait:timeout:)`` enforces); restart otherwise.
+/// the rule ``Instance/setMemorySize(_:wait:timeout:)`` enforces); restart otherwise. A growth is then
+/// confirmed online in the guest through its agent when it has one (``GuestConfirmation/memory(_:_:)``).
 struct MemorySizeChange: LiveChange {
     var fields: [String] { ["spec.memory.size"] }
 
@@ -36,7 +37,10 @@ struct MemorySizeChange: LiveChange {
         guard read == size else {
             throw ApplyError("spec.memory.size: \(ByteSize.format(size)) asked, QEMU reports \(ByteSize.format(read))")
         }
+        let grown = size > step.newSpec.memory.size
         step.newSpec.memory.size = size
-        step.log.say("~ spec.memory.size \(ByteSize.format(size)) (memory hot-plugged, read back)")
+        // A growth is confirmed in the guest (a shrink removes DIMMs the guest already gave up).
+        let guest = grown ? "; " + (await GuestConfirmation.memory(size, step)) : ""
+        step.log.say("~ spec.memory.size \(ByteSize.format(size)) (memory hot-plugged, read back\(guest))")
     }
 }

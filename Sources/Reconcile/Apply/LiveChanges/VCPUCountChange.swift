@@ -2,7 +2,8 @@ import Manifest
 import QemuCtl
 
 /// `spec.cpu.count`: live within `cpu.maxCount` (set at launch) and not below the boot count;
-/// restart otherwise. vCPUs are hot-plugged or unplugged and counted back.
+/// restart otherwise. vCPUs are hot-plugged or unplugged and counted back, then confirmed online in the
+/// guest through its agent when it has one (``GuestConfirmation/vcpus(_:_:)``).
 struct VCPUCountChange: LiveChange {
     var fields: [String] { ["spec.cpu.count"] }
 
@@ -26,6 +27,7 @@ struct VCPUCountChange: LiveChange {
         }
         guard read == count else { throw ApplyError("spec.cpu.count: \(count) asked, QEMU reports \(read) vCPUs") }
         step.newSpec.cpu.count = count
-        step.log.say("~ spec.cpu.count \(count) (vCPUs hot-plugged, read back)")
+        let guest = await GuestConfirmation.vcpus(count, step)
+        step.log.say("~ spec.cpu.count \(count) (vCPUs hot-plugged, read back; \(guest))")
     }
 }
