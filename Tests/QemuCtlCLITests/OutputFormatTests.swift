@@ -102,6 +102,10 @@ struct OutputFormatTests {
         #expect(change("spec.disks[root].create.size")?["new"] as? String == "1GiB")
         #expect(change("spec.networks[net0].user.hostfwd")?["new"] as? [String] == ["tcp::2222-:22"])
         #expect(change("spec.machine.type")?["old"] is NSNull)
+        // The YAML of the same plan (quotes, colons, brackets and commas in its values) reads back as the JSON.
+        let yaml = try await w.qemuctl("plan", "-f", vms, "-o", "yaml")
+        let documents = try #require(try await parsedYAML(yaml.out) as? [Any])
+        #expect(documents.count == 1 && same(plan, documents[0]), "\(json.out)\nvs\n\(yaml.out)")
         // A saved plan with these values is applied exactly (the encoding round-trips under its authentication).
         #expect(try await w.qemuctl("plan", "-f", vms, "--out", w.dir.file("plan.json")).status == 0)
         let applied = try await w.qemuctl("apply", w.dir.file("plan.json"))
