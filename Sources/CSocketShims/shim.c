@@ -12,6 +12,10 @@
 #include <spawn.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/prctl.h>
+#include <linux/close_range.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -196,6 +200,173 @@ int cproc_spawn_detached(const char *path, char *const argv[], char *const envp[
     return rc;
 }
 
+/// This process's argument strings (contiguous from argv[0]), so a keeper can say what it is in
+/// `ps` instead of repeating the qemuctl command that forked it (a `pkill -f 'qemuctl controller'`
+/// must not match it). glibc passes argc and argv to constructors.
+static char *cproc_args_start = NULL;
+static size_t cproc_args_length = 0;
+
+__attribute__((constructor)) static void cproc_capture_arguments(int argc, char **argv, char **envp) {
+    (void)envp;
+    if (argc <= 0 || argv == NULL || argv[0] == NULL) return;
+    char *end = argv[argc - 1] + strlen(argv[argc - 1]);
+    cproc_args_start = argv[0];
+    cproc_args_length = (size_t)(end - argv[0]);
+}
+
+/// Appends the decimal digits of `v` to `buf` at `*n` (async-signal-safe).
+static void keeper_append_number(char *buf, size_t *n, unsigned long long v) {
+    char digits[24];
+    int k = 0;
+    do {
+        digits[k++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && k < 24);
+    while (k) buf[(*n)++] = digits[--k];
+}
+
+static void keeper_append(char *buf, size_t *n, const char *s) {
+    while (*s) buf[(*n)++] = *s++;
+}
+
+/// The keeper's life after the fork: only async-signal-safe calls (the parent has threads).
+static void keeper_main(const char *path, char *const argv[], char *const envp[], int log_fd, int report_fd) {
+    setsid();
+    prctl(PR_SET_NAME, "qemuctl-keeper", 0, 0, 0);
+    // In / like the program: it keeps no directory (a mount point) busy for as long as QEMU runs.
+    if (chdir("/") != 0) _exit(127);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int s = 1; s < NSIG; s++) sigaction(s, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    int exec_pipe[2];
+    int result[2] = {0, 0};  // pid, errno
+    if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
+        result[1] = errno;
+        (void)!write(report_fd, result, sizeof(result));
+        _exit(127);
+    }
+    pid_t child = fork();
+    if (child < 0) {
+        result[1] = errno;
+        (void)!write(report_fd, result, sizeof(result));
+        _exit(127);
+    }
+    if (child == 0) {
+        int null_fd = open("/dev/null", O_RDONLY);
+        if (null_fd >= 0) dup2(null_fd, 0);
+        dup2(log_fd, 1);
+        dup2(log_fd, 2);
+        if (chdir("/") != 0) _exit(127);
+        // Everything else closes at exec (the exec pipe's end among them, which tells success).
+        syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+        execve(path, argv, envp);
+        int e = errno;
+        (void)!write(exec_pipe[1], &e, sizeof(e));
+        _exit(127);
+    }
+    close(exec_pipe[1]);
+    int exec_errno = 0;
+    ssize_t got;
+    do { got = read(exec_pipe[0], &exec_errno, sizeof(exec_errno)); } while (got < 0 && errno == EINTR);
+    close(exec_pipe[0]);
+    result[0] = (int)child;
+    result[1] = got == (ssize_t)sizeof(exec_errno) ? exec_errno : 0;
+    (void)!write(report_fd, result, sizeof(result));
+    // Only QEMU's end ends the keeper: the signals a service manager or a terminal sends to a
+    // group are QEMU's business (it was forked before these, so it keeps the defaults).
+    struct sigaction ign;
+    memset(&ign, 0, sizeof(ign));
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGTERM, &ign, NULL);
+    sigaction(SIGINT, &ign, NULL);
+    sigaction(SIGHUP, &ign, NULL);
+    sigaction(SIGQUIT, &ign, NULL);
+    sigaction(SIGPIPE, &ign, NULL);
+    // `ps` shows `qemuctl-keeper pid=N`, not the command that forked it.
+    if (cproc_args_start != NULL && cproc_args_length > 0) {
+        char title[64];
+        size_t t = 0;
+        keeper_append(title, &t, "qemuctl-keeper pid=");
+        keeper_append_number(title, &t, (unsigned long long)child);
+        size_t k = 0;
+        for (; k < t && k < cproc_args_length; k++) cproc_args_start[k] = title[k];
+        for (; k < cproc_args_length; k++) cproc_args_start[k] = '\0';
+    }
+    // Keep the log (as descriptor 3) and nothing else: not the parent's pipes, locks or terminal.
+    int null_fd = open("/dev/null", O_RDWR);
+    if (log_fd != 3) {
+        dup2(log_fd, 3);
+    }
+    if (null_fd >= 0) {
+        dup2(null_fd, 0);
+        dup2(null_fd, 1);
+        dup2(null_fd, 2);
+    }
+    syscall(SYS_close_range, 4, ~0U, 0);
+    int status = 0;
+    pid_t rc;
+    do { rc = waitpid(child, &status, 0); } while (rc < 0 && errno == EINTR);
+    if (rc < 0) _exit(255);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    char line[160];
+    size_t n = 0;
+    keeper_append(line, &n, "qemuctl-keeper: pid=");
+    keeper_append_number(line, &n, (unsigned long long)child);
+    int code;
+    if (WIFSIGNALED(status)) {
+        keeper_append(line, &n, " signal=");
+        keeper_append_number(line, &n, (unsigned long long)WTERMSIG(status));
+        keeper_append(line, &n, WCOREDUMP(status) ? " core=1" : " core=0");
+        code = 128 + WTERMSIG(status);
+    } else {
+        keeper_append(line, &n, " status=");
+        keeper_append_number(line, &n, (unsigned long long)WEXITSTATUS(status));
+        code = WEXITSTATUS(status);
+    }
+    keeper_append(line, &n, " time=");
+    keeper_append_number(line, &n, (unsigned long long)now.tv_sec);
+    keeper_append(line, &n, ".");
+    long ms = now.tv_nsec / 1000000;
+    line[n++] = (char)('0' + ms / 100);
+    line[n++] = (char)('0' + ms / 10 % 10);
+    line[n++] = (char)('0' + ms % 10);
+    line[n++] = '\n';
+    (void)!write(3, line, n);
+    _exit(code);
+}
+
+int cproc_spawn_kept(const char *path, char *const argv[], char *const envp[], int log_fd, pid_t *pid_out,
+                     pid_t *keeper_out) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return errno;
+    pthread_mutex_lock(&cproc_umask_lock);
+    mode_t old_mask = umask(077);
+    pid_t keeper = fork();
+    int fork_errno = errno;
+    if (keeper == 0) keeper_main(path, argv, envp, log_fd, report[1]);
+    umask(old_mask);
+    pthread_mutex_unlock(&cproc_umask_lock);
+    close(report[1]);
+    if (keeper < 0) {
+        close(report[0]);
+        return fork_errno;
+    }
+    int result[2] = {0, 0};
+    ssize_t got;
+    do { got = read(report[0], result, sizeof(result)); } while (got < 0 && errno == EINTR);
+    close(report[0]);
+    *keeper_out = keeper;
+    if (got != (ssize_t)sizeof(result)) return ECHILD;
+    if (result[1] != 0) return result[1];
+    *pid_out = (pid_t)result[0];
+    return 0;
+}
+
 int cproc_spawn(const char *path, char *const argv[], char *const envp[], int stdin_fd, int stdout_fd, int stderr_fd,
                 pid_t *pid_out) {
     return cproc_spawn_with(path, argv, envp, stdin_fd, stdout_fd, stderr_fd, NULL, pid_out);
@@ -203,4 +374,9 @@ int cproc_spawn(const char *path, char *const argv[], char *const envp[], int st
 
 int cmem_contains(const void *hay, size_t hay_len, const void *needle, size_t needle_len) {
     return memmem(hay, hay_len, needle, needle_len) != NULL;
+}
+
+int cfs_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath) {
+    // glibc's renameat2 wrapper needs _GNU_SOURCE and glibc 2.28; the system call does not.
+    return (int)syscall(SYS_renameat2, olddirfd, oldpath, newdirfd, newpath, 1u /* RENAME_NOREPLACE */);
 }

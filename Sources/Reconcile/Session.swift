@@ -49,13 +49,17 @@ package struct Session: Sendable {
     /// be read, observes the host and plans.
     /// - Parameters:
     ///   - fingerprint: Whether the plan carries the observed state's fingerprint (``PlanOptions/fingerprint``).
+    ///   - only: When given, only these VMs are observed and planned (the manifests are
+    ///     still all loaded and checked), and nothing is pruned: the controller's pass for VMs whose
+    ///     QEMU just exited, which must not wait for every other VM's monitor to answer.
     ///   - applySet: The manifest set (`--prune-set`); by default the one `paths` make (``ApplySet/init(paths:)``).
     ///   - selector: `-l`: `--prune` deletes only VMs whose recorded labels match.
     package func plan(paths: [String], prune: Bool, restart: PlanOptions.RestartPolicy,
-                      fingerprint: Bool = true, applySet: ApplySet? = nil,
+                      fingerprint: Bool = true, only: Set<String>? = nil, applySet: ApplySet? = nil,
                       selector: LabelSelector? = nil) async throws(Failure) -> Result {
         // The QEMUs greet while the manifests load.
-        let preconnected = observer.takeEarly() ?? observer.preconnect()
+        let preconnected = only.map { observer.preconnect($0.sorted()) } ?? observer.takeEarly() ?? observer.preconnect()
+        let prune = only == nil && prune
         let set = ManifestLoader(hostFiles: .ignore).load(paths: paths)
         if set.hasErrors { throw .manifests(set) }
         // Nothing declared would make --prune delete every managed VM (empty stdin, an empty or comments-only file).
@@ -89,12 +93,14 @@ package struct Session: Sendable {
             }
         }
         if !problems.isEmpty { throw .invalid(problems) }
-        let desired = Dictionary(set.virtualMachines.map { ($0.name, $0.spec) }, uniquingKeysWith: { a, _ in a })
-        var report = await observer.observe(extraNames: set.virtualMachines.map(\.name), desired: desired,
+        let planned = only.map { names in set.virtualMachines.filter { names.contains($0.name) } } ?? set.virtualMachines
+        let desired = Dictionary(planned.map { ($0.name, $0.spec) }, uniquingKeysWith: { a, _ in a })
+        var report = await observer.observe(extraNames: planned.map(\.name), desired: desired,
                                             preconnected: preconnected)
-        let plan = Reconcile.plan(desired: set.virtualMachines, actual: report.vms, options: options)
-        if prune, let applySet = options.applySet {
-            report.warnings += Self.outsideTheSet(report.vms, declared: Set(desired.keys), applySet: applySet, options: options)
+        let plan = Reconcile.plan(desired: planned, actual: report.vms, options: options)
+        if options.prune, let applySet = options.applySet {
+            report.warnings += Self.outsideTheSet(report.vms, declared: Set(set.virtualMachines.map(\.name)), applySet: applySet,
+                                                  options: options)
         }
         return Result(manifests: set, observed: report, plan: plan, configs: configs)
     }

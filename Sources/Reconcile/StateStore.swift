@@ -299,7 +299,9 @@ package struct StateStore: Sendable {
     }
 
     /// Runs `body` holding the state directory's apply lock (a `flock` that the
-    /// kernel drops when this process dies, even by SIGKILL).
+    /// kernel drops when this process dies, even by SIGKILL). What a holder killed before
+    /// left is tidied first: stale temporary files (``removeStaleTemporaries()``) and records
+    /// of launches interrupted before QEMU's pid was recorded (``completeInterruptedLaunches()``).
     ///
     /// - Parameters:
     ///   - wait: How long to wait for another holder; zero fails at once.
@@ -343,6 +345,7 @@ package struct StateStore: Sendable {
         defer { Posix.closeFD(fd) }
         Posix.writeLockHolder(fd)
         removeStaleTemporaries()
+        completeInterruptedLaunches()
         FaultPoint.hit(.afterLock)
         return try await body()
     }

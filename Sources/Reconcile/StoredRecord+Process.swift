@@ -23,10 +23,7 @@ extension StoredRecord {
     }
 
     /// Whether an executable path names a QEMU system emulator (`qemu-system-*`, `qemu-kvm`).
-    package static func isQEMU(_ executable: String) -> Bool {
-        let base = executable.split(separator: "/").last.map(String.init) ?? ""
-        return base.hasPrefix("qemu-system-") || base.hasPrefix("qemu-kvm")
-    }
+    package static func isQEMU(_ executable: String) -> Bool { ProcessIdentity.isQEMU(executable: executable) }
 
     /// Why the peer of a monitor connection is not the QEMU this record names, or `nil`
     /// when it is proven to be (``ProcessIdentity/disproof(peerPID:peerUID:)``). Callers
@@ -88,5 +85,76 @@ extension StateStore {
             return nil
         }
         return record.disproof(peer: uid.map { (pid, $0) }, layout: layout(name))
+    }
+}
+
+// MARK: - Completing an interrupted launch
+
+extension StateStore {
+    /// Completes the records of launches that were interrupted between starting QEMU and
+    /// recording it (a qemuctl killed in the moments after the spawn leaves a record with the
+    /// spec and uuid but no pid, process identity, accelerator or start time, and nothing
+    /// else would ever write them): for each such record whose QEMU is proven to run, the
+    /// record gets that QEMU's pid, identity, accelerator and start time; a record whose
+    /// QEMU does not run is left as it is (the observer reports it not running, and apply
+    /// launches it). Run by the lock holder (``withApplyLock(wait:onWait:_:)``), the only
+    /// writer of records. Returns the names completed, with the pid.
+    ///
+    /// The QEMU is proven as a signal's target is (``StoredRecord/signallablePID(layout:)``):
+    /// the pid in the VM's pid file runs a QEMU system emulator as this user, it is the
+    /// process listening on the VM's socket (`SO_PEERCRED`), and its command line carries
+    /// the record's uuid. Anything less and the record stays incomplete.
+    @discardableResult
+    package func completeInterruptedLaunches() -> [(name: String, pid: Int32)] {
+        var completed: [(name: String, pid: Int32)] = []
+        for name in recordedNames() {
+            guard var record = try? loadRecord(StoredRecord.self, name: name),
+                  record.pid == nil, record.process == nil, record.adopted == nil else { continue }
+            let layout = layout(name)
+            guard let pid = Instance.readPIDFile(layout.pidFile), let identity = ProcessIdentity.current(pid: pid),
+                  StoredRecord.isQEMU(identity.executable),
+                  Posix.ownerAndMode("/proc/\(pid)")?.uid == Posix.effectiveUID,
+                  let argv = Posix.commandLineBytes(of: pid),
+                  Posix.mentionsAnyOf([record.launch.uuid], commandLine: argv),
+                  let peer = Self.listenerOfStartingQEMU(identity, socket: layout.socketPath),
+                  identity.disproof(peerPID: peer.pid, peerUID: peer.uid) == nil else { continue }
+            let args = argv.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            record.pid = pid
+            record.process = identity
+            if let i = args.firstIndex(of: "-accel"), i + 1 < args.count {
+                record.accelerator = String(args[i + 1].split(separator: ",").first ?? "")
+                record.acceleratorReasons = ["recorded from QEMU's command line: the launch that started it was interrupted before recording it"]
+            }
+            record.startedAt = Self.startTime(ticks: identity.startTime)
+            guard (try? saveRecord(record, name: name)) != nil else { continue }
+            journal(name, "completed the record of an interrupted launch: pid \(pid)")
+            completed.append((name, pid))
+        }
+        return completed
+    }
+
+    /// The listener of `socket` (``ProcessIdentity/listener(of:)``), waited for up to 10 s while
+    /// `qemu` is alive as identified: a QEMU spawned moments ago binds and listens a little
+    /// after it started.
+    private static func listenerOfStartingQEMU(_ qemu: ProcessIdentity, socket: String) -> (pid: Int32, uid: UInt32)? {
+        let clock = ContinuousClock()
+        let end = clock.now + .seconds(10)
+        while true {
+            if let peer = ProcessIdentity.listener(of: socket) { return peer }
+            guard clock.now < end, qemu.disproofOfLiveProcess() == nil else { return nil }
+            usleep(20_000)
+        }
+    }
+
+    /// When a process that started `ticks` clock ticks after boot started, in seconds since the
+    /// Unix epoch (`btime` of `/proc/stat` plus the ticks); `nil` when the boot time cannot be read.
+    static func startTime(ticks: UInt64) -> Double? {
+        guard let bytes = Posix.readFile("/proc/stat", limit: 1 << 20) else { return nil }
+        let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix("btime ") {
+            guard let boot = Double(Posix.trimmed(String(line.dropFirst(6)))), hz > 0 else { return nil }
+            return boot + Double(ticks) / hz
+        }
+        return nil
     }
 }

@@ -73,4 +73,67 @@ import Testing
         let after = try await w.qemuctl("get", "-o", "json")
         #expect(after.out.contains("\"running\""), "\(after.out)")
     }
+    /// The same with qmp-shell itself (the qemu.qmp package's interactive shell, which `make deps`
+    /// installs), its standard input kept open so that it holds NAME.sock as a person at a prompt
+    /// does: `get` says busy (not unresponsive) and `qemuctl qmp` exits 7; once it exits (end of
+    /// input), commands work again.
+    @Test func aMonitorHeldByQmpShellIsBusyAndFreeAgainWhenItExits() async throws {
+        let shell = try #require(Self.qmpShell(), "qmp-shell is not installed (make deps installs the qemu.qmp package)")
+        let w = try Workspace("qsh")
+        defer { w.cleanUp() }
+        let vms = try w.manifest("held", bareVM("held"))
+        #expect(try await w.qemuctl("apply", "-f", vms).status == 0)
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: shell[0])
+        client.arguments = Array(shell.dropFirst()) + ["\(w.state)/held.sock"]
+        let input = Pipe(), output = Pipe()
+        client.standardInput = input
+        client.standardOutput = output
+        client.standardError = output
+        try client.run()
+        defer { if client.isRunning { client.terminate() } }
+        // Connected and negotiated once it greets ("Connected to QEMU x.y.z") and prompts.
+        var text = ""
+        let reader = output.fileHandleForReading
+        let end = Date().addingTimeInterval(30)
+        while !text.contains("(QEMU)") && client.isRunning && Date() < end {
+            text += String(decoding: reader.availableData, as: UTF8.self)
+        }
+        try #require(text.contains("Connected to QEMU"), "qmp-shell did not connect: \(text)")
+
+        let get = try await w.qemuctl("get", "--timeout", "1", "-o", "json")
+        #expect(get.out.contains("\"busy\""), "\(get.out)")
+        #expect(!get.out.contains("\"unresponsive\""), "\(get.out)")
+        let qmp = try await w.qemuctl("qmp", "held", "query-status", "--timeout", "1")
+        #expect(qmp.status == 7, "\(qmp.status) \(qmp.out)\(qmp.err)")
+        #expect(qmp.err.contains("monitor busy (another client holds"), "\(qmp.err)")
+        #expect(client.isRunning, "qmp-shell let go of the monitor early: \(text)")
+
+        // End of input: qmp-shell exits and lets go; the monitor answers again.
+        try input.fileHandleForWriting.close()
+        client.waitUntilExit()
+        #expect(client.terminationStatus == 0)
+        let after = try await w.qemuctl("get", "-o", "json")
+        #expect(after.out.contains("\"running\""), "\(after.out)")
+        let answered = try await w.qemuctl("qmp", "held", "query-status", "--timeout", "5")
+        #expect(answered.status == 0, "\(answered.out)\(answered.err)")
+        #expect(answered.out.contains("\"running\""), "\(answered.out)")
+    }
+
+    /// How to run qmp-shell: the `qmp-shell` on PATH, else the module it runs (`python3 -m
+    /// qemu.qmp.qmp_shell`) when qemu.qmp is importable; nil when neither is.
+    static func qmpShell() -> [String]? {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+            let path = "\(dir)/qmp-shell"
+            if FileManager.default.isExecutableFile(atPath: path) { return [path] }
+        }
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        probe.arguments = ["python3", "-c", "import qemu.qmp.qmp_shell"]
+        probe.standardOutput = FileHandle.nullDevice
+        probe.standardError = FileHandle.nullDevice
+        guard (try? probe.run()) != nil else { return nil }
+        probe.waitUntilExit()
+        return probe.terminationStatus == 0 ? ["/usr/bin/env", "python3", "-m", "qemu.qmp.qmp_shell"] : nil
+    }
 }

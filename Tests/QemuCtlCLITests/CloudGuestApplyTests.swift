@@ -31,10 +31,9 @@ private func ssh(key: String, port: Int, _ command: String) async throws -> (sta
         }
         let w = try Workspace("cga")
         defer { w.cleanUp() }
-        // The VM's own disk: a full copy of the base (a standalone qcow2), attached as a plain file disk.
+        // The VM's own disk: a copy-on-write overlay of the shared base, made by the first apply.
         let root = w.dir.file("root.qcow2")
-        let copied = try await runTool("/bin/cp", ["--reflink=auto", base, root])
-        #expect(copied.0 == 0, "\(copied.1)")
+        let baseBefore = try FileManager.default.attributesOfItem(atPath: base)[.modificationDate] as? Date
 
         let key = w.dir.file("id_ed25519")
         #expect(try await runTool("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "cga", "-f", key]).0 == 0)
@@ -68,6 +67,7 @@ private func ssh(key: String, port: Int, _ command: String) async throws -> (sta
               disks:
                 - name: root
                   file: {path: \(root), format: qcow2}
+                  create: {from: {path: \(base), format: qcow2}}
               serial: {log: true}
               rng: true
               guestAgent: true
@@ -90,6 +90,9 @@ private func ssh(key: String, port: Int, _ command: String) async throws -> (sta
         #expect(apply.out.contains("cloud-init seed (instance-id iid-"), "\(apply.out)")
         #expect(apply.out.contains("\(name): ready (agent, after "), "\(apply.out)")
         print("cloud guest via qemuctl: apply --wait-ready took \(bootToReady) (boot to guest agent ready, TCG)")
+        // The root disk is an overlay whose backing file is the base, declared with its format.
+        let info = try await runTool("/usr/bin/qemu-img", ["info", "-U", "--output=json", root])
+        #expect(info.0 == 0 && info.1.contains("\"backing-filename-format\": \"qcow2\""), "\(info.1)")
         print(apply.out.split(separator: "\n").filter { $0.contains("ready") || $0.contains("cloud-init") }.joined(separator: "\n"))
 
         // ssh with the seed's key: the hostname is the VM's name, and the user-data from the secret file ran.
@@ -153,5 +156,7 @@ private func ssh(key: String, port: Int, _ command: String) async throws -> (sta
         #expect(totalKiB > 1_300_000, "MemTotal \(meminfo.out)")
         let cpuinfo = try await ssh(key: key, port: port, "grep -c ^processor /proc/cpuinfo; cat /sys/devices/system/cpu/online")
         #expect(cpuinfo.out == "2\n0-1\n", "\(cpuinfo.out)")
+        // The guest wrote to its overlay only: the shared base was never written.
+        #expect(try FileManager.default.attributesOfItem(atPath: base)[.modificationDate] as? Date == baseBefore)
     }
 }

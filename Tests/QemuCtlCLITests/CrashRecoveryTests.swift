@@ -220,6 +220,66 @@ func processStops(_ pid: Int32) async -> Bool {
         #expect(w.qemus().count == 1)
         #expect(try await w.qemuctl("diff", "-f", vms).status == 0)
     }
+
+    /// A relaunch (restart-class edit) on a full state file system: the old QEMU is stopped, the
+    /// new launch cannot write its record, and the report says so as it is: the VM was stopped
+    /// and not relaunched, it is not running, its disks are intact (a file's "unchanged" is not
+    /// the VM's). With room again, the next apply launches it. A real full file system: the state
+    /// directory is a small tmpfs (mounting needs root, as CI runs).
+    @Test(.enabled(if: geteuid() == 0, "mounting a tmpfs needs root"))
+    func aRelaunchOnAFullStateFileSystemIsReportedAsItIs() async throws {
+        let k = try await KillWorkspace("cr6")
+        let w = k.w
+        try FileManager.default.createDirectory(atPath: w.state, withIntermediateDirectories: false)
+        let (mounted, mountOutput) = try await runTool("/bin/mount", ["-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", w.state])
+        try #require(mounted == 0, "\(mountOutput)")
+        defer {
+            for p in w.qemus() { kill(p, SIGKILL) }
+            usleep(300_000)
+            umount2(w.state, Int32(MNT_DETACH))
+            w.cleanUp()
+        }
+        let first = try await w.qemuctl("apply", "-f", try k.manifest(), "--stop-timeout", "1")
+        #expect(first.status == 0, "\(first.out)\(first.err)")
+        let before = w.qemus()
+        #expect(before.count == 1)
+        // Fill the file system.
+        let filler = w.state + "/.filler"
+        let fd = open(filler, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        try #require(fd >= 0)
+        let block = [UInt8](repeating: 0, count: 4096)
+        while block.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) > 0 {}
+        #expect(errno == ENOSPC)
+        close(fd)
+
+        let vms = try k.manifest(memory: "96MiB")
+        let full = try await w.qemuctl("apply", "-f", vms, "--restart", "if-needed", "--stop-timeout", "1")
+        #expect(full.status == 1, "\(full.out)\(full.err)")
+        #expect(full.out.contains("vm: failed"), "\(full.out)")
+        #expect(full.out.contains("No space left on device"), "\(full.out)")
+        #expect(full.out.contains("vm was stopped for the restart and NOT relaunched: it is not running; its disk images are intact"),
+                "\(full.out)")
+        #expect(w.qemus().isEmpty, "\(w.qemus())")
+        let get = try await w.qemuctl("get", "vm")
+        #expect(get.out.contains("not running"), "\(get.out)\(get.err)")
+        do {
+            let problems = await k.diskProblems()
+            #expect(problems.isEmpty, "\(problems)")
+        }
+
+        // With room again, the next apply launches it with the new size.
+        try FileManager.default.removeItem(atPath: filler)
+        let again = try await w.qemuctl("apply", "-f", vms, "--restart", "if-needed", "--stop-timeout", "1")
+        #expect(again.status == 0, "\(again.out)\(again.err)")
+        let pids = w.qemus()
+        #expect(pids.count == 1)
+        let cmdline = try String(contentsOfFile: "/proc/\(pids.first ?? 0)/cmdline", encoding: .utf8)
+        #expect(cmdline.contains("96M") || cmdline.contains("100663296"), "\(cmdline)")
+        #expect(try await w.status("vm") == "running")
+        #expect(w.unreadableStateFiles().isEmpty, "\(w.unreadableStateFiles())")
+        let problems = await k.diskProblems()
+        #expect(problems.isEmpty, "\(problems)")
+    }
 }
 
 /// Concurrent applies on one state directory.

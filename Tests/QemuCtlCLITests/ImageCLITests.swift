@@ -133,8 +133,12 @@ import Testing
         let record = try String(contentsOfFile: "\(w.state)/o/record.json", encoding: .utf8)
         #expect(record.contains("createFrom") && record.contains(base.replacingOccurrences(of: "/", with: "\\/")), "\(record)")
         let described = try await w.qemuctl("describe", "o")
-        #expect(described.out.contains("disks[root].backing") && described.out.contains("\(base) (raw, read-only)"), "\(described.out)")
-        #expect(!described.out.contains("disks[copy].backing"), "\(described.out)")
+        #expect(described.out.contains("backing: \(base) (raw, read-only)"), "\(described.out)")
+        // Only the overlay has a backing file; the copy has none.
+        let object = try JSONSerialization.jsonObject(with: Data(try await w.qemuctl("describe", "o", "-o", "json").out.utf8)) as? [String: Any] ?? [:]
+        let disks = Dictionary(uniqueKeysWithValues: (object["disks"] as? [[String: Any]] ?? []).map { ($0["name"] as? String ?? "", $0) })
+        #expect((disks["root"]?["backing"] as? [String: Any])?["path"] as? String == base, "\(object)")
+        #expect(disks["copy"]?["backing"] is NSNull, "\(object)")
         let diff = try await w.qemuctl("diff", "-f", vms)
         #expect(diff.status == 0, "the running VM matches its manifest: \(diff.out)\(diff.err)")
         let again = try await w.qemuctl("apply", "--timeout", "30", "-f", vms)

@@ -36,6 +36,7 @@ let killMatrix: [KillCase] = [
     KillCase(point: "after-lock"),
     KillCase(point: "after-disk-create"),
     KillCase(point: "before-spawn"),
+    KillCase(point: "spawned-unrecorded"),
     KillCase(point: "after-spawn"),
     KillCase(point: "before-record"),
     KillCase(point: "after-record"),
@@ -49,6 +50,7 @@ let killMatrix: [KillCase] = [
     KillCase(point: "mid-state-write", scenario: .update),
     KillCase(point: "restart-after-stop", scenario: .restart),
     KillCase(point: "after-spawn", scenario: .restart),
+    KillCase(point: "spawned-unrecorded", scenario: .restart),
     KillCase(point: "delete-after-stop", scenario: .delete),
     KillCase(point: "after-lock", scenario: .delete),
 ]
@@ -191,7 +193,7 @@ extension Workspace {
 
 @Suite(.timeLimit(.minutes(5)), .offPool) struct KillMatrixTests {
     /// Create-scenario faults that hit after QEMU started and before its link was set down.
-    static let diedBeforeSetLink: Set<String> = ["after-spawn", "before-record", "after-record", "mid-state-write:2"]
+    static let diedBeforeSetLink: Set<String> = ["spawned-unrecorded", "after-spawn", "before-record", "after-record", "mid-state-write:2"]
 
     /// How many cells run at once: each runs its own QEMU and several qemuctl
     /// processes, and the rest of the suite shares the machine.
@@ -278,6 +280,15 @@ extension Workspace {
         #expect(w.qemus(named: "vm") == pids, "[\(c.testDescription)]")
         #expect(w.pid("vm") == pids.first, "[\(c.testDescription)]")
         #expect(w.unreadableStateFiles().isEmpty, "[\(c.testDescription)] \(w.unreadableStateFiles())")
+        // The record names the QEMU that runs, with what a launch records (a launch killed before
+        // it recorded the pid is completed by the next lock holder).
+        let record = try #require(try JSONSerialization.jsonObject(
+            with: Data(contentsOf: URL(fileURLWithPath: "\(w.state)/vm/record.json"))) as? [String: Any])
+        #expect((record["pid"] as? Int).map(Int32.init) == pids.first, "[\(c.testDescription)] \(record)")
+        #expect(((record["process"] as? [String: Any])?["pid"] as? Int).map(Int32.init) == pids.first, "[\(c.testDescription)]")
+        #expect(record["accelerator"] as? String == "tcg", "[\(c.testDescription)] \(record["accelerator"] ?? "none")")
+        let startedAt = try #require(record["startedAt"] as? Double, "[\(c.testDescription)]")
+        #expect(abs(startedAt - Date().timeIntervalSince1970) < 600, "[\(c.testDescription)] startedAt \(startedAt)")
         do {
             let problems = await k.diskProblems()
             #expect(problems.isEmpty, "[\(c.testDescription)] \(problems)")

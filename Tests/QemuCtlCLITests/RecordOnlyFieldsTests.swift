@@ -25,11 +25,11 @@ import Testing
         }
         let described = try await w.qemuctl("describe", "r", "-o", "json")
         #expect(described.status == 0, "\(described.err)")
-        let rows = try #require(try JSONSerialization.jsonObject(with: Data(described.out.utf8)) as? [[String: String]], "\(described.out)")
-        func row(_ field: String) -> [String: String]? { rows.first { $0["field"] == field } }
-        #expect(row("networks[lan].link")?["value"] == "down" && row("networks[lan].link")?["source"] == "record", "\(rows)")
-        #expect(row("spec.display.vnc.passwordFrom")?["value"] == "(sensitive)"
-                && row("spec.display.vnc.passwordFrom")?["source"] == "record", "\(rows)")
-        #expect(row("runState")?["source"] == "qmp", "\(rows)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(described.out.utf8)) as? [String: Any], "\(described.out)")
+        let nic = try #require((object["networks"] as? [[String: Any]])?.first { $0["name"] as? String == "lan" }, "\(object)")
+        #expect(nic["link"] as? String == "down" && nic["linkSource"] as? String == "record", "\(nic)")
+        let vnc = try #require((object["display"] as? [String: Any])?["vnc"] as? [String: Any], "\(object)")
+        #expect(vnc["password"] as? String == "(sensitive)" && vnc["passwordSource"] as? String == "record", "\(vnc)")
+        #expect((object["status"] as? [String: Any])?["runStatusSource"] as? String == "qmp", "\(object)")
     }
 }

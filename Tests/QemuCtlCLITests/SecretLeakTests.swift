@@ -68,7 +68,8 @@ import Testing
         #expect(spice["auth"]?.stringValue == "spice")
         for (label, args) in [("plan --json", ["plan", "--json", "-f", vms]), ("plan", ["plan", "-f", vms]),
                               ("diff", ["diff", "-f", vms]), ("describe f", ["describe", "f"]),
-                              ("describe e -o json", ["describe", "e", "-o", "json"]), ("get -o json", ["get", "-o", "json"]),
+                              ("describe e -o json", ["describe", "e", "-o", "json"]), ("describe f -o yaml", ["describe", "f", "-o", "yaml"]),
+                              ("describe e", ["describe", "e"]), ("get -o json", ["get", "-o", "json"]),
                               ("get -o yaml", ["get", "-o", "yaml"]), ("validate", ["validate", "-f", vms]),
                               ("apply again", ["apply", "--timeout", "30", "-f", vms])] {
             let r = try await QemuctlBinary.run(args, environment: env, directory: w.dir.path)

@@ -497,3 +497,63 @@ struct MonitorLocatorTests {
         #expect(paths == [4242: "/var/lib/libvirt/qemu/domain-1-web/monitor.sock", 4245: "/tmp/with space.sock"])
     }
 }
+
+/// `Instance.stop` and `forceStop` signal only a process proven to be the QEMU the instance
+/// connected to (its identity, read when it was made, still matches; a QEMU; this user's).
+@Suite(.timeLimit(.minutes(2))) struct InstanceSignalProofTests {
+    /// A monitor served by a program that is not QEMU (python speaking QMP): the ladder's QMP
+    /// steps go unanswered by an exit, and its signal steps are refused; the program lives.
+    @Test func theStopLadderDoesNotSignalAProcessThatIsNotQEMU() async throws {
+        let dir = try TempDir("sigproof")
+        let path = dir.file("fake.sock")
+        let python = Process()
+        python.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        python.arguments = ["-c", """
+            import json, socket, sys
+            s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(4)
+            while True:
+                c, _ = s.accept(); f = c.makefile('rwb', buffering=0)
+                f.write(b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 8}, "package": ""}, "capabilities": []}}\\r\\n')
+                for line in f:
+                    cmd = json.loads(line)
+                    ret = {"status": "running", "running": True, "singlestep": False} if cmd.get("execute") == "query-status" else {}
+                    reply = {"return": ret}
+                    if "id" in cmd: reply["id"] = cmd["id"]
+                    f.write((json.dumps(reply) + "\\r\\n").encode())
+                c.close()
+            """, path]
+        try python.run()
+        defer { kill(python.processIdentifier, SIGKILL); python.waitUntilExit() }
+        let end = Date().addingTimeInterval(10)
+        while !FileManager.default.fileExists(atPath: path) && Date() < end { usleep(10_000) }
+        let instance = try await Instance.attach(socketPath: path, timeout: .seconds(10))
+        defer { instance.close() }
+        #expect(instance.pid == python.processIdentifier)
+        #expect(instance.signalDisproof()?.contains("not a QEMU system emulator") == true, "\(instance.signalDisproof() ?? "proven")")
+        do {
+            _ = try await instance.stop(timeout: .milliseconds(300), stepTimeout: .milliseconds(300))
+            Issue.record("stop of a process that is not QEMU returned")
+        } catch {
+            #expect(error.code == .notProven, "\(error)")
+            #expect(error.message.contains("not signalling"), "\(error)")
+        }
+        await #expect(throws: InstanceError.self) { try await instance.forceStop(timeout: .seconds(1)) }
+        usleep(200_000)
+        #expect(python.isRunning, "the stop ladder signalled a process that is not QEMU")
+    }
+
+    /// A real QEMU is proven while it is the one attached to, and stopped by the ladder.
+    @Test func aRealQEMUIsProvenAndStopped() async throws {
+        let q = try QEMUProcess()
+        defer { q.kill() }
+        let instance = try await Instance.attach(socketPath: q.socketPath, timeout: .seconds(10))
+        defer { instance.close() }
+        #expect(instance.process?.pid == q.pid)
+        #expect(instance.signalDisproof() == nil, "\(instance.signalDisproof() ?? "")")
+        // Stopped (SIGSTOP), it answers no QMP: the ladder ends with a signal, which is allowed.
+        kill(q.pid, SIGSTOP)
+        let outcome = try await instance.stop(timeout: .milliseconds(300), stepTimeout: .seconds(2))
+        #expect(outcome.step == .sigkill || outcome.step == .sigterm, "\(outcome)")
+        #expect(!instance.isProcessAlive)
+    }
+}

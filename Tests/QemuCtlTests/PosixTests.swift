@@ -1,5 +1,6 @@
 import Foundation
 import QemuCtl
+import QemuCtlTestSupport
 import Testing
 
 @Suite struct PosixTests {
@@ -55,5 +56,55 @@ import Testing
         let missing = Posix.run("/nonexistent/qemu-img", [], environment: [])
         #expect(missing.spawnError?.contains("cannot execute /nonexistent/qemu-img") == true)
         #expect(missing.status == -1)
+    }
+    /// `linkNoReplace` puts a file in place without ever replacing what stands there: by `linkat`,
+    /// or, on a file system without hard links, by `renameat2(RENAME_NOREPLACE)`; where neither
+    /// exists nothing is put in place. This host's file systems have both, so the failures of
+    /// the others are injected (debug builds).
+    @Test func linkNoReplaceFallsBackToRenameNoReplaceAndNeverReplaces() throws {
+        let dir = try TempDir("lnr")
+        let fd = open(dir.path, O_RDONLY | O_DIRECTORY)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        func make(_ name: String, _ text: String) throws {
+            try text.write(toFile: dir.file(name), atomically: false, encoding: .utf8)
+        }
+        func read(_ name: String) -> String? { try? String(contentsOfFile: dir.file(name), encoding: .utf8) }
+        let target = "image-\(getpid()).qcow2"
+
+        // Hard links: both names exist afterwards.
+        try make("work1", "one")
+        #expect(Posix.linkNoReplace(from: fd, "work1", to: fd, target, path: dir.file(target)) == nil)
+        #expect(read(target) == "one" && read("work1") == "one")
+        try FileManager.default.removeItem(atPath: dir.file(target))
+
+        // No hard links (linkat: EPERM, as on vfat): renamed, without replacing.
+        try make("work2", "two")
+        Posix.injectFailure(.linkat, giving: target, errno: EPERM)
+        #expect(Posix.linkNoReplace(from: fd, "work2", to: fd, target, path: dir.file(target)) == nil)
+        #expect(read(target) == "two")
+        #expect(read("work2") == nil, "renamed, so the old name is gone")
+
+        // Something stands at the name: neither call replaces it.
+        try make("work3", "three")
+        Posix.injectFailure(.linkat, giving: target, errno: EPERM)
+        let appeared = Posix.linkNoReplace(from: fd, "work3", to: fd, target, path: dir.file(target))
+        #expect(appeared?.contains("appeared while the image was being created") == true, "\(appeared ?? "nil")")
+        #expect(read(target) == "two" && read("work3") == "three")
+        #expect(Posix.linkNoReplace(from: fd, "work3", to: fd, target, path: dir.file(target))?.contains("appeared") == true)
+        #expect(read(target) == "two")
+
+        // Neither hard links nor RENAME_NOREPLACE (EINVAL): nothing is put in place.
+        try FileManager.default.removeItem(atPath: dir.file(target))
+        Posix.injectFailure(.linkat, giving: target, errno: EPERM)
+        Posix.injectFailure(.renameNoReplace, giving: target, errno: EINVAL)
+        let neither = Posix.linkNoReplace(from: fd, "work3", to: fd, target, path: dir.file(target))
+        #expect(neither?.contains("supports neither") == true, "\(neither ?? "nil")")
+        #expect(read(target) == nil && read("work3") == "three")
+        // Another failure of linkat is reported as it is, with no fallback.
+        Posix.injectFailure(.linkat, giving: target, errno: EACCES)
+        #expect(Posix.linkNoReplace(from: fd, "work3", to: fd, target, path: dir.file(target))?.hasPrefix("linkat(") == true)
+        #expect(read(target) == nil)
+        #expect(!Posix.hasInjectedFailures)
     }
 }

@@ -5,11 +5,11 @@ import Testing
 
 /// The controller's restart policy, backoff and plan gate as pure functions: no QEMU, no clock.
 @Suite struct RestartPolicyTests {
-    @Test func backoffDoublesFromOneSecondUpToFiveMinutes() {
+    @Test func theFirstRestartIsImmediateThenBackoffDoublesFromOneSecondUpToFiveMinutes() {
         let delays = (0..<12).map { RestartBackoff.delay(afterConsecutive: $0) }
-        #expect(delays == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300])
+        #expect(delays == [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300])
         #expect(RestartBackoff.delay(afterConsecutive: Int.max) == 300)
-        #expect(RestartBackoff.delay(afterConsecutive: -3) == 1)
+        #expect(RestartBackoff.delay(afterConsecutive: -3) == 0)
     }
 
     @Test func tenMinutesUpResetsTheCountInARow() {
@@ -42,34 +42,40 @@ import Testing
         var h = RestartHistory()
         var waits: [Double] = []
         var t = 1000.0
-        for _ in 0..<4 {
-            // QEMU ran 2 s, then exited; the decision at the moment of the exit is to wait.
+        for _ in 0..<5 {
+            // QEMU ran 2 s, then exited; decided at the moment of the exit: the first restart at
+            // once, each later one in a row after a wait.
             let exit = QEMUExit(reason: "crash", byGuest: false, at: t)
             let (d, next) = RestartRules.decide(policy: .always, exit: exit, startedAt: t - 2, history: h, now: t)
-            guard case .wait(let until) = d else { Issue.record("expected a backoff, got \(d)"); return }
+            guard let until = next.nextRestartAt else { Issue.record("no restart time decided"); return }
             waits.append(until - t)
-            // Deciding again before the backoff ends keeps the same time (no reset by re-deciding).
-            let (again, _) = RestartRules.decide(policy: .always, exit: exit, startedAt: t - 2, history: next, now: t + 0.1)
-            #expect(again == .wait(until: until))
+            if until > t {
+                #expect(d == .wait(until: until))
+                // Deciding again before the backoff ends keeps the same time (no reset by re-deciding).
+                let (again, _) = RestartRules.decide(policy: .always, exit: exit, startedAt: t - 2, history: next, now: t + 0.1)
+                #expect(again == .wait(until: until))
+            } else {
+                #expect(d == .restart)
+            }
             let (due, _) = RestartRules.decide(policy: .always, exit: exit, startedAt: t - 2, history: next, now: until)
             #expect(due == .restart)
             h = RestartRules.restarted(next, at: until)
             t = until + 2
         }
-        #expect(waits == [1, 2, 4, 8])
-        #expect(h.count == 4)
-        // Up for ten minutes: back to 1 s.
+        #expect(waits == [0, 1, 2, 4, 8])
+        #expect(h.count == 5)
+        // Up for ten minutes: the next restart is a first one again, at once.
         let late = QEMUExit(reason: "crash", byGuest: false, at: t + 700)
         let (d, after) = RestartRules.decide(policy: .always, exit: late, startedAt: t, history: h, now: t + 700)
-        #expect(d == .wait(until: t + 701))
+        #expect(d == .restart)
         #expect(after.consecutive == 0)
-        #expect(after.count == 4)
+        #expect(after.count == 5)
     }
 
     @Test func aFailedLaunchBacksOffFurther() {
         let h = RestartRules.launchFailed(RestartHistory(consecutive: 2), reason: "QEMU refused", at: 50)
         #expect(h.consecutive == 3)
-        #expect(h.nextRestartAt == 58)
+        #expect(h.nextRestartAt == 54)
         #expect(h.lastExit?.reason == "launch failed: QEMU refused")
     }
 
@@ -92,13 +98,19 @@ import Testing
         #expect(plan.vms.filter { $0.action == .create }.count == 4)
         let out = RestartGate.filter(plan, observed: observed, exits: [:], histories: [:], startedAt: ["a": 10, "b": 10],
                                      hostBootTime: nil, now: 100)
-        #expect(out.plan.vms.map(\.name) == ["c", "d"])
         #expect(out.decisions["a"]?.decision == .leaveDown("restartPolicy never"))
-        // An exit nobody saw happened "now": b waits its first second.
-        #expect(out.decisions["b"]?.decision == .wait(until: 101))
+        // An exit nobody saw happened "now"; b's first death is let through at once.
+        #expect(out.plan.vms.map(\.name) == ["b", "c", "d"])
+        #expect(out.decisions["b"]?.decision == .restart)
+        // Dead again a second after that restart: now it waits its first second.
+        let restarted = RestartRules.restarted(out.decisions["b"]!.history, at: 100)
+        let again = RestartGate.filter(plan, observed: observed, exits: [:], histories: ["b": restarted],
+                                       startedAt: ["a": 10, "b": 101], hostBootTime: nil, now: 102)
+        #expect(again.decisions["b"]?.decision == .wait(until: 103))
+        #expect(again.plan.vms.map(\.name) == ["c", "d"])
         // Once its second is over, it is let through.
-        let later = RestartGate.filter(plan, observed: observed, exits: [:], histories: ["b": out.decisions["b"]!.history],
-                                       startedAt: ["a": 10, "b": 10], hostBootTime: nil, now: 101)
+        let later = RestartGate.filter(plan, observed: observed, exits: [:], histories: ["b": again.decisions["b"]!.history],
+                                       startedAt: ["a": 10, "b": 101], hostBootTime: nil, now: 103)
         #expect(later.plan.vms.map(\.name) == ["b", "c", "d"])
         #expect(out.decisions["c"] == nil && out.decisions["d"] == nil)
         // At the controller's start, a VM that went down with the host comes back whatever its policy.

@@ -43,6 +43,11 @@ int cproc_pipe(int fds[2]);
 /// Whether `needle` occurs in `hay` (memmem, which Glibc's Swift overlay does not export).
 int cmem_contains(const void *hay, size_t hay_len, const void *needle, size_t needle_len);
 
+/// renameat2(olddirfd, oldpath, newdirfd, newpath, RENAME_NOREPLACE): fails with EEXIST when
+/// anything has the new name, and with EINVAL where the file system does not support it.
+/// Returns 0 or -1 with errno set.
+int cfs_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+
 /// Spawns `path` in a new session with default signal handling and an empty signal
 /// mask, stdin on `stdin_fd` and stdout on `stdout_fd` (each /dev/null when -1), stderr
 /// on `stderr_fd`, and every other descriptor closed. Returns 0 and stores the pid, or
@@ -54,5 +59,14 @@ int cproc_spawn(const char *path, char *const argv[], char *const envp[], int st
 /// (QEMU's sockets) is private; the process's umask is 077 for the moment of the spawn (for
 /// a process whose threads create files only with explicit modes).
 int cproc_spawn_detached(const char *path, char *const argv[], char *const envp[], int log_fd, pid_t *pid_out);
+/// Like cproc_spawn_detached, with a keeper in between: a forked child (a session of its own,
+/// signals at their defaults, standard descriptors on /dev/null, every other descriptor closed
+/// but `log_fd`) starts the program, waits for it, appends one line to `log_fd`
+/// (`qemuctl-keeper: pid=P status=N time=T` or `... signal=N core=0|1 time=T`) and exits with its
+/// status (128 + N for signal N). Only a process's parent can learn how it ended; the keeper stays
+/// its parent after this process exits. `pid_out` is the program's pid, `keeper_out` the keeper's
+/// (this process's child). Returns 0 or an errno (the program could not be executed).
+int cproc_spawn_kept(const char *path, char *const argv[], char *const envp[], int log_fd, pid_t *pid_out,
+                     pid_t *keeper_out);
 
 #endif

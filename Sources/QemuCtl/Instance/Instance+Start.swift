@@ -154,6 +154,7 @@ extension Instance {
             // QEMU writes this file itself once it has parsed its options; written now, a qemuctl
             // killed right after the spawn cannot leave a starting QEMU that the next run misses.
             _ = Posix.writeFileAtomically(layout.pidFile, Array("\(pid)\n".utf8), mode: 0o600, durable: false)
+            FaultPoint.hit(.spawnedUnrecorded)
             options.onSpawn?(pid, choice)
             qmp = try await connectWhileStarting(config.name, layout: layout, binary: binary, exit: exit,
                                                  launchTimeout: options.launchTimeout)
@@ -184,6 +185,7 @@ extension Instance {
                 throw InstanceError(code: .startFailed, message: "QEMU started VM \(config.name) but wrote no pid file at \(layout.pidFile)")
             }
             pid = daemon
+            FaultPoint.hit(.spawnedUnrecorded)
             options.onSpawn?(pid, choice)
             FaultPoint.hit(.afterSpawn)
             do {

@@ -25,6 +25,11 @@ public final class Instance: Sendable {
     public let qmp: QMPClient
     /// What the accelerator choice was, when this instance started the VM.
     public let accelerator: Accelerator?
+    /// The QEMU process (pid, start time, executable) as it was when this instance started or
+    /// attached to it; `nil` when it could not be read. The stop ladder's signals and
+    /// ``forceStop(timeout:)`` go only to a process proven to still be this one
+    /// (``signalDisproof()``): a pid alone is not proof (pids are reused).
+    public let process: ProcessIdentity?
 
     private struct Watch {
         var state: VMState = .unknown
@@ -49,6 +54,7 @@ public final class Instance: Sendable {
         self.pid = pid
         self.qmp = qmp
         self.accelerator = accelerator
+        process = pid > 0 ? ProcessIdentity.current(pid: pid) : nil
         watch.withLock { $0.state = initial }
         // Follow the run state on the reading thread, in stream order, so that the
         // STOP QEMU sends before its reply to `stop` is applied before pause() returns.
@@ -202,8 +208,28 @@ public final class Instance: Sendable {
         }
     }
 
+    /// Why the process at ``pid`` may not be signalled, or `nil` when it is proven to be this
+    /// instance's QEMU: the identity read when the instance was made (``process``) still matches
+    /// the live process (same start time and executable, so not a reused pid), and it is a QEMU
+    /// system emulator running as this user.
+    public func signalDisproof() -> String? {
+        guard let process else { return "the identity of pid \(pid) could not be read when the instance was made" }
+        return process.disproofAsSignalTarget()
+    }
+
+    /// Throws ``InstanceError/Code/notProven`` unless ``signalDisproof()`` finds nothing.
+    private func requireSignallable() throws(InstanceError) {
+        if let why = signalDisproof() {
+            throw InstanceError(code: .notProven, message: "not signalling VM \(name) (pid \(pid)): \(why)")
+        }
+    }
+
     /// Kills QEMU with SIGKILL and waits until the process is gone.
+    /// - Throws: ``InstanceError/Code/notProven`` (nothing sent) when the process is not proven
+    ///   to be this instance's QEMU (``signalDisproof()``).
     public func forceStop(timeout: Duration = .seconds(10)) async throws(InstanceError) {
+        if !Posix.processExists(pid) { return }
+        try requireSignallable()
         if await Self.signalLadder(pid: pid, [.sigkill], stepTimeout: timeout) == nil {
             throw InstanceError(code: .unresponsive, message: "VM \(name) (pid \(pid)) did not exit after SIGKILL within \(timeout)")
         }
@@ -254,7 +280,9 @@ public final class Instance: Sendable {
     /// timeout. A paused VM cannot react to the power button, so its ladder starts
     /// at `quit`.
     /// - Returns: Which step ended the process and how long the whole stop took.
-    /// - Throws: ``InstanceError`` only when even SIGKILL did not end the process.
+    /// - Throws: ``InstanceError`` when even SIGKILL did not end the process, or, with
+    ///   ``InstanceError/Code/notProven`` and no signal sent, when the process at ``pid`` is not
+    ///   proven to be this instance's QEMU any more (``signalDisproof()``).
     @discardableResult
     public func stop(timeout: Duration = .seconds(30), stepTimeout: Duration = .seconds(5)) async throws(InstanceError) -> StopOutcome {
         let clock = ContinuousClock()
@@ -272,6 +300,7 @@ public final class Instance: Sendable {
             return outcome(.quit)
         }
         if !Posix.processExists(pid) { return outcome(.quit) }
+        try requireSignallable()
         if let step = await Self.signalLadder(pid: pid, stepTimeout: stepTimeout) { return outcome(step) }
         throw InstanceError(code: .unresponsive, message: "VM \(name) (pid \(pid)) survived SIGKILL for \(stepTimeout)")
     }

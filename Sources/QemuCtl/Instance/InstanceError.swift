@@ -49,6 +49,10 @@ public struct InstanceError: Error, Sendable, CustomStringConvertible {
         public static var runtimeDirectory: Self { Self("runtimeDirectory") }
         /// The operation needs something this instance does not have (e.g. a process id).
         public static var unsupported: Self { Self("unsupported") }
+        /// The process at the instance's pid is not proven to be the QEMU it connected to (it
+        /// exited and the pid was reused, it is not a QEMU, it is not this user's): no signal
+        /// was sent to it.
+        public static var notProven: Self { Self("notProven") }
 
         /// The kind's name.
         public var description: String { name }

@@ -95,6 +95,26 @@ public struct ProcessIdentity: Sendable, Hashable, Codable {
         return UInt64(String(decoding: fields[19], as: UTF8.self))
     }
 
+    /// Whether ``executable`` is a QEMU system emulator (`qemu-system-*`, `qemu-kvm`).
+    public var isQEMU: Bool { Self.isQEMU(executable: executable) }
+
+    /// Whether an executable path names a QEMU system emulator (`qemu-system-*`, `qemu-kvm`,
+    /// possibly marked ` (deleted)` after an upgrade).
+    public static func isQEMU(executable: String) -> Bool {
+        let base = executable.split(separator: "/").last.map(String.init) ?? ""
+        return base.hasPrefix("qemu-system-") || base.hasPrefix("qemu-kvm")
+    }
+
+    /// Why process `pid` may not be signalled as the QEMU this identity names, or `nil` when it
+    /// may: it is alive as recorded (``disproofOfLiveProcess()``), runs a QEMU system emulator
+    /// and runs as the effective user.
+    public func disproofAsSignalTarget() -> String? {
+        guard isQEMU else { return "pid \(pid) runs \(executable), not a QEMU system emulator" }
+        if let why = disproofOfLiveProcess() { return why }
+        guard Posix.ownerAndMode("/proc/\(pid)")?.uid == geteuid() else { return "pid \(pid) does not run as this user" }
+        return nil
+    }
+
     /// The executable of a process (`/proc/PID/exe`), or `nil`.
     public static func executable(of pid: Int32) -> String? { Posix.executable(of: pid) }
 }

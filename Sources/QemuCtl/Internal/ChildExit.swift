@@ -13,13 +13,19 @@ import Synchronization
 /// the child never lingers as a zombie (which would still answer `kill(pid, 0)`) in a
 /// long-lived process, and its exit status can be read without waiting.
 package final class ChildExit: Sendable {
-    /// The child's pid.
+    /// The program's pid: the child's, or for a kept program the pid of the program its keeper
+    /// started (the process to signal).
     package let pid: Int32
     private let state = Mutex<Int32?>(nil)
 
     /// Starts the reaping thread for `pid`, a child of this process.
-    init(reaping pid: Int32) {
-        self.pid = pid
+    convenience init(reaping pid: Int32) { self.init(reaping: pid, for: pid) }
+
+    /// Starts the reaping thread for `child`, a child of this process that runs `program` and exits
+    /// with its status (a keeper, see `cproc_spawn_kept`).
+    init(reaping child: Int32, for program: Int32) {
+        self.pid = program
+        let pid = child
         // Without a thread (the process is at its limit) the status stays unknown.
         _ = startDetachedThread { [self] in
             var status: Int32 = 0

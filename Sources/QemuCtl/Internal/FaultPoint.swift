@@ -19,6 +19,10 @@ package enum FaultPoint: String, Sendable, CaseIterable {
     case afterDiskCreate = "after-disk-create"
     /// The launch record exists (written before QEMU starts), QEMU does not yet.
     case beforeSpawn = "before-spawn"
+    /// QEMU daemonized and wrote its pid file; the record does not have its pid yet (the
+    /// moments before ``StartOptions/onSpawn`` writes it; the next lock holder completes it,
+    /// `StateStore.completeInterruptedLaunches()`).
+    case spawnedUnrecorded = "spawned-unrecorded"
     /// QEMU daemonized and wrote its pid file; QMP not connected, nothing set up.
     case afterSpawn = "after-spawn"
     /// QEMU runs and is set up (passwords), the record is not yet updated with its pid.

@@ -400,8 +400,10 @@ package enum Posix {
     /// Starts `binary` as a long-lived child in a session of its own (no terminal signal reaches
     /// it), in `/`, with umask 077 (QEMU's sockets are private whatever this process's umask),
     /// with stdin on /dev/null and stdout and stderr written to `logPath` (created
-    /// 0600, truncated). Every descriptor above 2 is closed in the child. The child is reaped by a
-    /// thread of its own when it exits (see ``ChildExit``). Returns the pid, or an error message.
+    /// 0600, truncated). Every descriptor above 2 is closed in the child. Between this process and
+    /// the child sits a keeper (`cproc_spawn_kept`): the child's parent for its whole life, which
+    /// appends how it ended (exit status or signal) to `logPath`, and is reaped by a thread of its
+    /// own when it exits (see ``ChildExit``). Returns the child's pid, or an error message.
     package static func spawnDetached(_ binary: String, _ arguments: [String], environment: [String], logPath: String)
         -> (pid: Int32, exit: ChildExit?, error: String?) {
         // Never O_TRUNC by name: the file is opened without following a link, checked (this user's
@@ -418,9 +420,20 @@ package enum Posix {
         guard ftruncate(logFD, 0) == 0 else { return (-1, nil, "ftruncate(\(logPath)) failed: \(errorText(errno))") }
         _ = fchmod(logFD, 0o600)
         var pid: pid_t = 0
-        let rc = withCArguments(binary, arguments, environment) { argv, envp in cproc_spawn_detached(binary, argv, envp, logFD, &pid) }
-        guard rc == 0 else { return (-1, nil, "cannot execute \(binary): \(errorText(rc))") }
-        return (pid, ChildExit(reaping: pid), nil)
+        var keeper: pid_t = 0
+        // Through a keeper (see cproc_spawn_kept): QEMU's parent for its whole life, which appends
+        // how QEMU ended to qemu.log (ExitReport in Reconcile reads it).
+        let rc = withCArguments(binary, arguments, environment) { argv, envp in
+            cproc_spawn_kept(binary, argv, envp, logFD, &pid, &keeper)
+        }
+        guard rc == 0 else {
+            if keeper > 0 {
+                var status: Int32 = 0
+                while waitpid(keeper, &status, 0) < 0 && errno == EINTR {}
+            }
+            return (-1, nil, "cannot execute \(binary): \(errorText(rc))")
+        }
+        return (pid, ChildExit(reaping: keeper, for: pid), nil)
     }
 
     /// Calls `body` with NULL-terminated C arrays of `binary` + `arguments` and of `environment`,

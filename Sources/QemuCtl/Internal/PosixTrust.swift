@@ -1,6 +1,10 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CSocketShims
+#if DEBUG
+import Synchronization
+#endif
 
 // File-system calls for paths other users might influence: directories checked as OpenSSH's
 // StrictModes does, files opened relative to a directory descriptor without following symbolic
@@ -538,17 +542,66 @@ extension Posix {
     /// Gives file `name` of `fromFD` the name `newName` in `toFD` (`linkat`: fails when anything,
     /// even a dangling link, stands at the new name; follows nothing), then syncs `toFD`. The old
     /// name is left for the caller to remove. Returns why not, naming `path`, or `nil`.
+    ///
+    /// On a file system without hard links (`linkat` fails with `EPERM`, `EOPNOTSUPP` or `EMLINK`:
+    /// vfat, some FUSE and network file systems) the file is renamed with
+    /// `renameat2(RENAME_NOREPLACE)` instead, which refuses an existing name just as `linkat` does
+    /// (the old name is then gone). Where that is not supported either (`EINVAL`), nothing is
+    /// renamed and the message names both calls: nothing is ever put in place by a call that could
+    /// replace what stands there.
     package static func linkNoReplace(from fromFD: CInt, _ name: String, to toFD: CInt, _ newName: String, path: String) -> String? {
-        if linkat(fromFD, name, toFD, newName, 0) != 0 {
-            let e = errno
-            if e == EEXIST {
-                return "\(path) appeared while the image was being created (\(entryKind(at: toFD, newName))); it was left as it is and nothing was written through it"
+        func appeared() -> String {
+            "\(path) appeared while the image was being created (\(entryKind(at: toFD, newName))); it was left as it is and nothing was written through it"
+        }
+        #if DEBUG
+        let injectedLink = injectedFailure(.linkat, newName), injectedRename = injectedFailure(.renameNoReplace, newName)
+        #else
+        let injectedLink: CInt? = nil, injectedRename: CInt? = nil
+        #endif
+        var e: CInt = 0
+        if let injectedLink { e = injectedLink } else if linkat(fromFD, name, toFD, newName, 0) != 0 { e = errno }
+        if e != 0 {
+            if e == EEXIST { return appeared() }
+            guard e == EPERM || e == EOPNOTSUPP || e == EMLINK else { return "linkat(\(path)) failed: \(errorText(e))" }
+            var r: CInt = 0
+            if let injectedRename { r = injectedRename } else if cfs_rename_noreplace(fromFD, name, toFD, newName) != 0 { r = errno }
+            if r != 0 {
+                if r == EEXIST { return appeared() }
+                return "cannot put \(path) in place without risking replacing another file: linkat failed (\(errorText(e))) "
+                    + "and renameat2(RENAME_NOREPLACE) failed (\(errorText(r))); this file system supports neither (create the image elsewhere)"
             }
-            return "linkat(\(path)) failed: \(errorText(e))"
         }
         _ = fsync(toFD)
         return nil
     }
+
+    #if DEBUG
+    /// A system call whose failure a test can inject (debug builds only).
+    package enum InjectableCall: Sendable, Hashable {
+        /// `linkat` in ``linkNoReplace(from:_:to:_:path:)``.
+        case linkat
+        /// `renameat2(RENAME_NOREPLACE)` in ``linkNoReplace(from:_:to:_:path:)``.
+        case renameNoReplace
+    }
+
+    /// Failures to inject, by call and the name it gives (``injectFailure(_:giving:errno:)``).
+    private static let injectedFailures = Mutex<[String: CInt]>([:])
+
+    /// Makes the next `call` that gives the name `name` fail with `errno` (once), for tests of
+    /// file systems this host does not have (one without hard links, or without
+    /// `RENAME_NOREPLACE`); keyed by name so that no other caller meets it.
+    package static func injectFailure(_ call: InjectableCall, giving name: String, errno: CInt) {
+        injectedFailures.withLock { $0["\(call):\(name)"] = errno }
+    }
+
+    /// Whether an injected failure is still waiting to be taken.
+    package static var hasInjectedFailures: Bool { injectedFailures.withLock { !$0.isEmpty } }
+
+    /// The injected failure of `call` giving `name`, removed as it is taken.
+    private static func injectedFailure(_ call: InjectableCall, _ name: String) -> CInt? {
+        injectedFailures.withLock { $0.removeValue(forKey: "\(call):\(name)") }
+    }
+    #endif
 
     /// `path` with symbolic links, `.` and `..` resolved (`realpath`), or `nil` when it does not resolve.
     package static func realPath(_ path: String) -> String? {

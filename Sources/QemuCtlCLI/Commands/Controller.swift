@@ -32,8 +32,8 @@ extension QemuCtlCommand {
                 spec.restartPolicy decides what happens when a QEMU exits while the manifest wants \
                 it running: always launches it again; onFailure too, unless the guest shut down or \
                 powered off by itself (SHUTDOWN with guest: true); never (the default) leaves it \
-                down. Restarts back off: 1 s, doubling up to 5 min, from 1 s again once a VM \
-                stayed up 10 min. The count, the last exit and the backoff are kept in the VM's \
+                down. The first restart is at once; further restarts in a row back off: 1 s, \
+                doubling up to 5 min, counted from the first again once a VM stayed up 10 min. The count, the last exit and the backoff are kept in the VM's \
                 record (`get` RESTARTS, `describe`). At start, VMs whose QEMU went down with the \
                 host (started before the host booted) are launched whatever their policy: they \
                 come back at boot.
@@ -145,6 +145,8 @@ final class ControllerLoop: Sendable {
     static let eventDebounce = 0.2
     /// Longest a pass waits behind a stream of changes.
     static let maximumDebounce = 1.0
+    /// The reason of a pass for VMs whose QEMU exited.
+    static let exitedReason = "QEMU exited"
     /// QMP events that may mean the VM drifted from its manifest.
     static let driftEvents: Set<String> = [
         "STOP", "RESUME", "SUSPEND", "WAKEUP", "GUEST_PANICKED", "DEVICE_DELETED", "DEVICE_TRAY_MOVED",
@@ -163,6 +165,8 @@ final class ControllerLoop: Sendable {
         var shutdowns: [String: QEMUExit] = [:]
         /// Exits seen since the last pass.
         var exits: [String: QEMUExit] = [:]
+        /// VMs whose exit no pass was started for yet (a pass starts at once for them).
+        var exitsUnhandled: Set<String> = []
         /// Histories as last saved or decided.
         var histories: [String: RestartHistory] = [:]
         /// Restarts waiting for their backoff: when each is due.
@@ -233,6 +237,7 @@ final class ControllerLoop: Sendable {
                 let gone = data["reason"]?.stringValue ?? "QEMU exited"
                 s.exits[vm] = s.shutdowns.removeValue(forKey: vm)
                     ?? QEMUExit(reason: "\(gone) without a SHUTDOWN event (killed or crashed)", byGuest: false, at: t)
+                s.exitsUnhandled.insert(vm)
                 wake = true
             default:
                 wake = Self.driftEvents.contains(name)
@@ -281,12 +286,15 @@ final class ControllerLoop: Sendable {
                     t = min(t, min(last + Self.eventDebounce, first + Self.maximumDebounce))
                 }
                 if let due = s.waits.values.min() { t = min(t, due) }
+                // A QEMU that exited is decided on at once (no debounce): its replacement is the point.
+                if !s.exitsUnhandled.isEmpty { t = now }
                 return t
             }
             if wakeAt > now {
                 await wakeup.wait(for: .milliseconds(Int(((wakeAt - now) * 1000).rounded(.up))))
             }
             let t = Self.now
+            var exited: Set<String> = []
             let reasons: [String]? = state.withLock { s in
                 if s.stop { return nil }
                 var why: [String] = []
@@ -308,6 +316,11 @@ final class ControllerLoop: Sendable {
                     s.eventsFirstAt = nil
                     s.eventsLastAt = nil
                 }
+                if !s.exitsUnhandled.isEmpty {
+                    why.append(Self.exitedReason)
+                    exited = s.exitsUnhandled
+                    s.exitsUnhandled = []
+                }
                 if s.waits.values.contains(where: { $0 <= t }) { why.append("backoff over") }
                 if t >= nextResync { why.append("resync") }
                 return why
@@ -315,6 +328,12 @@ final class ControllerLoop: Sendable {
             guard let reasons else { return }
             if reasons.isEmpty { continue }
             if reasons.contains("SIGHUP") { loadHistories() }
+            if reasons == [Self.exitedReason] {
+                // Only exits: a pass over those VMs alone, so a relaunch does not wait for every
+                // other VM's monitor (the next full pass, at the latest the resync, sees the rest).
+                await pass(reason: Self.exitedReason, initial: false, only: exited)
+                continue
+            }
             await pass(reason: reasons.joined(separator: "; "), initial: false)
             nextResync = Self.now + resync
         }
@@ -331,7 +350,8 @@ final class ControllerLoop: Sendable {
 
     /// One pass under the state directory's lock; waits for the lock as long as another qemuctl
     /// holds it (re-checking for a stop every second).
-    private func pass(reason: String, initial: Bool) async {
+    /// - Parameter only: Observe and plan only these VMs (``Session/plan(paths:prune:restart:fingerprint:only:)``).
+    private func pass(reason: String, initial: Bool, only: Set<String>? = nil) async {
         var announced = false
         while !state.withLock({ $0.stop }) {
             do {
@@ -341,7 +361,7 @@ final class ControllerLoop: Sendable {
                         say(vm: "-", "waiting", "another qemuctl\(holder.map { " (pid \($0))" } ?? "") holds the lock on \(store.directory)")
                     }
                 }) {
-                    await passLocked(reason: reason, initial: initial)
+                    await passLocked(reason: reason, initial: initial, only: only)
                 }
                 return
             } catch let error as StateError {
@@ -356,11 +376,11 @@ final class ControllerLoop: Sendable {
         }
     }
 
-    private func passLocked(reason: String, initial: Bool) async {
+    private func passLocked(reason: String, initial: Bool, only: Set<String>?) async {
         let session = Session(store: store, timeout: deadline)
         let result: Session.Result
         do {
-            result = try await session.plan(paths: paths, prune: prune, restart: restart, fingerprint: false)
+            result = try await session.plan(paths: paths, prune: prune, restart: restart, fingerprint: false, only: only)
         } catch {
             let text = "\(error)" + (error.manifestsText ?? "")
             let repeated = state.withLock { s in
@@ -382,10 +402,29 @@ final class ControllerLoop: Sendable {
         }
         let now = ControllerLoop.now
         var (exits, histories) = state.withLock { s in
-            defer { s.exits = [:] }
+            defer {
+                if let only { only.forEach { s.exits[$0] = nil } } else { s.exits = [:] }
+            }
             // A SHUTDOWN whose exit the follower has not reported yet (it waits for the process to
             // vanish): the same exit, so a guest's poweroff is never taken for a crash.
             return (s.exits.merging(s.shutdowns) { seen, _ in seen }, s.histories)
+        }
+        // An exit without a SHUTDOWN event: what QEMU's keeper saw (the signal or status) says more.
+        for (name, exit) in exits where !exit.byGuest && exit.reason.hasSuffix("(killed or crashed)") {
+            if let kept = ExitReport.keeperSummary(store.layout(name)) {
+                exits[name]?.reason = String(exit.reason.dropLast(1)) + ": \(kept))"
+            }
+        }
+        // A death no follower saw (the controller was not running, or not attached yet): QEMU's keeper
+        // still tells how it ended.
+        for (name, started) in startedAt where exits[name] == nil {
+            if let last = histories[name]?.lastExit, last.at >= started { continue }
+            if let kept = ExitReport.read(layout: store.layout(name), record: nil, tailLines: 0),
+               kept.signal != nil || kept.exitStatus != nil, let at = kept.at, at >= started {
+                let reason = kept.signal != nil ? "no follower saw QEMU go (killed or crashed: \(kept.summary))"
+                    : "no follower saw QEMU go: \(kept.summary)"
+                exits[name] = QEMUExit(reason: reason, byGuest: false, at: at)
+            }
         }
         // A death already decided on keeps its exit: a late report of it is not a second exit.
         for (name, exit) in exits {

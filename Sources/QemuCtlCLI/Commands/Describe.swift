@@ -4,18 +4,22 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-#if canImport(Glibc)
-import Glibc
-#endif
 import Manifest
 import QemuCtl
 import Reconcile
 
 extension QemuCtlCommand {
-    /// `qemuctl describe NAME`: every fact about one VM and where it came from.
+    /// `qemuctl describe NAME`: the whole VM as one object (``VMDescription``): the spec as applied,
+    /// what QEMU reports, conditions, the last exit, and how to reach it.
     struct Describe: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Show one VM in detail; each value says whether it came from QMP or from the launch record."
+            abstract: "Show one VM in detail: spec as applied, observed state, conditions, last exit, and how to reach it.",
+            discussion: """
+                The text form (default) ends with how to reach the VM: ssh hints for port forwards, \
+                the VNC and SPICE endpoints, and the console. -o json and -o yaml print the same \
+                values as one object, every key present (null when unknown). Values read from QEMU \
+                say so (`source: qmp`); the others come from the launch record. Secrets are never shown.
+                """
         )
 
         @OptionGroup var global: GlobalOptions
@@ -23,14 +27,20 @@ extension QemuCtlCommand {
         @Argument(help: "The VM name.", transform: VMNameArgument.parse)
         var name: String
 
-        @Option(name: .shortAndLong, help: "table (text) or json.")
-        var output: OutputFormat = .table
-
-        struct Field: Codable {
-            var field: String
-            var value: String
-            var source: String
+        /// `-o`: text for people (the default; `table` is its old name), or the object as JSON or YAML.
+        enum Format: String, ExpressibleByArgument, CaseIterable {
+            /// Sections of `key: value` lines, conditions as a table, then how to reach the VM.
+            case text
+            /// The same as `text` (what `-o table` meant before describe was one object).
+            case table
+            /// ``VMDescription/document`` as JSON.
+            case json
+            /// ``VMDescription/document`` as YAML.
+            case yaml
         }
+
+        @Option(name: .shortAndLong, help: "text (default), json or yaml.")
+        var output: Format = .text
 
         func run() async throws {
             let store = global.store
@@ -41,64 +51,54 @@ extension QemuCtlCommand {
                               hint: "`qemuctl get` lists the VMs there; --state-dir (or QEMUCTL_STATE_DIR) selects another state directory")
                 throw ExitCode(1)
             }
-            let stored = try? store.loadRecord(StoredRecord.self, name: name)
-            var fields: [Field] = []
-            func add(_ f: String, _ v: String?, _ s: String) { if let v { fields.append(Field(field: f, value: v, source: s)) } }
+            let description = await Self.describe(vm, store: store, deadline: global.deadline)
+            switch output {
+            case .json: print(description.document.json())
+            case .yaml: print(description.document.yaml(), terminator: "")
+            case .text, .table: print(description.text, terminator: "")
+            }
+        }
+
+        /// Gathers everything about `vm` that observation did not: the record, the exit, the
+        /// journal, pending changes, QEMU's command line and the guest agent's answers.
+        static func describe(_ vm: ObservedVM, store: StateStore, deadline: Duration) async -> VMDescription {
+            let name = vm.name
             let layout = store.layout(name)
-            add("name", name, "state dir")
-            add("managed", vm.ownership == .managed ? "yes" : "no (no launch record)", "state dir")
-            add("liveness", vm.liveness.rawValue + (vm.detail.map { " (\($0))" } ?? ""), "process + QMP")
-            add("socket", layout.socketPath, "state dir")
-            if let live = vm.live {
-                add("runState", live.runStatus.rawValue, "qmp")
-                add("cpus", live.cpuCount.map(String.init), "qmp")
-                add("memory", live.memorySize.map { ByteSizeText.format($0) }, "qmp")
-                for d in live.disks ?? [] {
-                    add("disks[\(d.name)].throttle", d.throttle.map { t in
-                        [("bps", t.bps), ("iops", t.iops), ("bpsRead", t.bpsRead), ("bpsWrite", t.bpsWrite),
-                         ("iopsRead", t.iopsRead), ("iopsWrite", t.iopsWrite)]
-                            .compactMap { k, v in v.map { "\(k)=\($0)" } }.joined(separator: " ")
-                    } ?? "none", "qmp")
-                }
-                for c in live.cdroms ?? [] { add("cdroms[\(c.name)].media", c.media ?? "empty", "qmp") }
+            let stored = try? store.loadRecord(StoredRecord.self, name: name)
+            let pid: Int32? = vm.liveness == .gone ? nil : (stored?.adopted?.pid ?? store.runningPID(name))
+            // The exit only for a QEMU that is gone: a running one's log has no keeper line yet.
+            let exit = vm.liveness == .gone && stored != nil ? ExitReport.read(layout: layout, record: stored) : nil
+            let journal = JournalLine.read(store, name: name)
+            let pending = vm.restartPending ? pendingChanges(vm, source: stored?.source) : []
+            var guest: VMDescription.GuestInfo? = nil
+            if vm.liveness == .alive, vm.record?.spec.guestAgent == true {
+                // A short deadline: a guest without a running agent must not hold describe up.
+                guest = await VMDescription.askGuest(layout, deadline: min(deadline, .seconds(2)))
+            } else if vm.record?.spec.guestAgent == true {
+                guest = VMDescription.GuestInfo(answered: false, problem: "QEMU is not running or its monitor does not answer", interfaces: [])
             }
-            if let stored {
-                add("pid", stored.pid.map(String.init), "record")
-                add("uuid", stored.launch.uuid, "record")
-                add("accelerator", stored.accelerator, "record")
-                for (i, r) in stored.acceleratorReasons.enumerated() { add("accelerator.reason[\(i)]", r, "record") }
-                add("labels", stored.launch.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ","), "record")
-                add("machine", stored.launch.spec.machine.type ?? "default", "record")
-                add("arch", stored.launch.spec.arch.rawValue, "record")
-                add("boot.kernel", stored.launch.spec.boot.kernel, "record")
-                let recorded = VirtualMachine(name: name, spec: stored.launch.spec, source: SourceLocation(file: "record", line: 1, column: 1))
-                if let fw = FirmwareFacts(recorded, pid: store.runningPID(name), socketDirectory: store.directory) {
-                    add("firmware.code", fw.code ?? "(none found)", fw.source)
-                    add("firmware.vars", fw.vars ?? "(none)", fw.source)
-                    add("firmware.secureBoot", fw.secureBoot ? "yes" : "no", "record")
-                }
-                for d in stored.launch.spec.disks {
-                    if case .file(let path, let format) = d.backend { add("disks[\(d.name)].file", "\(path) (\(format.rawValue))", "record") }
-                    if let b = d.declaredBacking { add("disks[\(d.name)].backing", "\(b.path) (\(b.format.rawValue), read-only)", "record") }
-                }
-                for n in stored.launch.spec.networks { add("networks[\(n.name)].link", n.link.rawValue, "record") }
-                for (path, _) in stored.launch.secrets.sorted(by: { $0.key < $1.key }) { add(path, "(sensitive)", "record") }
-                add("restartPending", stored.restartPending ? "yes" : "no", "record")
-                add("restartPolicy", stored.launch.spec.effectiveRestartPolicy.rawValue, "record")
-                add("restarts", String(stored.restarts?.count ?? 0), "record")
-                if let h = stored.restarts {
-                    if let e = h.lastExit { add("lastExit", "\(e.reason) at \(EventFollower.timestamp(e.at))", "record") }
-                    if let t = h.lastRestartAt { add("lastRestart", EventFollower.timestamp(t), "record") }
-                    if let t = h.nextRestartAt { add("nextRestart", "\(EventFollower.timestamp(t)) (backoff after \(h.consecutive) in a row)", "record") }
-                    if let why = h.leftDown { add("leftDown", why, "record") }
-                }
-                add("manifest", stored.source, "record")
-                add("serialLog", layout.runtimeDirectory + "/serial.log", "state dir")
+            let firmware = stored.flatMap { s in
+                FirmwareFacts(VirtualMachine(name: name, spec: s.launch.spec, source: SourceLocation(file: "record", line: 1, column: 1)),
+                              pid: pid, socketDirectory: store.directory)
             }
-            if output == .json {
-                try Terminal.json(fields)
-            } else {
-                print(Terminal.table(["FIELD", "VALUE", "FROM"], fields.map { [$0.field, $0.value, $0.source] }), terminator: "")
+            // Readiness (spec.readiness) plugs in here: pass its probe result as `readiness:`.
+            let conditions = VMConditions.all(vm, record: stored, journal: journal, exit: exit, pendingFields: pending)
+            return VMDescription(name: name, store: store, vm: vm, stored: stored, exit: exit, conditions: conditions,
+                                 pendingChanges: pending, commandLine: pid.flatMap(VMDescription.commandLine(pid:)), pid: pid,
+                                 guest: guest, firmware: firmware)
+        }
+
+        /// The restart-class changes between the VM's manifest and its record (what a restart would
+        /// apply), as `path: old -> new`; empty when the manifest cannot be read.
+        static func pendingChanges(_ vm: ObservedVM, source: String?) -> [String] {
+            guard let source, !source.isEmpty, source != "-" else { return [] }
+            let set = ManifestLoader(hostFiles: .ignore).load(paths: [source])
+            guard !set.hasErrors, let desired = set.virtualMachines.first(where: { $0.name == vm.name }) else { return [] }
+            let p = plan(desired: [desired], actual: [vm], options: PlanOptions(prune: false, restart: .never, fingerprint: false))
+            return (p[vm.name]?.changes ?? []).filter { $0.changeClass == .restart }.map { c in
+                let old = c.sensitive ? "(sensitive)" : (c.old ?? "(none)")
+                let new = c.sensitive ? "(sensitive)" : (c.new ?? "(none)")
+                return "\(c.path): \(old) -> \(new)"
             }
         }
     }

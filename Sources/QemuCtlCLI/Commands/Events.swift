@@ -267,7 +267,8 @@ final class EventFollower: Sendable {
         // The connection ended: QEMU exited (or closed the monitor).
         var gone: [String: JSONValue] = ["reason": .string(reason)]
         if let peer {
-            for _ in 0..<100 where Posix.processExists(peer) { try? await Task.sleep(for: .milliseconds(10)) }
+            // Polled every millisecond: the controller relaunches a VM as soon as this says it exited.
+            for _ in 0..<1000 where Posix.processExists(peer) { try? await Task.sleep(for: .milliseconds(1)) }
             gone["pid"] = .int(Int(peer))
             gone["reason"] = .string(Posix.processExists(peer) ? "monitor closed, QEMU still running" : "QEMU exited")
         }

@@ -27,6 +27,9 @@ struct VMSummary: Codable {
     var restarts: Int = 0
     /// Whether the VM passes its `spec.readiness` probe (``GetReadiness``); nil when it declares none.
     var ready: Bool? = nil
+    /// For a VM whose QEMU is gone: how it ended, in a few words (``ExitReport/short``). Also the
+    /// structured formats' `detail`; the table shows it after the state.
+    var exitReason: String? = nil
 }
 
 extension VMSummary {
@@ -43,6 +46,16 @@ extension VMSummary {
                   memory: (vm.live?.memorySize ?? vm.record?.spec.memory.size).map { ByteSizeText.format($0) },
                   uptimeSeconds: uptime, restartPending: vm.restartPending, detail: vm.detail,
                   restarts: record?.restarts?.count ?? 0)
+    }
+
+    /// The row of `vm`, with how its QEMU ended when it is gone (read from `store`).
+    init(_ vm: ObservedVM, record: StoredRecord?, store: StateStore) {
+        self.init(vm, record: record)
+        if vm.liveness == .gone, record != nil, state == "not running",
+           let exit = ExitReport.read(layout: store.layout(vm.name), record: record, tailLines: 0) {
+            exitReason = exit.short
+            detail = "\(exit.summary) (see \(exit.logPath))"
+        }
     }
 
     /// The keys, in the order the YAML shows them (JSON sorts them).
@@ -127,7 +140,7 @@ extension VMSummary {
     }
 
     var row: [String] {
-        [name, state, ready.map { $0 ? "yes" : "no" } ?? "-", accelerator ?? "-", cpus.map(String.init) ?? "-", memory ?? "-",
+        [name, exitReason.map { "\(state) (\($0))" } ?? state, ready.map { $0 ? "yes" : "no" } ?? "-", accelerator ?? "-", cpus.map(String.init) ?? "-", memory ?? "-",
          uptimeSeconds.map(Self.duration) ?? "-", "\(restarts)", restartPending ? "yes" : "-"]
     }
 
@@ -203,7 +216,7 @@ extension QemuCtlCommand {
             if let selector {
                 vms = vms.filter { selector.matches((try? store.loadRecord(StoredRecord.self, name: $0.name))?.launch.labels ?? [:]) }
             }
-            var rows = vms.map { VMSummary($0, record: try? store.loadRecord(StoredRecord.self, name: $0.name)) }
+            var rows = vms.map { VMSummary($0, record: try? store.loadRecord(StoredRecord.self, name: $0.name), store: store) }
             await GetReadiness.fill(&rows, vms, store: store)
             switch output {
             case .json:

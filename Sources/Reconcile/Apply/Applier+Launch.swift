@@ -89,6 +89,12 @@ extension Applier {
         let layout = store.layout(vm.name)
         let firstOfItsFiles = !Posix.fileExists(layout.runtimeDirectory) && !Posix.isSymbolicLink(layout.runtimeDirectory)
             && !Posix.fileExists(layout.socketPath) && !Posix.isSymbolicLink(layout.socketPath)
+        // How the last QEMU ended is in its qemu.log, which this launch empties: kept in the record.
+        if let previous, let exit = ExitReport.read(layout: layout, record: previous, tailLines: 0) {
+            stored.restarts = previous.restarts ?? RestartHistory()
+            stored.restarts?.lastExit = QEMUExit(reason: exit.summary, byGuest: exit.byGuest, at: exit.at ?? Date().timeIntervalSince1970)
+            log.journal("last exit: \(exit.summary)")
+        }
         try save(stored, vm.name)
         FaultPoint.hit(.beforeSpawn)
         log.journal("launch uuid=\(uuid)")
@@ -139,7 +145,7 @@ extension Applier {
         } else {
             EarlyRecord.fill(&stored, pid: instance.pid, accelerator: instance.accelerator?.rawValue, reasons: choice?.reasons ?? [])
             stored.launch.secrets = settled.secrets
-            try save(stored, vm.name)
+            try saveRunning(stored, vm.name, pid: instance.pid)
         }
         FaultPoint.hit(.afterRecord)
         log.say("started (pid \(instance.pid), \(instance.accelerator?.rawValue ?? "?")\(choice.map { " — " + ($0.reasons.last ?? "") } ?? ""))")
@@ -152,7 +158,7 @@ extension Applier {
         if !linksDown.isEmpty {
             // Step 3.
             stored.launch.spec = settled.spec
-            try save(stored, vm.name)
+            try saveRunning(stored, vm.name, pid: instance.pid)
         }
         if vm.spec.runState == .running && instance.state != .running {
             FaultPoint.hit(.beforeCont)
@@ -166,6 +172,16 @@ extension Applier {
         }
         FaultPoint.hit(.afterVerify)
         log.journal("running state=\(state)")
+    }
+
+    /// Saves the record of a VM whose QEMU (`pid`) was launched and runs: a failure (a full disk)
+    /// says so, since "record.json is unchanged" alone would read as if nothing had happened. The
+    /// record on disk then still says what was true before this step, which the next apply builds on.
+    private func saveRunning(_ record: StoredRecord, _ name: String, pid: Int32) throws(ApplyError) {
+        do { try save(record, name) } catch {
+            throw ApplyError("\(error.message). QEMU was launched and runs (pid \(pid)), but its record could not be updated; "
+                             + "the next apply completes it")
+        }
     }
 
     /// Creates the images declared with `create:` that do not exist (format explicit, never probed),

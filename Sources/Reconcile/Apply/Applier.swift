@@ -134,7 +134,11 @@ package struct Applier: Sendable {
                 log.say("restarting: \(vm.changes.filter { $0.changeClass == .restart }.map(\.path).joined(separator: ", "))")
                 try await stop(vm.name, log: &log)
                 FaultPoint.hit(.restartAfterStop)
-                try await create(desired, config: config, uuid: uuid, applySet: vm.applySet, markers: markers, log: &log)
+                do {
+                    try await create(desired, config: config, uuid: uuid, applySet: vm.applySet, markers: markers, log: &log)
+                } catch {
+                    throw relaunchFailure(error, vm.name)
+                }
                 return log.result(.restarted)
             case .update, .restart:
                 guard let desired = vm.desired else { throw ApplyError("the plan has no manifest for \(vm.name)") }
@@ -165,6 +169,20 @@ package struct Applier: Sendable {
         case let e as InstanceError: ApplyError(e.message)
         default: ApplyError("\(context): \(error)")
         }
+    }
+
+    /// The error of a restart whose relaunch failed after the old QEMU was stopped, completed with
+    /// what the VM is left as (a file's "unchanged" must not read as the VM's): relaunched and
+    /// running, or stopped and not running. Neither way did the relaunch touch a disk image that
+    /// existed (only missing `create:` images are made).
+    func relaunchFailure(_ error: ApplyError, _ name: String) -> ApplyError {
+        if let pid = store.runningPID(name) {
+            if error.message.contains("(pid \(pid))") { return error }  // the launch said so already
+            return ApplyError(error.message + ". \(name) was stopped for the restart and relaunched (pid \(pid)), which runs; "
+                              + "its disk images are intact. Apply again to finish")
+        }
+        return ApplyError(error.message + ". \(name) was stopped for the restart and NOT relaunched: it is not running; "
+                          + "its disk images are intact. Fix the cause (e.g. free space in \(store.directory)) and apply again to launch it")
     }
 
     /// `vm` mapped onto a QEMU configuration.

@@ -53,20 +53,23 @@ package struct RestartHistory: Sendable, Hashable, Codable {
 
 // MARK: - RestartBackoff
 
-/// The delay before a restart: 1 s, doubling with each restart in a row, at most 5 min; a VM that
-/// stayed up 10 min starts again from 1 s.
+/// The delay before a restart: none for the first (a VM that dies once is replaced at once), then
+/// 1 s, doubling with each further restart in a row, at most 5 min; a VM that stayed up 10 min
+/// counts from the first again.
 package enum RestartBackoff {
-    /// The first delay, in seconds.
+    /// The delay before the second restart in a row, in seconds (the first has none).
     package static let initial = 1.0
     /// The longest delay, in seconds.
     package static let maximum = 300.0
     /// How long a VM must stay up for its count of restarts in a row to start again, in seconds.
     package static let resetAfter = 600.0
 
-    /// The delay before the next restart when `consecutive` restarts were made in a row.
+    /// The delay before the next restart when `consecutive` restarts were made in a row: 0 s after
+    /// none, then 1 s, 2 s, 4 s, … up to ``maximum``.
     package static func delay(afterConsecutive consecutive: Int) -> Double {
+        guard consecutive > 0 else { return 0 }
         // 2^9 s already exceeds the maximum: no overflow for any count.
-        min(maximum, initial * Double(1 << min(max(consecutive, 0), 9)))
+        return min(maximum, initial * Double(1 << min(consecutive - 1, 9)))
     }
 
     /// The count of restarts in a row once a QEMU that ran `uptime` seconds (unknown: `nil`) exited.

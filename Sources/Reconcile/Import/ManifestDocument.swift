@@ -1,6 +1,8 @@
 /// An ordered manifest tree, rendered as YAML (block style, keys in the order given)
 /// or as JSON. Used to print what `qemuctl import` discovered.
 package indirect enum ManifestDocument: Sendable, Hashable {
+    /// `null`: a key kept with no value, so a document has one shape whatever is known (`describe`).
+    case null
     /// A string, quoted when YAML would read it as something else.
     case string(String)
     /// An integer.
@@ -71,6 +73,7 @@ package indirect enum ManifestDocument: Sendable, Hashable {
     /// A scalar (or an empty collection) on one line.
     private var scalar: String {
         switch self {
+        case .null: "null"
         case .string(let s): Self.yamlString(s)
         case .int(let i): String(i)
         case .bool(let b): b ? "true" : "false"
@@ -96,6 +99,7 @@ package indirect enum ManifestDocument: Sendable, Hashable {
         let pad = String(repeating: " ", count: indent + 2)
         let end = String(repeating: " ", count: indent)
         switch self {
+        case .null: return "null"
         case .string(let s): return Self.jsonString(s)
         case .int(let i): return String(i)
         case .bool(let b): return b ? "true" : "false"
