@@ -95,7 +95,9 @@ public final class QMPClient: Sendable {
     public func execute(
         _ command: String, arguments: JSONValue? = nil, timeout: Duration = defaultTimeout
     ) async throws(QMPError) -> JSONValue {
-        try await connection.call(command, arguments: arguments, timeoutNanos: nanoseconds(timeout), passing: nil).get()
+        try await QMPTrace.traced(command, arguments, fd: false) { () async throws(QMPError) -> JSONValue in
+            try await connection.call(command, arguments: arguments, timeoutNanos: nanoseconds(timeout), passing: nil).get()
+        }
     }
 
     /// Runs a QMP command and sends `fd` with it as `SCM_RIGHTS` ancillary data.
@@ -112,7 +114,9 @@ public final class QMPClient: Sendable {
         guard Sys.isValidFD(fd) else {
             throw QMPError(code: .invalidArgument, command: command, message: "file descriptor \(fd) is not open")
         }
-        return try await connection.call(command, arguments: arguments, timeoutNanos: nanoseconds(timeout), passing: fd).get()
+        return try await QMPTrace.traced(command, arguments, fd: true) { () async throws(QMPError) -> JSONValue in
+            try await connection.call(command, arguments: arguments, timeoutNanos: nanoseconds(timeout), passing: fd).get()
+        }
     }
 
     /// Subscribes to events.

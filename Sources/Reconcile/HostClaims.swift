@@ -1,9 +1,11 @@
 package import Manifest
+import QemuCtl
 
 // MARK: - HostClaims
 
 /// What a VM claims on the host that another VM of the same state directory must not
-/// claim too: its NICs' MAC addresses and its user-network port forwards' host ports.
+/// claim too: its NICs' MAC addresses, its user-network port forwards' host ports and the
+/// disk images it writes (QEMU locks them).
 ///
 /// The loader checks MACs within one load; these checks compare the VMs being applied
 /// with the VMs *recorded* in the state directory, which another `apply -f other.yaml`
@@ -19,6 +21,10 @@ package enum HostClaims {
     /// address: `0.0.0.0:2222` and `127.0.0.1:2222` collide on the port).
     static func claims(of spec: VirtualMachineSpec) -> [Claim] {
         var out: [Claim] = []
+        for disk in spec.disks where !disk.readOnly {
+            guard case .file(let path, _) = disk.backend else { continue }
+            out.append(Claim(key: "image:" + (Posix.realPath(path) ?? path), text: "the disk image \(path) (written)"))
+        }
         for nic in spec.networks {
             out.append(Claim(key: "mac:" + nic.mac.lowercased(), text: "MAC address \(nic.mac.lowercased())"))
             guard case .user(let user) = nic.backend else { continue }

@@ -103,6 +103,9 @@ package struct LaunchRecord: Sendable, Hashable, Codable {
     package var bootCPUCount: Int?
     /// Guest RAM at launch, in bytes; see ``bootCPUCount``.
     package var bootMemorySize: UInt64?
+    /// The ``ApplySet`` id of the manifests that last applied the VM; `nil` in records written
+    /// before sets existed and for adopted VMs (never pruned; see ``ApplySet``).
+    package var applySet: String? = nil
     /// The root-bus PCI slot of each device at its last launch, by QEMU device id (`net-lan`):
     /// the next launch keeps them (``VMConfig/pciSlotHints``), so a device keeps its slot and the
     /// guest its name for it. `nil` in records written before it existed or on boards where QEMU

@@ -12,8 +12,13 @@ package struct PlanOptions: Sendable, Hashable {
         case ifNeeded = "if-needed"
     }
 
-    /// `--prune`: delete managed VMs that no manifest declares.
+    /// `--prune`: delete managed VMs that no manifest declares (within ``applySet`` and ``selector``).
     package var prune: Bool
+    /// The set of manifests planned (``ApplySet``); nil: none (every managed VM is in scope, as
+    /// before sets existed: only tests and library callers plan so).
+    package var applySet: ApplySet? = nil
+    /// `-l`: `--prune` deletes only VMs whose recorded labels match.
+    package var selector: LabelSelector? = nil
     /// `--restart`.
     package var restart: RestartPolicy
     /// Markers of the secrets the manifests reference, by VM name, then field path
@@ -41,7 +46,7 @@ package struct PlanOptions: Sendable, Hashable {
 
 /// What `apply` would do, as data: one ``VMPlan`` per VM, sorted by name.
 ///
-/// `Codable` for `plan --json` and `plan -o plan.json`; `apply plan.json` re-observes, compares
+/// `Codable` for `plan --json` and `plan --out plan.json`; `apply plan.json` re-observes, compares
 /// ``StateFingerprint/init(of:)`` of what it sees with ``actualFingerprint`` and refuses the plan
 /// when they differ. A plan holds no secret: values are rendered with secrets redacted, and the
 /// desired specs hold only references.
@@ -53,6 +58,8 @@ package struct Plan: Sendable, Hashable, Codable {
     package var formatVersion: Int
     /// `--prune` as planned.
     package var prune: Bool
+    /// The id of the manifest set planned (``ApplySet``); nil when planned without one.
+    package var applySet: String? = nil
     /// `--restart` as planned.
     package var restart: PlanOptions.RestartPolicy
     /// The fingerprint of the observed state the plan was computed from; ``StateFingerprint/none``
@@ -149,6 +156,9 @@ package struct VMPlan: Sendable, Hashable, Codable {
     package var reason: String
     /// The uuid to keep: the recorded one for a relaunch, a restart or a delete; nil for a VM never launched.
     package var uuid: String?
+    /// The apply set the VM belongs to once the plan is applied (``ApplySet``): the planned set
+    /// for a VM launched or joining it, the recorded one otherwise; nil for none.
+    package var applySet: String? = nil
     /// Field by field, in field-table order. For a create: the fields the manifest sets
     /// (old values absent); empty for delete, no-op, unresponsive and unmanaged.
     package var changes: [FieldChange]
@@ -226,8 +236,10 @@ package enum Action: String, Sendable, Hashable, Codable, CaseIterable {
 /// One field whose desired value differs from the actual one.
 ///
 /// Values are rendered as they would be written in a manifest (`100MiB`, `"/images/a.qcow2"`,
-/// `running`), absent values as nil; a secret is always `(sensitive)`.
-package struct FieldChange: Sendable, Hashable, Codable {
+/// `running`), absent values as nil; a secret is always `(sensitive)`. Encoded, `old` and `new`
+/// are JSON values (a string, a number, a list; see FieldChange+Coding.swift) and
+/// `oldText`/`newText` keep the rendered form.
+package struct FieldChange: Sendable, Hashable {
     /// The kind of difference.
     package enum Operation: String, Sendable, Hashable, Codable, CaseIterable {
         /// A field or collection element (disk, NIC) that the VM does not have.

@@ -10,7 +10,7 @@ import QemuCtl
 
 // MARK: - PlanFile
 
-/// A plan saved by `qemuctl plan -o FILE` and applied by `qemuctl apply FILE`: the plan,
+/// A plan saved by `qemuctl plan --out FILE` and applied by `qemuctl apply FILE`: the plan,
 /// authenticated with HMAC-SHA-256 under the state directory's plan key.
 ///
 /// A saved plan says what root will launch (the emulator, the kernel, the disks), so a
@@ -136,7 +136,7 @@ package enum PlanFile {
         guard st.st_mode & S_IFMT == S_IFREG else { throw Failure("refusing the plan \(path): it is not a regular file") }
         if st.st_uid != geteuid() {
             throw Failure("refusing the plan \(path): it belongs to uid \(st.st_uid), not to this user (uid \(geteuid())), "
-                          + "who could have changed what it launches (hint: make the plan again with `qemuctl plan -o`)")
+                          + "who could have changed what it launches (hint: make the plan again with `qemuctl plan --out`)")
         }
         if st.st_mode & 0o022 != 0 {
             throw Failure("refusing the plan \(path): it is writable by group or others (mode \(String(st.st_mode & 0o7777, radix: 8)))")
@@ -153,13 +153,13 @@ package enum PlanFile {
         guard let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(bytes)),
               envelope.authentication.hasPrefix("hmac-sha256:"),
               let code = HMACSHA256.bytes(hex: String(envelope.authentication.dropFirst("hmac-sha256:".count))) else {
-            throw Failure("\(path) is not a plan written by `qemuctl plan -o`")
+            throw Failure("\(path) is not a plan written by `qemuctl plan --out`")
         }
         let key = try self.key(store: store, create: false)
         let covered: [UInt8]
         do { covered = try authenticatedBytes(envelope.plan) } catch { throw Failure("\(path): cannot encode its plan: \(error)") }
         guard HMACSHA256.isValid(code, for: covered, key: key) else {
-            throw Failure("refusing the plan \(path): its authentication does not match: it was modified after `qemuctl plan -o` "
+            throw Failure("refusing the plan \(path): its authentication does not match: it was modified after `qemuctl plan --out` "
                           + "wrote it, or made for another state directory than \(store.directory)")
         }
         return envelope.plan
@@ -193,7 +193,7 @@ package enum PlanFile {
             guard fd >= 0 else {
                 if errno == ENOENT {
                     throw Failure("refusing the plan: \(store.directory) has no plan key, so no plan was made for it "
-                                  + "(hint: make the plan with `qemuctl plan -o` and the same --state-dir)")
+                                  + "(hint: make the plan with `qemuctl plan --out` and the same --state-dir)")
                 }
                 throw Failure("cannot read the plan key \(path): \(Posix.errorText(errno))")
             }

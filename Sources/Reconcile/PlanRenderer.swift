@@ -54,6 +54,7 @@ package struct PlanRenderer: Sendable {
         if plan.hasChanges || plan.hasBlockedVMs {
             if !out.isEmpty { out += "\n" }
             out += summaryLine(plan) + "\n"
+            if plan.prune, let set = plan.applySet { out += "--prune deletes only VMs of apply set \(set).\n" }
         } else {
             if !out.isEmpty { out += "\n" }
             out += Self.noChangesMessage + "\n"

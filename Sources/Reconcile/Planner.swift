@@ -45,13 +45,16 @@ package func plan(desired: [VirtualMachine], actual: [ObservedVM], options: Plan
     var vms: [VMPlan] = []
     for name in Set(desiredByName.keys).union(actualByName.keys).sorted() {
         if let d = desiredByName[name] {
-            vms.append(Planner(options: options).planDeclared(d, actualByName[name]))
+            vms.append(Planner(options: options).planMembership(Planner(options: options).planDeclared(d, actualByName[name]),
+                                                                actualByName[name]))
         } else if let a = actualByName[name], let p = Planner(options: options).planUndeclared(a) {
             vms.append(p)
         }
     }
-    return Plan(
+    var result = Plan(
         prune: options.prune, restart: options.restart, actualFingerprint: options.fingerprint ? StateFingerprint(of: actual) : .none, vms: vms)
+    result.applySet = options.applySet?.id
+    return result
 }
 
 // MARK: - Planner
@@ -63,18 +66,68 @@ struct Planner {
     // MARK: VMs without a manifest
 
     func planUndeclared(_ a: ObservedVM) -> VMPlan? {
-        guard options.prune, a.ownership == .managed else { return nil }
+        guard options.prune, a.ownership == .managed, isPrunable(a) else { return nil }
+        let set = options.applySet.map { " of apply set \($0.id)" } ?? ""
         if a.liveness == .unresponsive {
-            return VMPlan(
+            var p = VMPlan(
                 name: a.name, action: .unresponsive,
-                reason: "\(a.detail ?? "QMP does not answer"); not in any manifest, but not deleted",
+                reason: "\(a.detail ?? "QMP does not answer"); not in any manifest\(set), but not deleted",
                 uuid: a.record?.uuid)
+            p.applySet = a.record?.applySet
+            return p
         }
-        return VMPlan(
+        var p = VMPlan(
             name: a.name, action: .delete,
-            reason: a.liveness == .gone ? "not in any manifest; not running, runtime files removed"
-                : "not in any manifest; disks are kept",
+            reason: a.liveness == .gone ? "not in any manifest\(set); not running, runtime files removed"
+                : "not in any manifest\(set); disks are kept",
             uuid: a.record?.uuid)
+        p.applySet = a.record?.applySet
+        return p
+    }
+
+    /// Whether `--prune` may delete `a`, a managed VM no manifest declares: it was applied by the
+    /// planned set (a record without a set never is; see ``ApplySet``) and its recorded labels
+    /// match the selector.
+    func isPrunable(_ a: ObservedVM) -> Bool {
+        if let set = options.applySet, a.record?.applySet != set.id { return false }
+        if let selector = options.selector, !selector.matches(a.record?.labels ?? [:]) { return false }
+        return true
+    }
+
+    /// `p`, a declared VM's plan, with the apply set it belongs to afterwards: a VM launched now
+    /// (create, relaunch) takes the planned set; a running one joins it with `--prune` (a
+    /// record-only change, `metadata.applySet`); otherwise it keeps its recorded set.
+    func planMembership(_ p: VMPlan, _ a: ObservedVM?) -> VMPlan {
+        var p = p
+        let recorded = a?.record?.applySet
+        guard let set = options.applySet?.id else {
+            p.applySet = recorded
+            return p
+        }
+        switch p.action {
+        case .create:
+            p.applySet = set
+        case .restart where !p.restartPending:
+            p.applySet = set
+        case .update, .restart, .noOp:
+            guard options.prune, a?.record != nil, a?.liveness == .alive, recorded != set else {
+                p.applySet = recorded
+                return p
+            }
+            p.applySet = set
+            p.changes.append(FieldChange(
+                path: "metadata.applySet", operation: recorded == nil ? .add : .modify, old: Render.quoted(recorded),
+                new: Render.quoted(set), declaredClass: .metadata,
+                reason: recorded == nil ? "joins apply set \(set) (--prune may delete it once no manifest of the set declares it)"
+                    : "moves from apply set \(recorded!) to \(set)"))
+            if p.action == .noOp {
+                p.action = .update
+                p.reason = recorded == nil ? "joins apply set \(set) (record only)" : "moves to apply set \(set) (record only)"
+            }
+        case .delete, .unresponsive, .unmanaged:
+            p.applySet = recorded
+        }
+        return p
     }
 
     // MARK: VMs with a manifest
@@ -183,12 +236,26 @@ struct Planner {
                 // A group's children say more than its summary.
                 if !l.isGroup, l.value != nil, l.value != b.value { add(l.path, l.value, sensitive: l.secret != nil) }
             case (.collection(let path, let elements), _):
-                for e in elements { add("\(path)[\(e.name)]", e.summary) }
+                for e in elements {
+                    add("\(path)[\(e.name)]", e.summary)
+                    // What the summary leaves out and a reader of a create wants to see: the size a
+                    // disk image is created with, its throttle, a NIC's port forwards.
+                    for l in e.leaves where l.value != nil && !l.isGroup && Self.shownOnCreate(l.path, l.value) {
+                        add(l.path, l.value, sensitive: l.secret != nil)
+                    }
+                }
             default:
                 break
             }
         }
         return out
+    }
+
+    /// Whether a create lists this element field (set to `value`) under the element's summary line
+    /// (which names the backend, the interface and a NIC's MAC).
+    static func shownOnCreate(_ path: String, _ value: String?) -> Bool {
+        if path.hasSuffix(".throttle.burstLength") { return value != "1" }  // QEMU's default
+        return path.contains(".throttle.") || path.hasSuffix(".create.size") || path.hasSuffix(".user.hostfwd")
     }
 
     /// The class ``FieldTable`` gives `path`; an element (`spec.disks[data]`, `metadata.labels[k]`)

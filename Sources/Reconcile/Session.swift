@@ -47,12 +47,16 @@ package struct Session: Sendable {
     /// Loads `paths` (refusing any invalid manifest before touching anything),
     /// checks that every VM maps onto a QEMU configuration and that its secrets can
     /// be read, observes the host and plans.
-    /// - Parameter fingerprint: Whether the plan carries the observed state's fingerprint (``PlanOptions/fingerprint``).
-    /// - Parameter only: When given, only these VMs are observed and planned (the manifests are
-    ///   still all loaded and checked), and nothing is pruned: the controller's pass for VMs whose
-    ///   QEMU just exited, which must not wait for every other VM's monitor to answer.
+    /// - Parameters:
+    ///   - fingerprint: Whether the plan carries the observed state's fingerprint (``PlanOptions/fingerprint``).
+    ///   - only: When given, only these VMs are observed and planned (the manifests are
+    ///     still all loaded and checked), and nothing is pruned: the controller's pass for VMs whose
+    ///     QEMU just exited, which must not wait for every other VM's monitor to answer.
+    ///   - applySet: The manifest set (`--prune-set`); by default the one `paths` make (``ApplySet/init(paths:)``).
+    ///   - selector: `-l`: `--prune` deletes only VMs whose recorded labels match.
     package func plan(paths: [String], prune: Bool, restart: PlanOptions.RestartPolicy,
-                      fingerprint: Bool = true, only: Set<String>? = nil) async throws(Failure) -> Result {
+                      fingerprint: Bool = true, only: Set<String>? = nil, applySet: ApplySet? = nil,
+                      selector: LabelSelector? = nil) async throws(Failure) -> Result {
         // The QEMUs greet while the manifests load.
         let preconnected = only.map { observer.preconnect($0.sorted()) } ?? observer.takeEarly() ?? observer.preconnect()
         let prune = only == nil && prune
@@ -65,7 +69,10 @@ package struct Session: Sendable {
                             + "`qemuctl delete NAME` deletes a VM)"])
         }
         var problems: [String] = HostClaims.conflicts(desired: set.virtualMachines, store: store, prune: prune)
+        problems += HostChecks.diagnostics(set.virtualMachines).map(\.description)
         var options = PlanOptions(prune: prune, restart: restart, fingerprint: fingerprint)
+        options.applySet = applySet ?? ApplySet(paths: paths)
+        options.selector = selector
         let markers: SecretMarkers
         do { markers = try SecretMarkers(store: store, create: false) } catch { throw .invalid([error.message]) }
         var configs: [String: VMConfig] = [:]
@@ -88,9 +95,29 @@ package struct Session: Sendable {
         if !problems.isEmpty { throw .invalid(problems) }
         let planned = only.map { names in set.virtualMachines.filter { names.contains($0.name) } } ?? set.virtualMachines
         let desired = Dictionary(planned.map { ($0.name, $0.spec) }, uniquingKeysWith: { a, _ in a })
-        let report = await observer.observe(extraNames: planned.map(\.name), desired: desired,
+        var report = await observer.observe(extraNames: planned.map(\.name), desired: desired,
                                             preconnected: preconnected)
         let plan = Reconcile.plan(desired: planned, actual: report.vms, options: options)
+        if options.prune, let applySet = options.applySet {
+            report.warnings += Self.outsideTheSet(report.vms, declared: Set(set.virtualMachines.map(\.name)), applySet: applySet,
+                                                  options: options)
+        }
         return Result(manifests: set, observed: report, plan: plan, configs: configs)
+    }
+
+    /// What `--prune` leaves because another set (or none) applied it: one line per managed VM
+    /// that no manifest declares and whose labels match, naming its set.
+    static func outsideTheSet(_ vms: [ObservedVM], declared: Set<String>, applySet: ApplySet, options: PlanOptions) -> [String] {
+        vms.filter { vm in
+            vm.ownership == .managed && !declared.contains(vm.name) && vm.record?.applySet != applySet.id
+                && (options.selector?.matches(vm.record?.labels ?? [:]) ?? true)
+        }.map { vm in
+            if let other = vm.record?.applySet {
+                return "\(vm.name) is not in these manifests but belongs to apply set \(other), not \(applySet.id) (\(applySet.origin)): "
+                    + "--prune leaves it (prune it with the manifests that applied it, or `qemuctl delete \(vm.name)`)"
+            }
+            return "\(vm.name) is not in these manifests and has no apply set (applied before sets existed, or adopted): "
+                + "--prune never deletes it; `qemuctl delete \(vm.name)` does"
+        }
     }
 }

@@ -327,7 +327,7 @@ package struct StateStore: Sendable {
             if wait <= .zero {
                 let who = holder()
                 Posix.closeFD(fd0)
-                throw StateError(message: "another qemuctl\(who) holds the lock on \(directory) (\(path)); retry later or pass --wait SECONDS", isLockBusy: true)
+                throw StateError(message: "another qemuctl\(who) holds the lock on \(directory) (\(path)); retry later or pass --lock-wait SECONDS", isLockBusy: true)
             }
             onWait(Posix.lockHolder(fd: fd0))
             let clock = ContinuousClock()

@@ -215,12 +215,12 @@ func bareVM(_ name: String, runState: String = "running", extra: String = "") ->
         var vms = try w.manifest("s", bareVM("s"))
         #expect(try await w.qemuctl("apply", "-f", vms).status == 0)
         vms = try w.manifest("s", bareVM("s", runState: "paused"))
-        let planned = try await w.qemuctl("plan", "-f", vms, "-o", w.dir.file("plan.json"), "--detailed-exitcode")
+        let planned = try await w.qemuctl("plan", "-f", vms, "--out", w.dir.file("plan.json"), "--detailed-exitcode")
         #expect(planned.status == 2)
         let json = try String(contentsOfFile: w.dir.file("plan.json"), encoding: .utf8)
         #expect(json.contains("spec.runState"))
         // A plan file that cannot be written: the path and the system's reason, exit 1.
-        let unwritable = try await w.qemuctl("plan", "-f", vms, "-o", w.dir.file("missing/plan.json"))
+        let unwritable = try await w.qemuctl("plan", "-f", vms, "--out", w.dir.file("missing/plan.json"))
         #expect(unwritable.status == 1)
         #expect(unwritable.err.contains("cannot write \(w.dir.file("missing/plan.json"))"), "\(unwritable.err)")
         #expect(unwritable.err.contains("No such file or directory"), "\(unwritable.err)")
@@ -231,7 +231,7 @@ func bareVM(_ name: String, runState: String = "running", extra: String = "") ->
         #expect(stale.err.contains("stale"))
         // A fresh plan applies exactly.
         try await QMPClient.withConnection(to: "\(w.state)/s.sock") { try await $0.cont() }
-        #expect(try await w.qemuctl("plan", "-f", vms, "-o", w.dir.file("plan.json")).status == 0)
+        #expect(try await w.qemuctl("plan", "-f", vms, "--out", w.dir.file("plan.json")).status == 0)
         let applied = try await w.qemuctl("apply", w.dir.file("plan.json"))
         #expect(applied.status == 0, "\(applied.err)")
         #expect(try await QMPClient.withConnection(to: "\(w.state)/s.sock") { try await $0.queryStatus().status } == "paused")

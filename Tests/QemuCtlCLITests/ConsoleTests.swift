@@ -136,3 +136,35 @@ func hasAnswer(_ text: String) -> Bool { text.contains("\r\n42\r\n") || text.con
         #expect(noLog.err.contains("spec.serial.log: true"))
     }
 }
+
+/// #19 item 8: `console NAME --log --follow` prints the serial log and keeps following it.
+@Suite(.serialized, .timeLimit(.minutes(3)), .offPool) struct ConsoleFollowTests {
+    @Test func logFollowPrintsWhatTheGuestWritesNextAndEndsOnCtrlC() async throws {
+        let w = try Workspace("cof")
+        defer { w.cleanUp() }
+        let vms = try w.manifest("sh", shellGuestVM("sh"))
+        let applied = try await w.qemuctl("apply", "-f", vms)
+        try #require(applied.status == 0, "\(applied.out)\(applied.err)")
+        try await waitForPrompt(w, "sh")
+        let follow = try QemuctlBinary.Background(["console", "sh", "--log", "--follow"], environment: w.env)
+        defer { follow.kill() }
+        // The log so far first …
+        #expect(await follow.waitForLine { $0.contains(Fixtures.guestReadyMarker) } != nil, "\(follow.out)\(follow.err)")
+        #expect(!follow.out.contains("follow-7"))
+        // … then what the guest writes after, without running the command again.
+        let console = try Spawned(["console", "sh"], environment: w.env, pty: true)
+        try await console.waitFor("the attach hint") { out, _ in out.contains("Escape character") }
+        console.write("echo follow-$((3+4))\r")
+        // (The guest's lines end in CRLF; the echo of the command typed has `$((3+4))`, not `follow-7`.)
+        let clock = ContinuousClock(), end = clock.now + .seconds(60)
+        while !follow.out.contains("follow-7"), clock.now < end { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(follow.out.contains("follow-7\r\n"), "\(follow.out)\(follow.err)")
+        console.write([0x1d])
+        _ = await console.waitForExit()
+        follow.send(SIGINT)
+        #expect(await follow.exitStatus() == 0)
+        // --follow alone is a usage error.
+        let alone = try await w.qemuctl("console", "sh", "--follow")
+        #expect(alone.status == 2 && alone.err.contains("give --log --follow"), "\(alone.err)")
+    }
+}

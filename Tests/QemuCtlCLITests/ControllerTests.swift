@@ -215,7 +215,7 @@ import Testing
         #expect(await eventually { ctl.err.contains("fault point after-lock reached") }, "\(ctl.err)")
         // An apply by hand now waits for the controller's pass …
         let vms = w.dir.file("vms")
-        let hand = Task { try await w.qemuctl("apply", "-f", vms, "--wait", "60") }
+        let hand = Task { try await w.qemuctl("apply", "-f", vms, "--lock-wait", "60") }
         try await Task.sleep(for: .seconds(1))
         #expect(w.qemus().count == 1, "the hand apply went ahead while the controller held the lock")
         kill(ctl.pid, SIGCONT)

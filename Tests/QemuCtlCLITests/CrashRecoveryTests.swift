@@ -338,18 +338,18 @@ func processStops(_ pid: Int32) async -> Bool {
         let holderPID = holder.processIdentifier
         #expect(await processStops(holderPID))
 
-        let (busy, busyTime) = try await timed { try await w.qemuctl("apply", "-f", vms, "--wait", "0") }
+        let (busy, busyTime) = try await timed { try await w.qemuctl("apply", "-f", vms, "--lock-wait", "0") }
         #expect(busy.status == 2, "\(busy.out)\(busy.err)")
         #expect(busy.err.contains("another qemuctl (pid \(holderPID)) holds the lock on \(w.state)"), "\(busy.err)")
         #expect(busyTime < .seconds(25))
-        let busyDelete = try await w.qemuctl("delete", "l1", "--wait", "0")
+        let busyDelete = try await w.qemuctl("delete", "l1", "--lock-wait", "0")
         #expect(busyDelete.status == 2, "\(busyDelete.err)")
         #expect(w.qemus().isEmpty)
 
         // A waiting apply proceeds as soon as the holder dies.
         let clock = ContinuousClock()
         let start = clock.now
-        async let waiting = w.qemuctl("apply", "-f", vms, "--wait", "60")
+        async let waiting = w.qemuctl("apply", "-f", vms, "--lock-wait", "60")
         // Give the waiter time to start and find the lock busy (a loaded machine starts processes slowly).
         try await Task.sleep(for: .seconds(3))
         #expect(kill(holderPID, SIGKILL) == 0)
@@ -361,6 +361,6 @@ func processStops(_ pid: Int32) async -> Bool {
         #expect(waited.out.contains("Applied: 2 created"), "\(waited.out)")
         #expect(waitTime < .seconds(30))
         #expect(w.qemus(named: "l1").count == 1 && w.qemus(named: "l2").count == 1)
-        #expect(try await w.qemuctl("apply", "-f", vms, "--wait", "0").out.contains("No changes"))
+        #expect(try await w.qemuctl("apply", "-f", vms, "--lock-wait", "0").out.contains("No changes"))
     }
 }

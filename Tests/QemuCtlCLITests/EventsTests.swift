@@ -75,7 +75,7 @@ func jsonLines(_ p: QemuctlBinary.Background) -> [JSONValue] {
         #expect(columns[2] == "VM_APPEARED")
         #expect(line.contains("\"monitor\":\"events.sock\""))
         #expect(!line.contains("\u{1B}["))
-        #expect(try await w.qemuctl("stop", "late", "--timeout", "1").status == 0)
+        #expect(try await w.qemuctl("stop", "late", "--stop-timeout", "1").status == 0)
         // The power button, then quit: QEMU's own events, then the exit.
         #expect(await events.waitForLine { $0.contains("POWERDOWN") } != nil, "\(events.out)")
         #expect(await events.waitForLine { $0.contains("SHUTDOWN") } != nil, "\(events.out)")

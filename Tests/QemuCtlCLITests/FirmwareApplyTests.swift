@@ -143,7 +143,7 @@ import Testing
         let firstInode = try inode(vars)
 
         // A relaunch by qemuctl (stop, then start from the record) boots from the same store.
-        let stop = try await w.qemuctl("stop", "e", "--timeout", "1")
+        let stop = try await w.qemuctl("stop", "e", "--stop-timeout", "1")
         #expect(stop.status == 0, "\(stop.err)")
         try FileManager.default.removeItem(atPath: serial)
         let start = try await w.qemuctl("start", "e")

@@ -65,6 +65,9 @@ func handStartedQEMU(_ args: [String], socket: String) async throws -> Process {
         let json = try await w.qemuctl("import", "--socket", socket, "-o", "json")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any])
         #expect((object["metadata"] as? [String: Any])?["name"] as? String == "hand1")
+        // -o text is the manifest as YAML text, as the default prints it (#19 item 1: -o on every read command).
+        let text = try await w.qemuctl("import", "--socket", socket, "-o", "text")
+        #expect(text.status == 0 && text.out == imported.out, "\(text.out)\nvs\n\(imported.out)")
 
         // Before adoption the VM is not qemuctl's; after it, diff is clean and apply a no-op.
         let adopted = try await w.qemuctl("import", "--socket", socket, "--adopt")

@@ -119,7 +119,7 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
         let first = try #require(w.pid("s"))
         // No guest answers the power button: the ladder waits --timeout, then quit ends it.
         let t0 = ContinuousClock.now
-        let stop = try await w.qemuctl("stop", "s", "--timeout", "1")
+        let stop = try await w.qemuctl("stop", "s", "--stop-timeout", "1")
         let took = elapsed(since: t0)
         #expect(stop.status == 0, "\(stop.err)")
         #expect(stop.out.hasPrefix("s: stopped by quit after "), "\(stop.out)")
@@ -151,7 +151,7 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
         // A paused VM cannot react to the button: its ladder starts at quit.
         let pause = try await w.qemuctl("pause", "s")
         #expect(pause.status == 0, "\(pause.out)\(pause.err)")
-        let paused = try await w.qemuctl("stop", "s", "--timeout", "30")
+        let paused = try await w.qemuctl("stop", "s", "--stop-timeout", "30")
         #expect(paused.out.hasPrefix("s: stopped by quit after "), "\(paused.out)")
         #expect(try await w.qemuctl("start", "s").status == 0)
         let third = try #require(w.pid("s"))
@@ -192,7 +192,7 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
         }
         let pid = try #require(w.pid("g"))
         let t0 = clock.now
-        let stop = try await w.qemuctl("stop", "g", "--timeout", "30")
+        let stop = try await w.qemuctl("stop", "g", "--stop-timeout", "30")
         let took = elapsed(since: t0)
         #expect(stop.status == 0, "\(stop.err)")
         #expect(stop.out.hasPrefix("g: stopped by powerdown after "), "\(stop.out)")
@@ -233,7 +233,7 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
         let pid = try #require(w.pid("h"))
         // A client holds the monitor: stop refuses (the guest would lose its clean shutdown).
         let user = try await QMPClient.connect(to: "\(w.state)/h.sock")
-        let busy = try await w.qemuctl("stop", "h", "--monitor-timeout", "1")
+        let busy = try await w.qemuctl("stop", "h", "--timeout", "1")
         #expect(busy.status == 7)
         #expect(busy.err.contains("monitor busy"))
         #expect(busy.err.contains("stop --force h"))
@@ -248,7 +248,7 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
             try await Task.sleep(for: .milliseconds(10))
         }
         let t0 = ContinuousClock.now
-        let stop = try await w.qemuctl("stop", "h", "--monitor-timeout", "1")
+        let stop = try await w.qemuctl("stop", "h", "--timeout", "1")
         let took = elapsed(since: t0)
         #expect(stop.status == 0, "\(stop.err)")
         #expect(stop.out.hasPrefix("h: stopped by SIGKILL after "), "\(stop.out)")
@@ -291,15 +291,22 @@ func runStatus(_ w: Workspace, _ name: String) async throws -> String {
         let groff = try await QemuctlBinary.run(["-man", "-Tutf8", "-ww", "-z", dir.file("qemuctl.1")], executable: "/usr/bin/groff")
         #expect(groff.status == 0)
         #expect(groff.err.isEmpty, "\(groff.err)")
-        // VM names complete from the state directory.
+        // VM names complete from the state directory: VMs with a readable record (web-1, running),
+        // not a half-created one (an unreadable record) nor a bare socket (#19 item 7).
         let w = try Workspace("comp")
         defer { w.cleanUp() }
-        try FileManager.default.createDirectory(atPath: "\(w.state)/web-1", withIntermediateDirectories: true)
-        try "{}".write(toFile: "\(w.state)/web-1/record.json", atomically: true, encoding: .utf8)
+        #expect(try await w.qemuctl("apply", "-f", try w.manifest("web-1", bareVM("web-1"))).status == 0)
+        try FileManager.default.createDirectory(atPath: "\(w.state)/half", withIntermediateDirectories: true)
+        try "{}".write(toFile: "\(w.state)/half/record.json", atomically: true, encoding: .utf8)
         FileManager.default.createFile(atPath: "\(w.state)/db.sock", contents: nil)
-        // What the bash script runs on TAB after `qemuctl pause ` (words, cursor word, cursor offset).
-        let candidates = try await w.qemuctl("---completion", "pause", "--", "positional@0", "2", "0", "qemuctl", "pause", "")
-        #expect(candidates.out.split(separator: "\n").map(String.init) == ["db", "web-1"], "\(candidates.out)\(candidates.err)")
+        // What the bash script runs on TAB after `qemuctl VERB ` (words, cursor word, cursor offset).
+        // -f completes manifest files and directories (bash: YAML files plus directories).
+        let script = try await w.qemuctl("completion", "bash")
+        #expect(script.out.components(separatedBy: "-o plusdirs -fX '!*.@(yaml|yml)'").count - 1 >= 7, "apply, plan, diff, validate, delete, controller, export")
+        for verb in ["pause", "get", "console", "vnc", "spice", "delete", "start", "stop", "events"] {
+            let candidates = try await w.qemuctl("---completion", verb, "--", "positional@0", "2", "0", "qemuctl", verb, "")
+            #expect(candidates.out.split(separator: "\n").map(String.init) == ["web-1"], "\(verb): \(candidates.out)\(candidates.err)")
+        }
         // --state-dir on the line being completed wins over the environment; the prefix filters.
         let other = try await QemuctlBinary.run(["---completion", "stop", "--", "positional@0", "4", "1", "qemuctl", "stop",
                                                  "--state-dir", w.state, "w"])

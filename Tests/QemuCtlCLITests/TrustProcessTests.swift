@@ -193,7 +193,7 @@ import Testing
         try FileManager.default.createDirectory(atPath: planDir, withIntermediateDirectories: true)
         let planPath = planDir + "/plan.json"
         func plan() async throws {
-            let r = try await w.qemuctl("plan", "-f", vms, "-o", planPath)
+            let r = try await w.qemuctl("plan", "-f", vms, "--out", planPath)
             #expect(r.status == 0, "\(r.out)\(r.err)")
         }
         try await plan()
@@ -249,16 +249,16 @@ import Testing
         #expect(elsewhere.status == 2)
         #expect(elsewhere.err.contains("no plan key") || elsewhere.err.contains("authentication"), "\(elsewhere.err)")
 
-        // A directory others may write without the sticky bit is refused for -o; /tmp-like (sticky) is fine.
+        // A directory others may write without the sticky bit is refused for --out; /tmp-like (sticky) is fine.
         let open = w.dir.file("open")
         try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: true)
         chmod(open, 0o777)
-        let refused = try await w.qemuctl("plan", "-f", vms, "-o", open + "/plan.json")
+        let refused = try await w.qemuctl("plan", "-f", vms, "--out", open + "/plan.json")
         #expect(refused.status == 1)
         #expect(refused.err.contains("writable by other users"), "\(refused.err)")
         #expect(!FileManager.default.fileExists(atPath: open + "/plan.json"))
         chmod(open, 0o1777)
-        #expect(try await w.qemuctl("plan", "-f", vms, "-o", open + "/plan.json").status == 0)
+        #expect(try await w.qemuctl("plan", "-f", vms, "--out", open + "/plan.json").status == 0)
 
         // The intact plan applies.
         let applied = try await w.qemuctl("apply", open + "/plan.json")

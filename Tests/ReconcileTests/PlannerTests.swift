@@ -395,6 +395,9 @@ struct PlannerTests {
             "spec.memory.size: null -> 1GiB (live)",
             "spec.memory.max: null -> 4GiB (restart)",
             "spec.disks[root]: null -> file \"/images/web.qcow2\" (qcow2), virtio (live)",
+            // #19 item 2: a create shows the disk's throttle (and create size, port forwards).
+            "spec.disks[root].throttle.bps: null -> 100MiB (live)",
+            "spec.disks[root].throttle.iops: null -> 1000 (live)",
             "spec.cdroms[cd0]: null -> ide, empty (restart)",
             "spec.networks[net0]: null -> user, virtio-net-pci, mac 52:54:00:aa:bb:01 (live)",
             "spec.display.vnc.listen: null -> \"none\" (restart)",

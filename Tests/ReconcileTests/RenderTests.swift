@@ -37,6 +37,8 @@ struct RenderTests {
                 + spec.memory.size: 1GiB (live)
                 + spec.memory.max: 4GiB (restart)
                 + spec.disks[root]: file "/images/web.qcow2" (qcow2), virtio (live)
+                + spec.disks[root].throttle.bps: 100MiB (live)
+                + spec.disks[root].throttle.iops: 1000 (live)
                 + spec.cdroms[cd0]: ide, empty (restart)
                 + spec.networks[net0]: user, virtio-net-pci, mac 52:54:00:aa:bb:01 (live)
                 + spec.display.vnc.listen: "none" (restart)

@@ -145,6 +145,7 @@ extension Instance {
             // its double fork and the wait for its parent cost milliseconds), reaped by a thread
             // when it exits. The QMP socket is connected as soon as QEMU binds it; QEMU answers
             // qmp_capabilities once the VM is set up, so that answer is the "started" signal.
+            LaunchTrace.starting(config.name, binary, commandLine.arguments)
             let spawned = Posix.spawnDetached(binary, commandLine.arguments, environment: minimalEnvironment(), logPath: layout.qemuLog)
             guard let exit = spawned.exit else {
                 throw InstanceError(code: .startFailed, message: "cannot start VM \(config.name): \(spawned.error ?? "spawn failed")")
@@ -163,6 +164,7 @@ extension Instance {
             // process (whose other code may not expect children to come and go), and its parent
             // exits once the VM is set up; waited for on a thread of its own so many starts overlap.
             let arguments = commandLine.arguments
+            LaunchTrace.starting(config.name, binary, arguments)
             let deadline = nanoseconds(options.launchTimeout)
             let result = await withTaskExecutorPreference(BlockingWorkExecutor.shared) {
                 Posix.run(binary, arguments, environment: minimalEnvironment(), deadline: deadline,

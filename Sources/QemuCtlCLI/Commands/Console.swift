@@ -7,8 +7,10 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import QemuCtl
 import Reconcile
+import Synchronization
 
 extension QemuCtlCommand {
     /// `qemuctl console NAME`: the VM's serial console on this terminal.
@@ -27,16 +29,29 @@ extension QemuCtlCommand {
                 --log prints what the guest wrote to the console so far (spec.serial.log: true) and exits.
 
                 Exit status: 0 detached (or the log printed), 1 an error, 3 the VM closed the console.
+
+                EXAMPLES:
+                  qemuctl console web-1                          # Ctrl-] detaches
+                  qemuctl console web-1 --log                    # the serial log so far
+                  # and what the guest writes next, as tail -f
+                  qemuctl console web-1 --log --follow
                 """
         )
 
         @OptionGroup var global: GlobalOptions
 
-        @Argument(help: "The VM name.", transform: VMNameArgument.parse)
+        @Argument(help: "The VM name.", completion: .vmNames, transform: VMNameArgument.parse)
         var name: String
 
         @Flag(help: "Print the serial log so far and exit.")
         var log = false
+
+        @Flag(help: "With --log: keep printing what the guest writes, as tail -f does, until Ctrl-C (exit status 0).")
+        var follow = false
+
+        func validate() throws {
+            if follow && !log { throw ValidationError("--follow follows the serial log: give --log --follow") }
+        }
 
         /// The detach byte: Ctrl-] (group separator, 0x1d).
         static let escapeByte: UInt8 = 0x1d
@@ -111,13 +126,58 @@ extension QemuCtlCommand {
             }
             defer { close(fd) }
             var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            var offset = 0
+            let watch = follow ? Self.stopOnSignal() : nil
+            defer { watch?.1.forEach { $0.cancel() } }
+            let stop = watch?.0
             while true {
                 let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
                 if n < 0 && errno == EINTR { continue }
                 if n < 0 { throw ValidationError("reading \(layout.serialLog) failed: \(Posix.errorText(errno))") }
-                if n == 0 { return }
-                if Posix.writeAll(1, buffer, count: n) != nil { return }  // stdout closed (a pager quit): stop quietly
+                if n > 0 {
+                    if Posix.writeAll(1, buffer, count: n) != nil { return }  // stdout closed (a pager quit): stop quietly
+                    offset += n
+                    continue
+                }
+                // The end: done, or (--follow) wait for more; a log emptied by a relaunch is read from its start.
+                guard let stop else { return }
+                while !stop.isSet {
+                    var st = stat()
+                    if fstat(fd, &st) == 0, Int(st.st_size) < offset {
+                        offset = 0
+                        lseek(fd, 0, SEEK_SET)
+                        break
+                    }
+                    if fstat(fd, &st) == 0, Int(st.st_size) > offset { break }
+                    if Terminal.stdoutClosed { return }
+                    usleep(100_000)
+                }
+                if stop.isSet { return }
             }
         }
+
+        /// A flag set by the first SIGINT or SIGTERM (which then no longer end the process).
+        /// - Returns: The flag and the signal sources, to keep while it is read.
+        private static func stopOnSignal() -> (StopFlag, [any DispatchSourceSignal]) {
+            let flag = StopFlag()
+            let sources = [SIGINT, SIGTERM].map { sig in
+                signal(sig, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+                source.setEventHandler { flag.set() }
+                source.resume()
+                return source
+            }
+            return (flag, sources)
+        }
     }
+}
+
+/// Set once by a signal handler, read by a loop (`console --log --follow`).
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+
+    /// Whether a signal came.
+    var isSet: Bool { flag.load(ordering: .relaxed) }
+    /// Notes the signal.
+    func set() { flag.store(true, ordering: .relaxed) }
 }

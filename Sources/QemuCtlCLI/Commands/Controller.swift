@@ -43,11 +43,15 @@ extension QemuCtlCommand {
                 in apply. One line per action on standard output (--json: one object per line: \
                 time, timestamp, vm, action, detail); errors on standard error. SIGHUP re-reads \
                 everything; SIGTERM and SIGINT end it with status 0 and leave the VMs running.
+
+                EXAMPLES:
+                  qemuctl controller -f vms/ --prune
+                  qemuctl controller -f vms/ --resync 30 --json
                 """)
 
         @OptionGroup var global: GlobalOptions
 
-        @Option(name: .shortAndLong, help: "A manifest file or a directory (repeatable).")
+        @Option(name: .shortAndLong, help: "A manifest file or a directory (repeatable).", completion: .file(extensions: ["yaml", "yml"]))
         var file: [String] = []
 
         @Flag(help: "Delete managed VMs that no manifest declares (their disks are kept).")

@@ -20,41 +20,51 @@ extension QemuCtlCommand {
                 changes made by hand on a running VM show up as drift.
 
                 Exit status (kubectl's rule): 0 no differences, 1 differences, 2 or more an error.
+
+                EXAMPLES:
+                  # exit 1 when the VMs drifted
+                  qemuctl diff -f vms/
+                  qemuctl diff -f vms/ --prune -o yaml
                 """
         )
 
         @OptionGroup var global: GlobalOptions
 
-        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).")
+        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).", completion: .file(extensions: ["yaml", "yml"]))
         var file: [String] = []
 
-        @Flag(help: "Also show managed VMs that no manifest declares (as deletions).")
+        @Flag(help: "Also show managed VMs of this manifest set that no manifest declares any more (as deletions).")
         var prune = false
 
-        /// Output formats.
-        enum Output: String, ExpressibleByArgument, CaseIterable {
-            case text, json
-        }
+        @OptionGroup var scope: PruneScope
 
-        @Option(name: .shortAndLong, help: "text, or json (the plan apply would carry out, as `qemuctl plan --json` prints it).")
-        var output: Output = .text
+        @Option(name: .shortAndLong, help: "text, json or yaml (json and yaml: the plan apply would carry out, as `qemuctl plan -o` prints it).")
+        var output: TextOutputFormat = .text
+
+        @Flag(help: "The same as -o json.")
+        var json = false
+
+        /// The output format -o (or --json) asks for.
+        var format: TextOutputFormat { json ? .json : output }
 
         func validate() throws {
             if file.isEmpty { throw ValidationError("give at least one -f PATH") }
+            if scope.selector != nil && !prune { throw ValidationError("-l selects what --prune deletes: give --prune too") }
         }
 
         func run() async throws {
             let session = Session(store: global.store, timeout: global.deadline)
             let result: Session.Result
             do {
-                result = try await session.plan(paths: file, prune: prune, restart: .never, fingerprint: output == .json)
+                result = try await session.plan(paths: file, prune: prune, restart: .never, fingerprint: format.isStructured,
+                                                applySet: scope.applySet, selector: scope.selector)
             } catch {
                 error.report()
                 throw ExitCode(Plan.diffErrorExitCode)
             }
             for w in result.observed.warnings { Terminal.warn(w) }
-            if output == .json {
-                try Terminal.json(result.plan)
+            if format.isStructured {
+                try StructuredOutput.print(result.plan, as: format)
             } else {
                 print(PlanRenderer(color: Terminal.color).render(result.plan), terminator: "")
             }

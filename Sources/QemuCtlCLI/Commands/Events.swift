@@ -22,9 +22,10 @@ extension QemuCtlCommand {
                 Each line: time (QEMU's timestamp, UTC), VM, event, data. VMs launched while \
                 events runs are picked up (VM_APPEARED) and VMs whose QEMU exits are reported \
                 (VM_GONE); VMs already running when it starts are announced as VM_FOLLOWED \
-                with their run state. --json prints one JSON object per line: \
+                with their run state. -o json (or --json) prints one JSON object per line: \
                 {"time", "timestamp", "vm", "event", "data", "source"}, where source is qemu \
-                for QEMU's events and qemuctl or journal for the lines qemuctl adds.
+                for QEMU's events and qemuctl or journal for the lines qemuctl adds; -o yaml \
+                prints the same object as one YAML document (starting with ---) per event.
 
                 events holds only each VM's follower monitor (STATE/NAME/events.sock), never \
                 NAME.sock, so it blocks no other command and no client of yours. A VM launched \
@@ -39,6 +40,11 @@ extension QemuCtlCommand {
 
                 Ends on Ctrl-C (SIGINT), SIGTERM, or when standard output is closed, with exit \
                 status 0.
+
+                EXAMPLES:
+                  # every VM, also ones launched later
+                  qemuctl events
+                  qemuctl events web-1 --since-start -o json
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -47,7 +53,10 @@ extension QemuCtlCommand {
                   completion: .vmNames, transform: VMNameArgument.parse)
         var names: [String] = []
 
-        @Flag(help: "One JSON object per line.")
+        @Option(name: .shortAndLong, help: "text, json (one object per line) or yaml (one document per event).")
+        var output: TextOutputFormat = .text
+
+        @Flag(help: "The same as -o json.")
         var json = false
 
         @Flag(help: "First replay each VM's recorded lifecycle since its QEMU started (launch record and journal).")
@@ -56,8 +65,9 @@ extension QemuCtlCommand {
         func run() async throws {
             // A closed pipe is noticed by write() failing with EPIPE, not by a signal.
             signal(SIGPIPE, SIG_IGN)
-            let follower = EventFollower(store: global.store, names: names, json: json, sinceStart: sinceStart,
-                                         deadline: global.deadline)
+            let format = json ? .json : output
+            let follower = EventFollower(store: global.store, names: names, json: format == .json, sinceStart: sinceStart,
+                                         deadline: global.deadline, yaml: format == .yaml)
             var sources: [any DispatchSourceSignal] = []
             for sig in [SIGINT, SIGTERM] {
                 signal(sig, SIG_IGN)
@@ -79,6 +89,8 @@ final class EventFollower: Sendable {
     let store: StateStore
     let names: [String]
     let json: Bool
+    /// Whether each event is printed as a YAML document (`-o yaml`) rather than a line.
+    let yaml: Bool
     let sinceStart: Bool
     let deadline: Duration
     /// When set, receives each event (VM, event, data) instead of it being printed: how
@@ -110,7 +122,9 @@ final class EventFollower: Sendable {
     private let writing = Atomic<Int>(0)
 
     init(store: StateStore, names: [String], json: Bool, sinceStart: Bool, deadline: Duration,
-         sink: (@Sendable (String, String, JSONValue) -> Void)? = nil, rescanInterval: Duration = .milliseconds(200)) {
+         sink: (@Sendable (String, String, JSONValue) -> Void)? = nil, rescanInterval: Duration = .milliseconds(200),
+         yaml: Bool = false) {
+        self.yaml = yaml
         self.sink = sink
         self.rescanInterval = rescanInterval
         self.store = store
@@ -286,12 +300,12 @@ final class EventFollower: Sendable {
         let t = time ?? Date().timeIntervalSince1970
         let stamp = Self.timestamp(t)
         let line: String
-        if json {
+        if json || yaml {
             let object: JSONValue = [
                 "time": .string(stamp), "timestamp": .double(t), "vm": .string(vm), "event": .string(event),
                 "data": data, "source": .string(source),
             ]
-            line = object.description
+            line = yaml ? "---\n" + StructuredOutput.yaml(object).dropLast() : object.description
         } else {
             let width = state.withLock { $0.nameWidth }
             let padded = Terminal.padded(vm, width)

@@ -8,6 +8,10 @@ extension QemuCtlCommand {
     struct Export: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print manifests as objects of another VM engine.",
+            discussion: """
+                EXAMPLES:
+                  qemuctl export kubevirt -f vms/ > kubevirt.yaml
+                """,
             subcommands: [KubeVirt.self]
         )
     }
@@ -31,6 +35,9 @@ extension QemuCtlCommand.Export {
                 Exit status: 0 printed, nothing dropped; 3 printed, some fields dropped (listed); \
                 1 invalid manifests, or --strict and some field would be dropped (nothing printed); \
                 2 usage error or unreadable path.
+
+                EXAMPLES:
+                  qemuctl export kubevirt -f vms/ | kubectl apply -f -
                 """
         )
 
@@ -39,7 +46,7 @@ extension QemuCtlCommand.Export {
             case yaml, json
         }
 
-        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).")
+        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).", completion: .file(extensions: ["yaml", "yml"]))
         var file: [String] = []
 
         @Option(help: "metadata.namespace of every object (default: kubectl's current namespace).")

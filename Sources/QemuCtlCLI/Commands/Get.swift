@@ -176,16 +176,29 @@ extension QemuCtlCommand {
     struct Get: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "List managed VMs: state (from QMP), readiness, accelerator, CPUs, memory, uptime, pending restart.",
-            discussion: GetReadiness.help
+            discussion: GetReadiness.help + """
+
+
+                EXAMPLES:
+                  qemuctl get
+                  qemuctl get web-1 -o yaml
+                  qemuctl get -l team=web -o json | jq '.[].state'
+                """
         )
 
         @OptionGroup var global: GlobalOptions
 
-        @Argument(help: "VM names (default: all managed VMs).", transform: VMNameArgument.parse)
+        @Argument(help: "VM names (default: all managed VMs).", completion: .vmNames, transform: VMNameArgument.parse)
         var names: [String] = []
 
         @Option(name: .shortAndLong, help: "table, json or yaml.")
         var output: OutputFormat = .table
+
+        @Option(name: [.customShort("l"), .customLong("selector")],
+                help: ArgumentHelp("Only VMs whose labels (as last applied) match: key=value, key!=value, key, !key; comma-separated.",
+                                   valueName: "selector"),
+                transform: SelectorArgument.parse)
+        var selector: LabelSelector?
 
         func run() async throws {
             let store = global.store
@@ -199,6 +212,9 @@ extension QemuCtlCommand {
                 }
                 vms = vms.filter { names.contains($0.name) }
                 if !missing.isEmpty && vms.isEmpty { throw ExitCode(1) }
+            }
+            if let selector {
+                vms = vms.filter { selector.matches((try? store.loadRecord(StoredRecord.self, name: $0.name))?.launch.labels ?? [:]) }
             }
             var rows = vms.map { VMSummary($0, record: try? store.loadRecord(StoredRecord.self, name: $0.name), store: store) }
             await GetReadiness.fill(&rows, vms, store: store)

@@ -27,6 +27,12 @@ extension QemuCtlCommand {
 
                 --adopt records the VM in the state directory: from then on apply, diff, get and delete \
                 manage it (the state directory's NAME.sock links to its socket).
+
+                EXAMPLES:
+                  # by the socket STATE/legacy.sock
+                  qemuctl import legacy > vms/legacy.yaml
+                  qemuctl import --pid 4242 -o json
+                  qemuctl import legacy --adopt
                 """,
             subcommands: [KubeVirt.self]
         )
@@ -42,7 +48,7 @@ extension QemuCtlCommand {
         @Option(help: "The QEMU's QMP socket.")
         var socket: String?
 
-        @Option(name: .shortAndLong, help: "yaml or json.")
+        @Option(name: .shortAndLong, help: "yaml (or text, the same: a manifest is YAML text) or json.")
         var output: ManifestFormat = .yaml
 
         @Flag(help: "Record the VM so that apply manages it from now on.")
@@ -51,7 +57,8 @@ extension QemuCtlCommand {
         @Flag(help: "With --adopt: adopt a QEMU that libvirt manages (two managers would then fight over it).")
         var force = false
 
-        enum ManifestFormat: String, ExpressibleByArgument { case yaml, json }
+        /// How the manifest is printed (`-o`, as on every read command).
+        enum ManifestFormat: String, ExpressibleByArgument, CaseIterable { case yaml, text, json }
 
         func validate() throws {
             if name == nil && pid == nil && socket == nil { throw ValidationError("give a VM NAME, --pid PID or --socket PATH") }

@@ -25,6 +25,9 @@ extension QemuCtlCommand.Import {
                 Exit status: 0 printed, nothing dropped; 3 printed, some fields dropped; 1 not a \
                 KubeVirt VirtualMachine, or --strict and some field would be dropped (nothing \
                 printed); 2 usage error or unreadable file.
+
+                EXAMPLES:
+                  kubectl get vm web -o yaml | qemuctl import kubevirt -f - > vms/web.yaml
                 """
         )
 

@@ -109,14 +109,14 @@ extension QemuCtlCommand {
                 .nf
                 qemuctl validate \\-f vms/
                 qemuctl diff \\-f vms/                 # exit 1 when the host drifted
-                qemuctl plan \\-f vms/ \\-o plan.json
+                qemuctl plan \\-f vms/ \\-\\-out plan.json
                 qemuctl apply plan.json
                 qemuctl apply \\-f vms/ \\-\\-prune \\-\\-restart=if\\-needed
                 qemuctl get \\-o yaml
                 qemuctl console web\\-1                # Ctrl\\-] detaches
-                qemuctl stop web\\-1 \\-\\-timeout 60
+                qemuctl stop web\\-1 \\-\\-stop\\-timeout 60
                 qemuctl qmp web\\-1 query\\-status
-                qemuctl events \\-\\-json
+                qemuctl events \\-o json
                 .fi
                 .SH SEE ALSO
                 .BR qemu-system-x86_64 (1),

@@ -26,6 +26,10 @@ extension QemuCtlCommand {
                 Example: qemuctl qmp web-1 query-status; qemuctl qmp web-1 set_link '{"name": "net-net0", "up": false}'
 
                 \(OperatorExit.help)
+
+                EXAMPLES:
+                  qemuctl qmp web-1 query-status
+                  qemuctl qmp web-1 block_set_io_throttle '{"id": "root", "bps": 0, …}'
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -99,6 +103,10 @@ extension QemuCtlCommand {
                 exits 3, like QMP's CommandNotFound.
 
                 \(OperatorExit.help)
+
+                EXAMPLES:
+                  qemuctl hmp web-1 'info block'
+                  qemuctl hmp web-1 'info status' -o json
                 """)
 
         /// Output formats.

@@ -18,8 +18,10 @@ struct RunControlOptions: ParsableArguments {
     @Argument(help: "VM names.", completion: .vmNames, transform: VMNameArgument.parse)
     var names: [String]
 
-    @Option(help: "Seconds to wait for another qemuctl holding the state directory; 0 fails at once.")
-    var wait: Double = 60
+    @OptionGroup var lock: LockWaitOption
+
+    /// The lock wait in seconds (`--lock-wait`).
+    var wait: Double { lock.seconds }
 
     /// Runs `action` on each VM (under the state directory's lock), then reads the run
     /// state back and prints `NAME: DONE (QEMU reports STATE)`.
@@ -53,7 +55,7 @@ func withLock(_ store: StateStore, wait: Double, _ body: () async throws -> Void
             Terminal.error("qemuctl: another qemuctl\(holder.map { " (pid \($0))" } ?? "") is changing \(store.directory); waiting up to \(Int(wait)) s…")
         }, body)
     } catch let error as StateError {
-        Terminal.fail(error.message, hint: "another qemuctl (apply, delete, start, stop, …) is running on this state directory; retry when it is done, or pass a longer --wait")
+        Terminal.fail(error.message, hint: "another qemuctl (apply, delete, start, stop, …) is running on this state directory; retry when it is done, or pass a longer --lock-wait")
         throw ExitCode(OperatorExit.usage)
     }
 }
@@ -63,7 +65,7 @@ extension QemuCtlCommand {
     struct Pause: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Pause VMs' vCPUs (QMP stop); the manifest is not changed, so `diff` shows the drift.",
-            discussion: OperatorExit.help)
+            discussion: OperatorExit.help + "\n\nEXAMPLES:\n  qemuctl pause web-1\n  qemuctl pause web-1 web-2")
 
         @OptionGroup var options: RunControlOptions
 
@@ -74,7 +76,7 @@ extension QemuCtlCommand {
     struct Resume: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Resume paused VMs (QMP cont).",
-            discussion: OperatorExit.help)
+            discussion: OperatorExit.help + "\n\nEXAMPLES:\n  qemuctl resume web-1")
 
         @OptionGroup var options: RunControlOptions
 
@@ -85,7 +87,7 @@ extension QemuCtlCommand {
     struct Reset: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Reset VMs as the reset button would (QMP system_reset); a paused VM stays paused.",
-            discussion: OperatorExit.help)
+            discussion: OperatorExit.help + "\n\nEXAMPLES:\n  qemuctl reset web-1")
 
         @OptionGroup var options: RunControlOptions
 

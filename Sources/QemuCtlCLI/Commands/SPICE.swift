@@ -11,6 +11,10 @@ extension QemuCtlCommand {
                 Works as qemuctl vnc does (a private unix socket by default, --socket PATH, --stdio, \
                 or --listen with a password or --insecure-listen), for the VM's SPICE server \
                 (spec.display.spice). A QEMU built without SPICE is reported as such.
+
+                EXAMPLES:
+                  qemuctl spice web-1 --listen 127.0.0.1:5930 &
+                  remote-viewer spice://127.0.0.1:5930
                 """
         )
 

@@ -12,6 +12,9 @@ extension QemuCtlCommand {
                   # yaml-language-server: $schema=../schemas/qemuctl-v1.schema.json
                 Each field has a description, its default, its allowed values and an \
                 x-qemuctl-change annotation (metadata, live or restart).
+
+                EXAMPLES:
+                  qemuctl schema > qemuctl-v1.schema.json
                 """
         )
 

@@ -22,6 +22,10 @@ extension QemuCtlCommand {
                 `qemuctl diff` shows the started VM as drift.
 
                 \(OperatorExit.help)
+
+                EXAMPLES:
+                  qemuctl start web-1
+                  qemuctl start web-1 web-2
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -29,8 +33,10 @@ extension QemuCtlCommand {
         @Argument(help: "VM names.", completion: .vmNames, transform: VMNameArgument.parse)
         var names: [String]
 
-        @Option(help: "Seconds to wait for another qemuctl holding the state directory; 0 fails at once.")
-        var wait: Double = 60
+        @OptionGroup var lock: LockWaitOption
+
+        /// The lock wait in seconds (`--lock-wait`).
+        var wait: Double { lock.seconds }
 
         func run() async throws {
             let store = global.store

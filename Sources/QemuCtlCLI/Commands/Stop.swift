@@ -18,7 +18,7 @@ extension QemuCtlCommand {
             abstract: "Stop VMs by the ladder: ACPI power button, then quit, SIGTERM, SIGKILL. The launch record is kept.",
             discussion: """
                 Prints the step that ended each VM and how long the stop took. The guest gets \
-                --timeout seconds to power off after the power button; each later step a few \
+                --stop-timeout seconds to power off after the power button; each later step a few \
                 seconds. A paused VM cannot react to the button, so its ladder starts at quit. \
                 --force sends SIGKILL at once (it needs no monitor, so it also ends a QEMU whose \
                 monitor is busy or hung). A QEMU whose monitor answers nobody (stopped or hung, \
@@ -27,6 +27,13 @@ extension QemuCtlCommand {
                 again, and `qemuctl diff` shows the stop as drift while the manifest says running.
 
                 \(OperatorExit.help)
+
+                EXAMPLES:
+                  # power button, then quit, SIGTERM, SIGKILL
+                  qemuctl stop web-1
+                  # give the guest a minute to power off
+                  qemuctl stop web-1 --stop-timeout 60
+                  qemuctl stop web-1 --force                     # SIGKILL at once
                 """)
 
         @OptionGroup var state: StateDirOption
@@ -34,20 +41,28 @@ extension QemuCtlCommand {
         @Argument(help: "VM names.", completion: .vmNames, transform: VMNameArgument.parse)
         var names: [String]
 
-        @Option(help: "Seconds the guest may take to power off before the ladder escalates (quit, SIGTERM, SIGKILL).")
-        var timeout: Double = 30
+        @Option(help: "Seconds the guest may take to power off before the ladder escalates (quit, SIGTERM, SIGKILL); as on apply, delete and controller.")
+        var stopTimeout: Double = 30
 
         @Flag(help: "Kill at once (SIGKILL), without asking the guest.")
         var force = false
 
-        @Option(help: "Seconds to wait for each VM's monitor (connect and each ladder command).")
-        var monitorTimeout: Double = 5
+        @Option(help: "Seconds to wait for each VM's monitor (connect and each ladder command), as --timeout means on every command.")
+        var timeout: Double = 5
 
-        @Option(help: "Seconds to wait for another qemuctl holding the state directory; 0 fails at once.")
-        var wait: Double = 60
+        @Option(name: .customLong("monitor-timeout"), help: .hidden)
+        var monitorTimeoutAlias: Double?
+
+        /// The monitor deadline in seconds (`--timeout`; `--monitor-timeout` is its old name).
+        var monitorTimeout: Double { monitorTimeoutAlias ?? timeout }
+
+        @OptionGroup var lock: LockWaitOption
+
+        /// The lock wait in seconds (`--lock-wait`).
+        var wait: Double { lock.seconds }
 
         func validate() throws {
-            if timeout < 0 || monitorTimeout <= 0 { throw ValidationError("--timeout and --monitor-timeout must be positive") }
+            if stopTimeout < 0 || monitorTimeout <= 0 { throw ValidationError("--stop-timeout and --timeout must be positive") }
         }
 
         func run() async throws {
@@ -96,7 +111,7 @@ extension QemuCtlCommand {
                                                 status: OperatorExit.refused)
                         }
                         do throws(InstanceError) {
-                            outcome = try await instance.stop(timeout: .milliseconds(Int(timeout * 1000)), stepTimeout: deadline)
+                            outcome = try await instance.stop(timeout: .milliseconds(Int(stopTimeout * 1000)), stepTimeout: deadline)
                         } catch {
                             throw OperatorError("cannot stop \(name): \(error.message)", status: OperatorExit.refused)
                         }

@@ -20,6 +20,10 @@ extension QemuCtlCommand {
                 Authentication stays QEMU's (skipauth is off).
 
                 The VM needs a VNC display: spec.display.vnc (listen: none is enough).
+
+                EXAMPLES:
+                  qemuctl vnc web-1 --listen 127.0.0.1:5901 & vncviewer 127.0.0.1:5901
+                  qemuctl vnc web-1 --stdio                      # for ssh -o ProxyCommand
                 """
         )
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Manifest
+import QMP
 import Reconcile
 
 #if canImport(Glibc)
@@ -21,19 +22,25 @@ extension QemuCtlCommand {
 
                 Exit status: 0 all manifests are valid, 1 some manifest is invalid, \
                 2 usage error or unreadable path.
+
+                EXAMPLES:
+                  qemuctl validate -f vms/
+                  qemuctl validate -f vms/web.yaml -o json
+                  cat web.yaml | qemuctl validate -f -
                 """
         )
 
-        /// Output formats.
-        enum Output: String, ExpressibleByArgument, CaseIterable {
-            case text, json
-        }
-
-        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).")
+        @Option(name: .shortAndLong, help: "A manifest file, a directory, or - for standard input (repeatable).", completion: .file(extensions: ["yaml", "yml"]))
         var file: [String] = []
 
-        @Option(name: .shortAndLong, help: "Output format: text or json.")
-        var output: Output = .text
+        @Option(name: .shortAndLong, help: "Output format: text, json or yaml.")
+        var output: TextOutputFormat = .text
+
+        @Flag(help: "The same as -o json.")
+        var json = false
+
+        @Flag(name: .shortAndLong, help: "Say on standard error what was read and checked.")
+        var verbose: Int
 
         func run() throws {
             guard !file.isEmpty else {
@@ -59,9 +66,20 @@ extension QemuCtlCommand {
                 }
             }
             set.diagnostics += imageErrors
-            switch output {
+            // An image two VMs write, and a QEMU that is not installed (a warning here, as missing host files are).
+            set.diagnostics += HostChecks.diagnostics(set.virtualMachines, missingQEMU: .warning)
+            Verbosity.set(verbose)
+            Verbosity.say("read \(file.joined(separator: " ")): \(set.virtualMachines.count) VM(s), "
+                          + "\(set.diagnostics.count(where: { $0.severity == .error })) error(s), "
+                          + "\(set.diagnostics.count(where: { $0.severity == .warning })) warning(s); "
+                          + "checked images shared between VMs and each architecture's QEMU")
+            switch json ? .json : output {
             case .json:
                 print(set.jsonReport(), terminator: "")
+            case .yaml:
+                // The same report as the JSON, keys and values, in YAML.
+                let report = set.jsonReport()
+                print(StructuredOutput.yaml((try? JSONValue(parsing: report)) ?? .string(report)), terminator: "")
             case .text:
                 for d in set.diagnostics { printError(d.description) }
                 if !set.hasErrors {

@@ -12,7 +12,7 @@ import Reconcile
 
 /// Options and the run loop `qemuctl vnc` and `qemuctl spice` share.
 struct HandoffOptions: ParsableArguments {
-    @Argument(help: "The VM name.", transform: VMNameArgument.parse)
+    @Argument(help: "The VM name.", completion: .vmNames, transform: VMNameArgument.parse)
     var name: String
 
     @Option(name: .customLong("socket"),

@@ -16,17 +16,23 @@ struct StateDirOption: ParsableArguments {
             completion: .directory)
     var stateDir: String?
 
+    @Flag(name: .shortAndLong, help: "Say what is done on standard error; -vv also each QMP command and answer (secrets redacted) and each QEMU command line.")
+    var verbose: Int
+
     /// The state store these options select.
     var store: StateStore { StateStore(directory: stateDir ?? StateStore.defaultDirectory()) }
 
     /// Refuses an unsafe state directory before the command runs (see ``StateDirectoryCheck``).
-    func validate() throws { try StateDirectoryCheck.run(store) }
+    func validate() throws {
+        Verbosity.set(verbose)
+        try StateDirectoryCheck.run(store)
+    }
 }
 
 extension CompletionKind {
     /// The VMs of the state directory (`--state-dir` on the command line being
-    /// completed, else QEMUCTL_STATE_DIR or the default): every name with a launch
-    /// record or a control socket.
+    /// completed, else QEMUCTL_STATE_DIR or the default): every VM with a readable
+    /// launch record.
     static var vmNames: CompletionKind {
         .custom { words, _, prefix in
             var dir: String? = nil
@@ -34,18 +40,27 @@ extension CompletionKind {
                 if w == "--state-dir", i + 1 < words.count { dir = words[i + 1] }
                 if w.hasPrefix("--state-dir=") { dir = String(w.dropFirst("--state-dir=".count)) }
             }
-            return VMNames.list(in: StateStore(directory: dir ?? StateStore.defaultDirectory())).filter { $0.hasPrefix(prefix) }
+            return VMNames.managed(in: StateStore(directory: dir ?? StateStore.defaultDirectory())).filter { $0.hasPrefix(prefix) }
         }
     }
 }
 
 /// Names of the VMs in a state directory.
 enum VMNames {
-    /// Recorded VMs plus any `NAME.sock`, sorted; only names that pass the VM name rule
-    /// (``VMNameArgument``), so no path is built from a stray entry's text.
+    /// Recorded VMs plus any `NAME.sock`, sorted (what `events` follows); only names that pass
+    /// the VM name rule (``VMNameArgument``), so no path is built from a stray entry's text.
     static func list(in store: StateStore) -> [String] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: store.directory)) ?? []
         let sockets = entries.filter { $0.hasSuffix(".sock") && !$0.hasPrefix(".") }.map { String($0.dropLast(5)) }
         return Array(Set(store.recordedNames() + sockets)).filter(VMNameArgument.isValid).sorted()
+    }
+
+    /// What completes as a VM name: the VMs with a launch record that loads, sorted: not a bare `NAME.sock` (a QEMU qemuctl
+    /// does not manage, or what a failed launch left), not a directory whose record is missing
+    /// or unreadable (a half-created VM); only names that pass the VM name rule
+    /// (``VMNameArgument``), so no path is built from a stray entry's text.
+    static func managed(in store: StateStore) -> [String] {
+        store.recordedNames().filter(VMNameArgument.isValid)
+            .filter { (try? store.loadRecord(StoredRecord.self, name: $0)) != nil }.sorted()
     }
 }

@@ -16,13 +16,16 @@ extension Applier {
 
     /// Creates the VM's disks and launches it, or records it when its manifest says `runState: stopped`.
     /// - Parameter config: `vm` mapped onto a QEMU configuration (any uuid), when the session did it already.
-    func create(_ vm: VirtualMachine, config: VMConfig? = nil, uuid: String?, markers: SecretMarkers, log: inout Log) async throws(ApplyError) {
+    /// - Parameter applySet: The ``ApplySet`` id recorded as the VM's set.
+    func create(_ vm: VirtualMachine, config: VMConfig? = nil, uuid: String?, applySet: String? = nil, markers: SecretMarkers,
+                log: inout Log) async throws(ApplyError) {
         try await createDisks(vm, log: &log)
         let uuid = uuid ?? UUID().uuidString.lowercased()
         let secretMarkers: [String: SecretMarker]
         do { secretMarkers = try markers.markers(for: vm.spec) } catch { throw ApplyError(error.message) }
         var stored = StoredRecord(launch: LaunchRecord(uuid: uuid, labels: vm.labels, spec: vm.spec, secrets: secretMarkers),
                                   source: vm.source.file)
+        stored.launch.applySet = applySet
         if vm.spec.runState == .stopped {
             try save(stored, vm.name)
             log.say("recorded (runState: stopped, not started)")

@@ -16,6 +16,7 @@ extension Applier {
             + plan.executedChanges.filter { resume && $0.path == "spec.runState" }
         for change in changes where change.changeClass == .metadata {
             if change.path.hasPrefix("metadata.labels") { stored.launch.labels = desired.labels }
+            if change.path == "metadata.applySet" { stored.launch.applySet = plan.applySet }
             log.say("~ \(change.path) (recorded)")
         }
         var newSpec = stored.launch.spec

@@ -122,7 +122,8 @@ package struct Applier: Sendable {
                 return log.result(.skipped)
             case .create:
                 guard let desired = vm.desired else { throw ApplyError("the plan has no manifest for \(vm.name)") }
-                try await create(desired, config: config, uuid: vm.uuid ?? observed?.record?.uuid, markers: markers, log: &log)
+                try await create(desired, config: config, uuid: vm.uuid ?? observed?.record?.uuid, applySet: vm.applySet,
+                                 markers: markers, log: &log)
                 return log.result(.created)
             case .delete:
                 try await delete(vm.name, observed: observed, log: &log)
@@ -134,7 +135,7 @@ package struct Applier: Sendable {
                 try await stop(vm.name, log: &log)
                 FaultPoint.hit(.restartAfterStop)
                 do {
-                    try await create(desired, config: config, uuid: uuid, markers: markers, log: &log)
+                    try await create(desired, config: config, uuid: uuid, applySet: vm.applySet, markers: markers, log: &log)
                 } catch {
                     throw relaunchFailure(error, vm.name)
                 }
