@@ -117,7 +117,7 @@ package enum FieldTable {
         Field("runState", cases(RunState.self), .live,
               "Whether the VM should run, be paused, or be shut down.", default: .string("running")),
         Field("restartPolicy", cases(VirtualMachineSpec.RestartPolicy.self), .metadata,
-              "What `qemuctl controller` does when QEMU exits while runState is running: always launch it again, onFailure only when the guest did not shut down or power off by itself, never leave it down. Restarts back off from 1 s, doubling to 5 min.",
+              "What `qemuctl controller` does when QEMU exits while runState is running: always launch it again, onFailure only when the guest did not shut down or power off by itself, never leave it down. The first restart is immediate; further restarts in a row back off from 1 s, doubling to 5 min.",
               default: .string("never")),
         Field("arch", cases(Architecture.self), .restart,
               "Guest architecture, GOARCH names. Default: the host's architecture."),

@@ -17,6 +17,25 @@ public struct TempDir: Sendable {
     /// A path inside the directory.
     public func file(_ name: String) -> String { path + "/" + name }
 
+    /// Writes an executable script `name` (mode 0755) holding `text` and returns its path.
+    ///
+    /// The executable file is written by another process (`install`), never through a descriptor
+    /// of this one: a child that another test forks meanwhile inherits every open descriptor until
+    /// it execs, and one still open for writing makes executing the script fail with ETXTBSY
+    /// ("Text file busy").
+    public func script(_ name: String, _ text: String) throws -> String {
+        let source = file(".\(name).source")
+        try text.write(toFile: source, atomically: false, encoding: .utf8)
+        let install = Process()
+        install.executableURL = URL(fileURLWithPath: "/usr/bin/install")
+        install.arguments = ["-m", "0755", source, file(name)]
+        try install.run()
+        install.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: source)
+        guard install.terminationStatus == 0 else { throw POSIXError(.EIO) }
+        return file(name)
+    }
+
     /// Kills every QEMU whose command line mentions this directory (so a failed
     /// test leaves no VM behind), then removes the directory and everything in it.
     public func remove() {

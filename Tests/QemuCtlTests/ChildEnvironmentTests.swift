@@ -13,10 +13,8 @@ import Testing
         setenv("QEMUCTL_TEST_PROBE_SECRET", canary, 1)
         defer { unsetenv("QEMUCTL_TEST_PROBE_SECRET") }
         // A stand-in for QEMU that records its environment and fails, so every probe trial runs it.
-        let binary = dir.file("qemu-system-x86_64")
         let record = dir.file("env.txt")
-        try "#!/bin/sh\nenv >> '\(record)'\nexit 1\n".write(toFile: binary, atomically: true, encoding: .utf8)
-        #expect(chmod(binary, 0o755) == 0)
+        let binary = try dir.script("qemu-system-x86_64", "#!/bin/sh\nenv >> '\(record)'\nexit 1\n")
         // /dev/null opens read-write, so the probe goes on to try KVM with the binary.
         let choice = try await AcceleratorProbe(kvmDevice: "/dev/null").probe(binary: binary, requested: .auto)
         #expect(choice.accelerator == .tcg)

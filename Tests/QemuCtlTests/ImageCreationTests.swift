@@ -14,14 +14,12 @@ import Testing
         let log = dir.file("argv.log")
         // A qemu-img that records its arguments and whether the final path exists while it works,
         // then runs the real one.
-        let fake = dir.file("qemu-img")
-        try """
+        let fake = try dir.script("qemu-img", """
         #!/bin/sh
         printf '%s\\n' "$@" > \(log)
         if [ -e \(final) ]; then echo final-exists >> \(log); else echo final-absent >> \(log); fi
         exec /usr/bin/qemu-img "$@"
-        """.write(toFile: fake, atomically: true, encoding: .utf8)
-        #expect(chmod(fake, 0o755) == 0)
+        """)
         let created = try await ImageCreation.createIfMissing(path: final, format: "qcow2", size: 1 << 20, qemuImg: fake)
         #expect(created)
         let argv = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map(String.init)
@@ -43,9 +41,7 @@ import Testing
         let target = dir.file("target")
         try "keep".write(toFile: target, atomically: false, encoding: .utf8)
         // The "attacker" wins the race: a link appears at the final path while qemu-img runs.
-        let fake = dir.file("qemu-img")
-        try "#!/bin/sh\nln -s \(target) \(final)\nexec /usr/bin/qemu-img \"$@\"\n".write(toFile: fake, atomically: true, encoding: .utf8)
-        #expect(chmod(fake, 0o755) == 0)
+        let fake = try dir.script("qemu-img", "#!/bin/sh\nln -s \(target) \(final)\nexec /usr/bin/qemu-img \"$@\"\n")
         await #expect(throws: ImageCreation.Failure.self) {
             _ = try await ImageCreation.createIfMissing(path: final, format: "raw", size: 1 << 20, qemuImg: fake)
         }

@@ -195,7 +195,7 @@ func processVanishes(_ pid: Int32) async throws -> Bool {
         let vm = try await Instance.start(TestVMs.bare("q1"), options: StartOptions(socketDirectory: dir.path))
         let outcome = try await vm.stop(timeout: .milliseconds(500))
         #expect(outcome.step == .quit)
-        #expect(outcome.duration < .seconds(10))  // quit, not the SIGTERM step (step == .quit above)
+        #expect(outcome.duration < .seconds(30))  // quit, not the SIGTERM step (step == .quit above); loaded runs took 12 s
         #expect(!vm.isProcessAlive)
     }
 
@@ -500,7 +500,7 @@ struct MonitorLocatorTests {
 
 /// `Instance.stop` and `forceStop` signal only a process proven to be the QEMU the instance
 /// connected to (its identity, read when it was made, still matches; a QEMU; this user's).
-@Suite(.timeLimit(.minutes(2))) struct InstanceSignalProofTests {
+@Suite(.timeLimit(.minutes(2)), .offPool) struct InstanceSignalProofTests {
     /// A monitor served by a program that is not QEMU (python speaking QMP): the ladder's QMP
     /// steps go unanswered by an exit, and its signal steps are refused; the program lives.
     @Test func theStopLadderDoesNotSignalAProcessThatIsNotQEMU() async throws {

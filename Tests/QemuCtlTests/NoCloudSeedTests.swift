@@ -19,7 +19,7 @@ func runCommand(_ path: String, _ arguments: [String]) throws -> (status: Int32,
     return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
 
-@Suite(.timeLimit(.minutes(1))) struct NoCloudSeedTests {
+@Suite(.timeLimit(.minutes(1)), .offPool) struct NoCloudSeedTests {
     let key1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKqfakekeyone test@one"
     let key2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKqfakekeytwo test@two"
 
@@ -130,13 +130,11 @@ func runCommand(_ path: String, _ arguments: [String]) throws -> (status: Int32,
         let dir = try TempDir("seed")
         defer { dir.remove() }
         // A stand-in xorriso that records its argv and makes an empty volume.
-        let fake = dir.file("xorriso")
-        try """
+        let fake = try dir.script("xorriso", """
         #!/bin/sh
         printf '%s\\n' "$@" > \(dir.file("argv"))
         while [ $# -gt 0 ]; do [ "$1" = -output ] && : > "$2"; shift; done
-        """.write(toFile: fake, atomically: false, encoding: .utf8)
-        chmod(fake, 0o700)
+        """)
         let seed = NoCloudSeed(instanceID: "i", hostname: "h", userData: "#cloud-config\npassword: s3cr3t-pw\n", sshAuthorizedKeys: [key1])
         try seed.writeISO(to: dir.file("s.iso"), xorriso: fake)
         let argv = try String(contentsOfFile: dir.file("argv"), encoding: .utf8)
