@@ -11,6 +11,14 @@ public enum Fixtures: Sendable {
         return url.path
     }()
 
+    /// The test process's umask, read from `/proc/self/status` (reading it with `umask(2)` would
+    /// change it for a moment, for every thread).
+    public static func processUmask() -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Umask:") }) else { return nil }
+        return Int(line.dropFirst("Umask:".count).trimmingCharacters(in: .whitespaces), radix: 8)
+    }
+
     /// `qemu-system-x86_64` from `PATH` (CI installs Debian's `qemu-system-x86`).
     public static let qemu: String = {
         for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {

@@ -26,13 +26,18 @@ public struct TempDir: Sendable {
     public func script(_ name: String, _ text: String) throws -> String {
         let source = file(".\(name).source")
         try text.write(toFile: source, atomically: false, encoding: .utf8)
-        let install = Process()
-        install.executableURL = URL(fileURLWithPath: "/usr/bin/install")
-        install.arguments = ["-m", "0755", source, file(name)]
-        try install.run()
-        install.waitUntilExit()
+        // posix_spawn and a waitpid on that one pid: nothing here depends on SIGCHLD reaching
+        // Foundation's Process monitor, and no thread of the cooperative pool waits on a run loop.
+        let argv = ["/usr/bin/install", "-m", "0755", source, file(name)]
+        var cArgs = argv.map { strdup($0) } + [nil]
+        defer { for p in cArgs { free(p) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, argv[0], nil, nil, &cArgs, environ)
+        guard spawned == 0 else { throw POSIXError(POSIXErrorCode(rawValue: spawned) ?? .EIO) }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         try? FileManager.default.removeItem(atPath: source)
-        guard install.terminationStatus == 0 else { throw POSIXError(.EIO) }
+        guard status == 0 else { throw POSIXError(.EIO) }
         return file(name)
     }
 

@@ -236,8 +236,8 @@ private struct DescriptorTree {
         let dir = try TempDir("fwv")
         defer { dir.remove() }
         try "TEMPLATE".write(toFile: dir.file("VARS.fd"), atomically: true, encoding: .utf8)
-        let old = umask(0)
-        defer { umask(old) }
+        // The umask stays as it is (see InstanceTests.runtimeDirectoriesArePrivateWhateverTheUmask).
+        #expect(Fixtures.processUmask().map { $0 & 0o077 != 0o077 } ?? false, "a umask masking group and others proves nothing")
         let fw = Firmware(code: "/c.fd", vars: dir.file("new/dir/vm.efivars.fd"), varsTemplate: dir.file("VARS.fd"))
         #expect(try fw.prepareVariableStore() == .created)
         #expect(try String(contentsOfFile: dir.file("new/dir/vm.efivars.fd"), encoding: .utf8) == "TEMPLATE")
