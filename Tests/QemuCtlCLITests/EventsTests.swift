@@ -34,7 +34,7 @@ func jsonLines(_ p: QemuctlBinary.Background) -> [JSONValue] {
         // Exit status 0 above is the proof that events did not hold e.sock (a held socket is exit 7,
         // "monitor busy", after the 5 s deadline); the bound only catches a hang on a loaded machine.
         for (command, seconds) in durations {
-            #expect(seconds < 15, "\(command) took \(seconds) s while events ran (the deadline is 5 s)")
+            #expect(seconds < 30, "\(command) took \(seconds) s while events ran (the deadline is 5 s; 17 s was seen at load 13)")
         }
         let stop = await events.waitForLine { $0.contains("\"STOP\"") }
         let resume = await events.waitForLine { $0.contains("\"RESUME\"") }
