@@ -183,7 +183,7 @@ import Testing
         let row = try #require((try JSONSerialization.jsonObject(with: Data(getJSON.out.utf8)) as? [[String: Any]])?.first)
         #expect(row["state"] as? String == "not running")
         #expect((row["detail"] as? String)?.contains("QEMU was killed by SIGABRT") == true, "\(row)")
-        #expect(Set(row.keys) == ["name", "state", "ready", "accelerator", "cpus", "memory", "uptimeSeconds", "restarts", "restartPending", "detail"])
+        #expect(Set(row.keys) == ["name", "state", "ready", "accelerator", "cpus", "memory", "uptimeSeconds", "restarts", "restartPending", "detail", "ip", "os"])
 
         let text = try await w.qemuctl("describe", "k")
         #expect(text.out.contains("Reason: QEMU was killed by SIGABRT"), "\(text.out)")

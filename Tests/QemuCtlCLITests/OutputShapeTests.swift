@@ -43,7 +43,7 @@ struct OutputShapeTests {
         let w = try Workspace("os1")
         defer { w.cleanUp() }
         #expect(try await w.qemuctl("apply", "-f", try w.manifest("g", bareVM("g"))).status == 0)
-        let keys: Set<String> = ["name", "state", "ready", "accelerator", "cpus", "memory", "uptimeSeconds", "restarts", "restartPending", "detail"]
+        let keys: Set<String> = ["name", "state", "ready", "accelerator", "cpus", "memory", "uptimeSeconds", "restarts", "restartPending", "detail", "ip", "os"]
         for phase in ["running", "killed"] {
             if phase == "killed" {
                 let pid = try #require(w.pid("g"))
