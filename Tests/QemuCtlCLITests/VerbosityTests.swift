@@ -77,6 +77,17 @@ struct VerbosityTests {
         #expect(try await w.qemuctl("apply", "-f", vms).status == 0)
         let pid = try #require(w.pid("s"))
 
+        // The read commands and the raw monitor say what they read, too.
+        let get = try await w.qemuctl("get", "s", "-v")
+        #expect(get.err.contains("qemuctl: reading the VMs of \(w.state) over QMP"), "\(get.err)")
+        let describe = try await w.qemuctl("describe", "s", "-v")
+        #expect(describe.err.contains("qemuctl: s: reading it over QMP"), "\(describe.err)")
+        let qmp = try await w.qemuctl("qmp", "s", "query-status", "-v")
+        #expect(qmp.status == 0, "\(qmp.err)")
+        #expect(qmp.err.contains("qemuctl: s: connecting to QEMU's monitor at \(w.state)/s.sock")
+                && qmp.err.contains("qemuctl: s: connected to QEMU pid \(pid)"), "\(qmp.err)")
+        for out in [get.out, get.err, describe.out, describe.err, qmp.err] { #expect(!out.contains(canary)) }
+
         // A guest without an OS ignores the power button: after 1 s the ladder goes on to quit.
         let stop = try await w.qemuctl("stop", "s", "-v", "--stop-timeout", "1")
         #expect(stop.status == 0, "\(stop.err)")
