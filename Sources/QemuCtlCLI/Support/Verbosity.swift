@@ -29,8 +29,8 @@ enum Verbosity {
 }
 
 /// `-v/--verbose` (repeatable): the one declaration of the flag, in ``GlobalOptions``,
-/// ``StateDirOption`` and the commands that take neither (`schema`, `version`, `completion`,
-/// `export kubevirt`, `import kubevirt`). Parsing it sets ``Verbosity/level``.
+/// ``StateDirOption`` and the commands that take neither (`validate`, `schema`, `version`,
+/// `completion`, `export kubevirt`, `import kubevirt`). Parsing it sets ``Verbosity/level``.
 struct VerbosityOption: ParsableArguments {
     @Flag(name: .shortAndLong, help: "Say what is done on standard error; -vv also each QMP command and answer (secrets redacted) and each QEMU command line.")
     var verbose: Int
