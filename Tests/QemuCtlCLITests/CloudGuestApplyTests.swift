@@ -134,6 +134,17 @@ private func ssh(key: String, port: Int, _ command: String) async throws -> (sta
         #expect(row.split(separator: " ", omittingEmptySubsequences: true).prefix(3) == [Substring(name), "running", "yes"], "\(get.out)")
         let json = try await w.qemuctl("get", name, "-o", "json")
         #expect(json.out.contains("\"ready\" : true") || json.out.contains("\"ready\": true") || json.out.contains("\"ready\":true"), "\(json.out)")
+        // get -o wide asks the agent too: the guest's address on the user network and its OS; the
+        // structured formats carry the same as ip and os.
+        let wide = try await w.qemuctl("get", name, "-o", "wide")
+        #expect(wide.status == 0, "\(wide.err)")
+        let wideHeader = wide.out.split(separator: "\n").first.map { $0.split(separator: " ", omittingEmptySubsequences: true) } ?? []
+        #expect(wideHeader.suffix(2) == ["IP", "OS"], "\(wide.out)")
+        let wideRow = wide.out.split(separator: "\n").dropFirst().first.map(String.init) ?? ""
+        #expect(wideRow.contains(" 10.0.2.15 ") && wideRow.contains("Debian"), "\(wide.out)")
+        let jsonRow = try #require((try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [[String: Any]])?.first)
+        #expect(jsonRow["ip"] as? String == "10.0.2.15", "\(jsonRow)")
+        #expect((jsonRow["os"] as? String)?.contains("Debian") == true, "\(jsonRow)")
         let wait = try await w.qemuctl("wait", name, "--for", "ready", "--timeout", "60")
         #expect(wait.status == 0, "\(wait.out)\(wait.err)")
         #expect(wait.out.hasPrefix("\(name): ready"), "\(wait.out)")

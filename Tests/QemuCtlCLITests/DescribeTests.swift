@@ -113,6 +113,11 @@ import Testing
         #expect(text.status == 0)
         let explicit = try await w.qemuctl("describe", "r", "-o", "text")
         #expect(explicit.status == 0 && explicit.out.contains("State: running"), "\(explicit.err)")
+        // -o is the shared text|json|yaml; table, describe's old name for text, still works.
+        let table = try await w.qemuctl("describe", "r", "-o", "table")
+        #expect(table.status == 0 && table.out.contains("State: running"), "\(table.err)")
+        let wrong = try await w.qemuctl("describe", "r", "-o", "wide")
+        #expect(wrong.status == 2 && wrong.err.contains("not one of text, json or yaml"), "\(wrong.err)")
         for needle in ["State: running", "PID: \(pid)", "ssh -p \(ssh) localhost", "tcp localhost:\(web) reaches the guest's port 80",
                        "VNC 127.0.0.1:5977 — or `qemuctl vnc r`", "`qemuctl console r`", "throttle bps=20MiB iops=150",
                        "Ready           True", "QEMU command line:"] {
@@ -183,7 +188,7 @@ import Testing
         let row = try #require((try JSONSerialization.jsonObject(with: Data(getJSON.out.utf8)) as? [[String: Any]])?.first)
         #expect(row["state"] as? String == "not running")
         #expect((row["detail"] as? String)?.contains("QEMU was killed by SIGABRT") == true, "\(row)")
-        #expect(Set(row.keys) == ["name", "state", "ready", "accelerator", "cpus", "memory", "uptimeSeconds", "restarts", "restartPending", "detail"])
+        #expect(Set(row.keys) == ["name", "state", "ready", "accelerator", "cpus", "memory", "uptimeSeconds", "restarts", "restartPending", "detail", "ip", "os"])
 
         let text = try await w.qemuctl("describe", "k")
         #expect(text.out.contains("Reason: QEMU was killed by SIGABRT"), "\(text.out)")

@@ -26,9 +26,6 @@ struct HelpConventionsTests {
         let verbs = try await Self.verbs()
         #expect(verbs.count >= 20, "\(verbs)")
         for verb in verbs {
-            // `describe` and `wait` are being rewritten on other branches, with their own help
-            // (`wait` says "Examples:" today); the lead's merge brings them in line.
-            if verb == "describe" || verb == "wait" { continue }
             let help = try await QemuctlBinary.run([verb, "--help"])
             #expect(help.status == 0, "\(verb)")
             let examples = try #require(help.out.range(of: "EXAMPLES:"), "\(verb) --help has no EXAMPLES:\n\(help.out)")

@@ -43,7 +43,7 @@ struct OutputShapeTests {
         let w = try Workspace("os1")
         defer { w.cleanUp() }
         #expect(try await w.qemuctl("apply", "-f", try w.manifest("g", bareVM("g"))).status == 0)
-        let keys: Set<String> = ["name", "state", "ready", "accelerator", "cpus", "memory", "uptimeSeconds", "restarts", "restartPending", "detail"]
+        let keys: Set<String> = ["name", "state", "ready", "accelerator", "cpus", "memory", "uptimeSeconds", "restarts", "restartPending", "detail", "ip", "os"]
         for phase in ["running", "killed"] {
             if phase == "killed" {
                 let pid = try #require(w.pid("g"))
@@ -67,6 +67,33 @@ struct OutputShapeTests {
             } else {
                 #expect(fromJSON.first?["accelerator"] == "tcg" && fromJSON.first?["detail"] == "null")
             }
+        }
+    }
+
+    @Test("get -o wide adds IP and OS; without an answering guest agent they are - (json and yaml: null), and get still returns")
+    func getWideWithoutAnAgent() async throws {
+        let w = try Workspace("os3")
+        defer { w.cleanUp() }
+        // guestAgent: true gives the agent channel, but no guest runs an agent behind it.
+        let vms = try w.manifest("a", bareVM("a", extra: "  guestAgent: true") + "\n---\n" + bareVM("b"))
+        #expect(try await w.qemuctl("apply", "-f", vms).status == 0)
+        let started = ContinuousClock.now
+        let wide = try await w.qemuctl("get", "-o", "wide", "-v")
+        let took = ContinuousClock.now - started
+        #expect(wide.status == 0, "\(wide.err)")
+        let lines = wide.out.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+        #expect(lines.first?.suffix(2) == ["IP", "OS"], "\(wide.out)")
+        #expect(lines.count == 3 && lines.dropFirst().allSatisfy { $0.suffix(2) == ["-", "-"] }, "\(wide.out)")
+        // Only the VM with an agent channel is asked (within 1.5 s); generous for a loaded machine.
+        #expect(wide.err.contains("qemuctl: asking the guest agents of a for the address and OS"), "\(wide.err)")
+        #expect(took < .seconds(20), "get -o wide took \(took)")
+        let plain = try await w.qemuctl("get")
+        #expect(!plain.out.contains(" IP ") && plain.out.split(separator: "\n").first?.hasSuffix("RESTART-PENDING") == true, "\(plain.out)")
+        let fromJSON = try jsonItems(try await w.qemuctl("get", "-o", "json").out)
+        let fromYAML = yamlItems(try await w.qemuctl("get", "-o", "yaml").out)
+        #expect(fromJSON.count == 2 && fromYAML.count == 2)
+        for item in fromJSON + fromYAML {
+            #expect(item["ip"] == "null" && item["os"] == "null", "\(item)")
         }
     }
 

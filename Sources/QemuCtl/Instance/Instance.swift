@@ -260,9 +260,11 @@ public final class Instance: Sendable {
     /// `steps` (``StopOutcome/Step/sigterm``, ``StopOutcome/Step/sigkill``) sends its signal and
     /// waits up to `stepTimeout` for the process to go.
     /// - Returns: The step that ended the process; nil when it survived them all.
+    ///   - onStep: Called as each step begins (for `-v` logs).
     package static func signalLadder(pid: Int32, _ steps: [StopOutcome.Step] = [.sigterm, .sigkill],
-                                     stepTimeout: Duration) async -> StopOutcome.Step? {
+                                     stepTimeout: Duration, onStep: (StopOutcome.Step) -> Void = { _ in }) async -> StopOutcome.Step? {
         for step in steps {
+            if step == .sigterm || step == .sigkill { onStep(step) }
             switch step {
             case .sigterm: Posix.signal(pid, Posix.sigterm)
             case .sigkill: Posix.signal(pid, Posix.sigkill)
@@ -279,29 +281,33 @@ public final class Instance: Sendable {
     /// A guest that powers itself off in time is a success of the first step, not a
     /// timeout. A paused VM cannot react to the power button, so its ladder starts
     /// at `quit`.
+    /// - Parameter onStep: Called as each step begins (`qemuctl stop -v` says what it tries).
     /// - Returns: Which step ended the process and how long the whole stop took.
     /// - Throws: ``InstanceError`` when even SIGKILL did not end the process, or, with
     ///   ``InstanceError/Code/notProven`` and no signal sent, when the process at ``pid`` is not
     ///   proven to be this instance's QEMU any more (``signalDisproof()``).
     @discardableResult
-    public func stop(timeout: Duration = .seconds(30), stepTimeout: Duration = .seconds(5)) async throws(InstanceError) -> StopOutcome {
+    public func stop(timeout: Duration = .seconds(30), stepTimeout: Duration = .seconds(5),
+                     onStep: (StopOutcome.Step) -> Void = { _ in }) async throws(InstanceError) -> StopOutcome {
         let clock = ContinuousClock()
         let start = clock.now
         func outcome(_ step: StopOutcome.Step) -> StopOutcome { StopOutcome(step: step, duration: clock.now - start) }
         if !Posix.processExists(pid) { return outcome(.alreadyStopped) }
         let current = state
         if current == .running || current == .suspended || current == .unknown {
+            onStep(.powerdown)
             if (try? await qmp.systemPowerdown(timeout: stepTimeout)) != nil, await wait(timeout: timeout) {
                 return outcome(.powerdown)
             }
         }
         if !Posix.processExists(pid) { return outcome(.powerdown) }
+        onStep(.quit)
         if (try? await qmp.quit(timeout: stepTimeout)) != nil, await wait(timeout: stepTimeout) {
             return outcome(.quit)
         }
         if !Posix.processExists(pid) { return outcome(.quit) }
         try requireSignallable()
-        if let step = await Self.signalLadder(pid: pid, stepTimeout: stepTimeout) { return outcome(step) }
+        if let step = await Self.signalLadder(pid: pid, stepTimeout: stepTimeout, onStep: onStep) { return outcome(step) }
         throw InstanceError(code: .unresponsive, message: "VM \(name) (pid \(pid)) survived SIGKILL for \(stepTimeout)")
     }
 }
@@ -320,6 +326,17 @@ public struct StopOutcome: Sendable, Hashable, CustomStringConvertible {
         case sigterm = "SIGTERM"
         /// QEMU was killed with SIGKILL.
         case sigkill = "SIGKILL"
+
+        /// What the step does, as a log line says it is tried ("QMP quit").
+        public var attempt: String {
+            switch self {
+            case .alreadyStopped: "nothing (QEMU is gone)"
+            case .powerdown: "the ACPI power button (QMP system_powerdown), then waiting for the guest to power off"
+            case .quit: "QMP quit"
+            case .sigterm: "SIGTERM"
+            case .sigkill: "SIGKILL"
+            }
+        }
     }
     /// The step that ended it.
     public var step: Step

@@ -91,9 +91,12 @@ extension QemuCtlCommand {
                     Terminal.error("qemuctl: another qemuctl\(holder.map { " (pid \($0))" } ?? "") is changing \(store.directory); waiting…")
                 }) {
                     let applier = Applier(store: store, stopTimeout: force ? .zero : .milliseconds(Int(stopTimeout * 1000)),
-                                          timeout: global.deadline)
+                                          timeout: global.deadline, progress: { Verbosity.say("\($0): \($1)") })
                     let targets = try targets(store)
                     if targets.isEmpty { print("No VMs to delete in \(store.directory).") }
+                    Verbosity.say("deleting \(targets.joined(separator: ", ")) from \(store.directory): each is stopped "
+                                  + (force ? "at once (SIGKILL)" : "by the ladder (up to \(Int(stopTimeout)) s for the guest)")
+                                  + ", then its runtime files are removed; disk images are kept")
                     for name in targets {
                         guard FileManager.default.fileExists(atPath: store.recordPath(name)) else {
                             Terminal.fail("\(name) is not a VM managed in \(store.directory); nothing deleted",

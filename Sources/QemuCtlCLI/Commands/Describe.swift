@@ -18,7 +18,15 @@ extension QemuCtlCommand {
                 The text form (default) ends with how to reach the VM: ssh hints for port forwards, \
                 the VNC and SPICE endpoints, and the console. -o json and -o yaml print the same \
                 values as one object, every key present (null when unknown). Values read from QEMU \
-                say so (`source: qmp`); the others come from the launch record. Secrets are never shown.
+                say so (`source: qmp`); the others come from the launch record. Secrets are never shown. \
+                With spec.guestAgent, the guest agent is asked for the OS and the addresses (within 2 s).
+
+                EXAMPLES:
+                  qemuctl describe web-1
+                  qemuctl describe web-1 -o yaml
+                  # the first guest address the agent reports
+                  qemuctl describe web-1 -o json | jq -r '.guestAgent.interfaces[0].addresses[0]'
+                  qemuctl describe web-1 --state-dir ~/qemuctl/state
                 """
         )
 
@@ -27,23 +35,22 @@ extension QemuCtlCommand {
         @Argument(help: "The VM name.", transform: VMNameArgument.parse)
         var name: String
 
-        /// `-o`: text for people (the default; `table` is its old name), or the object as JSON or YAML.
-        enum Format: String, ExpressibleByArgument, CaseIterable {
-            /// Sections of `key: value` lines, conditions as a table, then how to reach the VM.
-            case text
-            /// The same as `text` (what `-o table` meant before describe was one object).
-            case table
-            /// ``VMDescription/document`` as JSON.
-            case json
-            /// ``VMDescription/document`` as YAML.
-            case yaml
-        }
+        @Option(name: .shortAndLong, help: "text (default), json or yaml (table: the same as text).",
+                completion: .list(TextOutputFormat.allCases.map(\.rawValue)), transform: Self.format)
+        var output: TextOutputFormat = .text
 
-        @Option(name: .shortAndLong, help: "text (default), json or yaml.")
-        var output: Format = .text
+        /// Parses `-o`: a ``TextOutputFormat``, or `table`, describe's old name for `text`.
+        static func format(_ text: String) throws -> TextOutputFormat {
+            if text == "table" { return .text }
+            guard let format = TextOutputFormat(rawValue: text) else {
+                throw ValidationError("-o '\(text)' is not one of text, json or yaml")
+            }
+            return format
+        }
 
         func run() async throws {
             let store = global.store
+            Verbosity.say("\(name): reading it over QMP (within \(global.deadline)) and its launch record in \(store.directory)")
             let (observed, warning) = await Observer(store: store, timeout: global.deadline).observe(name)
             if let warning { Terminal.warn(warning) }
             guard let vm = observed, vm.record != nil || vm.liveness != .gone else {
@@ -55,7 +62,7 @@ extension QemuCtlCommand {
             switch output {
             case .json: print(description.document.json())
             case .yaml: print(description.document.yaml(), terminator: "")
-            case .text, .table: print(description.text, terminator: "")
+            case .text: print(description.text, terminator: "")
             }
         }
 
@@ -73,6 +80,7 @@ extension QemuCtlCommand {
             var guest: VMDescription.GuestInfo? = nil
             if vm.liveness == .alive, vm.record?.spec.guestAgent == true {
                 // A short deadline: a guest without a running agent must not hold describe up.
+                Verbosity.say("\(name): asking the guest agent for the OS and the addresses")
                 guest = await VMDescription.askGuest(layout, deadline: min(deadline, .seconds(2)))
             } else if vm.record?.spec.guestAgent == true {
                 guest = VMDescription.GuestInfo(answered: false, problem: "QEMU is not running or its monitor does not answer", interfaces: [])
@@ -84,6 +92,7 @@ extension QemuCtlCommand {
             // The declared spec.readiness probe, tried as `get`'s READY column tries it, decides Ready.
             var readiness: VMConditions.ProbeResult? = nil
             if vm.liveness == .alive, let probe = VMReadiness.declaredProbe(name, store: store) {
+                Verbosity.say("\(name): trying the readiness probe \(probe) once")
                 let status = await VMReadiness.quickStatus(name, store: store)
                 readiness = (status == .yes, "readiness probe \(probe) " + (status == .yes ? "passes" : "does not pass yet"))
             }

@@ -55,6 +55,8 @@ extension QemuCtlCommand.Export {
         @Option(name: .shortAndLong, help: "Output format: yaml or json.")
         var output: Output = .yaml
 
+        @OptionGroup var verbosity: VerbosityOption
+
         @Flag(help: "Fail (exit 1, print nothing) when any field has no KubeVirt equivalent.")
         var strict = false
 
@@ -118,6 +120,7 @@ extension QemuCtlCommand.Export {
                 throw ExitCode(set.hasUnreadablePaths ? 2 : 1)
             }
             for d in set.diagnostics where d.code != .hostFile { Terminal.error(d.description) }
+            Verbosity.say("read \(file.joined(separator: " ")): \(set.virtualMachines.count) VM(s); exporting each as a KubeVirt VirtualMachine")
 
             let options = KubeVirtExport.Options(namespace: namespace, claims: try claims())
             let maps = ManifestSourceMap.byVirtualMachine(in: set)

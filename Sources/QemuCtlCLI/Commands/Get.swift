@@ -30,6 +30,10 @@ struct VMSummary: Codable {
     /// For a VM whose QEMU is gone: how it ended, in a few words (``ExitReport/short``). Also the
     /// structured formats' `detail`; the table shows it after the state.
     var exitReason: String? = nil
+    /// The guest's address, from its agent (``GetGuestColumns``); nil without an agent's answer.
+    var ip: String? = nil
+    /// The guest's OS, from its agent (``GetGuestColumns``); nil without an agent's answer.
+    var os: String? = nil
 }
 
 extension VMSummary {
@@ -60,7 +64,7 @@ extension VMSummary {
 
     /// The keys, in the order the YAML shows them (JSON sorts them).
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, state, ready, accelerator, cpus, memory, uptimeSeconds, restarts, restartPending, detail
+        case name, state, ready, accelerator, cpus, memory, uptimeSeconds, restarts, restartPending, detail, ip, os
     }
 
     /// Encodes every key, nulls included (synthesized coding would leave out nil values).
@@ -95,6 +99,8 @@ extension VMSummary {
         case .restarts: .int(restarts)
         case .restartPending: .bool(restartPending)
         case .detail: text(detail)
+        case .ip: text(ip)
+        case .os: text(os)
         }
     }
 
@@ -144,6 +150,9 @@ extension VMSummary {
          uptimeSeconds.map(Self.duration) ?? "-", "\(restarts)", restartPending ? "yes" : "-"]
     }
 
+    /// The `-o wide` row: ``row`` and then IP and OS.
+    var wideRow: [String] { row + [ip ?? "-", os ?? "-"] }
+
     static func duration(_ s: Int) -> String {
         if s < 120 { return "\(s)s" }
         if s < 7200 { return "\(s / 60)m" }
@@ -166,9 +175,16 @@ enum ByteSizeText {
     }
 }
 
-/// Output formats of read commands.
+/// `-o` of `get`: a table by default (``TextOutputFormat`` is the other read commands').
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
-    case table, json, yaml
+    /// One row per VM.
+    case table
+    /// The table with the guest agent's IP and OS columns (``GetGuestColumns``).
+    case wide
+    /// The rows (``VMSummary``) as a JSON list.
+    case json
+    /// The rows as a YAML list, the keys of the JSON.
+    case yaml
 }
 
 extension QemuCtlCommand {
@@ -176,11 +192,12 @@ extension QemuCtlCommand {
     struct Get: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "List managed VMs: state (from QMP), readiness, accelerator, CPUs, memory, uptime, pending restart.",
-            discussion: GetReadiness.help + """
+            discussion: GetReadiness.help + "\n\n" + GetGuestColumns.help + """
 
 
                 EXAMPLES:
                   qemuctl get
+                  qemuctl get -o wide
                   qemuctl get web-1 -o yaml
                   qemuctl get -l team=web -o json | jq '.[].state'
                 """
@@ -191,7 +208,7 @@ extension QemuCtlCommand {
         @Argument(help: "VM names (default: all managed VMs).", completion: .vmNames, transform: VMNameArgument.parse)
         var names: [String] = []
 
-        @Option(name: .shortAndLong, help: "table, json or yaml.")
+        @Option(name: .shortAndLong, help: "table, wide (with the guest's IP and OS), json or yaml.")
         var output: OutputFormat = .table
 
         @Option(name: [.customShort("l"), .customLong("selector")],
@@ -202,6 +219,7 @@ extension QemuCtlCommand {
 
         func run() async throws {
             let store = global.store
+            Verbosity.say("reading the VMs of \(store.directory) over QMP (each monitor within \(global.deadline))")
             let report = await Observer(store: store, timeout: global.deadline).observe(extraNames: names)
             for w in report.warnings { Terminal.warn(w) }
             var vms = report.vms
@@ -217,18 +235,26 @@ extension QemuCtlCommand {
                 vms = vms.filter { selector.matches((try? store.loadRecord(StoredRecord.self, name: $0.name))?.launch.labels ?? [:]) }
             }
             var rows = vms.map { VMSummary($0, record: try? store.loadRecord(StoredRecord.self, name: $0.name), store: store) }
+            // The agents' answers (not for the plain table) while the readiness probes run.
+            let selected = vms
+            async let guests = output == .table ? [:] : GetGuestColumns.ask(selected, store: store)
+            Verbosity.say("probing the declared readiness of the running VMs (within \(VMReadiness.quickDeadline))")
             await GetReadiness.fill(&rows, vms, store: store)
+            GetGuestColumns.fill(&rows, await guests)
             switch output {
             case .json:
                 try Terminal.json(rows)
             case .yaml:
                 if rows.isEmpty { print("[]") }
                 for r in rows { print(r.yamlItem) }
-            case .table:
+            case .table, .wide:
+                let header = ["NAME", "STATE", "READY", "ACCEL", "CPUS", "MEMORY", "UPTIME", "RESTARTS", "RESTART-PENDING"]
                 if rows.isEmpty {
                     print("No VMs in \(store.directory).")
+                } else if output == .wide {
+                    print(Terminal.table(header + ["IP", "OS"], rows.map(\.wideRow)), terminator: "")
                 } else {
-                    print(Terminal.table(["NAME", "STATE", "READY", "ACCEL", "CPUS", "MEMORY", "UPTIME", "RESTARTS", "RESTART-PENDING"], rows.map(\.row)), terminator: "")
+                    print(Terminal.table(header, rows.map(\.row)), terminator: "")
                 }
             }
         }

@@ -34,6 +34,8 @@ extension QemuCtlCommand.Import {
         @Option(name: .shortAndLong, help: "A file holding VirtualMachines (YAML or JSON), or - for standard input (repeatable).")
         var file: [String] = []
 
+        @OptionGroup var verbosity: VerbosityOption
+
         @Flag(help: "Fail (exit 1, print nothing) when any field has no qemuctl equivalent.")
         var strict = false
 
@@ -61,6 +63,7 @@ extension QemuCtlCommand.Import {
                 Terminal.fail("no VirtualMachine in \(file.joined(separator: " "))")
                 throw ExitCode(1)
             }
+            Verbosity.say("read \(file.joined(separator: " ")): \(results.count) VirtualMachine(s); checking the manifests made from them as validate does")
             let yaml = results.map { $0.document.yaml() }.joined(separator: "---\n")
             // What is printed must be a valid manifest set: check it as validate would.
             let check = ManifestLoader().load(bytes: Array(yaml.utf8), file: "imported", baseDirectory: "/")

@@ -50,6 +50,7 @@ struct RunControlOptions: ParsableArguments {
 /// Runs `body` holding the state directory's apply lock; a busy lock after `wait`
 /// seconds is exit status 2 (nothing tried).
 func withLock(_ store: StateStore, wait: Double, _ body: () async throws -> Void) async throws {
+    Verbosity.say("taking the lock of \(store.directory) (apply, delete, start, stop, … take turns)")
     do {
         try await store.withApplyLock(wait: .milliseconds(Int(wait * 1000)), onWait: { holder in
             Terminal.error("qemuctl: another qemuctl\(holder.map { " (pid \($0))" } ?? "") is changing \(store.directory); waiting up to \(Int(wait)) s…")

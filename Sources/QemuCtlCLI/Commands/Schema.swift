@@ -18,6 +18,8 @@ extension QemuCtlCommand {
                 """
         )
 
+        @OptionGroup var verbosity: VerbosityOption
+
         @Flag(help: "Print the Markdown field reference instead.")
         var markdown = false
 

@@ -41,7 +41,7 @@ extension QemuCtlCommand {
         func run() async throws {
             let store = global.store
             let access = MonitorAccess(store: store, deadline: global.deadline)
-            let applier = Applier(store: store, timeout: global.deadline)
+            let applier = Applier(store: store, timeout: global.deadline, progress: { Verbosity.say("\($0): \($1)") })
             try await withLock(store, wait: wait) {
                 try await forEachVM(names) { name throws(OperatorError) in
                     _ = try access.layout(name)
@@ -49,6 +49,7 @@ extension QemuCtlCommand {
                         throw OperatorError("\(name) has no launch record in \(store.directory): qemuctl did not launch it",
                                             hint: "VMs are created with `qemuctl apply -f MANIFEST`", status: OperatorExit.notRunning)
                     }
+                    Verbosity.say("\(name): launching QEMU from its launch record (the spec last applied)")
                     let result = await applier.startVM(name)
                     switch result.status {
                     case .unchanged:

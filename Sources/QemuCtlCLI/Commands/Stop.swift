@@ -74,6 +74,7 @@ extension QemuCtlCommand {
                     let layout = try access.layout(name)
                     let outcome: StopOutcome
                     if force {
+                        Verbosity.say("\(name): --force: SIGKILL to its QEMU (only the recorded one, proven to serve \(layout.socketPath))")
                         outcome = try await kill(name, pid: try Self.provenPID(name, store: store))
                     } else {
                         guard store.runningPID(name) != nil || Posix.fileExists(layout.socketPath) else {
@@ -81,6 +82,7 @@ extension QemuCtlCommand {
                             return
                         }
                         let start = ContinuousClock.now
+                        Verbosity.say("\(name): connecting to QEMU's monitor at \(layout.socketPath)")
                         let instance: Instance
                         do throws(InstanceError) {
                             instance = try await Instance.attach(socketPath: layout.socketPath, timeout: deadline)
@@ -110,8 +112,12 @@ extension QemuCtlCommand {
                             throw OperatorError("not stopping \(name): the process on its socket is not the QEMU qemuctl launched or adopted: \(why)",
                                                 status: OperatorExit.refused)
                         }
+                        Verbosity.say("\(name): stopping QEMU pid \(instance.pid) by the ladder: power button (the guest has up to "
+                                      + "\(Self.text(.milliseconds(Int(stopTimeout * 1000))))), then quit, SIGTERM, SIGKILL (each up to \(Self.text(deadline)))")
                         do throws(InstanceError) {
-                            outcome = try await instance.stop(timeout: .milliseconds(Int(stopTimeout * 1000)), stepTimeout: deadline)
+                            outcome = try await instance.stop(timeout: .milliseconds(Int(stopTimeout * 1000)), stepTimeout: deadline) { step in
+                                Verbosity.say("\(name): trying \(step.attempt)")
+                            }
                         } catch {
                             throw OperatorError("cannot stop \(name): \(error.message)", status: OperatorExit.refused)
                         }
@@ -153,6 +159,7 @@ extension QemuCtlCommand {
                 return
             }
             store.journal(name, "stopped by qemuctl stop (\(outcome))")
+            Verbosity.say("\(name): QEMU is gone (\(outcome)); the launch record is kept for `qemuctl start \(name)`")
             print("\(name): \(Terminal.paint("stopped", .green)) by \(outcome.step.rawValue) after \(Self.text(outcome.duration))")
         }
 
@@ -160,7 +167,7 @@ extension QemuCtlCommand {
         /// then SIGKILL, each given `stepTimeout`.
         private func signals(_ name: String, pid: Int32, start: ContinuousClock.Instant,
                              stepTimeout: Duration) async throws(OperatorError) -> StopOutcome {
-            if let step = await Instance.signalLadder(pid: pid, stepTimeout: stepTimeout) {
+            if let step = await Instance.signalLadder(pid: pid, stepTimeout: stepTimeout, onStep: { Verbosity.say("\(name): trying \($0.attempt)") }) {
                 return StopOutcome(step: step, duration: ContinuousClock.now - start)
             }
             throw OperatorError("QEMU of VM \(name) (pid \(pid)) survived SIGKILL for \(MonitorAccess.seconds(stepTimeout))",

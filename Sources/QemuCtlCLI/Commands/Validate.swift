@@ -39,8 +39,7 @@ extension QemuCtlCommand {
         @Flag(help: "The same as -o json.")
         var json = false
 
-        @Flag(name: .shortAndLong, help: "Say on standard error what was read and checked.")
-        var verbose: Int
+        @OptionGroup var verbosity: VerbosityOption
 
         func run() throws {
             guard !file.isEmpty else {
@@ -68,7 +67,6 @@ extension QemuCtlCommand {
             set.diagnostics += imageErrors
             // An image two VMs write, and a QEMU that is not installed (a warning here, as missing host files are).
             set.diagnostics += HostChecks.diagnostics(set.virtualMachines, missingQEMU: .warning)
-            Verbosity.set(verbose)
             Verbosity.say("read \(file.joined(separator: " ")): \(set.virtualMachines.count) VM(s), "
                           + "\(set.diagnostics.count(where: { $0.severity == .error })) error(s), "
                           + "\(set.diagnostics.count(where: { $0.severity == .warning })) warning(s); "

@@ -10,6 +10,8 @@ extension QemuCtlCommand {
                   qemuctl version
                 """)
 
+        @OptionGroup var verbosity: VerbosityOption
+
         func run() {
             print("qemuctl \(QemuCtlCommand.version)")
         }
@@ -34,6 +36,8 @@ extension QemuCtlCommand {
 
         @Argument(help: "The shell: bash, zsh or fish.")
         var shell: Shell
+
+        @OptionGroup var verbosity: VerbosityOption
 
         func run() throws {
             guard let target = CompletionShell(rawValue: shell.rawValue) else { throw ValidationError("no completion script for \(shell.rawValue)") }

@@ -25,7 +25,7 @@ extension QemuCtlCommand {
                 declared or given for --for ready); 2 usage; \
                 4 the timeout passed first; 8 no such VM in the state directory.
 
-                Examples:
+                EXAMPLES:
                   qemuctl wait web-1 --for agent --timeout 5m
                   qemuctl wait web-1 web-2 --for ready
                   qemuctl wait web-1 --for ready --probe tcp:22
@@ -43,10 +43,7 @@ extension QemuCtlCommand {
             case running, paused, stopped, ready, agent
         }
 
-        @Option(name: .customLong("state-dir"),
-                help: "Where VM sockets and state live (env QEMUCTL_STATE_DIR; default /var/run/qemu as root, ~/.cache/qemuctl otherwise).",
-                completion: .directory)
-        var stateDir: String?
+        @OptionGroup var state: StateDirOption
 
         @Argument(help: "VM names.", completion: .vmNames)
         var names: [String]
@@ -88,7 +85,7 @@ extension QemuCtlCommand {
         }
 
         func run() async throws {
-            let store = StateStore(directory: stateDir ?? StateStore.defaultDirectory())
+            let store = state.store
             let total = Self.duration(timeout)!
             let deadline = ContinuousClock.now + total
             let probe = try probe.map { try ReadinessProbe(parsing: $0) }
@@ -103,6 +100,8 @@ extension QemuCtlCommand {
                     continue
                 }
                 let started = ContinuousClock.now
+                Verbosity.say("\(name): waiting for \(condition.rawValue)" + (probe.map { " (probe \($0))" } ?? "")
+                              + ", checking about every half second until \(timeout) have passed")
                 do {
                     try await waitFor(name, store: store, layout: layout, probe: probe, deadline: deadline)
                     let took = ContinuousClock.now - started

@@ -12,8 +12,7 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .customLong("timeout"), help: "Seconds to wait for each VM's monitor (connect and each command) before calling it busy or unresponsive.")
     var timeout: Double = 5
 
-    @Flag(name: .shortAndLong, help: "Say what is done on standard error; -vv also each QMP command and answer (secrets redacted) and each QEMU command line.")
-    var verbose: Int
+    @OptionGroup var verbosity: VerbosityOption
 
     /// The state store these options select.
     var store: StateStore { StateStore(directory: stateDir ?? StateStore.defaultDirectory()) }
@@ -21,7 +20,6 @@ struct GlobalOptions: ParsableArguments {
     /// Refuses a state directory that is not safe to use before the command does anything (see
     /// ``StateDirectoryCheck``); a missing one is fine here.
     func validate() throws {
-        Verbosity.set(verbose)
         try StateDirectoryCheck.run(store)
     }
 

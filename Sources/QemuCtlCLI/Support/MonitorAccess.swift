@@ -55,6 +55,7 @@ struct MonitorAccess {
     func connect(_ name: String) async throws(OperatorError) -> QMPClient {
         let layout = try layout(name)
         guard Posix.fileExists(layout.socketPath) else { throw notRunning(name) }
+        Verbosity.say("\(name): connecting to QEMU's monitor at \(layout.socketPath)")
         let client: QMPClient
         do {
             client = try await QMPClient.connect(to: layout.socketPath, timeout: deadline)
@@ -68,6 +69,7 @@ struct MonitorAccess {
                                 hint: "the process on \(layout.socketPath) is not the QEMU qemuctl launched or adopted",
                                 status: OperatorExit.refused)
         }
+        Verbosity.say("\(name): connected to QEMU pid \(client.peerPID.map(String.init) ?? "?"), the recorded one")
         return client
     }
 

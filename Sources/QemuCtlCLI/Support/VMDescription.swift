@@ -26,6 +26,14 @@ struct VMDescription {
         var kernel: String?
         /// Interfaces: name, MAC and addresses (`10.0.2.15/24`).
         var interfaces: [(name: String, mac: String?, addresses: [String])]
+
+        /// The address `get -o wide` shows: the first IPv4 address that is not loopback, else the
+        /// first other address that is neither loopback nor link-local; without its prefix length.
+        var primaryAddress: String? {
+            let all = interfaces.flatMap(\.addresses).map { String($0.split(separator: "/").first ?? "") }
+            return all.first { $0.contains(".") && !$0.hasPrefix("127.") }
+                ?? all.first { $0.contains(":") && $0 != "::1" && !$0.lowercased().hasPrefix("fe80:") }
+        }
     }
 
     /// The VM's name.
@@ -535,10 +543,13 @@ struct VMDescription {
         guard Posix.fileExists(layout.guestAgentSocket) else {
             return GuestInfo(answered: false, problem: "no agent socket at \(layout.guestAgentSocket) (QEMU not running?)", interfaces: [])
         }
+        // One deadline for the connection and both questions: what is left of it for each.
+        let end = ContinuousClock.now + deadline
+        let left = { max(end - ContinuousClock.now, .milliseconds(50)) }
         do {
             return try await GuestAgent.withConnection(socketPath: layout.guestAgentSocket, timeout: deadline) { agent in
-                let os = try? await agent.osInfo(timeout: deadline)
-                let nics = (try? await agent.networkInterfaces(timeout: deadline)) ?? []
+                let os = try? await agent.osInfo(timeout: left())
+                let nics = (try? await agent.networkInterfaces(timeout: left())) ?? []
                 return GuestInfo(
                     answered: true, problem: nil,
                     os: os.flatMap { info in info.prettyName ?? info.name.map { n in n + (info.version.map { " " + $0 } ?? "") } },

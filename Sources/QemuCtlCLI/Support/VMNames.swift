@@ -16,15 +16,13 @@ struct StateDirOption: ParsableArguments {
             completion: .directory)
     var stateDir: String?
 
-    @Flag(name: .shortAndLong, help: "Say what is done on standard error; -vv also each QMP command and answer (secrets redacted) and each QEMU command line.")
-    var verbose: Int
+    @OptionGroup var verbosity: VerbosityOption
 
     /// The state store these options select.
     var store: StateStore { StateStore(directory: stateDir ?? StateStore.defaultDirectory()) }
 
     /// Refuses an unsafe state directory before the command runs (see ``StateDirectoryCheck``).
     func validate() throws {
-        Verbosity.set(verbose)
         try StateDirectoryCheck.run(store)
     }
 }

@@ -1,3 +1,4 @@
+import ArgumentParser
 import QMP
 import QemuCtl
 import Synchronization
@@ -24,5 +25,18 @@ enum Verbosity {
     /// Writes `text` to standard error when the level is at least `minimum`.
     static func say(_ text: @autoclosure () -> String, at minimum: Int = 1) {
         if level >= minimum { Terminal.error("qemuctl: " + text()) }
+    }
+}
+
+/// `-v/--verbose` (repeatable): the one declaration of the flag, in ``GlobalOptions``,
+/// ``StateDirOption`` and the commands that take neither (`validate`, `schema`, `version`,
+/// `completion`, `export kubevirt`, `import kubevirt`). Parsing it sets ``Verbosity/level``.
+struct VerbosityOption: ParsableArguments {
+    @Flag(name: .shortAndLong, help: "Say what is done on standard error; -vv also each QMP command and answer (secrets redacted) and each QEMU command line.")
+    var verbose: Int
+
+    /// Sets ``Verbosity/level`` from the flag.
+    func validate() throws {
+        Verbosity.set(verbose)
     }
 }

@@ -16,7 +16,10 @@ extension Applier {
     /// Stops a VM by the ladder, if it runs.
     func stop(_ name: String, log: inout Log) async throws(ApplyError) {
         let layout = store.layout(name)
-        guard Posix.fileExists(layout.socketPath) else { return }
+        guard Posix.fileExists(layout.socketPath) else {
+            progress(name, "no QEMU runs (no \(layout.socketPath)): nothing to stop")
+            return
+        }
         let instance: Instance
         do {
             instance = try await Instance.attach(socketPath: layout.socketPath, timeout: timeout)
@@ -33,7 +36,8 @@ extension Applier {
             throw ApplyError("refusing to stop \(name): \(why)")
         }
         do {
-            let outcome = try await instance.stop(timeout: stopTimeout)
+            progress(name, "stopping QEMU pid \(instance.pid) by the ladder (power button, quit, SIGTERM, SIGKILL)")
+            let outcome = try await instance.stop(timeout: stopTimeout) { step in progress(name, "trying \(step.attempt)") }
             log.say("stopped (\(outcome))")
             log.journal("stopped \(outcome)")
         } catch {
@@ -60,6 +64,7 @@ extension Applier {
                 default: break  // nothing of it runs (gone, or its pid now names another process: never signalled)
                 }
                 if let pid = proven {
+                    progress(name, "--force: SIGKILL to QEMU pid \(pid)")
                     guard await Instance.signalLadder(pid: pid, [.sigkill], stepTimeout: .seconds(5)) != nil else {
                         throw ApplyError("pid \(pid) survived SIGKILL")
                     }
