@@ -26,18 +26,8 @@ public struct TempDir: Sendable {
     public func script(_ name: String, _ text: String) throws -> String {
         let source = file(".\(name).source")
         try text.write(toFile: source, atomically: false, encoding: .utf8)
-        // posix_spawn and a waitpid on that one pid: nothing here depends on SIGCHLD reaching
-        // Foundation's Process monitor, and no thread of the cooperative pool waits on a run loop.
-        let argv = ["/usr/bin/install", "-m", "0755", source, file(name)]
-        var cArgs = argv.map { strdup($0) } + [nil]
-        defer { for p in cArgs { free(p) } }
-        var pid: pid_t = 0
-        let spawned = posix_spawn(&pid, argv[0], nil, nil, &cArgs, environ)
-        guard spawned == 0 else { throw POSIXError(POSIXErrorCode(rawValue: spawned) ?? .EIO) }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        try? FileManager.default.removeItem(atPath: source)
-        guard status == 0 else { throw POSIXError(.EIO) }
+        defer { try? FileManager.default.removeItem(atPath: source) }
+        try installExecutable(source, at: file(name))
         return file(name)
     }
 
@@ -52,4 +42,21 @@ public struct TempDir: Sendable {
         }
         try? FileManager.default.removeItem(atPath: path)
     }
+}
+
+/// Copies `source` to `destination` with mode 0755 by install(1), so no descriptor of this process
+/// ever holds the executable open for writing: a child that another test forks meanwhile inherits
+/// every open descriptor until it execs, and one open for writing makes executing the file fail
+/// with ETXTBSY ("Text file busy", exit 126 from a shell or setpriv). posix_spawn and a waitpid on
+/// that one pid: nothing depends on SIGCHLD reaching Foundation's Process monitor.
+public func installExecutable(_ source: String, at destination: String) throws {
+    let argv = ["/usr/bin/install", "-m", "0755", source, destination]
+    var cArgs = argv.map { strdup($0) } + [nil]
+    defer { for p in cArgs { free(p) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, argv[0], nil, nil, &cArgs, environ)
+    guard spawned == 0 else { throw POSIXError(POSIXErrorCode(rawValue: spawned) ?? .EIO) }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    guard status == 0 else { throw POSIXError(.EIO) }
 }

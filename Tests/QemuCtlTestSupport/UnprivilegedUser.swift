@@ -65,8 +65,7 @@ public enum UnprivilegedUser: Sendable {
         guard chmod(directory, 0o755) == 0 else { throw FixtureError("chmod \(directory): \(String(cString: strerror(errno)))") }
         let copy = directory + "/" + (binary.split(separator: "/").last.map(String.init) ?? "binary")
         try? FileManager.default.removeItem(atPath: copy)
-        try FileManager.default.copyItem(atPath: binary, toPath: copy)
-        guard chmod(copy, 0o755) == 0 else { throw FixtureError("chmod \(copy): \(String(cString: strerror(errno)))") }
+        try installExecutable(binary, at: copy)
         return copy
     }
 
