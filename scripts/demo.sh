@@ -8,7 +8,7 @@ run() { printf '\n$ qemuctl %s\n' "$*"; "$qemuctl" "$@"; }
 
 run apply -f examples/hello.yaml
 run get
-state_dir=$("$qemuctl" describe hello -o json | python3 -c 'import json,sys; print([f["value"] for f in json.load(sys.stdin) if f["field"]=="serialLog"][0])')
+state_dir=$("$qemuctl" describe hello -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"]["serialLog"])')
 printf '\n# waiting for the guest to boot (serial log %s)\n' "$state_dir"
 for _ in $(seq 1 300); do
   grep -q QEMUCTL-GUEST-READY "$state_dir" 2>/dev/null && break
