@@ -293,7 +293,7 @@ import Testing
         _ = try await Self.qemuIO(vm, "/machine/peripheral/disk-root/virtio-backend", "flush")
         try await vm.forceStop()
         #expect(try Self.digest(qcow2) == before, "the base was written")
-        let map = try JSONValue(parsing: try Self.qemuImg(["map", "-f", "qcow2", "--output=json", overlay])).arrayValue ?? []
+        let map = try JSONValue(parsing: try Self.qemuImg(["map", "-U", "-f", "qcow2", "--output=json", overlay])).arrayValue ?? []
         let first = try #require(map.first { $0["start"]?.intValue == 0 }, "\(map)")
         #expect(first["depth"]?.intValue == 0, "the written cluster is the overlay's: \(map)")
         let offset = try #require(first["offset"]?.intValue, "\(map)")

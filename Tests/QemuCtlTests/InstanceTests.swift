@@ -511,8 +511,9 @@ struct MonitorLocatorTests {
         let python = Process()
         python.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         python.arguments = ["-c", """
-            import json, socket, sys
-            s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(4)
+            import json, os, socket, sys
+            # Bound and listening under another name first: the path appears only once connects work.
+            s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1] + ".new"); s.listen(4); os.rename(sys.argv[1] + ".new", sys.argv[1])
             while True:
                 c, _ = s.accept(); f = c.makefile('rwb', buffering=0)
                 f.write(b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 8}, "package": ""}, "capabilities": []}}\\r\\n')
