@@ -109,13 +109,11 @@ private final class PrivateLibvirtd: @unchecked Sendable {
 @Suite(.timeLimit(.minutes(3)), .offPool) struct RealLibvirtTests {
     @Test func aDomainOfARealLibvirtdIsNamedWithTheVirshHintAndNotAdoptedWithoutForce() async throws {
         let w = try Workspace("lv")
+        defer { w.cleanUp() }  // runs last; also kills any QEMU whose command line names the directory
         // The daemon's user reaches its directory through the test's (root's 0700) one.
         chmod(w.dir.path, 0o711)
         let libvirt = try await PrivateLibvirtd(root: w.dir.file("lv"))
-        defer {
-            libvirt.stop()
-            w.cleanUp()  // also kills any QEMU whose command line names the directory
-        }
+        defer { libvirt.stop() }
         let pid = try await libvirt.create("lvweb")
         let refused = try await w.qemuctl("import", "--pid", String(pid), "--timeout", "60")
         #expect(refused.status == 1)
