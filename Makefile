@@ -17,12 +17,14 @@ FUZZ_SMOKE_SECONDS ?= 60
 # Debian packages the build, the tests and the demo need.
 # ovmf's firmware descriptor is what EFI firmware discovery reads (QEMU's docs/interop/firmware.json);
 # xorriso makes (and the tests read back) cloud-init seed volumes; mmdebstrap and e2fsprogs build
-# the cloud guest; openssh-client logs in to it.
+# the cloud guest; openssh-client logs in to it. libvirt's daemon, QEMU driver and virsh run the real
+# libvirt domains of RealLibvirtTests (a private session-mode libvirtd; no systemd or D-Bus needed).
 APT_PACKAGES := qemu-system-x86 qemu-utils qemu-block-extra libyaml-dev busybox-static cpio kmod pkg-config groff-base ovmf \
-	xorriso mmdebstrap e2fsprogs openssh-client
+	xorriso mmdebstrap e2fsprogs openssh-client libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
 # Files whose presence shows a package is installed (same order as above).
 CHECK_FILES := /usr/bin/qemu-system-x86_64 /usr/bin/qemu-img /usr/lib/x86_64-linux-gnu/qemu/block-rbd.so /usr/include/yaml.h /bin/busybox /usr/bin/cpio /sbin/depmod /usr/bin/pkg-config /usr/bin/groff /usr/share/qemu/firmware/60-edk2-x86_64.json \
-	/usr/bin/xorriso /usr/bin/mmdebstrap /sbin/mkfs.ext4 /usr/bin/ssh
+	/usr/bin/xorriso /usr/bin/mmdebstrap /sbin/mkfs.ext4 /usr/bin/ssh \
+	/usr/sbin/libvirtd /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so /usr/bin/virsh
 
 .PHONY: all deps build guest cloud-guest demo test fuzz fuzz-smoke bench release clean man
 
