@@ -49,6 +49,12 @@ struct OutputShapeTests {
                 let pid = try #require(w.pid("g"))
                 kill(pid, SIGKILL)
                 #expect(await processExits(pid))
+                // The keeper appends QEMU's end to qemu.log just after reaping it: until then get can only
+                // say "stale socket". Both formats are compared once the exit is on record.
+                let log = "\(w.state)/g/qemu.log"
+                for _ in 0..<200 where !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("qemuctl-keeper:") {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
             }
             let json = try await w.qemuctl("get", "-o", "json")
             let yaml = try await w.qemuctl("get", "-o", "yaml")
